@@ -1,0 +1,377 @@
+#include "cli.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <regex>
+#include <set>
+
+#include "clock.hpp"
+#include "ipcbench/registry.hpp"
+#include "peer.hpp"
+#include "protocol.hpp"
+#include "reporter.hpp"
+#include "runner.hpp"
+#include "settings.hpp"
+#include "sysinfo.hpp"
+#include "units.hpp"
+#include "version.hpp"
+
+namespace ipcbench {
+namespace {
+
+// A bad argument: what is wrong and the valid choices, on one line.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// Picks items of a comma list from `valid`, in `valid`'s order; empty text
+// means all of them.
+std::vector<std::string> choose(const std::string& text, const std::vector<std::string>& valid,
+                                const char* what) {
+  if (text.empty()) return valid;
+  std::set<std::string> chosen;
+  for (const std::string& item : split_list(text)) {
+    if (std::find(valid.begin(), valid.end(), item) == valid.end()) {
+      throw UsageError("unknown " + std::string(what) + " '" + item + "' (valid: " + join(valid) +
+                       ")");
+    }
+    chosen.insert(item);
+  }
+  std::vector<std::string> out;
+  for (const auto& v : valid) {
+    if (chosen.count(v)) out.push_back(v);
+  }
+  return out;
+}
+
+struct RunArgs {
+  std::string mechanisms, modes, patterns, sizes, cpus, out, verify = "header";
+  double min_time = 0.2;
+  int repetitions = 1;
+  double timeout = 10;
+  std::vector<std::string> passthrough;
+};
+
+Settings validate(const RunArgs& a, int argc, char** argv) {
+  Settings s;
+  for (int i = 0; i < argc; ++i) s.command_line.emplace_back(argv[i]);
+  s.mechanisms = choose(a.mechanisms, mechanism_names(), "mechanism");
+  s.modes = choose(a.modes, kModes, "mode");
+  s.patterns = choose(a.patterns, kPatterns, "pattern");
+
+  if (a.sizes.empty()) {
+    s.sizes = kDefaultSizes;
+  } else {
+    for (const std::string& item : split_list(a.sizes)) {
+      std::size_t size = 0;
+      try {
+        size = parse_size(item);
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+      }
+      if (size < kHeaderBytes) {
+        throw UsageError("size '" + item + "' is too small: every message carries a " +
+                         std::to_string(kHeaderBytes) + "-byte header (smallest size: " +
+                         std::to_string(kHeaderBytes) + ")");
+      }
+      s.sizes.push_back(size);
+    }
+    std::sort(s.sizes.begin(), s.sizes.end());
+    s.sizes.erase(std::unique(s.sizes.begin(), s.sizes.end()), s.sizes.end());
+  }
+  std::size_t largest_carried = 0;
+  for (const auto& name : s.mechanisms) {
+    largest_carried = std::max(largest_carried, find_mechanism(name)->capabilities().max_message);
+  }
+  for (std::size_t size : s.sizes) {
+    if (size > largest_carried) {
+      throw UsageError("size " + format_size(size) + " is larger than any chosen mechanism can "
+                       "carry (largest: " + std::to_string(largest_carried) + " bytes; see "
+                       "'ipcbench list')");
+    }
+  }
+
+  if (!(a.min_time > 0) || !std::isfinite(a.min_time)) {
+    throw UsageError("--min-time must be a positive number of seconds");
+  }
+  s.min_time = a.min_time;
+  if (a.repetitions < 1) throw UsageError("--repetitions must be at least 1");
+  s.repetitions = a.repetitions;
+  if (!(a.timeout > 0) || !std::isfinite(a.timeout) || a.timeout > 86400) {
+    throw UsageError("--timeout must be a positive number of seconds");
+  }
+  s.timeout = std::chrono::milliseconds(static_cast<long>(std::ceil(a.timeout * 1000)));
+  if (a.verify != "header" && a.verify != "full") {
+    throw UsageError("unknown --verify '" + a.verify + "' (valid: header, full)");
+  }
+  s.verify_full = a.verify == "full";
+
+  const std::vector<int> allowed = allowed_cpus();
+  std::vector<std::string> allowed_text;
+  for (int c : allowed) allowed_text.push_back(std::to_string(c));
+  if (a.cpus.empty()) {
+    if (allowed.empty()) throw UsageError("cannot read this process's CPU affinity");
+    s.runner_cpu = allowed.front();
+    s.peer_cpu = allowed.size() > 1 ? allowed[1] : allowed.front();
+  } else {
+    std::vector<int> cpus;
+    try {
+      cpus = parse_cpu_list(a.cpus);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    if (cpus.size() != 2) {
+      throw UsageError("--cpus takes two CPUs, runner and peer, like 0,1 (they may be equal)");
+    }
+    for (int c : cpus) {
+      if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
+        throw UsageError("CPU " + std::to_string(c) + " does not exist or is not available " +
+                         "(available: " + join(allowed_text, ",") + ")");
+      }
+    }
+    s.runner_cpu = cpus[0];
+    s.peer_cpu = cpus[1];
+  }
+
+  for (const std::string& p : a.passthrough) {
+    if (!p.starts_with("--benchmark_")) {
+      throw UsageError("unexpected argument '" + p +
+                       "' (only Google Benchmark flags, --benchmark_*, may follow --)");
+    }
+  }
+  s.benchmark_args = a.passthrough;
+
+  if (!a.out.empty()) {
+    const std::string why = check_writable(a.out);
+    if (!why.empty()) throw UsageError(why);
+    s.out = a.out;
+  }
+  return s;
+}
+
+// Cases Google Benchmark will run under --benchmark_filter (the same
+// extended-regex search it does), for the progress count.
+std::size_t count_selected(const std::vector<Case>& cases, const std::vector<std::string>& args) {
+  std::string filter;
+  for (const std::string& a : args) {
+    if (a.starts_with("--benchmark_filter=")) filter = a.substr(19);
+  }
+  if (filter.empty() || filter == "all") return cases.size();
+  bool negative = false;
+  if (filter.front() == '-') {
+    negative = true;
+    filter.erase(0, 1);
+  }
+  std::regex re;
+  try {
+    re = std::regex(filter, std::regex::extended | std::regex::nosubs);
+  } catch (const std::regex_error&) {
+    throw UsageError("invalid --benchmark_filter regular expression '" + filter + "'");
+  }
+  std::size_t n = 0;
+  for (const Case& c : cases) {
+    if (std::regex_search(c.name + "/manual_time", re) != negative) ++n;
+  }
+  return n;
+}
+
+// The run's private directory (0700) for sockets and FIFOs; its name carries
+// our pid so a later cleanup can tell whose it is.
+class RunDir {
+ public:
+  RunDir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string base = (tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 40) ? tmp : "/tmp";
+    path_ = base + "/ipcbench." + std::to_string(::getpid()) + ".XXXXXX";
+    if (::mkdtemp(path_.data()) == nullptr) {
+      throw std::system_error(errno, std::generic_category(), "cannot create run directory");
+    }
+  }
+  ~RunDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void on_stop_signal(int sig) { Runner::request_stop(sig); }
+
+int do_run(Settings& settings) {
+  // Google Benchmark parses its own flags; anything it does not know is a
+  // usage error, reported before anything runs.
+  std::vector<std::string> gb_args = {"ipcbench",
+                                      "--benchmark_min_time=" + std::to_string(settings.min_time),
+                                      "--benchmark_repetitions=" +
+                                          std::to_string(settings.repetitions)};
+  gb_args.insert(gb_args.end(), settings.benchmark_args.begin(), settings.benchmark_args.end());
+  std::vector<char*> gb_argv;
+  for (auto& a : gb_args) gb_argv.push_back(a.data());
+  gb_argv.push_back(nullptr);
+  int gb_argc = static_cast<int>(gb_args.size());
+  benchmark::Initialize(&gb_argc, gb_argv.data());
+  if (gb_argc > 1) {
+    throw UsageError("unknown Google Benchmark flag '" + std::string(gb_argv[1]) + "'");
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked call returns EINTR and the case stops
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  const Clock clock = Clock::calibrate();
+  const HostInfo host = read_host_info();
+  RunDir run_dir;
+  Runner runner(settings, clock, run_dir.path());  // starts the watchdog, unpinned
+  pin_current_thread(settings.runner_cpu);
+
+  const std::size_t selected = count_selected(runner.cases(), settings.benchmark_args);
+  Progress progress(selected, ::isatty(STDERR_FILENO) != 0);
+  runner.set_progress(&progress);
+  runner.register_benchmarks();
+  IpcbenchReporter reporter(runner, progress);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  runner.finish();
+
+  const int stop = Runner::stop_signal();
+  const auto failed = reporter.failed();
+  if (!settings.out.empty()) {
+    const bool complete = stop == 0;
+    const nlohmann::json doc = reporter.result(settings, host, clock, complete);
+    write_file_atomically(settings.out, doc.dump(2) + "\n");
+    std::fprintf(stderr, "ipcbench: wrote %s%s\n", settings.out.c_str(),
+                 complete ? "" : " (marked incomplete)");
+  }
+  if (!failed.empty()) {
+    std::fprintf(stderr, "ipcbench: %zu case(s) failed:\n", failed.size());
+    for (const auto& [name, error] : failed) {
+      std::fprintf(stderr, "  %s: %s\n", name.c_str(), error.c_str());
+    }
+  }
+  if (stop != 0) return 128 + stop;
+  return failed.empty() ? kExitOk : kExitCaseFailed;
+}
+
+int do_list(bool json) {
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& m : mechanisms()) {
+      const Capabilities c = m->capabilities();
+      out.push_back({{"name", m->name()},
+                     {"family", m->family()},
+                     {"boundaries", to_string(c.boundaries)},
+                     {"max_message", c.max_message},
+                     {"crosses_hosts", c.crosses_hosts},
+                     {"pollable", c.pollable},
+                     {"lossy", c.lossy}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%-16s %-8s %-10s %12s  %-13s %-8s %s\n", "NAME", "FAMILY", "BOUNDARIES",
+              "MAX_MESSAGE", "CROSSES_HOSTS", "POLLABLE", "LOSSY");
+  for (const auto& m : mechanisms()) {
+    const Capabilities c = m->capabilities();
+    std::printf("%-16s %-8s %-10s %12s  %-13s %-8s %s\n", std::string(m->name()).c_str(),
+                std::string(m->family()).c_str(), std::string(to_string(c.boundaries)).c_str(),
+                format_size(c.max_message).c_str(), c.crosses_hosts ? "yes" : "no",
+                c.pollable ? "yes" : "no", c.lossy ? "yes" : "no");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+  CLI::App app{"ipcbench: latency and throughput of inter-process communication on Linux"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(kSuiteVersion) + " (" + kGitRevision + ")");
+
+  bool list_json = false;
+  CLI::App* list = app.add_subcommand("list", "List the mechanisms and their capabilities");
+  list->add_flag("--json", list_json, "Print as JSON");
+
+  RunArgs r;
+  CLI::App* run = app.add_subcommand("run", "Run benchmark cases and write a report");
+  run->add_option("--mechanisms", r.mechanisms, "Comma list of mechanisms (default: all)");
+  run->add_option("--modes", r.modes, "Comma list of modes: " + join(kModes) + " (default: all)");
+  run->add_option("--patterns", r.patterns,
+                  "Comma list of patterns: " + join(kPatterns) + " (default: all)");
+  run->add_option("--sizes", r.sizes, "Comma list of message sizes, e.g. 64,4KiB,1MiB "
+                                      "(default: 64,1KiB,16KiB,256KiB)");
+  run->add_option("--min-time", r.min_time, "Minimum measured seconds per case")
+      ->capture_default_str();
+  run->add_option("--repetitions", r.repetitions, "Repeat each case N times")
+      ->capture_default_str();
+  run->add_option("--cpus", r.cpus, "Runner and peer CPUs, e.g. 0,1 (default: first two "
+                                    "available; may be equal)");
+  run->add_option("--timeout", r.timeout, "Seconds a case may go without progress")
+      ->capture_default_str();
+  run->add_option("--verify", r.verify, "Payload check: header (every message) or full "
+                                        "(every byte)")
+      ->capture_default_str();
+  run->add_option("--out", r.out, "Write the JSON result file here");
+  run->add_option("benchmark_args", r.passthrough, "Google Benchmark flags, after --");
+
+  PeerOptions peer_options;
+  std::string peer_verify = "header";
+  int timeout_ms = 10'000;
+  CLI::App* peer = app.add_subcommand("peer", "");  // internal: spawned by run
+  peer->group("");
+  peer->add_option("--mechanism", peer_options.mechanism)->required();
+  peer->add_option("--address", peer_options.address)->required();
+  peer->add_option("--cpu", peer_options.cpu);
+  peer->add_option("--max-message", peer_options.max_message)->required();
+  peer->add_option("--verify", peer_verify);
+  peer->add_option("--parent", peer_options.parent);
+  peer->add_option("--timeout-ms", timeout_ms);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "ipcbench: error: %s (see 'ipcbench %s--help')\n", e.what(),
+                 run->parsed() ? "run " : "");
+    return kExitUsage;
+  }
+
+  try {
+    if (list->parsed()) return do_list(list_json);
+    if (peer->parsed()) {
+      peer_options.verify_full = peer_verify == "full";
+      peer_options.timeout = std::chrono::milliseconds(timeout_ms);
+      return run_peer(peer_options);
+    }
+    Settings settings = validate(r, argc, argv);
+    return do_run(settings);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ipcbench: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace ipcbench

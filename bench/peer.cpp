@@ -1,0 +1,131 @@
+#include "peer.hpp"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "ipcbench/errors.hpp"
+#include "ipcbench/registry.hpp"
+#include "protocol.hpp"
+#include "sysinfo.hpp"
+
+namespace ipcbench {
+namespace {
+
+StatsPayload own_stats() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto ns = [](const timeval& tv) {
+    return static_cast<std::uint64_t>(tv.tv_sec) * 1'000'000'000u +
+           static_cast<std::uint64_t>(tv.tv_usec) * 1000u;
+  };
+  return {ns(ru.ru_utime) + ns(ru.ru_stime),
+          static_cast<std::uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
+
+template <typename Payload>
+void send_control(Channel& ch, std::byte* buf, std::uint32_t seq, Kind kind, const Payload& p) {
+  static_assert(kHeaderBytes + sizeof(Payload) <= kControlBytes);
+  write_header(buf, seq, kControlBytes, kind);
+  std::memcpy(buf + kHeaderBytes, &p, sizeof p);
+  ch.send({buf, kControlBytes});
+}
+
+int serve(Channel& ch, const PeerOptions& options) {
+  const std::size_t cap = std::max(options.max_message, kControlBytes);
+  std::vector<std::byte> buf(cap);  // zero-filled: pages are touched now
+  std::vector<std::byte> control(kControlBytes);
+
+  send_control(ch, control.data(), 0, Kind::kHello,
+               HelloPayload{static_cast<std::int32_t>(getpid()), current_cpu()});
+
+  std::uint32_t expected = 1;  // seq 0 is the hello; the runner starts at 1
+  std::uint64_t received = 0;
+  for (;;) {
+    const std::size_t n = ch.receive(buf);
+    if (n < kHeaderBytes) {
+      std::fprintf(stderr, "ipcbench peer: truncated message of %zu bytes\n", n);
+      return kPeerExitVerify;
+    }
+    const MessageHeader h = read_header(buf.data());
+    const Kind kind = kind_of(h);
+    if (h.seq != expected || length_of(h) != n) {
+      std::fprintf(stderr,
+                   "ipcbench peer: %s: expected seq %u, got %u; header length %zu, received %zu\n",
+                   h.seq != expected ? "sequence error" : "length error", expected, h.seq,
+                   length_of(h), n);
+      return kPeerExitVerify;
+    }
+    ++expected;
+    switch (kind) {
+      case Kind::kEcho:
+      case Kind::kSink:
+      case Kind::kSinkAck:
+        if (options.verify_full) {
+          const std::size_t bad = check_pattern({buf.data(), n}, h.seq);
+          if (bad != n) {
+            std::fprintf(stderr, "ipcbench peer: corrupted payload at byte %zu (seq %u)\n", bad,
+                         h.seq);
+            return kPeerExitVerify;
+          }
+        }
+        ++received;
+        if (kind == Kind::kEcho) {
+          ch.send({buf.data(), n});
+        } else if (kind == Kind::kSinkAck) {
+          send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received});
+        }
+        break;
+      case Kind::kStats:
+        received = 0;
+        send_control(ch, control.data(), h.seq, Kind::kStatsReply, own_stats());
+        break;
+      case Kind::kBye:
+        return 0;
+      default:
+        std::fprintf(stderr, "ipcbench peer: unexpected message kind %d (seq %u)\n",
+                     static_cast<int>(kind), h.seq);
+        return kPeerExitVerify;
+    }
+  }
+}
+
+}  // namespace
+
+int run_peer(const PeerOptions& options) {
+  // Normally set between fork and exec by the runner; set again here for a
+  // peer started by hand, then check that the parent did not already die.
+  if (options.parent > 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != options.parent) return kPeerExitRunnerLost;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    if (options.cpu >= 0) pin_current_thread(options.cpu);
+    Mechanism* mech = find_mechanism(options.mechanism);
+    if (mech == nullptr) {
+      std::fprintf(stderr, "ipcbench peer: unknown mechanism '%s'\n", options.mechanism.c_str());
+      return 1;
+    }
+    auto channel = mech->connect(options.address, {.max_message = std::max(options.max_message,
+                                                                            kControlBytes),
+                                                   .timeout = options.timeout});
+    return serve(*channel, options);
+  } catch (const PeerLost&) {
+    return kPeerExitRunnerLost;
+  } catch (const ProtocolError& e) {
+    std::fprintf(stderr, "ipcbench peer: %s\n", e.what());
+    return kPeerExitVerify;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ipcbench peer: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace ipcbench

@@ -1,0 +1,90 @@
+// The harness's wire format: every message starts with a 16-byte header that
+// the receiver checks, so a lost, duplicated, reordered or corrupted message
+// fails the case instead of being counted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+namespace ipcbench {
+
+// Smallest message a run accepts: the header must fit.
+inline constexpr std::size_t kHeaderBytes = 16;
+// Size of control messages (handshake, statistics), independent of the case.
+inline constexpr std::size_t kControlBytes = 64;
+
+// What the receiver of a message must do with it.
+enum class Kind : std::uint8_t {
+  kHello = 1,       // peer -> runner: connected; payload HelloPayload
+  kEcho = 2,        // runner -> peer: send this message back unchanged
+  kSink = 3,        // runner -> peer: verify and drop
+  kSinkAck = 4,     // runner -> peer: verify, then reply kAck
+  kAck = 5,         // peer -> runner: payload AckPayload
+  kStats = 6,       // runner -> peer: reply kStatsReply with resource usage
+  kStatsReply = 7,  // peer -> runner: payload StatsPayload
+  kBye = 8,         // runner -> peer: exit cleanly
+};
+
+// Layout at offset 0 of every message (host byte order: both ends are on
+// hosts of the same kind; a mismatch shows up as a failed check).
+struct MessageHeader {
+  std::uint32_t seq;          // runner's sequence number, +1 per message
+  std::uint32_t length_kind;  // message length (low 28 bits) | kind << 28
+  std::uint64_t stamp;        // send timestamp (async mode); 0 otherwise
+};
+static_assert(sizeof(MessageHeader) == kHeaderBytes);
+
+inline constexpr std::uint32_t kLengthMask = (1u << 28) - 1;
+
+inline void write_header(std::byte* msg, std::uint32_t seq, std::size_t length, Kind kind,
+                         std::uint64_t stamp = 0) noexcept {
+  const MessageHeader h{seq,
+                        static_cast<std::uint32_t>(length) |
+                            (static_cast<std::uint32_t>(kind) << 28),
+                        stamp};
+  std::memcpy(msg, &h, sizeof h);
+}
+
+inline MessageHeader read_header(const std::byte* msg) noexcept {
+  MessageHeader h;
+  std::memcpy(&h, msg, sizeof h);
+  return h;
+}
+
+inline Kind kind_of(const MessageHeader& h) noexcept { return static_cast<Kind>(h.length_kind >> 28); }
+inline std::size_t length_of(const MessageHeader& h) noexcept { return h.length_kind & kLengthMask; }
+
+struct HelloPayload {
+  std::int32_t pid;
+  std::int32_t cpu;  // CPU the peer runs on, read back after pinning
+};
+
+struct StatsPayload {
+  std::uint64_t cpu_ns;              // user + system CPU time of the peer
+  std::uint64_t context_switches;    // voluntary + involuntary
+};
+
+struct AckPayload {
+  std::uint64_t received;  // data messages received since the last kStats
+};
+
+// Payload pattern for --verify full: every byte after the header depends on
+// the sequence number and its offset, so a stale or shifted buffer fails.
+inline std::byte pattern_byte(std::uint32_t seq, std::size_t offset) noexcept {
+  return static_cast<std::byte>((seq * 131u + static_cast<std::uint32_t>(offset) * 7u) >> 3);
+}
+
+void fill_pattern(std::span<std::byte> msg, std::uint32_t seq) noexcept;
+// Returns the offset of the first wrong byte, or msg.size() when all match.
+std::size_t check_pattern(std::span<const std::byte> msg, std::uint32_t seq) noexcept;
+
+// Checks a received data message; returns an empty string when it is the
+// expected one, else what is wrong.
+std::string check_message(std::span<const std::byte> msg, std::size_t received,
+                          std::uint32_t expected_seq, std::size_t expected_size,
+                          Kind expected_kind, bool full);
+
+}  // namespace ipcbench

@@ -1,0 +1,339 @@
+#include "reporter.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <set>
+#include <system_error>
+
+#include "units.hpp"
+#include "version.hpp"
+
+namespace ipcbench {
+namespace {
+
+// Counters the console shows; the JSON gets all of them.
+const std::set<std::string> kConsoleLatency = {"p50_ns", "p99_ns", "max_ns"};
+const std::set<std::string> kConsoleThroughput = {"items_per_second", "bytes_per_second"};
+// Counters that are counts or ns values: integers in the JSON of a single run.
+const std::set<std::string> kIntegerFields = {"messages", "messages_lost", "samples", "min_ns",
+                                              "p50_ns",   "p90_ns",        "p99_ns",  "p999_ns",
+                                              "p9999_ns", "max_ns"};
+
+nlohmann::json spectrum(const Histogram& h) {
+  nlohmann::json out = nlohmann::json::array();
+  for (double p : kSpectrumPercentiles) {
+    out.push_back({{"percentile", p}, {"value_ns", h.value_at_percentile(p)}});
+  }
+  return out;
+}
+
+std::string directory_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string fmt_ns(double ns) {
+  char buf[32];
+  if (ns >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
+  } else if (ns >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f ns", ns);
+  }
+  return buf;
+}
+
+std::string fmt_rate(double per_second, const char* unit) {
+  char buf[48];
+  if (per_second >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.2f G%s/s", per_second / 1e9, unit);
+  } else if (per_second >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2f M%s/s", per_second / 1e6, unit);
+  } else if (per_second >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.2f k%s/s", per_second / 1e3, unit);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f %s/s", per_second, unit);
+  }
+  return buf;
+}
+
+}  // namespace
+
+IpcbenchReporter::IpcbenchReporter(Runner& runner, Progress& progress)
+    : runner_(runner), progress_(progress), console_(benchmark::ConsoleReporter::OO_Tabular) {
+  json_.SetOutputStream(&json_text_);
+  json_.SetErrorStream(&std::cerr);
+}
+
+bool IpcbenchReporter::ReportContext(const Context& context) {
+  progress_.clear();
+  console_.ReportContext(context);
+  json_.ReportContext(context);
+  progress_.redraw();
+  return true;
+}
+
+void IpcbenchReporter::ReportRuns(const std::vector<Run>& runs) {
+  if (runs.empty()) return;
+  const int case_index = runner_.find_case(runs.front().run_name.function_name);
+  std::vector<Run> for_json = runs;
+  std::vector<std::int64_t> batch_trials;
+  for (Run& run : for_json) {
+    Row row;
+    row.case_index = case_index;
+    row.aggregate = run.run_type == Run::RT_Aggregate;
+    auto trial = run.counters.find("trial");
+    if (trial != run.counters.end()) {
+      if (!row.aggregate) {
+        row.trial = static_cast<std::int64_t>(trial->second.value);
+        batch_trials.push_back(row.trial);
+      }
+      run.counters.erase(trial);
+    }
+    // NOTE: Google Benchmark writes NaN/Infinity (e.g. the cv of a counter
+    // whose mean is 0), which is not JSON. Such an aggregate is undefined, so
+    // it is left out rather than written as a made-up number.
+    for (auto it = run.counters.begin(); it != run.counters.end();) {
+      it = std::isfinite(it->second.value) ? std::next(it) : run.counters.erase(it);
+    }
+    rows_.push_back(std::move(row));
+  }
+  // Aggregate rows merge the histograms of the case's reported trials.
+  if (case_index >= 0) {
+    std::vector<std::int64_t> reported;
+    for (const Row& r : rows_) {
+      if (r.case_index == case_index && r.trial >= 0) reported.push_back(r.trial);
+    }
+    if (reported.empty()) {  // only aggregates were reported: use every trial
+      for (const auto& [id, t] : runner_.trials()) {
+        if (t.case_index == static_cast<std::size_t>(case_index)) reported.push_back(id);
+      }
+    }
+    for (std::size_t i = rows_.size() - for_json.size(); i < rows_.size(); ++i) {
+      if (rows_[i].aggregate) rows_[i].merged = reported;
+    }
+  }
+  json_.ReportRuns(for_json);
+  print_console(runs, case_index);
+}
+
+void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_index) {
+  progress_.clear();
+  const Case* c = case_index >= 0 ? &runner_.cases()[static_cast<std::size_t>(case_index)] : nullptr;
+  const bool latency = c != nullptr && c->pattern == "latency";
+  std::vector<Run> shown;
+  for (const Run& run : runs) {
+    if (c != nullptr && !c->skip_reason.empty()) {
+      std::cout << run.benchmark_name() << "  SKIPPED: " << c->skip_reason << "\n";
+      continue;
+    }
+    Run copy = run;
+    const auto& keep = latency ? kConsoleLatency : kConsoleThroughput;
+    for (auto it = copy.counters.begin(); it != copy.counters.end();) {
+      if (keep.count(it->first) == 0) {
+        it = copy.counters.erase(it);
+      } else {
+        if (it->first.ends_with("_per_second")) {
+          it->second.flags = benchmark::Counter::kIsRate;  // display only: adds "/s"
+        }
+        ++it;
+      }
+    }
+    shown.push_back(std::move(copy));
+  }
+  if (!shown.empty()) console_.ReportRuns(shown);
+  std::cout.flush();
+
+  // Progress counts a case once, on its first batch of rows.
+  if (!finished_.insert(case_index).second) {
+    progress_.redraw();
+    return;
+  }
+  std::string outcome;
+  const Run& last = runs.back();
+  if (c != nullptr && !c->skip_reason.empty()) {
+    outcome = "skipped: " + c->skip_reason;
+  } else if (last.error_occurred) {
+    outcome = "FAILED: " + last.error_message;
+  } else if (latency) {
+    auto p50 = last.counters.find("p50_ns");
+    auto p99 = last.counters.find("p99_ns");
+    outcome = "p50 " + fmt_ns(p50 != last.counters.end() ? p50->second.value : 0) + ", p99 " +
+              fmt_ns(p99 != last.counters.end() ? p99->second.value : 0);
+  } else {
+    auto mps = last.counters.find("items_per_second");
+    auto bps = last.counters.find("bytes_per_second");
+    outcome = fmt_rate(mps != last.counters.end() ? mps->second.value : 0, "msg") + ", " +
+              fmt_rate(bps != last.counters.end() ? bps->second.value : 0, "B");
+  }
+  ++reported_cases_;
+  progress_.finish_case(c != nullptr ? c->name : runs.front().benchmark_name(), outcome);
+}
+
+void IpcbenchReporter::Finalize() {
+  json_.Finalize();
+  progress_.clear();
+}
+
+std::vector<std::pair<std::string, std::string>> IpcbenchReporter::failed() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::set<int> seen;
+  for (const Row& r : rows_) {
+    if (r.case_index < 0 || !seen.insert(r.case_index).second) continue;
+    const Case& c = runner_.cases()[static_cast<std::size_t>(r.case_index)];
+    if (c.skip_reason.empty() && !c.error.empty()) {
+      out.emplace_back(c.name + "/manual_time", c.error);
+    }
+  }
+  return out;
+}
+
+nlohmann::json IpcbenchReporter::result(const Settings& settings, const HostInfo& host,
+                                        const Clock& clock, bool complete) const {
+  nlohmann::json doc = nlohmann::json::parse(json_text_.str());
+  nlohmann::json& benchmarks = doc["benchmarks"];
+  for (std::size_t i = 0; i < benchmarks.size() && i < rows_.size(); ++i) {
+    nlohmann::json& b = benchmarks[i];
+    const Row& row = rows_[i];
+    if (row.case_index < 0) continue;
+    const Case& c = runner_.cases()[static_cast<std::size_t>(row.case_index)];
+    b["mechanism"] = std::string(c.mechanism->name());
+    b["mode"] = c.mode;
+    b["pattern"] = c.pattern;
+    b["message_size"] = c.size;
+    b["placement"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? "unknown"
+                     : c.runner_cpu == c.peer_cpu        ? "same-cpu"
+                                                         : "cross-cpu";
+    b["cpus"] = c.runner_cpu < 0 ? nlohmann::json::array()
+                                 : nlohmann::json::array({c.runner_cpu, c.peer_cpu});
+    if (!c.skip_reason.empty()) {
+      b.erase("error_occurred");
+      b.erase("error_message");
+      b["skipped"] = true;
+      b["skip_message"] = c.skip_reason;
+      continue;
+    }
+    if (!row.aggregate) {
+      for (const std::string& key : kIntegerFields) {
+        if (b.contains(key) && b[key].is_number()) {
+          b[key] = static_cast<std::uint64_t>(std::llround(b[key].get<double>()));
+        }
+      }
+    }
+    if (c.pattern != "latency") continue;
+    const auto& trials = runner_.trials();
+    if (row.trial >= 0) {
+      auto t = trials.find(row.trial);
+      if (t != trials.end() && t->second.histogram) b["histogram"] = spectrum(*t->second.histogram);
+    } else if (row.aggregate && !row.merged.empty()) {
+      std::optional<Histogram> merged;
+      for (std::int64_t id : row.merged) {
+        auto t = trials.find(id);
+        if (t == trials.end() || !t->second.histogram) continue;
+        if (!merged) {
+          merged = *t->second.histogram;
+        } else {
+          merged->merge(*t->second.histogram);
+        }
+      }
+      if (merged) {
+        // The spectrum of all repetitions' samples together: percentiles of
+        // the merged histogram, not an average of per-repetition percentiles.
+        b["histogram"] = spectrum(*merged);
+        b["histogram_samples"] = merged->count();
+      }
+    }
+  }
+
+  nlohmann::json failed_list = nlohmann::json::array();
+  for (const auto& [name, error] : failed()) failed_list.push_back({{"name", name}, {"error", error}});
+  std::vector<std::string> sizes;
+  for (std::size_t s : settings.sizes) sizes.push_back(format_size(s));
+  doc["ipcbench"] = {
+      {"schema_version", kSchemaVersion},
+      {"suite_version", kSuiteVersion},
+      {"git_revision", kGitRevision},
+      {"complete", complete},
+      {"host",
+       {{"hostname", host.hostname},
+        {"cpu_model", host.cpu_model},
+        {"cpus_online", host.cpus_online},
+        {"cpus_allowed", host.cpus_allowed},
+        {"kernel", host.kernel},
+        {"hypervisor", host.hypervisor.empty() ? nlohmann::json(nullptr)
+                                               : nlohmann::json(host.hypervisor)},
+        {"governor", host.governor.empty() ? nlohmann::json(nullptr)
+                                           : nlohmann::json(host.governor)}}},
+      {"clock", {{"source", clock.source()}, {"ticks_per_ns", clock.ticks_per_ns()}}},
+      {"configuration",
+       {{"mechanisms", settings.mechanisms},
+        {"modes", settings.modes},
+        {"patterns", settings.patterns},
+        {"sizes", settings.sizes},
+        {"min_time_s", settings.min_time},
+        {"repetitions", settings.repetitions},
+        {"cpus", {settings.runner_cpu, settings.peer_cpu}},
+        {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
+        {"verify", settings.verify_full ? "full" : "header"},
+        {"benchmark_args", settings.benchmark_args},
+        {"command_line", settings.command_line}}},
+      {"failed", failed_list},
+  };
+  return doc;
+}
+
+std::string check_writable(const std::string& path) {
+  if (path.empty()) return "output path is empty";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return "output path '" + path + "' is a directory";
+  }
+  std::string probe = directory_of(path) + "/.ipcbench-probe-XXXXXX";
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0) {
+    return "cannot write output file '" + path + "': " + std::strerror(errno);
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return {};
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot create " + tmp);
+  ::fchmod(fd, 0644);
+  std::size_t off = 0;
+  while (off < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw std::system_error(e, std::generic_category(), "cannot write " + tmp);
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw std::system_error(e, std::generic_category(), "cannot write " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw std::system_error(e, std::generic_category(), "cannot rename " + tmp + " to " + path);
+  }
+}
+
+}  // namespace ipcbench

@@ -1,0 +1,70 @@
+// The suite's reporter: Google Benchmark's console table and JSON, plus what
+// the suite adds (case metadata, percentile spectra, skipped cases, the
+// top-level "ipcbench" object), written atomically.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "clock.hpp"
+#include "progress.hpp"
+#include "runner.hpp"
+#include "settings.hpp"
+#include "sysinfo.hpp"
+
+namespace ipcbench {
+
+inline constexpr int kSchemaVersion = 1;
+
+class IpcbenchReporter : public benchmark::BenchmarkReporter {
+ public:
+  IpcbenchReporter(Runner& runner, Progress& progress);
+
+  bool ReportContext(const Context& context) override;
+  void ReportRuns(const std::vector<Run>& runs) override;
+  void Finalize() override;
+
+  // The complete result document. `complete`: every case ran (measured,
+  // skipped or failed) and the run was not interrupted.
+  nlohmann::json result(const Settings& settings, const HostInfo& host, const Clock& clock,
+                        bool complete) const;
+
+  // Names and errors of failed cases.
+  std::vector<std::pair<std::string, std::string>> failed() const;
+  std::size_t reported_cases() const { return reported_cases_; }
+
+ private:
+  // Where each JSON row came from, in the order JSONReporter wrote them.
+  struct Row {
+    int case_index = -1;
+    std::int64_t trial = -1;        // iteration rows
+    std::vector<std::int64_t> merged;  // aggregate rows: the trials of the case
+    bool aggregate = false;
+  };
+
+  void print_console(const std::vector<Run>& runs, int case_index);
+
+  Runner& runner_;
+  Progress& progress_;
+  benchmark::ConsoleReporter console_;
+  benchmark::JSONReporter json_;
+  std::ostringstream json_text_;
+  std::vector<Row> rows_;
+  std::size_t reported_cases_ = 0;
+  std::set<int> finished_;  // cases whose progress line was printed
+};
+
+// Writes `text` to `path` through a temporary file in the same directory and
+// a rename, so a reader never sees a partial file. Throws std::system_error.
+void write_file_atomically(const std::string& path, const std::string& text);
+
+// Checks before the run that `path` can be written (creates and removes a
+// temporary file beside it). Returns an empty string or the reason.
+std::string check_writable(const std::string& path);
+
+}  // namespace ipcbench

@@ -1,0 +1,210 @@
+#include "runner.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#include "ipcbench/errors.hpp"
+#include "ipcbench/posix/retry.hpp"
+#include "ipcbench/registry.hpp"
+#include "protocol.hpp"
+#include "sysinfo.hpp"
+
+namespace ipcbench {
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+// Object-name stem of a case. (Built with append: GCC 12 warns falsely on
+// "literal" + std::string here.)
+static std::string case_tag(std::size_t index) {
+  std::string tag("case");
+  tag.append(std::to_string(index));
+  return tag;
+}
+
+void Runner::request_stop(int signal) noexcept {
+  g_stop_signal.store(signal);
+  posix::request_interrupt("interrupted by a signal");
+}
+
+int Runner::stop_signal() noexcept { return g_stop_signal.load(); }
+
+Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir)
+    : settings_(settings),
+      clock_(clock),
+      run_dir_(std::move(run_dir)),
+      executable_(self_executable()),
+      watchdog_(settings.timeout),
+      histogram_(make_latency_histogram()) {
+  for (const std::string& mech_name : settings.mechanisms) {
+    Mechanism* mech = find_mechanism(mech_name);
+    const Capabilities caps = mech->capabilities();
+    for (const std::string& mode : settings.modes) {
+      for (const std::string& pattern : settings.patterns) {
+        for (std::size_t size : settings.sizes) {
+          Case c;
+          c.mechanism = mech;
+          c.mode = mode;
+          c.pattern = pattern;
+          c.size = size;
+          c.name = mech_name + "/" + mode + "/" + pattern + "/" + std::to_string(size);
+          if (size > caps.max_message) {
+            c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
+                            "'s limit of " + std::to_string(caps.max_message) + " bytes";
+          }
+          cases_.push_back(std::move(c));
+        }
+      }
+    }
+  }
+  std::size_t largest = kControlBytes;
+  for (const Case& c : cases_) {
+    if (c.skip_reason.empty()) largest = std::max(largest, c.size);
+  }
+  // Allocated and touched once, so no case pays for page faults.
+  send_buffer_.assign(largest, std::byte{0x5a});
+  receive_buffer_.assign(largest, std::byte{0});
+}
+
+Runner::~Runner() { finish(); }
+
+void Runner::register_benchmarks() {
+  for (std::size_t i = 0; i < cases_.size(); ++i) {
+    benchmark::RegisterBenchmark(cases_[i].name.c_str(),
+                                 [this, i](benchmark::State& state) { run_case(state, i); })
+        ->UseManualTime()
+        ->Unit(benchmark::kNanosecond);
+  }
+}
+
+int Runner::find_case(const std::string& name) const {
+  for (std::size_t i = 0; i < cases_.size(); ++i) {
+    if (cases_[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void Runner::finish() {
+  session_.reset();
+  session_case_ = static_cast<std::size_t>(-1);
+}
+
+void Runner::start_session(std::size_t index) {
+  session_.reset();  // the previous case's peer goes first
+  session_case_ = static_cast<std::size_t>(-1);
+  Case& c = cases_[index];
+  if (progress_ != nullptr) progress_->start_case(c.name);
+  SessionConfig config{.mechanism = c.mechanism,
+                       .run_dir = run_dir_,
+                       .tag = case_tag(index),
+                       .max_message = c.size,
+                       .peer_cpu = settings_.peer_cpu,
+                       .verify_full = settings_.verify_full,
+                       .executable = executable_};
+  session_ = std::make_unique<PeerSession>(config, watchdog_);
+  session_case_ = index;
+  c.runner_cpu = current_cpu();
+  c.peer_cpu = session_->peer_cpu();
+  // Warm-up under the watchdog too: a peer can hang here as well.
+  PatternContext ctx{*session_, clock_, histogram_, watchdog_.progress(),
+                     send_buffer_, receive_buffer_, c.size, settings_.verify_full};
+  watchdog_.arm(session_->peer_pid(), session_->peer_pidfd());
+  try {
+    warm_up(ctx, std::chrono::milliseconds(50), 2000);
+  } catch (...) {
+    watchdog_.disarm();
+    throw;
+  }
+  watchdog_.disarm();
+}
+
+void Runner::run_case(benchmark::State& state, std::size_t index) {
+  Case& c = cases_[index];
+  if (!c.skip_reason.empty()) {
+    state.SkipWithError(c.skip_reason.c_str());
+    return;
+  }
+  if (stop_signal() != 0) {
+    if (c.error.empty()) c.error = "not run: the run was interrupted";
+    state.SkipWithError(c.error.c_str());
+    return;
+  }
+  if (!c.error.empty()) {  // an earlier repetition failed; do not retry
+    state.SkipWithError(c.error.c_str());
+    return;
+  }
+  try {
+    if (session_case_ != index) start_session(index);
+    PatternContext ctx{*session_, clock_, histogram_, watchdog_.progress(),
+                       send_buffer_, receive_buffer_, c.size, settings_.verify_full};
+    watchdog_.arm(session_->peer_pid(), session_->peer_pidfd());
+    TrialResult r;
+    try {
+      r = c.pattern == "latency" ? run_latency_trial(state, ctx) : run_throughput_trial(state, ctx);
+    } catch (...) {
+      watchdog_.disarm();
+      throw;
+    }
+    watchdog_.disarm();
+
+    const double msgs = static_cast<double>(std::max<std::uint64_t>(r.messages, 1));
+    const double secs = r.seconds > 0 ? r.seconds : 1e-9;
+    // Rates are computed here from the timed span: Google Benchmark's kIsRate
+    // would divide by the runner's CPU time, which is not what we measure.
+    const double bytes_per_msg =
+        static_cast<double>(c.size) * (c.pattern == "latency" ? 2.0 : 1.0);
+    auto& k = state.counters;
+    k["messages"] = static_cast<double>(r.messages);
+    k["messages_lost"] = static_cast<double>(r.messages_lost);
+    k["items_per_second"] = static_cast<double>(r.messages) / secs;
+    k["bytes_per_second"] = static_cast<double>(r.messages) * bytes_per_msg / secs;
+    k["runner_cpu_ns_per_msg"] = static_cast<double>(r.runner_cpu_ns) / msgs;
+    k["peer_cpu_ns_per_msg"] = static_cast<double>(r.peer_cpu_ns) / msgs;
+    k["runner_ctx_switches_per_msg"] = static_cast<double>(r.runner_context_switches) / msgs;
+    k["peer_ctx_switches_per_msg"] = static_cast<double>(r.peer_context_switches) / msgs;
+
+    Trial trial{index, r, std::nullopt};
+    if (c.pattern == "latency") {
+      const Histogram& h = histogram_;
+      k["samples"] = static_cast<double>(h.count());
+      k["min_ns"] = static_cast<double>(h.min());
+      k["p50_ns"] = static_cast<double>(h.value_at_percentile(50));
+      k["p90_ns"] = static_cast<double>(h.value_at_percentile(90));
+      k["p99_ns"] = static_cast<double>(h.value_at_percentile(99));
+      k["p999_ns"] = static_cast<double>(h.value_at_percentile(99.9));
+      k["p9999_ns"] = static_cast<double>(h.value_at_percentile(99.99));
+      k["max_ns"] = static_cast<double>(h.max());
+      k["mean_ns"] = h.mean();
+      k["stddev_ns"] = h.stddev();
+      trial.histogram = histogram_;
+    }
+    const std::int64_t id = next_trial_++;
+    k["trial"] = static_cast<double>(id);  // removed again by the reporter
+    trials_.emplace(id, std::move(trial));
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (session_ && session_case_ == index) {
+      const std::string epitaph = session_->peer_epitaph();
+      if (epitaph != "peer is still running") msg += " (" + epitaph + ")";
+    }
+    c.error = msg;
+    session_.reset();
+    session_case_ = static_cast<std::size_t>(-1);
+    state.SkipWithError(c.error.c_str());
+  }
+}
+
+}  // namespace ipcbench

@@ -1,0 +1,99 @@
+// The runner: turns the settings into cases (mechanism x mode x pattern x
+// size), registers each with Google Benchmark, and runs each case against a
+// peer process. The harness never names a mechanism: it loops over the
+// registry.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "clock.hpp"
+#include "histogram.hpp"
+#include "ipcbench/mechanism.hpp"
+#include "patterns.hpp"
+#include "progress.hpp"
+#include "session.hpp"
+#include "settings.hpp"
+#include "watchdog.hpp"
+
+namespace ipcbench {
+
+struct Case {
+  Mechanism* mechanism = nullptr;
+  std::string mode;
+  std::string pattern;
+  std::size_t size = 0;
+  std::string name;         // <mechanism>/<mode>/<pattern>/<size>
+  std::string skip_reason;  // non-empty: never run, reported as skipped
+  std::string error;        // set when the case failed
+  int runner_cpu = -1;      // read back after pinning
+  int peer_cpu = -1;        // reported by the peer
+};
+
+// What one Google Benchmark trial of a case produced.
+struct Trial {
+  std::size_t case_index = 0;
+  TrialResult result;
+  std::optional<Histogram> histogram;  // latency cases only
+};
+
+class Runner {
+ public:
+  Runner(const Settings& settings, const Clock& clock, std::string run_dir);
+  ~Runner();
+
+  // Registers every case with Google Benchmark (skipped ones too, so that
+  // they appear in the report with their reason).
+  void register_benchmarks();
+
+  // Ends the current case's session (called once Google Benchmark is done).
+  void finish();
+
+  void set_progress(Progress* progress) { progress_ = progress; }
+
+  std::vector<Case>& cases() { return cases_; }
+  // Trials by id; each reported run carries its trial id (see reporter).
+  std::map<std::int64_t, Trial>& trials() { return trials_; }
+
+  // Index of the case registered as `name`, or -1.
+  int find_case(const std::string& name) const;
+
+  // Set from the SIGINT/SIGTERM handler: remaining cases are not run.
+  static void request_stop(int signal) noexcept;
+  static int stop_signal() noexcept;
+
+ private:
+  void run_case(benchmark::State& state, std::size_t index);
+  void start_session(std::size_t index);
+
+  const Settings& settings_;
+  const Clock& clock_;
+  std::string run_dir_;
+  std::string executable_;
+  std::vector<Case> cases_;
+  std::map<std::int64_t, Trial> trials_;
+  std::int64_t next_trial_ = 1;
+  Progress* progress_ = nullptr;
+
+  Watchdog watchdog_;
+  std::unique_ptr<PeerSession> session_;
+  std::size_t session_case_ = static_cast<std::size_t>(-1);
+  Histogram histogram_;
+  std::vector<std::byte> send_buffer_;
+  std::vector<std::byte> receive_buffer_;
+};
+
+// Percentiles of the spectrum written for each latency case (the "histogram"
+// field); reports draw percentile curves from it.
+inline constexpr double kSpectrumPercentiles[] = {
+    0,    10,   20,    25,    30,    40,     50,     60,     70,   75, 80, 85, 90,
+    92.5, 95,   96.25, 97.5,  98,    98.5,   99,     99.25,  99.5, 99.75,
+    99.9, 99.95, 99.99, 99.995, 99.999, 100};
+
+}  // namespace ipcbench

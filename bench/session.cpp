@@ -1,0 +1,210 @@
+#include "session.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "ipcbench/errors.hpp"
+#include "ipcbench/posix/retry.hpp"
+#include "peer.hpp"
+#include "watchdog.hpp"
+
+namespace ipcbench {
+namespace {
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// Receives one control message of `kind` answering `seq`.
+void receive_control(Channel& ch, std::vector<std::byte>& buf, std::uint32_t seq, Kind kind) {
+  const std::size_t n = ch.receive(buf);
+  const std::string bad = check_message({buf.data(), n}, n, seq, kControlBytes, kind, false);
+  if (!bad.empty()) throw ProtocolError("control reply: " + bad);
+}
+
+}  // namespace
+
+PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
+    : control_(std::max(config.max_message, kControlBytes)) {
+  const std::size_t max_message = std::max(config.max_message, kControlBytes);
+  endpoint_ = config.mechanism->listen(
+      {.run_dir = config.run_dir, .tag = config.tag, .max_message = max_message});
+  spawn(config, endpoint_->address(), endpoint_->inherited_fds());
+  watchdog.arm(pid_, pidfd_.get());
+  try {
+    channel_ = endpoint_->accept(watchdog.timeout());
+    const std::size_t n = channel_->receive(control_);
+    const std::string bad = check_message({control_.data(), n}, n, 0, kControlBytes,
+                                          Kind::kHello, false);
+    if (!bad.empty()) throw ProtocolError("peer hello: " + bad);
+    HelloPayload hello;
+    std::memcpy(&hello, control_.data() + kHeaderBytes, sizeof hello);
+    if (hello.pid != pid_) throw ProtocolError("peer hello from an unexpected process");
+    peer_cpu_ = hello.cpu;
+  } catch (const std::exception& e) {
+    watchdog.disarm();
+    // The destructor will not run: reap the peer here, and say how it ended.
+    const std::string why = std::string(e.what()) + " (" + kill_and_describe() + ")";
+    channel_.reset();
+    endpoint_.reset();
+    throw PeerLost(why);
+  }
+  watchdog.disarm();
+}
+
+std::string PeerSession::kill_and_describe() noexcept {
+  // Give a peer that is failing on its own a moment to finish its last words.
+  if (!wait_exit(std::chrono::milliseconds(200))) ::kill(pid_, SIGKILL);
+  try {
+    return peer_epitaph();
+  } catch (...) {
+    return "peer ended";
+  }
+}
+
+void PeerSession::spawn(const SessionConfig& config, const std::string& address,
+                        const std::vector<int>& inherited) {
+  // Everything the child needs is prepared before fork: after fork only
+  // async-signal-safe calls are allowed (we may have other threads).
+  const pid_t parent = ::getpid();
+  std::vector<std::string> args = {config.executable,
+                                   "peer",
+                                   "--mechanism",
+                                   std::string(config.mechanism->name()),
+                                   "--address",
+                                   address,
+                                   "--cpu",
+                                   std::to_string(config.peer_cpu),
+                                   "--max-message",
+                                   std::to_string(std::max(config.max_message, kControlBytes)),
+                                   "--verify",
+                                   config.verify_full ? "full" : "header",
+                                   "--parent",
+                                   std::to_string(parent)};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) posix::throw_errno("cannot create pipe for peer stderr");
+  posix::Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) posix::throw_errno("cannot fork the peer process");
+  if (pid == 0) {
+    // Child. Die with the thread that spawned us (it stays alive for the
+    // whole run); if the parent is already gone, give up at once.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(kPeerExitRunnerLost);
+    // Own process group: a terminal's Ctrl-C reaches only the runner, which
+    // then tears the case down in order.
+    ::setpgid(0, 0);
+    ::dup2(err_write.get(), STDERR_FILENO);
+    for (int fd : inherited) ::fcntl(fd, F_SETFD, 0);  // keep across exec
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  pid_ = pid;
+  pidfd_ = posix::Fd(pidfd_open(pid));
+  if (!pidfd_) {
+    const int e = errno;
+    ::kill(pid, SIGKILL);
+    wait_exit(std::chrono::milliseconds(1000));
+    posix::throw_errno(e, "pidfd_open failed for the peer");
+  }
+  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+  stderr_ = std::move(err_read);
+}
+
+StatsPayload PeerSession::peer_stats() {
+  const std::uint32_t seq = next_seq++;
+  write_header(control_.data(), seq, kControlBytes, Kind::kStats);
+  channel_->send({control_.data(), kControlBytes});
+  receive_control(*channel_, control_, seq, Kind::kStatsReply);
+  StatsPayload s;
+  std::memcpy(&s, control_.data() + kHeaderBytes, sizeof s);
+  return s;
+}
+
+bool PeerSession::wait_exit(std::chrono::milliseconds timeout) noexcept {
+  if (reaped_) return true;
+  if (pidfd_) {
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (r > 0) break;
+      if (r < 0 && errno != EINTR) break;
+    }
+  }
+  const pid_t r = ::waitpid(pid_, &wait_status_, pidfd_ ? WNOHANG : 0);
+  if (r == pid_) reaped_ = true;
+  return reaped_;
+}
+
+std::string PeerSession::read_peer_stderr() noexcept {
+  std::string text;
+  if (!stderr_) return text;
+  char buf[1024];
+  for (;;) {
+    const ssize_t n = ::read(stderr_.get(), buf, sizeof buf);
+    if (n <= 0 || text.size() > 4096) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+std::string PeerSession::peer_epitaph() {
+  if (pid_ < 0) return "peer was never started";
+  if (!wait_exit(std::chrono::milliseconds(500))) return "peer is still running";
+  std::string what;
+  if (WIFEXITED(wait_status_)) {
+    what = "peer exited with status " + std::to_string(WEXITSTATUS(wait_status_));
+  } else if (WIFSIGNALED(wait_status_)) {
+    const int sig = WTERMSIG(wait_status_);
+    what = "peer was killed by signal " + std::to_string(sig) + " (" + ::strsignal(sig) + ")";
+  } else {
+    what = "peer ended";
+  }
+  const std::string err = read_peer_stderr();
+  if (!err.empty()) what += ": " + err;
+  return what;
+}
+
+PeerSession::~PeerSession() {
+  if (pid_ > 0 && !reaped_) {
+    // A clean goodbye first; on any failure fall through to SIGKILL.
+    try {
+      if (channel_) {
+        write_header(control_.data(), next_seq++, kControlBytes, Kind::kBye);
+        channel_->send({control_.data(), kControlBytes});
+      }
+    } catch (...) {
+    }
+    if (!wait_exit(std::chrono::milliseconds(channel_ ? 2000 : 0))) {
+      ::kill(pid_, SIGKILL);
+      wait_exit(std::chrono::milliseconds(5000));
+      if (!reaped_) {
+        ::waitpid(pid_, &wait_status_, 0);  // SIGKILL cannot be ignored
+        reaped_ = true;
+      }
+    }
+  }
+  channel_.reset();
+  endpoint_.reset();
+}
+
+}  // namespace ipcbench

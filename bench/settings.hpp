@@ -1,0 +1,32 @@
+// The run's configuration, parsed and validated by the CLI before anything
+// runs (cli.cpp), consumed by the runner and written into the result file.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace ipcbench {
+
+inline const std::vector<std::string> kModes = {"sync"};
+inline const std::vector<std::string> kPatterns = {"latency", "throughput"};
+inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
+
+struct Settings {
+  std::vector<std::string> mechanisms;  // registry names, in registry order
+  std::vector<std::string> modes;
+  std::vector<std::string> patterns;
+  std::vector<std::size_t> sizes;       // bytes, ascending
+  double min_time = 0.5;                // seconds per case (Google Benchmark's min time)
+  int repetitions = 1;
+  int runner_cpu = -1;                  // pinned CPUs, read back after pinning
+  int peer_cpu = -1;
+  std::chrono::milliseconds timeout{10'000};
+  bool verify_full = false;
+  std::string out;                      // result file; empty: none
+  std::vector<std::string> benchmark_args;  // passed to Google Benchmark
+  std::vector<std::string> command_line;    // as given, for the record
+};
+
+}  // namespace ipcbench

@@ -1,0 +1,111 @@
+#include "watchdog.hpp"
+
+#include <poll.h>
+#include <signal.h>
+
+#include <cstring>
+
+#include "ipcbench/posix/retry.hpp"
+
+namespace ipcbench {
+namespace {
+
+// Rare enough not to disturb the measured CPUs, frequent enough that a dead
+// peer fails its case promptly.
+constexpr auto kTick = std::chrono::milliseconds(50);
+
+void on_wakeup(int) {}
+
+bool process_exited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+}  // namespace
+
+void install_wakeup_handler() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_wakeup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: blocking calls must return EINTR
+  sigaction(SIGUSR1, &sa, nullptr);
+}
+
+Watchdog::Watchdog(std::chrono::milliseconds timeout) : timeout_(timeout) {
+  install_wakeup_handler();
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  thread_ = std::thread([this] { loop(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Watchdog::arm(pid_t pid, int pidfd) {
+  std::lock_guard lock(mutex_);
+  posix::clear_interrupt();
+  armed_ = true;
+  fired_ = false;
+  pid_ = pid;
+  pidfd_ = pidfd;
+  runner_ = pthread_self();
+}
+
+void Watchdog::disarm() {
+  std::lock_guard lock(mutex_);
+  armed_ = false;
+  pidfd_ = -1;
+  pid_ = -1;
+}
+
+void Watchdog::fire(const char* reason) {
+  if (!fired_) posix::request_interrupt(reason);
+  fired_ = true;
+  // Repeated every tick until disarmed: a signal that lands just before the
+  // runner enters its blocking call would otherwise be lost.
+  pthread_kill(runner_, SIGUSR1);
+}
+
+void Watchdog::loop() {
+  std::unique_lock lock(mutex_);
+  std::uint64_t last_progress = 0;
+  auto last_change = std::chrono::steady_clock::now();
+  while (!stop_) {
+    cv_.wait_for(lock, kTick);
+    if (stop_) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (!armed_) {
+      last_change = now;
+      continue;
+    }
+    if (fired_) {
+      fire(nullptr);
+      continue;
+    }
+    const std::uint64_t p = progress_.load(std::memory_order_relaxed);
+    if (p != last_progress) {
+      last_progress = p;
+      last_change = now;
+    }
+    if (process_exited(pidfd_)) {
+      fire("peer process exited unexpectedly");
+    } else if (now - last_change > timeout_) {
+      ::kill(pid_, SIGKILL);
+      fire("peer stopped answering (no progress within --timeout); killed it");
+    }
+  }
+}
+
+}  // namespace ipcbench

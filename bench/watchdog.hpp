@@ -1,0 +1,68 @@
+// The watchdog: notices a peer that died or stopped answering, without the
+// hot path paying a syscall for it.
+//
+// While armed, a background thread checks every few tens of ms whether the
+// peer process has exited (pidfd) and whether the runner made progress (a
+// counter the patterns bump with a relaxed store). On a dead peer it wakes the
+// runner thread (a no-op signal makes its blocking call fail with EINTR, and
+// the retry helper then throws PeerLost). On a hung peer it kills the peer
+// after `timeout` without progress, which wakes the runner the same way.
+#pragma once
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace ipcbench {
+
+class Watchdog {
+ public:
+  // Starts the watchdog thread (with SIGINT/SIGTERM blocked, so those reach
+  // the runner thread). `timeout` is the longest a case may go without
+  // progress.
+  explicit Watchdog(std::chrono::milliseconds timeout);
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Watches peer `pid` (through `pidfd`) on behalf of the calling thread.
+  void arm(pid_t pid, int pidfd);
+  // Stops watching. Call from the thread that armed it.
+  void disarm();
+
+  // Bumped by the patterns once per message or round trip.
+  std::atomic<std::uint64_t>& progress() noexcept { return progress_; }
+
+  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+
+ private:
+  void loop();
+  void fire(const char* reason);
+
+  const std::chrono::milliseconds timeout_;
+  // alignas: the runner writes this on every message; keep the watchdog's
+  // other state off its cache line.
+  alignas(64) std::atomic<std::uint64_t> progress_{0};
+  alignas(64) std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool armed_ = false;
+  bool fired_ = false;
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  pthread_t runner_{};
+  std::thread thread_;
+};
+
+// Installs the no-op SIGUSR1 handler (without SA_RESTART) the watchdog uses to
+// interrupt blocking calls. Idempotent.
+void install_wakeup_handler();
+
+}  // namespace ipcbench

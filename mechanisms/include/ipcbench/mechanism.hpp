@@ -1,0 +1,122 @@
+// The one interface every IPC mechanism implements.
+//
+// A Mechanism creates kernel objects on the side that listens and attaches to
+// them on the side that connects; both ends then hold a Channel. The harness
+// (bench/) owns the clock, the peer process and the bookkeeping; a Channel
+// only moves whole messages. Which side listens is independent of which side
+// times: locally the runner listens and the peer connects.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ipcbench {
+
+enum class Boundaries {
+  kMessage,  // the kernel or library keeps message boundaries
+  kStream,   // a byte stream: the adapter frames each message
+};
+
+// What a mechanism can do on this machine. `ipcbench list --json` prints it.
+struct Capabilities {
+  Boundaries boundaries = Boundaries::kStream;
+  // Largest message (bytes) a Channel accepts, probed on this machine where
+  // the kernel decides it; byte streams are capped at kMaxStreamMessage.
+  std::size_t max_message = 0;
+  bool crosses_hosts = false;  // can connect to another machine
+  bool pollable = false;       // has a file descriptor for poll/epoll
+  bool lossy = false;          // may drop messages under load (datagrams)
+};
+
+// Byte streams have no natural limit; we cap them so buffers stay bounded.
+inline constexpr std::size_t kMaxStreamMessage = 64u << 20;  // 64 MiB
+
+// Options for the listening side. Aggregate: fill with designated initializers.
+struct ListenOptions {
+  // Private directory (mode 0700) for file-system names (sockets, FIFOs).
+  // Owned by the caller; the endpoint removes what it creates in it.
+  std::string run_dir;
+  // Unique per run and case (contains the owner's pid); used in object names.
+  std::string tag;
+  // Largest message the case will send, for sizing rings and buffers.
+  std::size_t max_message = 0;
+  // Host or address to bind for network mechanisms.
+  std::string bind_host = "127.0.0.1";
+};
+
+struct ConnectOptions {
+  // Largest message the case will send (must match the listener's).
+  std::size_t max_message = 0;
+  // How long connect may wait for the listener.
+  std::chrono::milliseconds timeout{10'000};
+};
+
+// One end of an established bidirectional connection. Not thread-safe.
+class Channel {
+ public:
+  virtual ~Channel() = default;
+
+  // Sends one whole message (1 .. max_message bytes), blocking until the
+  // mechanism has taken all of it. Throws PeerLost if the other side is gone,
+  // std::invalid_argument if the message is empty or too large,
+  // std::system_error on any other failure.
+  virtual void send(std::span<const std::byte> message) = 0;
+
+  // Blocks until one whole message has arrived, copies it to the start of
+  // `buffer` and returns its size in bytes. Throws PeerLost if the other side
+  // is gone, ProtocolError if the message does not fit `buffer` or its frame
+  // is malformed (nothing is written past `buffer`), std::system_error on any
+  // other failure.
+  virtual std::size_t receive(std::span<std::byte> buffer) = 0;
+};
+
+// The listening side's half-open connection, waiting for the peer.
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+
+  // The string the peer passes to Mechanism::connect. Plain text, so it can
+  // travel on a command line or a control connection.
+  virtual std::string address() const = 0;
+
+  // Descriptors the peer process must inherit across exec (anonymous pipes
+  // have no name to open). Empty for named mechanisms.
+  virtual std::vector<int> inherited_fds() const { return {}; }
+
+  // Waits up to `timeout` for the peer to connect and returns this side's
+  // Channel. Removes names that are no longer needed (socket files). Throws
+  // Timeout if the peer did not connect in time, PeerLost if interrupted.
+  // Call once.
+  virtual std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) = 0;
+};
+
+class Mechanism {
+ public:
+  virtual ~Mechanism() = default;
+
+  // Name as the CLI and reports spell it, e.g. "uds-stream".
+  virtual std::string_view name() const = 0;
+  // Family, e.g. "pipe", "socket", "shm", "mq", "zmq".
+  virtual std::string_view family() const = 0;
+  // Capabilities on this machine (probed once, then cached).
+  virtual Capabilities capabilities() const = 0;
+
+  // Creates the kernel objects and returns the endpoint the peer connects to.
+  // Throws std::system_error naming the object if creation fails.
+  virtual std::unique_ptr<Endpoint> listen(const ListenOptions& options) = 0;
+
+  // Attaches to an endpoint created by listen(), possibly in another process.
+  // Throws std::invalid_argument for a malformed address, Timeout if the
+  // listener cannot be reached in time, std::system_error otherwise.
+  virtual std::unique_ptr<Channel> connect(std::string_view address,
+                                           const ConnectOptions& options) = 0;
+};
+
+std::string_view to_string(Boundaries b) noexcept;
+
+}  // namespace ipcbench
