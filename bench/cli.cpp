@@ -258,7 +258,7 @@ int do_run(Settings& settings) {
   const auto failed = reporter.failed();
   if (!settings.out.empty()) {
     const bool complete = stop == 0;
-    const nlohmann::json doc = reporter.result(settings, host, clock, complete);
+    const nlohmann::ordered_json doc = reporter.result(settings, host, clock, complete);
     write_file_atomically(settings.out, doc.dump(2) + "\n");
     std::fprintf(stderr, "ipcbench: wrote %s%s\n", settings.out.c_str(),
                  complete ? "" : " (marked incomplete)");

@@ -25,8 +25,8 @@ const std::set<std::string> kIntegerFields = {"messages", "messages_lost", "samp
                                               "p50_ns",   "p90_ns",        "p99_ns",  "p999_ns",
                                               "p9999_ns", "max_ns"};
 
-nlohmann::json spectrum(const Histogram& h) {
-  nlohmann::json out = nlohmann::json::array();
+nlohmann::ordered_json spectrum(const Histogram& h) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (double p : kSpectrumPercentiles) {
     out.push_back({{"percentile", p}, {"value_ns", h.value_at_percentile(p)}});
   }
@@ -197,12 +197,12 @@ std::vector<std::pair<std::string, std::string>> IpcbenchReporter::failed() cons
   return out;
 }
 
-nlohmann::json IpcbenchReporter::result(const Settings& settings, const HostInfo& host,
+nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const HostInfo& host,
                                         const Clock& clock, bool complete) const {
-  nlohmann::json doc = nlohmann::json::parse(json_text_.str());
-  nlohmann::json& benchmarks = doc["benchmarks"];
+  nlohmann::ordered_json doc = nlohmann::ordered_json::parse(json_text_.str());
+  nlohmann::ordered_json& benchmarks = doc["benchmarks"];
   for (std::size_t i = 0; i < benchmarks.size() && i < rows_.size(); ++i) {
-    nlohmann::json& b = benchmarks[i];
+    nlohmann::ordered_json& b = benchmarks[i];
     const Row& row = rows_[i];
     if (row.case_index < 0) continue;
     const Case& c = runner_.cases()[static_cast<std::size_t>(row.case_index)];
@@ -213,8 +213,8 @@ nlohmann::json IpcbenchReporter::result(const Settings& settings, const HostInfo
     b["placement"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? "unknown"
                      : c.runner_cpu == c.peer_cpu        ? "same-cpu"
                                                          : "cross-cpu";
-    b["cpus"] = c.runner_cpu < 0 ? nlohmann::json::array()
-                                 : nlohmann::json::array({c.runner_cpu, c.peer_cpu});
+    b["cpus"] = c.runner_cpu < 0 ? nlohmann::ordered_json::array()
+                                 : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
     if (!c.skip_reason.empty()) {
       b.erase("error_occurred");
       b.erase("error_message");
@@ -254,7 +254,7 @@ nlohmann::json IpcbenchReporter::result(const Settings& settings, const HostInfo
     }
   }
 
-  nlohmann::json failed_list = nlohmann::json::array();
+  nlohmann::ordered_json failed_list = nlohmann::ordered_json::array();
   for (const auto& [name, error] : failed()) failed_list.push_back({{"name", name}, {"error", error}});
   std::vector<std::string> sizes;
   for (std::size_t s : settings.sizes) sizes.push_back(format_size(s));
@@ -269,10 +269,10 @@ nlohmann::json IpcbenchReporter::result(const Settings& settings, const HostInfo
         {"cpus_online", host.cpus_online},
         {"cpus_allowed", host.cpus_allowed},
         {"kernel", host.kernel},
-        {"hypervisor", host.hypervisor.empty() ? nlohmann::json(nullptr)
-                                               : nlohmann::json(host.hypervisor)},
-        {"governor", host.governor.empty() ? nlohmann::json(nullptr)
-                                           : nlohmann::json(host.governor)}}},
+        {"hypervisor", host.hypervisor.empty() ? nlohmann::ordered_json(nullptr)
+                                               : nlohmann::ordered_json(host.hypervisor)},
+        {"governor", host.governor.empty() ? nlohmann::ordered_json(nullptr)
+                                           : nlohmann::ordered_json(host.governor)}}},
       {"clock", {{"source", clock.source()}, {"ticks_per_ns", clock.ticks_per_ns()}}},
       {"configuration",
        {{"mechanisms", settings.mechanisms},

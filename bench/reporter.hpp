@@ -31,7 +31,7 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
 
   // The complete result document. `complete`: every case ran (measured,
   // skipped or failed) and the run was not interrupted.
-  nlohmann::json result(const Settings& settings, const HostInfo& host, const Clock& clock,
+  nlohmann::ordered_json result(const Settings& settings, const HostInfo& host, const Clock& clock,
                         bool complete) const;
 
   // Names and errors of failed cases.
