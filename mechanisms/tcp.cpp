@@ -59,7 +59,9 @@ std::string format_address(const sockaddr_storage& ss) {
   if (ss.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
     ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+    std::string out(1, '[');  // (append: GCC 12 warns falsely on "[" + string)
+    out.append(host).append("]:").append(std::to_string(ntohs(a->sin6_port)));
+    return out;
   }
   const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
   ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
