@@ -14,6 +14,7 @@
 #include <iostream>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "clock.hpp"
 #include "ipcbench/registry.hpp"
@@ -154,6 +155,11 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
       throw UsageError("unexpected argument '" + p +
                        "' (only Google Benchmark flags, --benchmark_*, may follow --)");
     }
+    // These two would silently override ours and the file would record the
+    // wrong configuration.
+    if (p.starts_with("--benchmark_repetitions") || p.starts_with("--benchmark_min_time")) {
+      throw UsageError("'" + p + "' after -- is not allowed: use --repetitions / --min-time");
+    }
   }
   s.benchmark_args = a.passthrough;
 
@@ -227,9 +233,17 @@ int do_run(Settings& settings) {
   for (auto& a : gb_args) gb_argv.push_back(a.data());
   gb_argv.push_back(nullptr);
   int gb_argc = static_cast<int>(gb_args.size());
+  // Google Benchmark reports a bad flag value on std::cerr itself; capture it
+  // so the user gets one line from us.
+  std::ostringstream gb_complaint;
+  std::streambuf* saved = std::cerr.rdbuf(gb_complaint.rdbuf());
   benchmark::Initialize(&gb_argc, gb_argv.data());
+  std::cerr.rdbuf(saved);
   if (gb_argc > 1) {
-    throw UsageError("unknown Google Benchmark flag '" + std::string(gb_argv[1]) + "'");
+    std::string detail = gb_complaint.str();
+    while (!detail.empty() && (detail.back() == '\n' || detail.back() == '\r')) detail.pop_back();
+    throw UsageError("invalid or unknown Google Benchmark flag '" + std::string(gb_argv[1]) + "'" +
+                     (detail.empty() ? "" : ": " + detail));
   }
 
   std::signal(SIGPIPE, SIG_IGN);

@@ -113,10 +113,14 @@ void IpcbenchReporter::ReportRuns(const std::vector<Run>& runs) {
     for (const Row& r : rows_) {
       if (r.case_index == case_index && r.trial >= 0) reported.push_back(r.trial);
     }
-    if (reported.empty()) {  // only aggregates were reported: use every trial
+    if (reported.empty()) {
+      // Only aggregates were reported: the repetitions are the case's last
+      // `repetitions` trials (iteration-estimation trials come first).
       for (const auto& [id, t] : runner_.trials()) {
         if (t.case_index == static_cast<std::size_t>(case_index)) reported.push_back(id);
       }
+      const auto reps = static_cast<std::size_t>(std::max<std::int64_t>(runs.front().repetitions, 1));
+      if (reported.size() > reps) reported.erase(reported.begin(), reported.end() - static_cast<std::ptrdiff_t>(reps));
     }
     for (std::size_t i = rows_.size() - for_json.size(); i < rows_.size(); ++i) {
       if (rows_[i].aggregate) rows_[i].merged = reported;
@@ -213,7 +217,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     b["placement"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? "unknown"
                      : c.runner_cpu == c.peer_cpu        ? "same-cpu"
                                                          : "cross-cpu";
-    b["cpus"] = c.runner_cpu < 0 ? nlohmann::ordered_json::array()
+    b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? nlohmann::ordered_json::array()
                                  : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
     if (!c.skip_reason.empty()) {
       b.erase("error_occurred");
@@ -256,8 +260,6 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
 
   nlohmann::ordered_json failed_list = nlohmann::ordered_json::array();
   for (const auto& [name, error] : failed()) failed_list.push_back({{"name", name}, {"error", error}});
-  std::vector<std::string> sizes;
-  for (std::size_t s : settings.sizes) sizes.push_back(format_size(s));
   doc["ipcbench"] = {
       {"schema_version", kSchemaVersion},
       {"suite_version", kSuiteVersion},

@@ -138,7 +138,9 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     return;
   }
   if (stop_signal() != 0) {
-    if (c.error.empty()) c.error = "not run: the run was interrupted";
+    if (c.error.empty()) {
+      c.error = session_case_ == index ? "interrupted by a signal" : "not run: the run was interrupted";
+    }
     state.SkipWithError(c.error.c_str());
     return;
   }

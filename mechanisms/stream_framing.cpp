@@ -1,6 +1,8 @@
 // Length-prefixed framing over stream descriptors.
 #include "ipcbench/stream_framing.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -23,6 +25,27 @@ namespace {
 constexpr std::size_t kReadBuffer = 64 * 1024;
 
 bool is_peer_gone(int err) { return err == EPIPE || err == ECONNRESET || err == ENOTCONN; }
+bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+[[noreturn]] void throw_io(const char* what) {
+  if (is_peer_gone(errno)) throw PeerLost(std::string("peer closed the connection (") + what + ")");
+  posix::throw_errno(std::string(what) + " failed");
+}
+
+// Waits for `events` on fd; false on timeout. EINTR is a wake-up, not an
+// error, unless the harness asked for an interrupt.
+bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
+  pollfd p{fd, events, 0};
+  const auto ns = std::max<std::int64_t>(timeout.count(), 0);
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  const int r = ::ppoll(&p, 1, &ts, nullptr);
+  if (r < 0) {
+    if (errno != EINTR) posix::throw_errno("poll failed");
+    posix::throw_if_interrupted();
+    return false;
+  }
+  return r > 0;
+}
 
 }  // namespace
 
@@ -52,22 +75,57 @@ FramedStreamChannel::FramedStreamChannel(posix::Fd read_fd, posix::Fd write_fd,
   std::memset(buf_.get(), 0, cap_);
 }
 
+void FramedStreamChannel::set_mode(bool nonblocking) {
+  if (nonblocking == nonblocking_) return;
+  nonblocking_ = nonblocking;
+  if (is_socket_) return;  // sockets use MSG_DONTWAIT per call
+  for (int fd : {read_fd_.get(), write_fd_.get()}) {
+    if (fd < 0) continue;
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 ||
+        ::fcntl(fd, F_SETFL, nonblocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) != 0) {
+      posix::throw_errno("cannot change blocking mode");
+    }
+  }
+}
+
 ssize_t FramedStreamChannel::write_some(const ::iovec* iov, int iovcnt) {
-  const int fd = write_fd_ ? write_fd_.get() : read_fd_.get();
+  const int fd = send_fd();
   if (is_socket_) {
     ::msghdr msg{};
     msg.msg_iov = const_cast<::iovec*>(iov);
     msg.msg_iovlen = static_cast<std::size_t>(iovcnt);
-    return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    return ::sendmsg(fd, &msg, MSG_NOSIGNAL | (nonblocking_ ? MSG_DONTWAIT : 0));
   }
   return ::writev(fd, iov, iovcnt);
 }
 
-void FramedStreamChannel::send(std::span<const std::byte> message) {
-  if (message.empty() || message.size() > max_message_) {
-    throw std::invalid_argument("message of " + std::to_string(message.size()) +
-                                " bytes outside 1.." + std::to_string(max_message_));
+void FramedStreamChannel::check_send_size(std::size_t size) const {
+  if (size == 0 || size > max_message_) {
+    throw std::invalid_argument("message of " + std::to_string(size) + " bytes outside 1.." +
+                                std::to_string(max_message_));
   }
+}
+
+bool FramedStreamChannel::flush_pending() {
+  while (pending_off_ < pending_.size()) {
+    ::iovec iov{pending_.data() + pending_off_, pending_.size() - pending_off_};
+    const ssize_t n = posix::retry_eintr([&] { return write_some(&iov, 1); });
+    if (n < 0) {
+      if (would_block(errno)) return false;
+      throw_io("send");
+    }
+    pending_off_ += static_cast<std::size_t>(n);
+  }
+  pending_.clear();
+  pending_off_ = 0;
+  return true;
+}
+
+void FramedStreamChannel::send(std::span<const std::byte> message) {
+  check_send_size(message.size());
+  set_mode(false);
+  if (!pending_.empty()) flush_pending();  // blocking mode: completes
   const std::uint32_t len = htole32(static_cast<std::uint32_t>(message.size()));
   ::iovec iov[2];
   iov[0] = {const_cast<std::uint32_t*>(&len), sizeof len};
@@ -76,10 +134,7 @@ void FramedStreamChannel::send(std::span<const std::byte> message) {
   int count = 2;
   while (count > 0) {
     const ssize_t n = posix::retry_eintr([&] { return write_some(cur, count); });
-    if (n < 0) {
-      if (is_peer_gone(errno)) throw PeerLost("peer closed the connection (send)");
-      posix::throw_errno("send failed");
-    }
+    if (n < 0) throw_io("send");
     // Advance past what was written (partial writes happen for large messages).
     auto left = static_cast<std::size_t>(n);
     while (count > 0 && left >= cur->iov_len) {
@@ -94,7 +149,37 @@ void FramedStreamChannel::send(std::span<const std::byte> message) {
   }
 }
 
-void FramedStreamChannel::fill(bool mid_frame) {
+bool FramedStreamChannel::try_send(std::span<const std::byte> message) {
+  check_send_size(message.size());
+  set_mode(true);
+  if (!flush_pending()) return false;
+  const std::uint32_t len = htole32(static_cast<std::uint32_t>(message.size()));
+  ::iovec iov[2];
+  iov[0] = {const_cast<std::uint32_t*>(&len), sizeof len};
+  iov[1] = {const_cast<std::byte*>(message.data()), message.size()};
+  const ssize_t n = posix::retry_eintr([&] { return write_some(iov, 2); });
+  if (n < 0) {
+    if (would_block(errno)) return false;
+    throw_io("send");
+  }
+  const std::size_t total = sizeof len + message.size();
+  const auto sent = static_cast<std::size_t>(n);
+  if (sent < total) {
+    // Part of the message is in the kernel: it is ours to finish.
+    const std::size_t from = sent > sizeof len ? sent - sizeof len : 0;
+    pending_.clear();
+    if (sent < sizeof len) {
+      const auto* h = reinterpret_cast<const std::byte*>(&len);
+      pending_.insert(pending_.end(), h + sent, h + sizeof len);
+    }
+    pending_.insert(pending_.end(), message.begin() + static_cast<std::ptrdiff_t>(from),
+                    message.end());
+    pending_off_ = 0;
+  }
+  return true;
+}
+
+bool FramedStreamChannel::fill(bool mid_frame) {
   if (pos_ == end_) {
     pos_ = end_ = 0;
   } else if (end_ == cap_) {
@@ -102,21 +187,40 @@ void FramedStreamChannel::fill(bool mid_frame) {
     end_ -= pos_;
     pos_ = 0;
   }
-  const ssize_t n =
-      posix::retry_eintr([&] { return ::read(read_fd_.get(), buf_.get() + end_, cap_ - end_); });
+  const int fd = read_fd_.get();
+  const ssize_t n = posix::retry_eintr([&]() -> ssize_t {
+    if (is_socket_) return ::recv(fd, buf_.get() + end_, cap_ - end_, nonblocking_ ? MSG_DONTWAIT : 0);
+    return ::read(fd, buf_.get() + end_, cap_ - end_);
+  });
   if (n > 0) {
     end_ += static_cast<std::size_t>(n);
-    return;
+    return true;
   }
   if (n == 0) {
     throw PeerLost(mid_frame ? "peer closed the connection in the middle of a message"
                              : "peer closed the connection");
   }
+  if (nonblocking_ && would_block(errno)) return false;
   if (is_peer_gone(errno)) throw PeerLost("peer reset the connection");
   posix::throw_errno("receive failed");
 }
 
 std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
+  set_mode(false);
+  if (assembly_len_ > 0) {  // finish a frame try_receive started
+    while (assembly_got_ < assembly_len_) {
+      const ssize_t n = posix::retry_eintr([&] {
+        return ::read(read_fd_.get(), assembly_.data() + assembly_got_, assembly_len_ - assembly_got_);
+      });
+      if (n == 0) throw PeerLost("peer closed the connection in the middle of a message");
+      if (n < 0) throw_io("receive");
+      assembly_got_ += static_cast<std::size_t>(n);
+    }
+    const std::size_t len = assembly_len_;
+    assembly_len_ = assembly_got_ = 0;
+    std::memcpy(buffer.data(), assembly_.data(), len);
+    return len;
+  }
   while (end_ - pos_ < kFrameHeaderBytes) fill(end_ != pos_);
   const std::size_t len = decode_frame_length(
       std::span<const std::byte, kFrameHeaderBytes>(buf_.get() + pos_, kFrameHeaderBytes),
@@ -135,13 +239,77 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
     const ssize_t n = posix::retry_eintr(
         [&] { return ::read(read_fd_.get(), buffer.data() + got, len - got); });
     if (n == 0) throw PeerLost("peer closed the connection in the middle of a message");
-    if (n < 0) {
-      if (is_peer_gone(errno)) throw PeerLost("peer reset the connection");
-      posix::throw_errno("receive failed");
-    }
+    if (n < 0) throw_io("receive");
     got += static_cast<std::size_t>(n);
   }
   return len;
+}
+
+std::optional<std::size_t> FramedStreamChannel::try_receive(std::span<std::byte> buffer) {
+  set_mode(true);
+  if (assembly_len_ == 0) {
+    while (end_ - pos_ < kFrameHeaderBytes) {
+      if (!fill(end_ != pos_)) return std::nullopt;
+    }
+    const std::size_t len = decode_frame_length(
+        std::span<const std::byte, kFrameHeaderBytes>(buf_.get() + pos_, kFrameHeaderBytes),
+        max_message_);
+    if (len > buffer.size()) {
+      throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
+                          std::to_string(buffer.size()) + "-byte receive buffer");
+    }
+    if (kFrameHeaderBytes + len <= cap_) {
+      // Fits the read buffer: fill until whole (fill compacts as needed).
+      while (end_ - pos_ < kFrameHeaderBytes + len) {
+        if (!fill(true)) return std::nullopt;
+      }
+      std::memcpy(buffer.data(), buf_.get() + pos_ + kFrameHeaderBytes, len);
+      pos_ += kFrameHeaderBytes + len;
+      return len;
+    }
+    // A large frame: collect it in the assembly buffer across calls.
+    if (assembly_.size() < max_message_) assembly_.resize(max_message_);
+    pos_ += kFrameHeaderBytes;
+    assembly_got_ = std::min(len, end_ - pos_);
+    std::memcpy(assembly_.data(), buf_.get() + pos_, assembly_got_);
+    pos_ += assembly_got_;
+    assembly_len_ = len;
+  }
+  while (assembly_got_ < assembly_len_) {
+    const int fd = read_fd_.get();
+    const ssize_t n = posix::retry_eintr([&]() -> ssize_t {
+      void* at = assembly_.data() + assembly_got_;
+      const std::size_t want = assembly_len_ - assembly_got_;
+      return is_socket_ ? ::recv(fd, at, want, MSG_DONTWAIT) : ::read(fd, at, want);
+    });
+    if (n == 0) throw PeerLost("peer closed the connection in the middle of a message");
+    if (n < 0) {
+      if (would_block(errno)) return std::nullopt;
+      throw_io("receive");
+    }
+    assembly_got_ += static_cast<std::size_t>(n);
+  }
+  const std::size_t len = assembly_len_;
+  if (len > buffer.size()) {
+    throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
+                        std::to_string(buffer.size()) + "-byte receive buffer");
+  }
+  assembly_len_ = assembly_got_ = 0;
+  std::memcpy(buffer.data(), assembly_.data(), len);
+  return len;
+}
+
+bool FramedStreamChannel::wait_receivable(std::chrono::nanoseconds timeout) {
+  if (end_ - pos_ >= kFrameHeaderBytes) {
+    std::uint32_t len = 0;
+    std::memcpy(&len, buf_.get() + pos_, sizeof len);
+    if (end_ - pos_ >= kFrameHeaderBytes + le32toh(len)) return true;  // already buffered
+  }
+  return poll_for(read_fd_.get(), POLLIN, timeout);
+}
+
+bool FramedStreamChannel::wait_sendable(std::chrono::nanoseconds timeout) {
+  return poll_for(send_fd(), POLLOUT, timeout);
 }
 
 }  // namespace ipcbench

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -47,6 +48,9 @@ struct ListenOptions {
   std::size_t max_message = 0;
   // Host or address to bind for network mechanisms.
   std::string bind_host = "127.0.0.1";
+  // Runner and peer share one CPU: spinning waits must yield the CPU, or a
+  // spinner burns its whole time slice while the other side cannot run.
+  bool same_cpu = false;
 };
 
 struct ConnectOptions {
@@ -54,6 +58,8 @@ struct ConnectOptions {
   std::size_t max_message = 0;
   // How long connect may wait for the listener.
   std::chrono::milliseconds timeout{10'000};
+  // See ListenOptions::same_cpu.
+  bool same_cpu = false;
 };
 
 // One end of an established bidirectional connection. Not thread-safe.
@@ -73,6 +79,29 @@ class Channel {
   // is malformed (nothing is written past `buffer`), std::system_error on any
   // other failure.
   virtual std::size_t receive(std::span<std::byte> buffer) = 0;
+
+  // Non-blocking send of one whole message: false, having sent nothing, when
+  // the mechanism cannot take it now ("would block" is a value, not an
+  // error). A byte stream may keep the unsent tail of an accepted message in
+  // its own buffer and finish it on later calls. Throws like send().
+  [[nodiscard]] virtual bool try_send(std::span<const std::byte> message) = 0;
+
+  // Non-blocking receive: the size of one whole message copied to `buffer`,
+  // or std::nullopt when no whole message is ready. Throws like receive().
+  [[nodiscard]] virtual std::optional<std::size_t> try_receive(std::span<std::byte> buffer) = 0;
+
+  // Wait until try_receive / try_send would probably succeed, at most
+  // `timeout`; false on timeout. May return true spuriously. Throws PeerLost
+  // when the harness interrupts the wait (dead peer, signal) or the peer is
+  // known to be gone. How it waits is the mechanism's business (poll on a
+  // descriptor, futex, spinning); its comment says which.
+  virtual bool wait_receivable(std::chrono::nanoseconds timeout) = 0;
+  virtual bool wait_sendable(std::chrono::nanoseconds timeout) = 0;
+
+  // Descriptors for epoll: readable when a message may be ready / writable
+  // when a send may succeed; -1 when the mechanism has none (not pollable).
+  virtual int receive_fd() const noexcept { return -1; }
+  virtual int send_fd() const noexcept { return -1; }
 };
 
 // The listening side's half-open connection, waiting for the peer.

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <sys/uio.h>
 
 #include <span>
@@ -35,11 +38,26 @@ class FramedStreamChannel : public Channel {
 
   void send(std::span<const std::byte> message) override;
   std::size_t receive(std::span<std::byte> buffer) override;
+  bool try_send(std::span<const std::byte> message) override;
+  std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override;
+  // Both wait with poll(2) on the descriptor.
+  bool wait_receivable(std::chrono::nanoseconds timeout) override;
+  bool wait_sendable(std::chrono::nanoseconds timeout) override;
+  int receive_fd() const noexcept override { return read_fd_.get(); }
+  int send_fd() const noexcept override { return write_fd_ ? write_fd_.get() : read_fd_.get(); }
 
  private:
   // Reads more bytes into the buffer; throws PeerLost on end of file.
-  void fill(bool mid_frame);
+  // Non-blocking mode: returns false when nothing was available.
+  bool fill(bool mid_frame);
   ssize_t write_some(const ::iovec* iov, int iovcnt);
+  // Pipes have no per-call MSG_DONTWAIT: switch O_NONBLOCK when the channel
+  // changes between blocking and non-blocking use (once per case, not per
+  // message, since a case uses one mode).
+  void set_mode(bool nonblocking);
+  // Writes what it can of pending_ without blocking; true when it is empty.
+  bool flush_pending();
+  void check_send_size(std::size_t size) const;
 
   posix::Fd read_fd_;
   posix::Fd write_fd_;  // empty when read_fd_ is a bidirectional socket
@@ -49,6 +67,12 @@ class FramedStreamChannel : public Channel {
   std::size_t cap_ = 0;
   std::size_t pos_ = 0;  // first unread byte in buf_
   std::size_t end_ = 0;  // one past the last buffered byte
+  bool nonblocking_ = false;
+  std::vector<std::byte> pending_;  // unsent tail of a message try_send accepted
+  std::size_t pending_off_ = 0;
+  std::vector<std::byte> assembly_;  // a large frame arriving in pieces (try_receive)
+  std::size_t assembly_len_ = 0;     // its length (0: none in progress)
+  std::size_t assembly_got_ = 0;
 };
 
 // Makes writes to a closed pipe fail with EPIPE instead of killing the
