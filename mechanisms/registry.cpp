@@ -5,23 +5,49 @@
 namespace ipcbench {
 namespace mech {
 std::unique_ptr<Mechanism> make_pipe();
+std::unique_ptr<Mechanism> make_fifo();
 std::unique_ptr<Mechanism> make_uds_stream();
+std::unique_ptr<Mechanism> make_uds_dgram();
+std::unique_ptr<Mechanism> make_uds_seqpacket();
 std::unique_ptr<Mechanism> make_tcp();
+std::unique_ptr<Mechanism> make_udp();
+std::unique_ptr<Mechanism> make_shm_spin();
+std::unique_ptr<Mechanism> make_shm_futex();
+std::unique_ptr<Mechanism> make_boost_shm();
+std::unique_ptr<Mechanism> make_posix_mq();
+std::unique_ptr<Mechanism> make_sysv_mq();
+std::unique_ptr<Mechanism> make_boost_mq();
+std::unique_ptr<Mechanism> make_zmq_ipc();
+std::unique_ptr<Mechanism> make_zmq_tcp();
 }  // namespace mech
 
 namespace {
 using Factory = std::unique_ptr<Mechanism> (*)();
 constexpr Factory kFactories[] = {
     mech::make_pipe,
+    mech::make_fifo,
     mech::make_uds_stream,
+    mech::make_uds_dgram,
+    mech::make_uds_seqpacket,
     mech::make_tcp,
+    mech::make_udp,
+    mech::make_shm_spin,
+    mech::make_shm_futex,
+    mech::make_boost_shm,
+    mech::make_posix_mq,
+    mech::make_sysv_mq,
+    mech::make_boost_mq,
+    mech::make_zmq_ipc,
+    mech::make_zmq_tcp,
 };
 }  // namespace
 
 const std::vector<std::unique_ptr<Mechanism>>& mechanisms() {
   static const auto* all = [] {
     auto* v = new std::vector<std::unique_ptr<Mechanism>>;
-    for (Factory f : kFactories) v->push_back(f());
+    for (Factory f : kFactories) {
+      if (auto m = f()) v->push_back(std::move(m));
+    }
     return v;
   }();
   return *all;

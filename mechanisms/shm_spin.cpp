@@ -1,0 +1,8 @@
+// Placeholder until the mechanism lands: the registry skips a null factory.
+#include <memory>
+
+#include "ipcbench/mechanism.hpp"
+
+namespace ipcbench::mech {
+std::unique_ptr<Mechanism> make_shm_spin() { return nullptr; }
+}  // namespace ipcbench::mech
