@@ -198,6 +198,11 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     trials_.emplace(id, std::move(trial));
   } catch (const std::exception& e) {
     std::string msg = e.what();
+    // The watchdog's verdict (or a stop signal) explains the failure better
+    // than its symptom, e.g. end-of-file after the watchdog killed the peer.
+    if (posix::interrupt_flag().load() && msg != posix::interrupt_reason()) {
+      msg = std::string(posix::interrupt_reason()) + ": " + msg;
+    }
     if (session_ && session_case_ == index) {
       const std::string epitaph = session_->peer_epitaph();
       if (epitaph != "peer is still running") msg += " (" + epitaph + ")";

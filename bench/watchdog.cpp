@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ipcbench/posix/retry.hpp"
+#include "runner.hpp"
 
 namespace ipcbench {
 namespace {
@@ -55,7 +56,8 @@ Watchdog::~Watchdog() {
 
 void Watchdog::arm(pid_t pid, int pidfd) {
   std::lock_guard lock(mutex_);
-  posix::clear_interrupt();
+  // A stop signal that came before arming must not be forgotten.
+  if (Runner::stop_signal() == 0) posix::clear_interrupt();
   armed_ = true;
   fired_ = false;
   pid_ = pid;
@@ -90,6 +92,14 @@ void Watchdog::loop() {
       last_change = now;
       continue;
     }
+    if (!fired_ && Runner::stop_signal() != 0) {
+      // Ctrl-C / SIGTERM. A wake-up signal alone may never stop the runner:
+      // a throughput sender whose peer keeps up never blocks, so its calls
+      // never fail with EINTR. Ending the peer makes the next call fail.
+      ::kill(pid_, SIGKILL);
+      fire("interrupted by a signal");
+      continue;
+    }
     if (fired_) {
       fire(nullptr);
       continue;
@@ -102,8 +112,10 @@ void Watchdog::loop() {
     if (process_exited(pidfd_)) {
       fire("peer process exited unexpectedly");
     } else if (now - last_change > timeout_) {
-      ::kill(pid_, SIGKILL);
+      // Say why before killing: the kill makes the runner's blocked call see
+      // end-of-file at once, and the case must report the timeout.
       fire("peer stopped answering (no progress within --timeout); killed it");
+      ::kill(pid_, SIGKILL);
     }
   }
 }
