@@ -360,6 +360,8 @@ int cli_main(int argc, char** argv) {
   peer->add_option("--verify", peer_verify);
   peer->add_option("--parent", peer_options.parent);
   peer->add_option("--timeout-ms", timeout_ms);
+  peer->add_flag("--lossy", peer_options.lossy);
+  peer->add_flag("--same-cpu", peer_options.same_cpu);
 
   try {
     app.parse(argc, argv);

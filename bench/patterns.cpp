@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "ipcbench/errors.hpp"
@@ -64,13 +65,23 @@ class UsageSpan {
 
 void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int max_round_trips) {
   Channel& ch = ctx.session.channel();
-  const std::uint64_t end = Clock::monotonic_ns() + static_cast<std::uint64_t>(budget.count()) * 1'000'000u;
+  const std::uint64_t end =
+      Clock::monotonic_ns() + static_cast<std::uint64_t>(budget.count()) * 1'000'000u;
   for (int i = 0; i < max_round_trips && Clock::monotonic_ns() < end; ++i) {
     const std::uint32_t seq = ctx.session.next_seq++;
     write_header(ctx.send_buffer.data(), seq, ctx.size, Kind::kEcho);
     if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
     ch.send(ctx.send_buffer.first(ctx.size));
-    const std::size_t n = ch.receive(ctx.receive_buffer);
+    std::size_t n = 0;
+    if (ctx.session.lossy()) {
+      // A lost echo is no error here; a late one is skipped later.
+      const auto got = ch.receive_for(ctx.receive_buffer, std::chrono::milliseconds(200));
+      if (!got) continue;
+      n = *got;
+      if (n >= kHeaderBytes && read_header(ctx.receive_buffer.data()).seq != seq) continue;
+    } else {
+      n = ch.receive(ctx.receive_buffer);
+    }
     const std::string bad =
         check_message(ctx.receive_buffer, n, seq, ctx.size, Kind::kEcho, ctx.verify_full);
     if (!bad.empty()) throw ProtocolError(bad);
@@ -79,7 +90,149 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int max_roun
   }
 }
 
+namespace {
+
+// Lossy mechanisms: how long a reply may take before the message counts as
+// lost. Far above any loopback round trip, short enough that a lost
+// datagram costs little.
+constexpr auto kLossTimeout = std::chrono::milliseconds(200);
+
+// Ping-pong over a mechanism that may drop messages: a reply that does not
+// come within kLossTimeout is counted lost (no sample); a late reply to an
+// earlier message is skipped when it arrives. The watchdog sees no progress
+// while messages are being lost, so a peer that stopped answering still
+// fails the case after --timeout.
+TrialResult run_lossy_latency_trial(benchmark::State& state, PatternContext& ctx) {
+  Channel& ch = ctx.session.channel();
+  const Clock& clock = ctx.clock;
+  Histogram& hist = ctx.histogram;
+  std::byte* const sbuf = ctx.send_buffer.data();
+  const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
+  const std::uint32_t expect_lk = length_kind(ctx.size, Kind::kEcho);
+  std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
+
+  hist.reset();
+  TrialResult r;
+  UsageSpan usage(ctx.session);
+  std::uint32_t seq = ctx.session.next_seq;
+  std::uint64_t total_ticks = 0;
+  for (auto _ : state) {
+    write_header(sbuf, seq, ctx.size, Kind::kEcho);
+    if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
+    const std::uint64_t t0 = clock.now();
+    ch.send(message);
+    for (;;) {
+      const auto n = ch.receive_for(ctx.receive_buffer, kLossTimeout);
+      const std::uint64_t t1 = clock.now();
+      if (!n) {
+        ++r.messages_lost;
+        break;
+      }
+      const MessageHeader h = read_header(ctx.receive_buffer.data());
+      if (*n >= kHeaderBytes && static_cast<std::int32_t>(h.seq - seq) < 0) continue;  // late
+      if (*n != ctx.size || h.seq != seq || h.length_kind != expect_lk ||
+          (ctx.verify_full && check_pattern(ctx.receive_buffer.first(*n), seq) != *n)) {
+        fail_message(ctx.receive_buffer, *n, seq, ctx.size, Kind::kEcho, ctx.verify_full);
+      }
+      total_ticks += t1 - t0;
+      hist.record(clock.to_ns(t1 - t0));
+      ctx.progress.store(++progress, std::memory_order_relaxed);
+      break;
+    }
+    ++seq;
+  }
+  ctx.session.next_seq = seq;
+  usage.finish(r);
+  r.messages = hist.count();
+  r.seconds = static_cast<double>(clock.to_ns(total_ticks)) * 1e-9;
+  state.SetIterationTime(r.seconds);
+  return r;
+}
+
+// Messages per acknowledgement window for a lossy mechanism: about 32 KiB
+// of payload, so two windows in flight stay well inside a socket buffer.
+std::uint64_t lossy_window(std::size_t size) {
+  return std::clamp<std::uint64_t>((32u * 1024u) / size, 1, 64);
+}
+
+// Streaming over a mechanism that may drop messages, with credit-based flow
+// control: the peer acknowledges every window of W messages, and at most two
+// windows are unacknowledged. An acknowledgement that does not come within
+// kLossTimeout is given up (its window counted as delivered or lost by the
+// final count), so one lost datagram never hangs the case. The span ends
+// when the peer's final count arrives; rates count delivered messages only.
+TrialResult run_lossy_throughput_trial(benchmark::State& state, PatternContext& ctx) {
+  Channel& ch = ctx.session.channel();
+  std::byte* const sbuf = ctx.send_buffer.data();
+  const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
+  const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations);
+  const std::uint64_t window = lossy_window(ctx.size);
+  std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
+
+  TrialResult r;
+  UsageSpan usage(ctx.session);
+  const std::uint32_t first_seq = ctx.session.next_seq;
+  std::uint32_t seq = first_seq;
+  std::uint64_t sent = 0;
+  std::uint64_t acked = 0;  // messages up to the newest acknowledged (or given-up) request
+  AckPayload last_ack{};
+  bool final_acked = false;
+  // Waits for one acknowledgement; false on timeout.
+  const auto await_ack = [&]() -> bool {
+    const auto deadline = std::chrono::steady_clock::now() + kLossTimeout;
+    for (;;) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) return false;
+      const auto n = ch.receive_for(ctx.receive_buffer, left);
+      if (!n) return false;
+      const MessageHeader h = read_header(ctx.receive_buffer.data());
+      if (*n != kControlBytes || kind_of(h) != Kind::kAck) {
+        fail_message(ctx.receive_buffer, *n, seq - 1, kControlBytes, Kind::kAck, false);
+      }
+      const std::uint64_t upto = static_cast<std::uint32_t>(h.seq - first_seq) + 1u;
+      if (upto <= acked) continue;  // a late acknowledgement of an older window
+      acked = upto;
+      std::memcpy(&last_ack, ctx.receive_buffer.data() + kHeaderBytes, sizeof last_ack);
+      if (upto == sent && sent == total) final_acked = true;
+      return true;
+    }
+  };
+
+  const std::uint64_t t0 = ctx.clock.now();
+  for (auto _ : state) {
+    while (sent - acked >= 2 * window) {
+      if (!await_ack()) acked = std::min(sent, acked + window);  // give the window up
+    }
+    ++sent;
+    const bool ask = sent % window == 0 || sent == total;
+    write_header(sbuf, seq, ctx.size, ask ? Kind::kSinkAck : Kind::kSink);
+    if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
+    ch.send(message);
+    ++seq;
+    ctx.progress.store(++progress, std::memory_order_relaxed);
+  }
+  while (!final_acked && acked < sent) {
+    if (!await_ack()) break;
+  }
+  ctx.session.next_seq = seq;
+  if (!final_acked) last_ack = ctx.session.peer_count();  // the final request was lost
+  const std::uint64_t t1 = ctx.clock.now();
+  if (last_ack.received > sent) {
+    throw ProtocolError("peer counted " + std::to_string(last_ack.received) + " messages, " +
+                        std::to_string(sent) + " were sent");
+  }
+  usage.finish(r);
+  r.messages = last_ack.received;
+  r.messages_lost = sent - last_ack.received;
+  r.seconds = static_cast<double>(ctx.clock.to_ns(t1 - t0)) * 1e-9;
+  state.SetIterationTime(r.seconds);
+  return r;
+}
+
+}  // namespace
+
 TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx) {
+  if (ctx.session.lossy()) return run_lossy_latency_trial(state, ctx);
   Channel& ch = ctx.session.channel();
   const Clock& clock = ctx.clock;
   Histogram& hist = ctx.histogram;
@@ -123,6 +276,7 @@ TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx) {
 }
 
 TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx) {
+  if (ctx.session.lossy()) return run_lossy_throughput_trial(state, ctx);
   Channel& ch = ctx.session.channel();
   std::byte* const sbuf = ctx.send_buffer.data();
   const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);

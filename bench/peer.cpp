@@ -47,6 +47,7 @@ int serve(Channel& ch, const PeerOptions& options) {
 
   std::uint32_t expected = 1;  // seq 0 is the hello; the runner starts at 1
   std::uint64_t received = 0;
+  std::uint64_t gaps = 0;
   for (;;) {
     const std::size_t n = ch.receive(buf);
     if (n < kHeaderBytes) {
@@ -55,14 +56,18 @@ int serve(Channel& ch, const PeerOptions& options) {
     }
     const MessageHeader h = read_header(buf.data());
     const Kind kind = kind_of(h);
-    if (h.seq != expected || length_of(h) != n) {
+    // A lossy mechanism may skip sequence numbers (counted), but never
+    // repeat or reorder them; anything else must arrive exactly in order.
+    const bool gap = options.lossy && static_cast<std::int32_t>(h.seq - expected) > 0;
+    if ((h.seq != expected && !gap) || length_of(h) != n) {
       std::fprintf(stderr,
                    "ipcbench peer: %s: expected seq %u, got %u; header length %zu, received %zu\n",
                    h.seq != expected ? "sequence error" : "length error", expected, h.seq,
                    length_of(h), n);
       return kPeerExitVerify;
     }
-    ++expected;
+    if (gap) gaps += h.seq - expected;
+    expected = h.seq + 1;
     switch (kind) {
       case Kind::kEcho:
       case Kind::kSink:
@@ -79,11 +84,15 @@ int serve(Channel& ch, const PeerOptions& options) {
         if (kind == Kind::kEcho) {
           ch.send({buf.data(), n});
         } else if (kind == Kind::kSinkAck) {
-          send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received});
+          send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received, gaps});
         }
+        break;
+      case Kind::kCount:
+        send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received, gaps});
         break;
       case Kind::kStats:
         received = 0;
+        gaps = 0;
         send_control(ch, control.data(), h.seq, Kind::kStatsReply, own_stats());
         break;
       case Kind::kBye:
@@ -113,9 +122,10 @@ int run_peer(const PeerOptions& options) {
       std::fprintf(stderr, "ipcbench peer: unknown mechanism '%s'\n", options.mechanism.c_str());
       return 1;
     }
-    auto channel = mech->connect(options.address, {.max_message = std::max(options.max_message,
-                                                                            kControlBytes),
-                                                   .timeout = options.timeout});
+    auto channel = mech->connect(
+        options.address, {.max_message = std::max(options.max_message, kControlBytes),
+                          .timeout = options.timeout,
+                          .same_cpu = options.same_cpu});
     return serve(*channel, options);
   } catch (const PeerLost&) {
     return kPeerExitRunnerLost;

@@ -16,6 +16,8 @@ struct PeerOptions {
   int cpu = -1;  // pin to this CPU; -1 leaves placement to the scheduler
   std::size_t max_message = 0;
   bool verify_full = false;
+  bool lossy = false;     // the mechanism may drop messages: count gaps
+  bool same_cpu = false;  // runner and peer share a CPU (spinning must yield)
   pid_t parent = 0;  // exit at once if our parent is not this process
   std::chrono::milliseconds timeout{10'000};
 };

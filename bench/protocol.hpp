@@ -26,6 +26,8 @@ enum class Kind : std::uint8_t {
   kStats = 6,       // runner -> peer: reply kStatsReply with resource usage
   kStatsReply = 7,  // peer -> runner: payload StatsPayload
   kBye = 8,         // runner -> peer: exit cleanly
+  kCount = 9,       // runner -> peer: reply kAck with the count (lossy mechanisms:
+                    // asks again when an acknowledgement was lost)
 };
 
 // Layout at offset 0 of every message (host byte order: both ends are on
@@ -69,6 +71,7 @@ struct StatsPayload {
 
 struct AckPayload {
   std::uint64_t received;  // data messages received since the last kStats
+  std::uint64_t gaps;      // lossy mechanisms: sequence numbers skipped (lost)
 };
 
 // Payload pattern for --verify full: every byte after the header depends on

@@ -113,7 +113,8 @@ void Runner::start_session(std::size_t index) {
                        .max_message = c.size,
                        .peer_cpu = settings_.peer_cpu,
                        .verify_full = settings_.verify_full,
-                       .executable = executable_};
+                       .executable = executable_,
+                       .same_cpu = settings_.runner_cpu == settings_.peer_cpu};
   session_ = std::make_unique<PeerSession>(config, watchdog_);
   session_case_ = index;
   c.runner_cpu = current_cpu();

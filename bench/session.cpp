@@ -33,8 +33,11 @@ void receive_control(Channel& ch, std::vector<std::byte>& buf, std::uint32_t seq
 PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
     : control_(std::max(config.max_message, kControlBytes)) {
   const std::size_t max_message = std::max(config.max_message, kControlBytes);
-  endpoint_ = config.mechanism->listen(
-      {.run_dir = config.run_dir, .tag = config.tag, .max_message = max_message});
+  lossy_ = config.mechanism->capabilities().lossy;
+  endpoint_ = config.mechanism->listen({.run_dir = config.run_dir,
+                                        .tag = config.tag,
+                                        .max_message = max_message,
+                                        .same_cpu = config.same_cpu});
   spawn(config, endpoint_->address(), endpoint_->inherited_fds());
   watchdog.arm(pid_, pidfd_.get());
   try {
@@ -87,6 +90,8 @@ void PeerSession::spawn(const SessionConfig& config, const std::string& address,
                                    config.verify_full ? "full" : "header",
                                    "--parent",
                                    std::to_string(parent)};
+  if (lossy_) args.emplace_back("--lossy");
+  if (config.same_cpu) args.emplace_back("--same-cpu");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -125,14 +130,55 @@ void PeerSession::spawn(const SessionConfig& config, const std::string& address,
   stderr_ = std::move(err_read);
 }
 
+const std::byte* PeerSession::control_round_trip(Kind request, Kind reply) {
+  if (!lossy_) {
+    const std::uint32_t seq = next_seq++;
+    write_header(control_.data(), seq, kControlBytes, request);
+    channel_->send({control_.data(), kControlBytes});
+    receive_control(*channel_, control_, seq, reply);
+    return control_.data() + kHeaderBytes;
+  }
+  // Lossy: a request or its reply may be dropped. Ask again (a fresh seq
+  // each time); replies to older requests, and late acknowledgements of
+  // data, are skipped.
+  constexpr int kAttempts = 20;
+  constexpr auto kWait = std::chrono::milliseconds(100);
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const std::uint32_t seq = next_seq++;
+    write_header(control_.data(), seq, kControlBytes, request);
+    channel_->send({control_.data(), kControlBytes});
+    const auto deadline = std::chrono::steady_clock::now() + kWait;
+    for (;;) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) break;
+      const auto n = channel_->receive_for(control_, left);
+      if (!n) break;
+      const MessageHeader h = read_header(control_.data());
+      if (*n >= kHeaderBytes && h.seq == seq && kind_of(h) == reply && *n == kControlBytes) {
+        return control_.data() + kHeaderBytes;
+      }
+      // Older than our request: a late reply or echo. Anything else is wrong.
+      if (*n < kHeaderBytes || static_cast<std::int32_t>(h.seq - seq) >= 0) {
+        throw ProtocolError("unexpected reply to a control request (seq " +
+                            std::to_string(h.seq) + ")");
+      }
+    }
+  }
+  throw PeerLost("peer did not answer " + std::to_string(kAttempts) + " control requests");
+}
+
 StatsPayload PeerSession::peer_stats() {
-  const std::uint32_t seq = next_seq++;
-  write_header(control_.data(), seq, kControlBytes, Kind::kStats);
-  channel_->send({control_.data(), kControlBytes});
-  receive_control(*channel_, control_, seq, Kind::kStatsReply);
+  const std::byte* p = control_round_trip(Kind::kStats, Kind::kStatsReply);
   StatsPayload s;
-  std::memcpy(&s, control_.data() + kHeaderBytes, sizeof s);
+  std::memcpy(&s, p, sizeof s);
   return s;
+}
+
+AckPayload PeerSession::peer_count() {
+  const std::byte* p = control_round_trip(Kind::kCount, Kind::kAck);
+  AckPayload a;
+  std::memcpy(&a, p, sizeof a);
+  return a;
 }
 
 bool PeerSession::wait_exit(std::chrono::milliseconds timeout) noexcept {

@@ -27,6 +27,7 @@ struct SessionConfig {
   int peer_cpu = -1;        // -1: unpinned
   bool verify_full = false;
   std::string executable;   // path of this program, to exec the peer
+  bool same_cpu = false;    // runner and peer pinned to one CPU
 };
 
 class PeerSession {
@@ -53,6 +54,13 @@ class PeerSession {
   // trip, outside any timed region); also resets the peer's receive counter.
   StatsPayload peer_stats();
 
+  // Lossy mechanisms: asks the peer how many data messages it has received
+  // since the last peer_stats() (retrying if a request or reply is lost).
+  AckPayload peer_count();
+
+  // True when the mechanism may drop messages.
+  bool lossy() const noexcept { return lossy_; }
+
   // After a failure: waits briefly for the peer to exit and describes how it
   // ended (exit status or signal, and its last words on stderr).
   std::string peer_epitaph();
@@ -70,9 +78,14 @@ class PeerSession {
   posix::Fd pidfd_;
   posix::Fd stderr_;  // read end of the peer's stderr
   int peer_cpu_ = -1;
+  bool lossy_ = false;
   bool reaped_ = false;
   int wait_status_ = 0;
   std::vector<std::byte> control_;
+
+  // Sends a control request and returns the matching reply's payload start.
+  // Over a lossy mechanism a lost request or reply is retried.
+  const std::byte* control_round_trip(Kind request, Kind reply);
 };
 
 }  // namespace ipcbench

@@ -92,14 +92,18 @@ class PipeMechanism : public Mechanism {
     }
     const auto body = address.substr(3);
     const auto comma = body.find(',');
-    posix::Fd read_fd(parse_fd(body.substr(0, comma), address));
-    posix::Fd write_fd(parse_fd(body.substr(comma + 1), address));
-    // Inherited descriptors must not leak into anything this process execs.
-    for (int fd : {read_fd.get(), write_fd.get()}) {
+    const int rfd = parse_fd(body.substr(0, comma), address);
+    const int wfd = parse_fd(body.substr(comma + 1), address);
+    // Check before taking ownership (closing a descriptor that is not ours
+    // would be worse than an error). Inherited descriptors must also not
+    // leak into anything this process execs.
+    for (int fd : {rfd, wfd}) {
       if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
         posix::throw_errno("inherited pipe descriptor " + std::to_string(fd) + " is not open");
       }
     }
+    posix::Fd read_fd(rfd);
+    posix::Fd write_fd(wfd);
     return std::make_unique<FramedStreamChannel>(std::move(read_fd), std::move(write_fd),
                                                  options.max_message, false);
   }

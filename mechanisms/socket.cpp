@@ -1,6 +1,7 @@
 // Socket helpers shared by the socket mechanisms.
 #include "ipcbench/posix/socket.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -28,11 +29,51 @@ Fd accept_with_timeout(int listen_fd, std::chrono::milliseconds timeout, const s
       throw_errno("poll on " + what + " failed");
     }
     if (r == 0) continue;
-    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) return Fd(fd);
+    // Non-blocking: the connection poll saw may be gone by now.
+    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+      const int flags = ::fcntl(fd, F_GETFL);
+      ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+      return Fd(fd);
+    }
     if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
     throw_errno("accept on " + what + " failed");
   }
+}
+
+void connect_with_timeout(int fd, const sockaddr* addr, unsigned addr_len,
+                          std::chrono::milliseconds timeout, const std::string& what) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    throw_errno("cannot make socket non-blocking");
+  }
+  if (::connect(fd, addr, addr_len) != 0) {
+    if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) {
+      throw_errno("cannot connect to " + what);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        throw Timeout("cannot connect to " + what + " within " +
+                      std::to_string(timeout.count()) + " ms");
+      }
+      struct pollfd p {fd, POLLOUT, 0};
+      const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (r < 0 && errno == EINTR) {
+        throw_if_interrupted();
+        continue;
+      }
+      if (r < 0) throw_errno("poll while connecting to " + what + " failed");
+      if (r > 0) break;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) throw_errno(err, "cannot connect to " + what);
+  }
+  if (::fcntl(fd, F_SETFL, flags) != 0) throw_errno("cannot make socket blocking");
 }
 
 void set_socket_option(int fd, int level, int option, int value, const char* what) {

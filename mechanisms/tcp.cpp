@@ -136,12 +136,14 @@ class TcpMechanism : public Mechanism {
         err = errno;
         continue;
       }
-      if (posix::retry_eintr([&] { return ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen); }) ==
-          0) {
+      try {
+        posix::connect_with_timeout(fd.get(), ai->ai_addr, ai->ai_addrlen, options.timeout,
+                                    "tcp " + std::string(address));
         break;
+      } catch (const std::system_error& e) {
+        err = e.code().value();
+        fd.reset();
       }
-      err = errno;
-      fd.reset();
     }
     ::freeaddrinfo(res);
     if (!fd) posix::throw_errno(err, "cannot connect to tcp " + std::string(address));

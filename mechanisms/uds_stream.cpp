@@ -43,8 +43,13 @@ class UdsStreamEndpoint : public Endpoint {
       posix::throw_errno("cannot bind unix socket " + path_);
     }
     bound_ = true;
-    if (::chmod(path_.c_str(), 0600) != 0) posix::throw_errno("cannot chmod " + path_);
-    if (::listen(listen_fd_.get(), 1) != 0) posix::throw_errno("cannot listen on " + path_);
+    try {
+      if (::chmod(path_.c_str(), 0600) != 0) posix::throw_errno("cannot chmod " + path_);
+      if (::listen(listen_fd_.get(), 1) != 0) posix::throw_errno("cannot listen on " + path_);
+    } catch (...) {
+      remove_name();  // the destructor does not run for a failed constructor
+      throw;
+    }
   }
   ~UdsStreamEndpoint() override { remove_name(); }
 
@@ -94,10 +99,8 @@ class UdsStreamMechanism : public Mechanism {
     const sockaddr_un addr = make_address(std::string(address));
     posix::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) posix::throw_errno("cannot create unix stream socket");
-    const int r = posix::retry_eintr([&] {
-      return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-    });
-    if (r != 0) posix::throw_errno("cannot connect to unix socket " + std::string(address));
+    posix::connect_with_timeout(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr,
+                                options.timeout, "unix socket " + std::string(address));
     return std::make_unique<FramedStreamChannel>(std::move(fd), posix::Fd(), options.max_message,
                                                  true);
   }

@@ -98,6 +98,16 @@ class Channel {
   virtual bool wait_receivable(std::chrono::nanoseconds timeout) = 0;
   virtual bool wait_sendable(std::chrono::nanoseconds timeout) = 0;
 
+  // Blocking receive with a deadline: a message's size, or std::nullopt when
+  // none arrived within `timeout`. Lossy mechanisms use it so one lost
+  // datagram never hangs a case; they override it with a one-syscall
+  // version (e.g. SO_RCVTIMEO). The default waits, then tries.
+  virtual std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
+                                                 std::chrono::nanoseconds timeout) {
+    if (!wait_receivable(timeout)) return std::nullopt;
+    return try_receive(buffer);
+  }
+
   // Descriptors for epoll: readable when a message may be ready / writable
   // when a send may succeed; -1 when the mechanism has none (not pollable).
   virtual int receive_fd() const noexcept { return -1; }

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <string>
 
+struct sockaddr;
+
 #include "ipcbench/posix/fd.hpp"
 
 namespace ipcbench::posix {
@@ -12,6 +14,12 @@ namespace ipcbench::posix {
 // returns it (close-on-exec). Throws Timeout naming `what` when nobody came,
 // PeerLost when interrupted, std::system_error on failure.
 Fd accept_with_timeout(int listen_fd, std::chrono::milliseconds timeout, const std::string& what);
+
+// Connects socket `fd` to `addr`, waiting at most `timeout` (non-blocking
+// connect + poll); the socket is blocking again afterwards. Throws Timeout
+// naming `what`, PeerLost when interrupted, std::system_error on failure.
+void connect_with_timeout(int fd, const struct sockaddr* addr, unsigned addr_len,
+                          std::chrono::milliseconds timeout, const std::string& what);
 
 // Sets an int socket option; throws std::system_error naming `what`.
 void set_socket_option(int fd, int level, int option, int value, const char* what);
