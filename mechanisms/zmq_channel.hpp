@@ -236,11 +236,9 @@ class ZmqChannel final : public Channel {
   std::size_t max_message_;
 };
 
-// Owns a socket file: removes it on remove() or destruction. Empty for
-// transports without one.
+// Owns a socket file: removes it on remove() or destruction.
 class SocketFile {
  public:
-  SocketFile() = default;
   explicit SocketFile(std::string path) : path_(std::move(path)) {}
   SocketFile(const SocketFile&) = delete;
   SocketFile& operator=(const SocketFile&) = delete;
@@ -263,26 +261,16 @@ struct BindTarget {
   std::string socket_file;  // empty: none
 };
 
-// Transport hooks shared by the endpoint and the mechanism.
-class ZmqTransport {
- public:
-  virtual ~ZmqTransport() = default;
-  virtual std::string_view mechanism_name() const = 0;
-  // Socket options that depend on the endpoint (e.g. ZMQ_IPV6).
-  virtual void configure_transport(zmq::socket_t& /*socket*/,
-                                   std::string_view /*endpoint*/) const {}
-};
-
 // The bound PAIR socket, waiting for the peer's hello.
 class ZmqEndpoint final : public Endpoint {
  public:
-  ZmqEndpoint(const ZmqTransport& transport, const BindTarget& target, std::size_t max_message)
-      : name_(transport.mechanism_name()),
+  // Binds `socket` (configured, created in `context`) to `target`.
+  ZmqEndpoint(std::string name, zmq::context_t context, zmq::socket_t socket,
+              const BindTarget& target, std::size_t max_message)
+      : name_(std::move(name)),
         max_message_(max_message),
-        context_(1),
-        socket_(context_, zmq::socket_type::pair) {
-    configure_socket(socket_, max_message_);
-    transport.configure_transport(socket_, target.endpoint);
+        context_(std::move(context)),
+        socket_(std::move(socket)) {
     if (!target.socket_file.empty()) {
       // ZeroMQ unlinks whatever has the name before binding; refuse instead,
       // so bind is exclusive (the run directory is private, so no race).
@@ -297,13 +285,15 @@ class ZmqEndpoint final : public Endpoint {
     } catch (const zmq::error_t& e) {
       throw_zmq(e, "cannot bind " + name_ + " to " + target.endpoint);
     }
-    if (!target.socket_file.empty() && ::chmod(target.socket_file.c_str(), 0600) != 0) {
-      posix::throw_errno("cannot chmod " + target.socket_file);  // ZeroMQ used the umask
+    // ZeroMQ created the file with the umask's mode; the directory is 0700,
+    // so nobody else could use it meanwhile.
+    if (socket_file_ && ::chmod(target.socket_file.c_str(), 0600) != 0) {
+      posix::throw_errno("cannot chmod " + target.socket_file);
     }
     address_ = socket_.get(zmq::sockopt::last_endpoint);  // the real port for tcp://...:*
   }
 
-  // Members clean up: the file goes first, then the socket, then the context.
+  // Members clean up in reverse order: file, socket, then context.
   ~ZmqEndpoint() override = default;
 
   std::string address() const override { return address_; }
@@ -317,9 +307,9 @@ class ZmqEndpoint final : public Endpoint {
     expect_handshake(socket_, kHello, name_ + " accept");
     send_handshake(socket_, kWelcome);
     accepted_ = true;
-    // The peer is connected: nobody else may use the name. The listener stays
-    // (unbinding would also close the accepted connection); PAIR refuses a
-    // second peer anyway.
+    // The peer is connected: the name is no longer needed. The listener
+    // itself stays (unbinding would also close the accepted connection);
+    // PAIR refuses a second peer anyway.
     if (socket_file_) socket_file_->remove();
     return std::make_unique<ZmqChannel>(std::move(context_), std::move(socket_), max_message_);
   }
@@ -334,8 +324,8 @@ class ZmqEndpoint final : public Endpoint {
   bool accepted_ = false;
 };
 
-// The parts both mechanisms share; subclasses name the transport.
-class ZmqMechanism : public Mechanism, public ZmqTransport {
+// What both mechanisms share; a subclass names the transport.
+class ZmqMechanism : public Mechanism {
  public:
   std::string_view family() const override { return "zmq"; }
 
@@ -347,11 +337,14 @@ class ZmqMechanism : public Mechanism, public ZmqTransport {
             .lossy = false};    // PAIR with blocking sends waits at the high-water mark
   }
 
-  std::string_view mechanism_name() const override { return name(); }
-
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<ZmqEndpoint>(*this, bind_target(options),
-                                         effective_max_message(options.max_message));
+    const BindTarget target = bind_target(options);
+    const std::size_t max_message = effective_max_message(options.max_message);
+    zmq::context_t context(1);
+    zmq::socket_t socket(context, zmq::socket_type::pair);
+    configure(socket, target.endpoint, max_message);
+    return std::make_unique<ZmqEndpoint>(std::string(name()), std::move(context),
+                                         std::move(socket), target, max_message);
   }
 
   std::unique_ptr<Channel> connect(std::string_view address,
@@ -359,26 +352,27 @@ class ZmqMechanism : public Mechanism, public ZmqTransport {
     check_address(address);
     const std::size_t max_message = effective_max_message(options.max_message);
     const std::string endpoint(address);
+    const std::string name_text(name());
+    // Declared in this order so the socket closes before the context ends.
     zmq::context_t context(1);
     zmq::socket_t socket(context, zmq::socket_type::pair);
-    configure_socket(socket, max_message);
-    configure_transport(socket, endpoint);
+    configure(socket, endpoint, max_message);
     try {
       socket.connect(endpoint);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINVAL || e.num() == EPROTONOSUPPORT) {
-        throw std::invalid_argument("malformed " + std::string(name()) + " address '" + endpoint +
+        throw std::invalid_argument("malformed " + name_text + " address '" + endpoint +
                                     "': " + e.what());
       }
-      throw_zmq(e, "cannot connect " + std::string(name()) + " to " + endpoint);
+      throw_zmq(e, "cannot connect " + name_text + " to " + endpoint);
     }
-    // Queued on the connecting side's pipe until the connection is up.
+    // Queued on the connecting side until the connection is up.
     send_handshake(socket, kHello);
     if (!poll_for(socket, ZMQ_POLLIN, options.timeout)) {
-      throw Timeout("no answer from " + std::string(name()) + " listener " + endpoint +
-                    " within " + std::to_string(options.timeout.count()) + " ms");
+      throw Timeout("no answer from " + name_text + " listener " + endpoint + " within " +
+                    std::to_string(options.timeout.count()) + " ms");
     }
-    expect_handshake(socket, kWelcome, std::string(name()) + " connect");
+    expect_handshake(socket, kWelcome, name_text + " connect");
     return std::make_unique<ZmqChannel>(std::move(context), std::move(socket), max_message);
   }
 
@@ -387,10 +381,13 @@ class ZmqMechanism : public Mechanism, public ZmqTransport {
   // "ipc://" or "tcp://": connect() accepts only addresses in this scheme.
   virtual std::string_view scheme() const = 0;
   virtual BindTarget bind_target(const ListenOptions& options) const = 0;
+  // Socket options that depend on the endpoint (e.g. ZMQ_IPV6).
+  virtual void configure_transport(zmq::socket_t& /*socket*/,
+                                   std::string_view /*endpoint*/) const {}
 
   // Throws std::invalid_argument unless `address` is "<scheme><something>"
-  // without NUL bytes (ZeroMQ would silently cut a C string there).
-  // Subclasses add transport checks and return the part after the scheme.
+  // without NUL bytes (ZeroMQ would silently cut the C string there), and
+  // returns the part after the scheme. Subclasses add transport checks.
   virtual std::string_view check_address(std::string_view address) const {
     if (!address.starts_with(scheme()) || address.size() == scheme().size() ||
         address.find('\0') != std::string_view::npos) {
@@ -400,6 +397,13 @@ class ZmqMechanism : public Mechanism, public ZmqTransport {
                                   "' (expected " + std::string(scheme()) + "...)");
     }
     return address.substr(scheme().size());
+  }
+
+ private:
+  void configure(zmq::socket_t& socket, std::string_view endpoint,
+                 std::size_t max_message) const {
+    configure_socket(socket, max_message);
+    configure_transport(socket, endpoint);
   }
 };
 

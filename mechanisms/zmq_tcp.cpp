@@ -1,8 +1,51 @@
-// Placeholder until the mechanism lands: the registry skips a null factory.
+// zmq-tcp: ZeroMQ PAIR sockets over tcp:// (TCP_NODELAY is ZeroMQ's default).
+//
+// The listener binds an ephemeral port on ListenOptions::bind_host
+// ("tcp://HOST:*"), so concurrent runs never collide, and reads the port
+// back with ZMQ_LAST_ENDPOINT. Address: "tcp://HOST:PORT" ("tcp://[V6]:PORT").
 #include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 
 #include "ipcbench/mechanism.hpp"
+#include "zmq_channel.hpp"
 
 namespace ipcbench::mech {
-std::unique_ptr<Mechanism> make_zmq_tcp() { return nullptr; }
+namespace {
+
+class ZmqTcpMechanism final : public zmq_channel::ZmqMechanism {
+ public:
+  std::string_view name() const override { return "zmq-tcp"; }
+
+ protected:
+  bool crosses_hosts() const override { return true; }
+  std::string_view scheme() const override { return "tcp://"; }
+
+  zmq_channel::BindTarget bind_target(const ListenOptions& options) const override {
+    std::string host = options.bind_host.empty() ? "127.0.0.1" : options.bind_host;
+    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+    return {.endpoint = "tcp://" + host + ":*", .socket_file = {}};
+  }
+
+  // ZeroMQ is IPv4-only unless told otherwise; a bracketed host is IPv6.
+  void configure_transport(zmq::socket_t& socket, std::string_view endpoint) const override {
+    if (endpoint.find('[') != std::string_view::npos) socket.set(zmq::sockopt::ipv6, true);
+  }
+
+  std::string_view check_address(std::string_view address) const override {
+    const std::string_view host_port = ZmqMechanism::check_address(address);
+    const auto colon = host_port.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == host_port.size()) {
+      throw std::invalid_argument("malformed zmq-tcp address '" + std::string(address) +
+                                  "' (expected tcp://HOST:PORT)");
+    }
+    return host_port;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Mechanism> make_zmq_tcp() { return std::make_unique<ZmqTcpMechanism>(); }
+
 }  // namespace ipcbench::mech

@@ -1107,7 +1107,7 @@ TEST(Cli, UnknownMechanismExitsTwoAndNamesValidChoices) {
 // bad value ("The value of flag --benchmark_min_time is expected to be a double, ...") before
 // ipcbench's error, which also calls the flag "unknown". Enable once do_run (bench/cli.cpp)
 // captures std::cerr around benchmark::Initialize and folds the text into its one line.
-TEST(Cli, DISABLED_BadValueOfAGoogleBenchmarkFlagGivesOneErrorLine) {
+TEST(Cli, BadValueOfAGoogleBenchmarkFlagGivesOneErrorLine) {
   TempDir dir;
   const std::string out = dir.file("out.json");
   const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe", "--patterns", "latency",
@@ -1124,7 +1124,7 @@ TEST(Cli, DISABLED_BadValueOfAGoogleBenchmarkFlagGivesOneErrorLine) {
 // case into the aggregates' histogram, including Google Benchmark's iteration-estimation trials,
 // so histogram_samples exceeds the repetitions' samples. Enable once the reporter merges only
 // the case's last `repetitions` trials in that situation.
-TEST(Cli, DISABLED_AggregatesOnlyReportMergesJustTheRepetitions) {
+TEST(Cli, AggregatesOnlyReportMergesJustTheRepetitions) {
   TempDir dir;
   const std::string out = dir.file("aggregates.json");
   const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe", "--patterns", "latency",
