@@ -1,5 +1,6 @@
 #include "runner.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -205,6 +206,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       msg = std::string(posix::interrupt_reason()) + ": " + msg;
     }
     if (session_ && session_case_ == index) {
+      // Stopping anyway: do not wait for a peer that may still be alive.
+      if (stop_signal() != 0) ::kill(session_->peer_pid(), SIGKILL);
       const std::string epitaph = session_->peer_epitaph();
       if (epitaph != "peer is still running") msg += " (" + epitaph + ")";
     }

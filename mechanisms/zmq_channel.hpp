@@ -66,6 +66,18 @@ inline constexpr std::string_view kWelcome = "ipcbench-zmq-welcome/1";
 inline constexpr int kMaxHighWaterMark = 1000;
 inline constexpr std::size_t kQueueBudget = 64u << 20;
 
+// ZMQ_LINGER of an established channel. A send returns once ZeroMQ has
+// queued the message, not once it left the process, so with linger 0 a peer
+// that sends its last reply and exits loses it (seen with 16 MiB echoes).
+// Closing therefore waits for queued messages, but only this long; half-open
+// sockets and channels whose peer is known to be gone close with linger 0.
+inline constexpr int kLingerMs = 2000;
+
+// ZMTP's own handshake commands (READY with its metadata) pass the
+// ZMQ_MAXMSGSIZE check too, so the limit never goes below this; the channel
+// still rejects anything above max_message itself.
+inline constexpr std::size_t kMinMaxMsgSize = 4096;
+
 // Throws std::system_error carrying the ZeroMQ error; ZeroMQ's own error
 // numbers (ETERM, EFSM, ...) are unknown to the generic category, so their
 // text is added to `what`.
@@ -132,13 +144,12 @@ inline std::size_t effective_max_message(std::size_t requested) {
 inline void configure_socket(zmq::socket_t& socket, std::size_t max_message) {
   const int hwm = static_cast<int>(std::clamp<std::size_t>(
       kQueueBudget / max_message, 1, static_cast<std::size_t>(kMaxHighWaterMark)));
-  socket.set(zmq::sockopt::linger, 0);  // teardown never waits for unsent messages
+  socket.set(zmq::sockopt::linger, 0);  // until the handshake is done; see kLingerMs
   socket.set(zmq::sockopt::sndhwm, hwm);
   socket.set(zmq::sockopt::rcvhwm, hwm);
-  // Larger messages make ZeroMQ drop the connection instead of allocating
-  // them; the handshake must still fit.
+  // Larger messages make ZeroMQ drop the connection instead of allocating them.
   socket.set(zmq::sockopt::maxmsgsize,
-             static_cast<std::int64_t>(std::max(max_message, kWelcome.size())));
+             static_cast<std::int64_t>(std::max(max_message, kMinMaxMsgSize)));
 }
 
 // Receives one handshake message (the caller has seen POLLIN) and checks it.
@@ -161,45 +172,43 @@ inline void send_handshake(zmq::socket_t& socket, std::string_view text) {
 class ZmqChannel final : public Channel {
  public:
   ZmqChannel(zmq::context_t context, zmq::socket_t socket, std::size_t max_message)
-      : context_(std::move(context)), socket_(std::move(socket)), max_message_(max_message) {}
+      : context_(std::move(context)), socket_(std::move(socket)), max_message_(max_message) {
+    socket_.set(zmq::sockopt::linger, kLingerMs);
+  }
+  ZmqChannel(const ZmqChannel&) = delete;
+  ZmqChannel& operator=(const ZmqChannel&) = delete;
 
-  // Copies the message into a ZeroMQ message (zero-copy would need the
-  // caller's buffer to outlive the send) and blocks while the queue is full.
+  // A dead peer never reads what is queued: do not wait for it.
+  ~ZmqChannel() override {
+    if (peer_lost_ || posix::interrupt_flag().load(std::memory_order_relaxed)) {
+      const int no_linger = 0;
+      zmq_setsockopt(socket_.handle(), ZMQ_LINGER, &no_linger, sizeof no_linger);
+    }
+  }
+
   void send(std::span<const std::byte> message) override {
-    check_send_size(message.size());
-    retry_zmq("zmq send failed", [&] {
-      return socket_.send(zmq::const_buffer(message.data(), message.size()),
-                          zmq::send_flags::none);
-    });
+    send_with(message, zmq::send_flags::none);
   }
 
   std::size_t receive(std::span<std::byte> buffer) override {
-    retry_zmq("zmq receive failed", [&] { return socket_.recv(in_, zmq::recv_flags::none); });
-    return copy_out(buffer);
+    // Without ZMQ_RCVTIMEO a blocking receive returns a message or throws.
+    return receive_with(buffer, zmq::recv_flags::none).value();
   }
 
   bool try_send(std::span<const std::byte> message) override {
-    check_send_size(message.size());
-    // All or nothing: ZeroMQ queues the whole message or returns EAGAIN.
-    return retry_zmq("zmq send failed", [&] {
-             return socket_.send(zmq::const_buffer(message.data(), message.size()),
-                                 zmq::send_flags::dontwait);
-           }).has_value();
+    return send_with(message, zmq::send_flags::dontwait);
   }
 
   std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
-    const auto got = retry_zmq("zmq receive failed",
-                               [&] { return socket_.recv(in_, zmq::recv_flags::dontwait); });
-    if (!got) return std::nullopt;
-    return copy_out(buffer);
+    return receive_with(buffer, zmq::recv_flags::dontwait);
   }
 
   // Both wait with zmq_poll on the socket.
   bool wait_receivable(std::chrono::nanoseconds timeout) override {
-    return poll_for(socket_, ZMQ_POLLIN, timeout);
+    return call_interruptible([&] { return poll_for(socket_, ZMQ_POLLIN, timeout); });
   }
   bool wait_sendable(std::chrono::nanoseconds timeout) override {
-    return poll_for(socket_, ZMQ_POLLOUT, timeout);
+    return call_interruptible([&] { return poll_for(socket_, ZMQ_POLLOUT, timeout); });
   }
 
   // Not pollable: ZMQ_FD is edge-triggered and only means "look at
@@ -207,6 +216,36 @@ class ZmqChannel final : public Channel {
   // that were already queued, so receive_fd()/send_fd() keep returning -1.
 
  private:
+  // Runs op() like retry_zmq(); a PeerLost is remembered for the destructor.
+  template <typename Op>
+  auto call_interruptible(Op&& op) -> decltype(op()) {
+    try {
+      return op();
+    } catch (const PeerLost&) {
+      peer_lost_ = true;
+      throw;
+    }
+  }
+  template <typename Op>
+  auto call(const char* what, Op&& op) -> decltype(op()) {
+    return call_interruptible([&] { return retry_zmq(what, op); });
+  }
+
+  // Copies the message into a new ZeroMQ message (zero-copy would need the
+  // caller's buffer to outlive the send). All or nothing: ZeroMQ queues the
+  // whole message, or blocks (none) / returns false (dontwait) at the
+  // high-water mark.
+  bool send_with(std::span<const std::byte> message, zmq::send_flags flags) {
+    check_send_size(message.size());
+    const zmq::const_buffer data(message.data(), message.size());
+    return call("zmq send failed", [&] { return socket_.send(data, flags); }).has_value();
+  }
+
+  std::optional<std::size_t> receive_with(std::span<std::byte> buffer, zmq::recv_flags flags) {
+    if (!call("zmq receive failed", [&] { return socket_.recv(in_, flags); })) return std::nullopt;
+    return copy_out(buffer);
+  }
+
   void check_send_size(std::size_t size) const {
     if (size == 0 || size > max_message_) {
       throw std::invalid_argument("message of " + std::to_string(size) + " bytes outside 1.." +
@@ -234,6 +273,7 @@ class ZmqChannel final : public Channel {
   zmq::socket_t socket_;
   zmq::message_t in_;  // reused for every receive
   std::size_t max_message_;
+  bool peer_lost_ = false;
 };
 
 // Owns a socket file: removes it on remove() or destruction.
@@ -343,8 +383,8 @@ class ZmqMechanism : public Mechanism {
     zmq::context_t context(1);
     zmq::socket_t socket(context, zmq::socket_type::pair);
     configure(socket, target.endpoint, max_message);
-    return std::make_unique<ZmqEndpoint>(std::string(name()), std::move(context),
-                                         std::move(socket), target, max_message);
+    return std::make_unique<ZmqEndpoint>(std::string(name()), std::move(context), std::move(socket),
+                                         target, max_message);
   }
 
   std::unique_ptr<Channel> connect(std::string_view address,
@@ -382,8 +422,8 @@ class ZmqMechanism : public Mechanism {
   virtual std::string_view scheme() const = 0;
   virtual BindTarget bind_target(const ListenOptions& options) const = 0;
   // Socket options that depend on the endpoint (e.g. ZMQ_IPV6).
-  virtual void configure_transport(zmq::socket_t& /*socket*/,
-                                   std::string_view /*endpoint*/) const {}
+  virtual void configure_transport(zmq::socket_t& /*socket*/, std::string_view /*endpoint*/) const {
+  }
 
   // Throws std::invalid_argument unless `address` is "<scheme><something>"
   // without NUL bytes (ZeroMQ would silently cut the C string there), and
@@ -400,8 +440,7 @@ class ZmqMechanism : public Mechanism {
   }
 
  private:
-  void configure(zmq::socket_t& socket, std::string_view endpoint,
-                 std::size_t max_message) const {
+  void configure(zmq::socket_t& socket, std::string_view endpoint, std::size_t max_message) const {
     configure_socket(socket, max_message);
     configure_transport(socket, endpoint);
   }

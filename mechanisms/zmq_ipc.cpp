@@ -5,6 +5,7 @@
 // connected. Address: that endpoint, "ipc:///path".
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <memory>
 #include <stdexcept>
 #include <string>
