@@ -35,16 +35,20 @@ bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 // Waits for `events` on fd; false on timeout. EINTR is a wake-up, not an
 // error, unless the harness asked for an interrupt.
 bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
-  pollfd p{fd, events, 0};
-  const auto ns = std::max<std::int64_t>(timeout.count(), 0);
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  const int r = ::ppoll(&p, 1, &ts, nullptr);
-  if (r < 0) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    pollfd p{fd, events, 0};
+    const auto ns = std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline -
+                                                             std::chrono::steady_clock::now())
+            .count(),
+        0);
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const int r = ::ppoll(&p, 1, &ts, nullptr);
+    if (r >= 0) return r > 0;
     if (errno != EINTR) posix::throw_errno("poll failed");
-    posix::throw_if_interrupted();
-    return false;
+    posix::throw_if_interrupted();  // a stray signal: wait out the rest
   }
-  return r > 0;
 }
 
 }  // namespace
