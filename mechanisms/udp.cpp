@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -28,6 +29,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "ipcbench/errors.hpp"
@@ -54,6 +57,9 @@ void enlarge_buffers(int fd, const std::string& what);
 // `max_message` bytes); removes `socket_file` (if not empty) when destroyed.
 std::unique_ptr<Channel> make_channel(posix::Fd fd, std::size_t max_message, std::string name,
                                       std::string socket_file);
+// Sends the zero-length hello on connected socket `fd`, waiting at most
+// `timeout` for room (a unix listener's queue may be full); throws Timeout.
+void send_hello(int fd, std::chrono::milliseconds timeout, const std::string& what);
 
 namespace {
 
@@ -62,6 +68,9 @@ using Clock = std::chrono::steady_clock;
 // A blocking receive that has heard nothing for this long checks that the
 // peer's socket still exists: datagram sockets get no end-of-file.
 constexpr std::chrono::milliseconds kProbeInterval{1000};
+
+// SO_RCVTIMEO counts in jiffies (up to 10 ms); shorter waits use ppoll.
+constexpr std::chrono::milliseconds kShortestTimedReceive{50};
 
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
@@ -95,14 +104,7 @@ class DatagramChannel final : public Channel {
         max_message_(max_message),
         name_(std::move(name)),
         socket_file_(std::move(socket_file)) {
-    // A blocking receive wakes up after kProbeInterval of silence to probe the
-    // peer; the timer costs nothing while messages flow.
-    timeval tv{};
-    tv.tv_sec = kProbeInterval.count() / 1000;
-    tv.tv_usec = (kProbeInterval.count() % 1000) * 1000;
-    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
-      posix::throw_errno("cannot set SO_RCVTIMEO on the " + name_ + " socket");
-    }
+    set_receive_timeout(kProbeInterval);
   }
 
   ~DatagramChannel() override {
@@ -117,10 +119,17 @@ class DatagramChannel final : public Channel {
     if (n < 0) throw_io(errno, name_ + " send");
   }
 
+  // A blocking recv that wakes after kProbeInterval of silence (SO_RCVTIMEO)
+  // to check that the peer still exists.
   std::size_t receive(std::span<std::byte> buffer) override {
+    set_receive_timeout(kProbeInterval);
     for (;;) {
-      if (const auto n = receive_once(buffer, 0)) return *n;
-      probe();  // SO_RCVTIMEO expired: nothing arrived for kProbeInterval
+      const auto n = receive_one(buffer, 0);
+      if (!n) {
+        probe();
+      } else if (*n > 0) {
+        return *n;
+      }
     }
   }
 
@@ -135,24 +144,31 @@ class DatagramChannel final : public Channel {
   }
 
   std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
-    return receive_once(buffer, MSG_DONTWAIT);
+    for (;;) {
+      const auto n = receive_one(buffer, MSG_DONTWAIT);
+      if (!n || *n > 0) return n;
+    }
   }
 
-  // Try, then ppoll until the deadline, probing the peer if the wait is long.
+  // One blocking recv with SO_RCVTIMEO, set only when the timeout changes
+  // (a caller repeating one timeout pays one syscall per message). A timeout
+  // probes the peer, so a caller that keeps waiting learns it is gone.
   std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
                                          std::chrono::nanoseconds timeout) override {
-    const auto start = Clock::now();
-    const auto deadline = start + timeout;
-    auto probe_at = start + kProbeInterval;
+    if (timeout < kShortestTimedReceive) return receive_polling(buffer, timeout);
+    const auto deadline = Clock::now() + timeout;
+    set_receive_timeout(timeout);
     for (;;) {
-      if (const auto n = receive_once(buffer, MSG_DONTWAIT)) return n;
-      const auto now = Clock::now();
-      if (now >= deadline) return std::nullopt;
-      if (now >= probe_at) {
+      const auto n = receive_one(buffer, 0);
+      if (!n) {
         probe();
-        probe_at = now + kProbeInterval;
+        return std::nullopt;
       }
-      poll_for(fd_.get(), POLLIN, std::min(deadline, probe_at) - now);
+      if (*n > 0) return n;
+      // A hello or probe arrived: wait on for what is left.
+      const auto left = deadline - Clock::now();
+      if (left < kShortestTimedReceive) return receive_polling(buffer, left);
+      set_receive_timeout(left);
     }
   }
 
@@ -176,28 +192,52 @@ class DatagramChannel final : public Channel {
     }
   }
 
-  // One message into `buffer`, or nullopt when none is ready (MSG_DONTWAIT)
-  // or SO_RCVTIMEO expired. Zero-length datagrams (hello, probe) are skipped:
-  // a message has at least one byte.
-  std::optional<std::size_t> receive_once(std::span<std::byte> buffer, int flags) {
-    for (;;) {
-      // MSG_TRUNC: the result is the datagram's real size even if it did not
-      // fit; the kernel never writes past buffer.size().
-      const ssize_t n = posix::retry_eintr(
-          [&] { return ::recv(fd_.get(), buffer.data(), buffer.size(), flags | MSG_TRUNC); });
-      if (n > 0) {
-        const auto size = static_cast<std::size_t>(n);
-        if (size > buffer.size()) {
-          throw ProtocolError(name_ + " datagram of " + std::to_string(size) +
-                              " bytes does not fit the " + std::to_string(buffer.size()) +
-                              "-byte receive buffer");
-        }
-        return size;
-      }
-      if (n == 0) continue;
+  // One recv: the message's size; 0 for a zero-length datagram (a hello or
+  // probe, never a message: messages have at least one byte); nullopt when
+  // nothing came (MSG_DONTWAIT, or SO_RCVTIMEO expired).
+  std::optional<std::size_t> receive_one(std::span<std::byte> buffer, int flags) {
+    // MSG_TRUNC: the result is the datagram's real size even if it did not
+    // fit; the kernel never writes past buffer.size().
+    const ssize_t n = posix::retry_eintr(
+        [&] { return ::recv(fd_.get(), buffer.data(), buffer.size(), flags | MSG_TRUNC); });
+    if (n < 0) {
       if (would_block(errno)) return std::nullopt;
       throw_io(errno, name_ + " receive");
     }
+    const auto size = static_cast<std::size_t>(n);
+    if (size > buffer.size()) {
+      throw ProtocolError(name_ + " datagram of " + std::to_string(size) +
+                          " bytes does not fit the " + std::to_string(buffer.size()) +
+                          "-byte receive buffer");
+    }
+    return size;
+  }
+
+  // receive_for with ppoll, precise for waits shorter than a few jiffies.
+  // No probe here: a caller polling with tiny timeouts would flood the peer.
+  std::optional<std::size_t> receive_polling(std::span<std::byte> buffer,
+                                             std::chrono::nanoseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      if (const auto n = try_receive(buffer)) return n;
+      const auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero()) return std::nullopt;
+      poll_for(fd_.get(), POLLIN, left);
+    }
+  }
+
+  void set_receive_timeout(std::chrono::nanoseconds timeout) {
+    // Rounded up: a zero timeval would mean "block forever".
+    const auto us =
+        std::max<std::int64_t>(std::chrono::ceil<std::chrono::microseconds>(timeout).count(), 1);
+    if (us == receive_timeout_us_) return;
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(us / 1'000'000);
+    tv.tv_usec = static_cast<suseconds_t>(us % 1'000'000);
+    if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+      posix::throw_errno("cannot set SO_RCVTIMEO on the " + name_ + " socket");
+    }
+    receive_timeout_us_ = us;
   }
 
   // Sends a zero-length datagram, which the peer skips: a uds-dgram peer that
@@ -211,8 +251,9 @@ class DatagramChannel final : public Channel {
 
   posix::Fd fd_;
   std::size_t max_message_;
-  std::string name_;         // mechanism name, for messages
-  std::string socket_file_;  // removed by the destructor if not empty
+  std::string name_;                      // mechanism name, for messages
+  std::string socket_file_;               // removed by the destructor if not empty
+  std::int64_t receive_timeout_us_ = -1;  // SO_RCVTIMEO as last set
 };
 
 }  // namespace
@@ -245,6 +286,24 @@ std::unique_ptr<Channel> make_channel(posix::Fd fd, std::size_t max_message, std
                                       std::string socket_file) {
   return std::make_unique<DatagramChannel>(std::move(fd), max_message, std::move(name),
                                            std::move(socket_file));
+}
+
+void send_hello(int fd, std::chrono::milliseconds timeout, const std::string& what) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    // Zero bytes: never a message, so the other side can tell a hello apart.
+    if (posix::retry_eintr([&] { return ::send(fd, nullptr, 0, MSG_NOSIGNAL | MSG_DONTWAIT); }) ==
+        0) {
+      return;
+    }
+    if (!would_block(errno)) posix::throw_errno("cannot send hello to " + what);
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) {
+      throw Timeout("cannot say hello to " + what + " within " + std::to_string(timeout.count()) +
+                    " ms");
+    }
+    poll_for(fd, POLLOUT, left);
+  }
 }
 
 }  // namespace datagram
@@ -490,9 +549,7 @@ class UdpMechanism : public Mechanism {
       fd.reset();
     }
     if (!fd) posix::throw_errno(err, "cannot connect udp socket to " + std::string(address));
-    const ssize_t n =
-        posix::retry_eintr([&] { return ::send(fd.get(), nullptr, 0, MSG_NOSIGNAL); });
-    if (n != 0) posix::throw_errno("cannot send hello to udp " + std::string(address));
+    datagram::send_hello(fd.get(), options.timeout, "udp " + std::string(address));
     return datagram::make_channel(std::move(fd), channel_limit(options.max_message), "udp", {});
   }
 };

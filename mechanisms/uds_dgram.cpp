@@ -16,11 +16,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -37,6 +39,7 @@ bool poll_for(int fd, short events, std::chrono::nanoseconds timeout);
 void enlarge_buffers(int fd, const std::string& what);
 std::unique_ptr<Channel> make_channel(posix::Fd fd, std::size_t max_message, std::string name,
                                       std::string socket_file);
+void send_hello(int fd, std::chrono::milliseconds timeout, const std::string& what);
 }  // namespace datagram
 
 namespace {
@@ -141,7 +144,11 @@ class UdsDgramEndpoint : public Endpoint {
       posix::throw_errno("cannot bind unix datagram socket " + path_);
     }
     bound_ = true;
-    if (::chmod(path_.c_str(), 0600) != 0) posix::throw_errno("cannot chmod " + path_);
+    if (::chmod(path_.c_str(), 0600) != 0) {
+      const int err = errno;
+      remove_names();  // the destructor does not run for a failed constructor
+      posix::throw_errno(err, "cannot chmod " + path_);
+    }
   }
   ~UdsDgramEndpoint() override { remove_names(); }
 
@@ -170,7 +177,11 @@ class UdsDgramEndpoint : public Endpoint {
       }
       // Only a hello from the expected file counts; anything else is dropped.
       if (n != 0 || path_of(from, len) != peer_path_) continue;
-      if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&from), len) != 0) {
+      // ENOENT / ECONNREFUSED: the peer already closed its socket. As with a
+      // stream peer that connects and hangs up, the channel still comes back;
+      // its unconnected socket reports PeerLost (ENOTCONN) when used.
+      if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&from), len) != 0 &&
+          errno != ENOENT && errno != ECONNREFUSED) {
         posix::throw_errno("cannot connect unix datagram socket " + path_ + " to " + peer_path_);
       }
       remove_names();  // connected sockets no longer need their names
@@ -240,9 +251,7 @@ class UdsDgramMechanism : public Mechanism {
     // listener normally has already); until then, this guard does.
     RemoveOnFailure guard{own_path};
     if (::chmod(own_path.c_str(), 0600) != 0) posix::throw_errno("cannot chmod " + own_path);
-    const ssize_t n =
-        posix::retry_eintr([&] { return ::send(fd.get(), nullptr, 0, MSG_NOSIGNAL); });
-    if (n != 0) posix::throw_errno("cannot send hello to " + listener);
+    datagram::send_hello(fd.get(), options.timeout, listener);
     auto channel = datagram::make_channel(std::move(fd), channel_limit(options.max_message),
                                           "uds-dgram", own_path);
     guard.armed = false;
