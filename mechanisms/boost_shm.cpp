@@ -109,9 +109,9 @@ void check_dev_shm_space(std::size_t bytes, const std::string& name) {
   const auto available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
   if (available < bytes) {
     throw std::system_error(ENOSPC, std::generic_category(),
-                            "cannot create /dev/shm/" + name + " of " + std::to_string(bytes >> 10) +
-                                " KiB: /dev/shm is full (" + std::to_string(available >> 10) +
-                                " KiB free)");
+                            "cannot create /dev/shm/" + name + " of " +
+                                std::to_string(bytes >> 10) + " KiB: /dev/shm is full (" +
+                                std::to_string(available >> 10) + " KiB free)");
   }
 }
 
@@ -204,9 +204,9 @@ struct Control {
         to_owner(static_cast<unsigned>(count)) {}
 
   std::uint64_t magic = kMagic;
-  std::uint64_t payload_bytes;  // largest message a slot takes
-  std::uint64_t slot_bytes;     // slot stride
-  std::uint64_t slots;          // K, per direction
+  std::uint64_t payload_bytes;                    // largest message a slot takes
+  std::uint64_t slot_bytes;                       // slot stride
+  std::uint64_t slots;                            // K, per direction
   bi::managed_shared_memory::handle_t slot_area;  // offset: the same in both mappings
   std::int32_t owner_pid;
   std::atomic<std::int32_t> peer_pid{0};
@@ -405,8 +405,8 @@ class BoostShmEndpoint : public Endpoint {
     reserve_pages(name_);
     try {
       void* area = segment_.allocate_aligned(area_bytes, kSlotAlign);
-      control_ = segment_.construct<Control>(kControlName)(
-          payload, stride, slots, segment_.get_handle_from_address(area));
+      control_ = segment_.construct<Control>(kControlName)(payload, stride, slots,
+                                                           segment_.get_handle_from_address(area));
     } catch (const bi::interprocess_exception& e) {
       rethrow_setup(e, "cannot lay out shared memory segment /dev/shm/" + name_);
     }
@@ -468,13 +468,24 @@ void check_address(std::string_view address) {
   }
 }
 
+// The largest message this machine can carry: 16 MiB, less where /dev/shm
+// is small (Docker's default is 64 MiB). A case needs about 8 x max_message
+// there (4 slots per direction) and should leave half of it to others. Total
+// size, not free space, so the answer does not change from run to run.
+std::size_t probe_max_message() {
+  struct statvfs fs {};
+  if (::statvfs("/dev/shm", &fs) != 0) return kMaxMessage;
+  const auto total = static_cast<std::size_t>(fs.f_blocks) * fs.f_frsize;
+  return std::clamp<std::size_t>(total / 16 / 1024 * 1024, kMinPayload, kMaxMessage);
+}
+
 class BoostShmMechanism : public Mechanism {
  public:
   std::string_view name() const override { return "boost-shm"; }
   std::string_view family() const override { return "shm"; }
   Capabilities capabilities() const override {
     return {.boundaries = Boundaries::kMessage,
-            .max_message = kMaxMessage,
+            .max_message = max_message_,
             .crosses_hosts = false,
             .pollable = false,
             .lossy = false};
@@ -485,12 +496,12 @@ class BoostShmMechanism : public Mechanism {
       throw std::invalid_argument("boost-shm: max_message " + std::to_string(options.max_message) +
                                   " exceeds the limit of " + std::to_string(kMaxMessage));
     }
-    if (options.tag.empty() || options.tag.find_first_of(std::string_view("/\0", 2)) !=
-                                   std::string::npos) {
+    if (options.tag.empty() ||
+        options.tag.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
       throw std::invalid_argument("boost-shm: tag '" + options.tag + "' is empty or has '/'");
     }
-    const std::string name =
-        std::string(kPrefix) + std::to_string(::getpid()) + "." + options.tag + std::string(kSuffix);
+    const std::string name = std::string(kPrefix) + std::to_string(::getpid()) + "." + options.tag +
+                             std::string(kSuffix);
     check_address(name);
     return std::make_unique<BoostShmEndpoint>(name, std::max(options.max_message, kMinPayload));
   }
@@ -525,6 +536,9 @@ class BoostShmMechanism : public Mechanism {
     up(control->connected);
     return std::make_unique<BoostShmChannel>(std::move(segment), control, false, std::move(owner));
   }
+
+ private:
+  const std::size_t max_message_ = probe_max_message();
 };
 
 }  // namespace
