@@ -258,6 +258,18 @@ int do_run(Settings& settings) {
   const HostInfo host = read_host_info();
   RunDir run_dir;
   Runner runner(settings, clock, run_dir.path());  // starts the watchdog, unpinned
+  // Last resort, from the watchdog thread: the runner cannot be woken. Leave
+  // no result file (nothing partial that looks complete) and no run
+  // directory; the peer dies with us (PR_SET_PDEATHSIG).
+  runner.watchdog().set_stuck_handler([dir = run_dir.path()](const std::string& reason) {
+    std::fprintf(stderr,
+                 "ipcbench: error: the runner is stuck in a call that cannot be interrupted "
+                 "after: %s; giving up without writing a result file\n",
+                 reason.c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::_Exit(1);
+  });
   pin_current_thread(settings.runner_cpu);
 
   const std::size_t selected = count_selected(runner.cases(), settings.benchmark_args);

@@ -63,11 +63,13 @@ class UsageSpan {
 
 }  // namespace
 
-void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int max_round_trips) {
+void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_round_trips,
+             int max_round_trips) {
   Channel& ch = ctx.session.channel();
   const std::uint64_t end =
       Clock::monotonic_ns() + static_cast<std::uint64_t>(budget.count()) * 1'000'000u;
-  for (int i = 0; i < max_round_trips && Clock::monotonic_ns() < end; ++i) {
+  for (int i = 0; i < max_round_trips && (i < min_round_trips || Clock::monotonic_ns() < end);
+       ++i) {
     const std::uint32_t seq = ctx.session.next_seq++;
     write_header(ctx.send_buffer.data(), seq, ctx.size, Kind::kEcho);
     if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);

@@ -49,7 +49,10 @@ TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx);
 TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx);
 
 // Round trips run before the first trial and discarded: they fault in pages,
-// warm caches and wake both CPUs. Bounded by `budget` and `max_round_trips`.
-void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int max_round_trips);
+// warm caches and wake both CPUs. At least `min_round_trips` (enough to cycle
+// through every slot of a queue), then more until `budget` or
+// `max_round_trips`.
+void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_round_trips,
+             int max_round_trips);
 
 }  // namespace ipcbench

@@ -32,7 +32,7 @@ std::string self_executable() {
 // "literal" + std::string here.)
 static std::string case_tag(std::size_t index) {
   std::string tag("case");
-  tag.append(std::to_string(index));
+  tag.append(std::to_string(index)).append("-").append(std::to_string(::getpid()));
   return tag;
 }
 
@@ -125,7 +125,7 @@ void Runner::start_session(std::size_t index) {
                      send_buffer_, receive_buffer_, c.size, settings_.verify_full};
   watchdog_.arm(session_->peer_pid(), session_->peer_pidfd());
   try {
-    warm_up(ctx, std::chrono::milliseconds(50), 2000);
+    warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
   } catch (...) {
     watchdog_.disarm();
     throw;

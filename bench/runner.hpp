@@ -56,6 +56,7 @@ class Runner {
   void finish();
 
   void set_progress(Progress* progress) { progress_ = progress; }
+  Watchdog& watchdog() { return watchdog_; }
 
   std::vector<Case>& cases() { return cases_; }
   // Trials by id; each reported run carries its trial id (see reporter).

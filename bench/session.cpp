@@ -235,8 +235,13 @@ PeerSession::~PeerSession() {
     // A clean goodbye first; on any failure fall through to SIGKILL.
     try {
       if (channel_) {
+        // Never block here: the watchdog is disarmed, and a hung peer with a
+        // full queue would otherwise hold us forever.
         write_header(control_.data(), next_seq++, kControlBytes, Kind::kBye);
-        channel_->send({control_.data(), kControlBytes});
+        const std::span<const std::byte> bye(control_.data(), kControlBytes);
+        if (!channel_->try_send(bye) && channel_->wait_sendable(std::chrono::milliseconds(200))) {
+          (void)channel_->try_send(bye);
+        }
       }
     } catch (...) {
     }

@@ -73,7 +73,11 @@ void Watchdog::disarm() {
 }
 
 void Watchdog::fire(const char* reason) {
-  if (!fired_) posix::request_interrupt(reason);
+  if (!fired_) {
+    posix::request_interrupt(reason);
+    fired_at_ = std::chrono::steady_clock::now();
+    fired_reason_ = reason;
+  }
   fired_ = true;
   // Repeated every tick until disarmed: a signal that lands just before the
   // runner enters its blocking call would otherwise be lost.
@@ -101,6 +105,9 @@ void Watchdog::loop() {
       continue;
     }
     if (fired_) {
+      if (stuck_handler_ && now - fired_at_ > kStuckGrace) {
+        stuck_handler_(fired_reason_);  // does not return
+      }
       fire(nullptr);
       continue;
     }

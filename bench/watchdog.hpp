@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -42,6 +43,15 @@ class Watchdog {
 
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
 
+  // Called from the watchdog thread when the runner thread is still armed
+  // kStuckGrace after the watchdog fired: it is blocked somewhere a signal
+  // cannot reach (e.g. a lock held by a peer that died; Boost's
+  // message_queue locks are not robust). The handler must end the process.
+  void set_stuck_handler(std::function<void(const std::string& reason)> handler) {
+    stuck_handler_ = std::move(handler);
+  }
+  static constexpr auto kStuckGrace = std::chrono::seconds(5);
+
  private:
   void loop();
   void fire(const char* reason);
@@ -58,6 +68,9 @@ class Watchdog {
   pid_t pid_ = -1;
   int pidfd_ = -1;
   pthread_t runner_{};
+  std::chrono::steady_clock::time_point fired_at_{};
+  std::string fired_reason_;
+  std::function<void(const std::string&)> stuck_handler_;
   std::thread thread_;
 };
 

@@ -1,0 +1,141 @@
+// The watchdog: the harness's only defence against a dead or hung peer, so
+// each of its verdicts is checked against a real child process.
+#include "watchdog.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "ipcbench/errors.hpp"
+#include "ipcbench/posix/fd.hpp"
+#include "ipcbench/posix/retry.hpp"
+
+namespace ipcbench {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+struct Child {
+  pid_t pid = -1;
+  posix::Fd pidfd;
+  ~Child() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+// Starts a child that sleeps for `ms` and exits.
+void spawn_sleeper(Child& c, int ms) {
+  c.pid = ::fork();
+  if (c.pid == 0) {
+    ::usleep(static_cast<useconds_t>(ms) * 1000);
+    ::_exit(0);
+  }
+  c.pidfd = posix::Fd(static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0)));
+}
+
+// Blocks in read() on a pipe nobody writes to, the way a runner blocks on a
+// peer; returns how it ended.
+std::string blocked_read(int fd) {
+  try {
+    char b;
+    posix::retry_eintr([&] { return ::read(fd, &b, 1); });
+    return "returned";
+  } catch (const PeerLost& e) {
+    return e.what();
+  }
+}
+
+TEST(Watchdog, WakesABlockedCallWhenThePeerExits) {
+  Watchdog wd(milliseconds(10'000));
+  Child child;
+  spawn_sleeper(child, 100);
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  posix::Fd r(p[0]), w(p[1]);
+  wd.arm(child.pid, child.pidfd.get());
+  const auto start = Clock::now();
+  const std::string outcome = blocked_read(r.get());
+  wd.disarm();
+  EXPECT_EQ(outcome, "peer process exited unexpectedly");
+  EXPECT_LT(Clock::now() - start, milliseconds(2000));
+  posix::clear_interrupt();
+}
+
+TEST(Watchdog, KillsAPeerThatMakesNoProgress) {
+  Watchdog wd(milliseconds(300));
+  Child child;
+  spawn_sleeper(child, 60'000);  // alive but silent: "hung"
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  posix::Fd r(p[0]), w(p[1]);
+  wd.arm(child.pid, child.pidfd.get());
+  const auto start = Clock::now();
+  const std::string outcome = blocked_read(r.get());
+  wd.disarm();
+  EXPECT_NE(outcome.find("stopped answering"), std::string::npos) << outcome;
+  EXPECT_GE(Clock::now() - start, milliseconds(300));
+  EXPECT_LT(Clock::now() - start, milliseconds(3000));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child.pid, &status, 0), child.pid);
+  child.pid = -1;
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  posix::clear_interrupt();
+}
+
+TEST(Watchdog, ProgressKeepsAPeerAlive) {
+  Watchdog wd(milliseconds(300));
+  Child child;
+  spawn_sleeper(child, 60'000);
+  wd.arm(child.pid, child.pidfd.get());
+  const auto end = Clock::now() + milliseconds(1000);
+  while (Clock::now() < end) {
+    wd.progress().fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  wd.disarm();
+  EXPECT_FALSE(posix::interrupt_flag().load());
+  EXPECT_EQ(::kill(child.pid, 0), 0) << "the watchdog killed a peer that was making progress";
+}
+
+// A thread stuck where no signal reaches (a lock held by a dead peer) must
+// not hang the run: after the grace period the stuck handler is called.
+TEST(Watchdog, CallsTheStuckHandlerWhenTheRunnerCannotBeWoken) {
+  Watchdog wd(milliseconds(10'000));
+  std::atomic<bool> called{false};
+  std::string reason;
+  std::mutex held;
+  held.lock();  // the "dead peer" holds it forever
+  wd.set_stuck_handler([&](const std::string& r) {
+    reason = r;
+    called = true;
+    held.unlock();  // a real handler ends the process; here we let the thread go
+  });
+  Child child;
+  spawn_sleeper(child, 50);
+  const auto start = Clock::now();
+  std::thread runner([&] {
+    wd.arm(child.pid, child.pidfd.get());
+    held.lock();  // pthread_mutex_lock is not interrupted by signals
+    held.unlock();
+  });
+  runner.join();
+  wd.disarm();
+  EXPECT_TRUE(called.load());
+  EXPECT_EQ(reason, "peer process exited unexpectedly");
+  EXPECT_GE(Clock::now() - start, Watchdog::kStuckGrace);
+  posix::clear_interrupt();
+}
+
+}  // namespace
+}  // namespace ipcbench
