@@ -59,7 +59,11 @@ class FifoName {
     if (::mkfifo(path_.c_str(), 0600) != 0) posix::throw_errno("cannot create fifo " + path_);
     created_ = true;
     // The umask can only narrow 0600, but a narrower mode would lock us out.
-    if (::chmod(path_.c_str(), 0600) != 0) posix::throw_errno("cannot chmod fifo " + path_);
+    if (::chmod(path_.c_str(), 0600) != 0) {
+      const int err = errno;
+      remove();  // the destructor does not run for a failed constructor
+      posix::throw_errno(err, "cannot chmod fifo " + path_);
+    }
   }
   FifoName(const FifoName&) = delete;
   FifoName& operator=(const FifoName&) = delete;
@@ -119,14 +123,14 @@ void receive_hello(const posix::Fd& fd, Clock::time_point deadline, const std::s
       if (byte != kHello) throw ProtocolError("unexpected first byte on fifo " + what);
       return;
     }
-    // Before any writer has opened, read() also returns 0 on a FIFO; poll
-    // reports POLLHUP only once a writer came and went, so a 0 after a
-    // POLLHUP means the other side is gone, and otherwise we keep waiting.
+    // Before any writer has opened, read() returns 0 on a FIFO, and poll
+    // reports POLLHUP only once a writer came and went: so 0 alone means
+    // "not yet", and POLLHUP without data means the other side left.
     if (n < 0 && errno != EAGAIN) posix::throw_errno("cannot read from fifo " + what);
     const auto left = deadline - Clock::now();
     if (left <= Clock::duration::zero()) {
-      throw Timeout("peer did not open fifo " + what + " within " +
-                    std::to_string(timeout.count()) + " ms");
+      throw Timeout("no handshake on fifo " + what + " within " + std::to_string(timeout.count()) +
+                    " ms");
     }
     pollfd p{fd.get(), POLLIN, 0};
     const timespec ts = to_timespec(left);
@@ -174,8 +178,9 @@ class FifoEndpoint : public Endpoint {
     // open finds a reader; ENXIO means it has already gone again.
     posix::Fd down_write = open_nonblocking(down_.path(), O_WRONLY);
     if (!down_write) {
-      if (errno == ENXIO)
+      if (errno == ENXIO) {
         throw PeerLost("peer closed fifo " + down_.path() + " during the handshake");
+      }
       posix::throw_errno("cannot open fifo " + down_.path());
     }
     // Both sides hold both ends: the names are no longer needed.

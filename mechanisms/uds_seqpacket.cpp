@@ -1,6 +1,6 @@
 // uds-seqpacket: a Unix domain SOCK_SEQPACKET connection in the run's private
 // directory. The kernel keeps message boundaries, so a message is exactly one
-// sendmsg and one recvmsg: no framing.
+// send and one recvmsg: no framing.
 //
 // The socket file exists only between listen() and accept(). The largest
 // message is probed once per process (see probe_limits): every socket of the
@@ -79,10 +79,14 @@ bool probe_send(int sender, int receiver, const std::byte* payload, std::size_t 
     posix::throw_errno("seqpacket probe: send of " + std::to_string(size) + " bytes failed");
   }
   std::byte sink{};
-  // MSG_TRUNC with a 1-byte buffer drops the whole record.
-  if (posix::retry_eintr([&] { return ::recv(receiver, &sink, 1, MSG_TRUNC | MSG_DONTWAIT); }) !=
-      n) {
-    posix::throw_errno("seqpacket probe: receive failed");
+  // MSG_TRUNC with a 1-byte buffer drops the whole record and returns its size.
+  const ssize_t r =
+      posix::retry_eintr([&] { return ::recv(receiver, &sink, 1, MSG_TRUNC | MSG_DONTWAIT); });
+  if (r < 0) posix::throw_errno("seqpacket probe: receive failed");
+  if (r != n) {
+    throw std::system_error(
+        std::make_error_code(std::errc::io_error),
+        "seqpacket probe: sent " + std::to_string(n) + " bytes, received " + std::to_string(r));
   }
   return true;
 }
@@ -108,8 +112,8 @@ SeqpacketLimits run_probe() {
   }
   // No message is larger than the send buffer, nor than any Channel may be.
   const std::size_t bad_size = std::min<std::size_t>(sndbuf, kMaxStreamMessage + 1);
-  // Never written: the kernel reads untouched pages as zeros, so the probe
-  // costs no resident memory.
+  // The content does not matter: left uninitialised, the untouched pages of
+  // a large block cost no resident memory.
   const auto payload = std::make_unique_for_overwrite<std::byte[]>(bad_size);
   std::size_t good = 1;
   std::size_t bad = bad_size;
@@ -280,27 +284,51 @@ posix::Fd make_socket(const SeqpacketLimits& limits) {
   return fd;
 }
 
+// The socket file this process bound; unlinks it on destruction unless
+// already removed. A member, so a constructor that throws after bind() still
+// removes it.
+class SocketName {
+ public:
+  explicit SocketName(std::string path) : path_(std::move(path)) {}
+  SocketName(const SocketName&) = delete;
+  SocketName& operator=(const SocketName&) = delete;
+  ~SocketName() { remove(); }
+
+  const std::string& path() const noexcept { return path_; }
+  void mark_bound() noexcept { bound_ = true; }
+  void remove() noexcept {
+    if (bound_) {
+      ::unlink(path_.c_str());
+      bound_ = false;
+    }
+  }
+
+ private:
+  std::string path_;
+  bool bound_ = false;
+};
+
 class SeqpacketEndpoint : public Endpoint {
  public:
   SeqpacketEndpoint(std::string path, std::size_t max_message, const SeqpacketLimits& limits)
-      : path_(std::move(path)), max_message_(max_message), limits_(limits) {
-    const sockaddr_un addr = make_address(path_);
+      : name_(std::move(path)), max_message_(max_message), limits_(limits) {
+    const std::string& where = name_.path();
+    const sockaddr_un addr = make_address(where);
     listen_fd_ = make_socket(limits_);
     // bind() fails with EADDRINUSE if the name exists: creation is exclusive.
     if (::bind(listen_fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-      posix::throw_errno("cannot bind unix seqpacket socket " + path_);
+      posix::throw_errno("cannot bind unix seqpacket socket " + where);
     }
-    bound_ = true;
-    if (::chmod(path_.c_str(), 0600) != 0) posix::throw_errno("cannot chmod " + path_);
-    if (::listen(listen_fd_.get(), 1) != 0) posix::throw_errno("cannot listen on " + path_);
+    name_.mark_bound();
+    if (::chmod(where.c_str(), 0600) != 0) posix::throw_errno("cannot chmod " + where);
+    if (::listen(listen_fd_.get(), 1) != 0) posix::throw_errno("cannot listen on " + where);
   }
-  ~SeqpacketEndpoint() override { remove_name(); }
 
-  std::string address() const override { return path_; }
+  std::string address() const override { return name_.path(); }
 
   std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
-    posix::Fd conn = posix::accept_with_timeout(listen_fd_.get(), timeout, path_);
-    remove_name();
+    posix::Fd conn = posix::accept_with_timeout(listen_fd_.get(), timeout, name_.path());
+    name_.remove();
     listen_fd_.reset();
     // An accepted unix socket starts with default buffers, not the listener's.
     configure_buffers(conn.get(), limits_);
@@ -308,18 +336,10 @@ class SeqpacketEndpoint : public Endpoint {
   }
 
  private:
-  void remove_name() noexcept {
-    if (bound_) {
-      ::unlink(path_.c_str());
-      bound_ = false;
-    }
-  }
-
-  std::string path_;
+  SocketName name_;
   std::size_t max_message_;
   SeqpacketLimits limits_;
   posix::Fd listen_fd_;
-  bool bound_ = false;
 };
 
 class SeqpacketMechanism : public Mechanism {
@@ -350,10 +370,8 @@ class SeqpacketMechanism : public Mechanism {
     const SeqpacketLimits& limits = probe_limits();
     check_max_message(options.max_message, limits);
     posix::Fd fd = make_socket(limits);
-    const int r = posix::retry_eintr(
-        [&] { return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr); });
-    if (r != 0)
-      posix::throw_errno("cannot connect to unix seqpacket socket " + std::string(address));
+    posix::connect_with_timeout(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr,
+                                options.timeout, "unix seqpacket socket " + std::string(address));
     return std::make_unique<SeqpacketChannel>(std::move(fd), options.max_message);
   }
 };
