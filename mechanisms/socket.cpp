@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
@@ -47,11 +48,23 @@ void connect_with_timeout(int fd, const sockaddr* addr, unsigned addr_len,
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
     throw_errno("cannot make socket non-blocking");
   }
-  if (::connect(fd, addr, addr_len) != 0) {
-    if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int rc = ::connect(fd, addr, addr_len);
+  // A Unix socket whose listener's backlog is full says EAGAIN: that means
+  // "not connected, try again", not "in progress". Retry until the deadline.
+  while (rc != 0 && errno == EAGAIN && addr->sa_family == AF_UNIX) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw Timeout("cannot connect to " + what + " within " + std::to_string(timeout.count()) +
+                    " ms (its backlog is full)");
+    }
+    throw_if_interrupted();
+    ::usleep(1000);
+    rc = ::connect(fd, addr, addr_len);
+  }
+  if (rc != 0) {
+    if (errno != EINPROGRESS && errno != EINTR) {
       throw_errno("cannot connect to " + what);
     }
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());

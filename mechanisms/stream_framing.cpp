@@ -222,6 +222,10 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
     }
     const std::size_t len = assembly_len_;
     assembly_len_ = assembly_got_ = 0;
+    if (len > buffer.size()) {
+      throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
+                          std::to_string(buffer.size()) + "-byte receive buffer");
+    }
     std::memcpy(buffer.data(), assembly_.data(), len);
     return len;
   }
@@ -251,6 +255,9 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
 
 std::optional<std::size_t> FramedStreamChannel::try_receive(std::span<std::byte> buffer) {
   set_mode(true);
+  // A message try_send accepted must not sit in our buffer while we wait
+  // for its answer.
+  if (!pending_.empty()) flush_pending();
   if (assembly_len_ == 0) {
     while (end_ - pos_ < kFrameHeaderBytes) {
       if (!fill(end_ != pos_)) return std::nullopt;
@@ -309,11 +316,31 @@ bool FramedStreamChannel::wait_receivable(std::chrono::nanoseconds timeout) {
     std::memcpy(&len, buf_.get() + pos_, sizeof len);
     if (end_ - pos_ >= kFrameHeaderBytes + le32toh(len)) return true;  // already buffered
   }
-  return poll_for(read_fd_.get(), POLLIN, timeout);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // While part of an accepted message is still ours to send, keep pushing
+  // it: the answer we wait for may depend on it.
+  while (!pending_.empty() && !flush_pending()) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return false;
+    if (poll_for(read_fd_.get(), POLLIN, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)))) {
+      return true;
+    }
+  }
+  const auto left = deadline - std::chrono::steady_clock::now();
+  return poll_for(read_fd_.get(), POLLIN, std::max(left, std::chrono::nanoseconds::zero()));
 }
 
 bool FramedStreamChannel::wait_sendable(std::chrono::nanoseconds timeout) {
-  return poll_for(send_fd(), POLLOUT, timeout);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pending_.empty()) {  // room means room after our own backlog
+    if (flush_pending()) break;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero() || !poll_for(send_fd(), POLLOUT, left)) {
+      return false;
+    }
+  }
+  const auto left = deadline - std::chrono::steady_clock::now();
+  return poll_for(send_fd(), POLLOUT, std::max(left, std::chrono::nanoseconds::zero()));
 }
 
 }  // namespace ipcbench
