@@ -64,6 +64,8 @@ std::vector<std::string> choose(const std::string& text, const std::vector<std::
 struct RunArgs {
   std::string mechanisms, modes, patterns, sizes, cpus, out, verify = "header";
   double min_time = 0.2;
+  long long window = 16;
+  long long rate = 0;
   int repetitions = 1;
   double timeout = 10;
   std::vector<std::string> passthrough;
@@ -122,6 +124,15 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     throw UsageError("unknown --verify '" + a.verify + "' (valid: header, full)");
   }
   s.verify_full = a.verify == "full";
+  if (a.window < 1 || a.window > 4096) throw UsageError("--window must be between 1 and 4096");
+  s.window = static_cast<std::uint64_t>(a.window);
+  if (a.rate < 0 || a.rate > 100'000'000) {
+    throw UsageError("--rate must be between 1 and 100000000 messages per second");
+  }
+  s.rate = static_cast<std::uint64_t>(a.rate);
+  if (s.rate > 0 && std::find(s.modes.begin(), s.modes.end(), "async") == s.modes.end()) {
+    throw UsageError("--rate applies to async latency: add async to --modes");
+  }
 
   const std::vector<int> allowed = allowed_cpus();
   std::vector<std::string> allowed_text;
@@ -357,6 +368,9 @@ int cli_main(int argc, char** argv) {
   run->add_option("--verify", r.verify, "Payload check: header (every message) or full "
                                         "(every byte)")
       ->capture_default_str();
+  run->add_option("--window", r.window, "Async: messages in flight at most")->capture_default_str();
+  run->add_option("--rate", r.rate, "Async latency: open loop at N messages/s (default: closed "
+                                    "loop)");
   run->add_option("--out", r.out, "Write the JSON result file here");
   run->add_option("benchmark_args", r.passthrough, "Google Benchmark flags, after --");
 

@@ -1,12 +1,17 @@
 #include "patterns.hpp"
 
+#include <poll.h>
 #include <sys/resource.h>
+
+#include <ctime>
 
 #include <algorithm>
 #include <cstring>
 
 #include "ipcbench/errors.hpp"
+#include "ipcbench/posix/retry.hpp"
 #include "protocol.hpp"
+#include "schedule.hpp"
 
 namespace ipcbench {
 namespace {
@@ -317,6 +322,236 @@ TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx) {
   usage.finish(r);
   r.messages = sent;
   r.seconds = static_cast<double>(ctx.clock.to_ns(t1 - t0)) * 1e-9;
+  state.SetIterationTime(r.seconds);
+  return r;
+}
+
+namespace {
+
+// Waits until the channel can probably receive, or also send when
+// `want_send`, at most `timeout`. With descriptors, one ppoll on both; the
+// channel's own waits otherwise (spin, futex, timed semaphores, ...).
+void wait_ready(Channel& ch, bool want_send, std::chrono::nanoseconds timeout) {
+  const int rfd = ch.receive_fd();
+  const int sfd = ch.send_fd();
+  if (want_send && rfd >= 0 && sfd >= 0) {
+    pollfd fds[2] = {{rfd, POLLIN, 0}, {sfd, POLLOUT, 0}};
+    const auto ns = std::max<std::int64_t>(timeout.count(), 0);
+    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    if (::ppoll(fds, 2, &ts, nullptr) < 0 && errno == EINTR) posix::throw_if_interrupted();
+    return;
+  }
+  if (want_send) {
+    // No common descriptor: alternate short waits so neither side starves.
+    const auto slice = std::min<std::chrono::nanoseconds>(timeout, std::chrono::microseconds(100));
+    if (!ch.wait_receivable(slice)) ch.wait_sendable(slice);
+    return;
+  }
+  ch.wait_receivable(timeout);
+}
+
+constexpr auto kAsyncIdleWait = std::chrono::milliseconds(100);
+
+}  // namespace
+
+TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx) {
+  Channel& ch = ctx.session.channel();
+  Histogram& hist = ctx.histogram;
+  std::byte* const sbuf = ctx.send_buffer.data();
+  const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
+  const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations);
+  const std::uint64_t window = std::max<std::uint64_t>(ctx.window, 1);
+  const bool lossy = ctx.session.lossy();
+  const std::uint32_t expect_lk = length_kind(ctx.size, Kind::kEchoStamped);
+  const auto loss_timeout_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(kLossTimeout).count());
+  std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
+
+  hist.reset();
+  TrialResult r;
+  UsageSpan usage(ctx.session);
+  const std::uint32_t first = ctx.session.next_seq;
+  std::uint64_t sent = 0;
+  std::uint64_t accounted = 0;  // received or counted lost
+  std::uint64_t rtt_sum_ns = 0;
+  std::uint64_t last_send_ns = 0;
+  const std::uint64_t t0 = Clock::monotonic_ns();
+  std::optional<OpenLoopSchedule> schedule;
+  if (ctx.rate > 0) schedule.emplace(t0, ctx.rate);
+  std::uint64_t last_arrival = t0;
+
+  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(total))) {
+    while (accounted < total) {
+      bool progressed = false;
+      bool send_blocked = false;
+      std::uint64_t next_due = 0;  // open loop: when the next send is due
+      // 1. Send what the window and the schedule allow.
+      while (sent < total && sent - accounted < window) {
+        const std::uint64_t now = Clock::monotonic_ns();
+        std::uint64_t stamp = now;
+        if (schedule) {
+          const std::uint64_t due = schedule->due_ns(sent);
+          if (due > now) {
+            next_due = due;
+            break;
+          }
+          stamp = due;  // latency counts from when it should have gone
+        }
+        const std::uint32_t seq = first + static_cast<std::uint32_t>(sent);
+        write_header(sbuf, seq, ctx.size, Kind::kEchoStamped, stamp);
+        if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
+        if (!ch.try_send(message)) {
+          send_blocked = true;
+          break;
+        }
+        last_send_ns = now;
+        ++sent;
+        progressed = true;
+      }
+      // 2. Take every echo that has arrived.
+      while (accounted < sent) {
+        const auto n = ch.try_receive(ctx.receive_buffer);
+        if (!n) break;
+        const std::uint64_t t = Clock::monotonic_ns();
+        const MessageHeader h = read_header(ctx.receive_buffer.data());
+        const std::uint32_t want = first + static_cast<std::uint32_t>(accounted);
+        const auto ahead = static_cast<std::int32_t>(h.seq - want);
+        if (lossy && *n >= kHeaderBytes && ahead < 0) continue;  // late, already counted lost
+        if (lossy && *n == ctx.size && ahead > 0 && h.length_kind == expect_lk &&
+            accounted + static_cast<std::uint64_t>(ahead) < sent) {
+          r.messages_lost += static_cast<std::uint64_t>(ahead);  // skipped ones were lost
+          accounted += static_cast<std::uint64_t>(ahead);
+        }
+        const std::uint32_t seq = first + static_cast<std::uint32_t>(accounted);
+        if (*n != ctx.size || h.seq != seq || h.length_kind != expect_lk ||
+            (ctx.verify_full && check_pattern(ctx.receive_buffer.first(*n), seq) != *n)) {
+          fail_message(ctx.receive_buffer, *n, seq, ctx.size, Kind::kEchoStamped,
+                       ctx.verify_full);
+        }
+        const std::uint64_t rtt = t > h.stamp ? t - h.stamp : 0;
+        hist.record(rtt);
+        rtt_sum_ns += rtt;
+        ++accounted;
+        last_arrival = t;
+        progressed = true;
+        ctx.progress.store(++progress, std::memory_order_relaxed);
+      }
+      if (progressed || accounted >= total) continue;
+      // 3. Nothing to do now: wait for readiness (or the next due time).
+      const std::uint64_t now = Clock::monotonic_ns();
+      if (lossy && accounted < sent && now - last_arrival > loss_timeout_ns) {
+        r.messages_lost += sent - accounted;  // everything in flight is gone
+        accounted = sent;
+        last_arrival = now;
+        continue;
+      }
+      std::chrono::nanoseconds timeout = kAsyncIdleWait;
+      if (next_due > now) timeout = std::chrono::nanoseconds(next_due - now);
+      if (accounted == sent && next_due > now) {
+        // Nothing in flight: just wait for the schedule.
+        const timespec ts{static_cast<time_t>((next_due - now) / 1'000'000'000),
+                          static_cast<long>((next_due - now) % 1'000'000'000)};
+        nanosleep(&ts, nullptr);
+        posix::throw_if_interrupted();
+        continue;
+      }
+      wait_ready(ch, send_blocked, timeout);
+    }
+  }
+  const std::uint64_t t_end = Clock::monotonic_ns();
+  ctx.session.next_seq = first + static_cast<std::uint32_t>(sent);
+  r.oneway = ctx.session.peer_oneway();
+  usage.finish(r);
+  r.messages = hist.count();
+  r.seconds = static_cast<double>(rtt_sum_ns) * 1e-9;
+  r.wall_seconds = static_cast<double>(t_end - t0) * 1e-9;
+  if (schedule && sent > 1 && last_send_ns > t0) {
+    // Sends per second over the sending span, as a rate comparable to the
+    // requested one (n sends span n-1 periods).
+    r.rate_achieved = static_cast<double>(sent - 1) / (static_cast<double>(last_send_ns - t0) * 1e-9);
+  } else if (r.wall_seconds > 0) {
+    r.rate_achieved = static_cast<double>(sent) / r.wall_seconds;
+  }
+  state.SetIterationTime(r.seconds > 0 ? r.seconds : 1e-9);
+  return r;
+}
+
+TrialResult run_async_throughput_trial(benchmark::State& state, PatternContext& ctx) {
+  Channel& ch = ctx.session.channel();
+  std::byte* const sbuf = ctx.send_buffer.data();
+  const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
+  const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations);
+  const std::uint64_t window = std::max<std::uint64_t>(ctx.window, 1);
+  const bool lossy = ctx.session.lossy();
+  const auto loss_timeout_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(kLossTimeout).count());
+  std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
+
+  TrialResult r;
+  UsageSpan usage(ctx.session);
+  const std::uint32_t first = ctx.session.next_seq;
+  std::uint64_t sent = 0;
+  std::uint64_t acked = 0;  // messages up to the newest acknowledged (or given-up) request
+  AckPayload last_ack{};
+  bool final_acked = false;
+  const std::uint64_t t0 = ctx.clock.now();
+  std::uint64_t last_ack_ns = Clock::monotonic_ns();
+
+  while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(total))) {
+    while (!final_acked) {
+      bool progressed = false;
+      bool send_blocked = false;
+      while (sent < total && sent - acked < 2 * window) {
+        const bool ask = (sent + 1) % window == 0 || sent + 1 == total;
+        const std::uint32_t seq = first + static_cast<std::uint32_t>(sent);
+        write_header(sbuf, seq, ctx.size, ask ? Kind::kSinkAck : Kind::kSink);
+        if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
+        if (!ch.try_send(message)) {
+          send_blocked = true;
+          break;
+        }
+        ++sent;
+        progressed = true;
+        ctx.progress.store(++progress, std::memory_order_relaxed);
+      }
+      while (auto n = ch.try_receive(ctx.receive_buffer)) {
+        const MessageHeader h = read_header(ctx.receive_buffer.data());
+        if (*n != kControlBytes || kind_of(h) != Kind::kAck) {
+          fail_message(ctx.receive_buffer, *n, first + static_cast<std::uint32_t>(acked),
+                       kControlBytes, Kind::kAck, false);
+        }
+        const std::uint64_t upto = static_cast<std::uint32_t>(h.seq - first) + 1u;
+        if (upto > sent) throw ProtocolError("acknowledgement of a message not sent yet");
+        if (upto <= acked) continue;  // a late acknowledgement of an older window
+        acked = upto;
+        std::memcpy(&last_ack, ctx.receive_buffer.data() + kHeaderBytes, sizeof last_ack);
+        if (upto == total) final_acked = true;
+        last_ack_ns = Clock::monotonic_ns();
+        progressed = true;
+      }
+      if (progressed || final_acked) continue;
+      if (lossy && Clock::monotonic_ns() - last_ack_ns > loss_timeout_ns) {
+        if (sent == total) break;  // the final request or its answer was lost: ask below
+        acked = std::min(sent, acked + window);  // give the window up
+        last_ack_ns = Clock::monotonic_ns();
+        continue;
+      }
+      wait_ready(ch, send_blocked, lossy ? std::chrono::nanoseconds(kLossTimeout)
+                                         : std::chrono::nanoseconds(kAsyncIdleWait));
+    }
+  }
+  ctx.session.next_seq = first + static_cast<std::uint32_t>(sent);
+  if (!final_acked) last_ack = ctx.session.peer_count();
+  const std::uint64_t t1 = ctx.clock.now();
+  if (last_ack.received > sent || (!lossy && last_ack.received != sent)) {
+    throw ProtocolError("peer acknowledged " + std::to_string(last_ack.received) +
+                        " messages, " + std::to_string(sent) + " were sent");
+  }
+  usage.finish(r);
+  r.messages = last_ack.received;
+  r.messages_lost = sent - last_ack.received;
+  r.seconds = static_cast<double>(ctx.clock.to_ns(t1 - t0)) * 1e-9;
+  r.wall_seconds = r.seconds;
   state.SetIterationTime(r.seconds);
   return r;
 }

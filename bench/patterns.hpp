@@ -9,6 +9,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "clock.hpp"
@@ -26,6 +27,8 @@ struct PatternContext {
   std::span<std::byte> receive_buffer;
   std::size_t size = 0;               // message size of the case
   bool verify_full = false;
+  std::uint64_t window = 16;          // async: messages in flight at most
+  std::uint64_t rate = 0;             // async latency: messages/s (0 = closed loop)
 };
 
 // What one trial measured. CPU figures are deltas over the trial.
@@ -37,6 +40,9 @@ struct TrialResult {
   std::uint64_t peer_cpu_ns = 0;
   std::uint64_t runner_context_switches = 0;
   std::uint64_t peer_context_switches = 0;
+  double wall_seconds = 0;          // async: the trial's wall span (rates use it)
+  double rate_achieved = 0;         // async open loop: messages sent per second
+  std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
 };
 
 // Ping-pong: send, wait for the echo, record the round trip. One benchmark
@@ -47,6 +53,21 @@ TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx);
 // asking for an acknowledgement; the time span ends when it arrives. One
 // benchmark iteration is one message.
 TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx);
+
+// Async latency: up to ctx.window messages in flight, non-blocking sends and
+// receives driven by readiness waits. Each message carries its send time
+// (CLOCK_MONOTONIC); the echo yields a round trip, the peer records the
+// one-way time. With ctx.rate > 0 the loop is open: message i is sent at
+// its scheduled time and both latencies count from that intended time, so
+// a stall shows in the percentiles (no coordinated omission). The manual
+// time is the sum of round trips (real_time = mean round trip, as in sync
+// mode); wall_seconds is the span.
+TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx);
+
+// Async throughput: non-blocking streaming with readiness waits and credits
+// (the peer acknowledges every ctx.window messages; at most two windows
+// unacknowledged). The span ends at the final acknowledgement.
+TrialResult run_async_throughput_trial(benchmark::State& state, PatternContext& ctx);
 
 // Round trips run before the first trial and discarded: they fault in pages,
 // warm caches and wake both CPUs. At least `min_round_trips` (enough to cycle

@@ -6,17 +6,51 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <vector>
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/registry.hpp"
+#include "clock.hpp"
+#include "histogram.hpp"
 #include "protocol.hpp"
 #include "sysinfo.hpp"
 
 namespace ipcbench {
 namespace {
+
+// Test hook for the open-loop tests: with IPCBENCH_TEST_STALL_MS=M and
+// IPCBENCH_TEST_STALL_EVERY_MS=E in the environment, the peer sleeps M ms
+// before echoing once every E ms of its life, a stall at known points.
+class TestStall {
+ public:
+  TestStall() {
+    const char* ms = std::getenv("IPCBENCH_TEST_STALL_MS");
+    const char* every = std::getenv("IPCBENCH_TEST_STALL_EVERY_MS");
+    if (ms != nullptr && every != nullptr) {
+      stall_ns_ = std::strtoull(ms, nullptr, 10) * 1'000'000u;
+      every_ns_ = std::strtoull(every, nullptr, 10) * 1'000'000u;
+      next_ = Clock::monotonic_ns() + every_ns_;
+    }
+  }
+  void maybe_stall() {
+    if (every_ns_ == 0) return;
+    const std::uint64_t now = Clock::monotonic_ns();
+    if (now < next_) return;
+    const timespec ts{static_cast<time_t>(stall_ns_ / 1'000'000'000),
+                      static_cast<long>(stall_ns_ % 1'000'000'000)};
+    nanosleep(&ts, nullptr);
+    next_ = Clock::monotonic_ns() + every_ns_;
+  }
+
+ private:
+  std::uint64_t stall_ns_ = 0;
+  std::uint64_t every_ns_ = 0;
+  std::uint64_t next_ = 0;
+};
 
 StatsPayload own_stats() {
   rusage ru{};
@@ -48,6 +82,8 @@ int serve(Channel& ch, const PeerOptions& options) {
   std::uint32_t expected = 1;  // seq 0 is the hello; the runner starts at 1
   std::uint64_t received = 0;
   std::uint64_t gaps = 0;
+  Histogram oneway = make_latency_histogram();
+  TestStall stall;
   for (;;) {
     const std::size_t n = ch.receive(buf);
     if (n < kHeaderBytes) {
@@ -70,6 +106,7 @@ int serve(Channel& ch, const PeerOptions& options) {
     expected = h.seq + 1;
     switch (kind) {
       case Kind::kEcho:
+      case Kind::kEchoStamped:
       case Kind::kSink:
       case Kind::kSinkAck:
         if (options.verify_full) {
@@ -81,7 +118,15 @@ int serve(Channel& ch, const PeerOptions& options) {
           }
         }
         ++received;
-        if (kind == Kind::kEcho) {
+        if (kind == Kind::kEchoStamped) {
+          // Both processes read the same CLOCK_MONOTONIC: the one-way time is
+          // our receive time minus the sender's (or, open loop, the
+          // intended) send time.
+          const std::uint64_t now = Clock::monotonic_ns();
+          oneway.record(now > h.stamp ? now - h.stamp : 0);
+          stall.maybe_stall();
+          ch.send({buf.data(), n});
+        } else if (kind == Kind::kEcho) {
           ch.send({buf.data(), n});
         } else if (kind == Kind::kSinkAck) {
           send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received, gaps});
@@ -90,9 +135,22 @@ int serve(Channel& ch, const PeerOptions& options) {
       case Kind::kCount:
         send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received, gaps});
         break;
+      case Kind::kOneWay: {
+        OneWayPayload p{};
+        p.count = oneway.count();
+        p.min_ns = oneway.min();
+        p.max_ns = oneway.max();
+        p.mean_ns = oneway.mean();
+        for (std::size_t i = 0; i < kOneWayPoints; ++i) {
+          p.value_ns[i] = oneway.value_at_percentile(kOneWayPercentiles[i]);
+        }
+        send_control(ch, control.data(), h.seq, Kind::kOneWayReply, p);
+        break;
+      }
       case Kind::kStats:
         received = 0;
         gaps = 0;
+        oneway.reset();
         send_control(ch, control.data(), h.seq, Kind::kStatsReply, own_stats());
         break;
       case Kind::kBye:

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <span>
 #include <string>
 
@@ -13,8 +14,9 @@ namespace ipcbench {
 
 // Smallest message a run accepts: the header must fit.
 inline constexpr std::size_t kHeaderBytes = 16;
-// Size of control messages (handshake, statistics), independent of the case.
-inline constexpr std::size_t kControlBytes = 64;
+// Size of control messages (handshake, statistics, the peer's one-way
+// spectrum), independent of the case. Never timed.
+inline constexpr std::size_t kControlBytes = 512;
 
 // What the receiver of a message must do with it.
 enum class Kind : std::uint8_t {
@@ -28,6 +30,10 @@ enum class Kind : std::uint8_t {
   kBye = 8,         // runner -> peer: exit cleanly
   kCount = 9,       // runner -> peer: reply kAck with the count (lossy mechanisms:
                     // asks again when an acknowledgement was lost)
+  kEchoStamped = 10,  // runner -> peer (async): record one-way latency from the
+                      // stamp (CLOCK_MONOTONIC ns), then echo unchanged
+  kOneWay = 11,       // runner -> peer: reply kOneWayReply with the one-way spectrum
+  kOneWayReply = 12,  // peer -> runner: payload OneWayPayload
 };
 
 // Layout at offset 0 of every message (host byte order: both ends are on
@@ -73,6 +79,23 @@ struct AckPayload {
   std::uint64_t received;  // data messages received since the last kStats
   std::uint64_t gaps;      // lossy mechanisms: sequence numbers skipped (lost)
 };
+
+// The peer's one-way latency distribution since the last kStats: count,
+// min, max, mean and the value at each percentile of kOneWayPercentiles.
+inline constexpr double kOneWayPercentiles[] = {
+    0,    10,   20,    25,    30,    40,     50,     60,     70,   75, 80, 85, 90,
+    92.5, 95,   96.25, 97.5,  98,    98.5,   99,     99.25,  99.5, 99.75,
+    99.9, 99.95, 99.99, 99.995, 99.999, 100};
+inline constexpr std::size_t kOneWayPoints = std::size(kOneWayPercentiles);
+
+struct OneWayPayload {
+  std::uint64_t count;
+  std::uint64_t min_ns;
+  std::uint64_t max_ns;
+  double mean_ns;
+  std::uint64_t value_ns[kOneWayPoints];
+};
+static_assert(kHeaderBytes + sizeof(OneWayPayload) <= kControlBytes);
 
 // Payload pattern for --verify full: every byte after the header depends on
 // the sequence number and its offset, so a stale or shifted buffer fails.

@@ -21,9 +21,15 @@ namespace {
 const std::set<std::string> kConsoleLatency = {"p50_ns", "p99_ns", "max_ns"};
 const std::set<std::string> kConsoleThroughput = {"items_per_second", "bytes_per_second"};
 // Counters that are counts or ns values: integers in the JSON of a single run.
-const std::set<std::string> kIntegerFields = {"messages", "messages_lost", "samples", "min_ns",
-                                              "p50_ns",   "p90_ns",        "p99_ns",  "p999_ns",
-                                              "p9999_ns", "max_ns"};
+const std::set<std::string> kIntegerFields = {
+    "messages",      "messages_lost", "samples",       "min_ns",        "p50_ns",
+    "p90_ns",        "p99_ns",        "p999_ns",       "p9999_ns",      "max_ns",
+    "window",        "oneway_samples", "oneway_min_ns", "oneway_p50_ns", "oneway_p90_ns",
+    "oneway_p99_ns", "oneway_p999_ns", "oneway_max_ns"};
+
+// An open-loop run counts as keeping up when it sent at least this share of
+// the requested rate.
+constexpr double kRateKeptUp = 0.95;
 
 nlohmann::ordered_json spectrum(const Histogram& h) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
@@ -173,6 +179,15 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
     auto p99 = last.counters.find("p99_ns");
     outcome = "p50 " + fmt_ns(p50 != last.counters.end() ? p50->second.value : 0) + ", p99 " +
               fmt_ns(p99 != last.counters.end() ? p99->second.value : 0);
+    auto ow = last.counters.find("oneway_p50_ns");
+    if (ow != last.counters.end()) outcome += ", one-way p50 " + fmt_ns(ow->second.value);
+    const std::uint64_t rate = runner_.settings().rate;
+    auto achieved = last.counters.find("rate_achieved");
+    if (c->mode == "async" && rate > 0 && achieved != last.counters.end() &&
+        achieved->second.value < kRateKeptUp * static_cast<double>(rate)) {
+      outcome += "; WARNING: sent only " + fmt_rate(achieved->second.value, "msg") +
+                 " of the requested " + fmt_rate(static_cast<double>(rate), "msg");
+    }
   } else {
     auto mps = last.counters.find("items_per_second");
     auto bps = last.counters.find("bytes_per_second");
@@ -219,6 +234,18 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
                                                          : "cross-cpu";
     b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? nlohmann::ordered_json::array()
                                  : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
+    if (c.mode == "async") {
+      const std::uint64_t rate = runner_.settings().rate;
+      b["window"] = runner_.settings().window;
+      b["rate"] = rate > 0 && c.pattern == "latency" ? nlohmann::ordered_json(rate)
+                                                     : nlohmann::ordered_json(nullptr);
+      if (rate > 0 && c.pattern == "latency" && b.contains("rate_achieved")) {
+        b["rate_kept_up"] = b["rate_achieved"].get<double>() >= kRateKeptUp * static_cast<double>(rate);
+      }
+      if (c.pattern == "latency") {
+        b["oneway_note"] = "one-way times use CLOCK_MONOTONIC, shared by both processes on this host";
+      }
+    }
     if (!c.skip_reason.empty()) {
       b.erase("error_occurred");
       b.erase("error_message");
@@ -238,6 +265,14 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     if (row.trial >= 0) {
       auto t = trials.find(row.trial);
       if (t != trials.end() && t->second.histogram) b["histogram"] = spectrum(*t->second.histogram);
+      if (t != trials.end() && t->second.oneway) {
+        nlohmann::ordered_json ow = nlohmann::ordered_json::array();
+        for (std::size_t k = 0; k < kOneWayPoints; ++k) {
+          ow.push_back({{"percentile", kOneWayPercentiles[k]},
+                        {"value_ns", t->second.oneway->value_ns[k]}});
+        }
+        b["oneway_histogram"] = ow;
+      }
     } else if (row.aggregate && !row.merged.empty()) {
       std::optional<Histogram> merged;
       for (std::int64_t id : row.merged) {
@@ -286,6 +321,9 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"cpus", {settings.runner_cpu, settings.peer_cpu}},
         {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
         {"verify", settings.verify_full ? "full" : "header"},
+        {"window", settings.window},
+        {"rate", settings.rate > 0 ? nlohmann::ordered_json(settings.rate)
+                                   : nlohmann::ordered_json(nullptr)},
         {"benchmark_args", settings.benchmark_args},
         {"command_line", settings.command_line}}},
       {"failed", failed_list},

@@ -152,12 +152,19 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
   }
   try {
     if (session_case_ != index) start_session(index);
-    PatternContext ctx{*session_, clock_, histogram_, watchdog_.progress(),
-                       send_buffer_, receive_buffer_, c.size, settings_.verify_full};
+    PatternContext ctx{*session_,      clock_,          histogram_,
+                       watchdog_.progress(), send_buffer_, receive_buffer_,
+                       c.size,         settings_.verify_full, settings_.window,
+                       settings_.rate};
     watchdog_.arm(session_->peer_pid(), session_->peer_pidfd());
     TrialResult r;
+    const bool async = c.mode == "async";
     try {
-      r = c.pattern == "latency" ? run_latency_trial(state, ctx) : run_throughput_trial(state, ctx);
+      if (c.pattern == "latency") {
+        r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
+      } else {
+        r = async ? run_async_throughput_trial(state, ctx) : run_throughput_trial(state, ctx);
+      }
     } catch (...) {
       watchdog_.disarm();
       throw;
@@ -165,7 +172,10 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     watchdog_.disarm();
 
     const double msgs = static_cast<double>(std::max<std::uint64_t>(r.messages, 1));
-    const double secs = r.seconds > 0 ? r.seconds : 1e-9;
+    // Rates over the wall span (async latency's manual time is a sum of
+    // overlapping round trips, not a span).
+    const double span = r.wall_seconds > 0 ? r.wall_seconds : r.seconds;
+    const double secs = span > 0 ? span : 1e-9;
     // Rates are computed here from the timed span: Google Benchmark's kIsRate
     // would divide by the runner's CPU time, which is not what we measure.
     const double bytes_per_msg =
@@ -180,7 +190,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     k["runner_ctx_switches_per_msg"] = static_cast<double>(r.runner_context_switches) / msgs;
     k["peer_ctx_switches_per_msg"] = static_cast<double>(r.peer_context_switches) / msgs;
 
-    Trial trial{index, r, std::nullopt};
+    Trial trial{index, r, std::nullopt, std::nullopt};
     if (c.pattern == "latency") {
       const Histogram& h = histogram_;
       k["samples"] = static_cast<double>(h.count());
@@ -194,6 +204,28 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["mean_ns"] = h.mean();
       k["stddev_ns"] = h.stddev();
       trial.histogram = histogram_;
+    }
+    if (async) {
+      k["window"] = static_cast<double>(settings_.window);
+      if (c.pattern == "latency") k["rate_achieved"] = r.rate_achieved;
+    }
+    if (r.oneway) {
+      const OneWayPayload& o = *r.oneway;
+      const auto at = [&o](double p) {
+        for (std::size_t i = 0; i < kOneWayPoints; ++i) {
+          if (kOneWayPercentiles[i] == p) return static_cast<double>(o.value_ns[i]);
+        }
+        return 0.0;
+      };
+      k["oneway_samples"] = static_cast<double>(o.count);
+      k["oneway_min_ns"] = static_cast<double>(o.min_ns);
+      k["oneway_p50_ns"] = at(50);
+      k["oneway_p90_ns"] = at(90);
+      k["oneway_p99_ns"] = at(99);
+      k["oneway_p999_ns"] = at(99.9);
+      k["oneway_max_ns"] = static_cast<double>(o.max_ns);
+      k["oneway_mean_ns"] = o.mean_ns;
+      trial.oneway = o;
     }
     const std::int64_t id = next_trial_++;
     k["trial"] = static_cast<double>(id);  // removed again by the reporter

@@ -41,6 +41,7 @@ struct Trial {
   std::size_t case_index = 0;
   TrialResult result;
   std::optional<Histogram> histogram;  // latency cases only
+  std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
 };
 
 class Runner {
@@ -57,6 +58,7 @@ class Runner {
 
   void set_progress(Progress* progress) { progress_ = progress; }
   Watchdog& watchdog() { return watchdog_; }
+  const Settings& settings() const { return settings_; }
 
   std::vector<Case>& cases() { return cases_; }
   // Trials by id; each reported run carries its trial id (see reporter).

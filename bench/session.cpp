@@ -174,6 +174,13 @@ StatsPayload PeerSession::peer_stats() {
   return s;
 }
 
+OneWayPayload PeerSession::peer_oneway() {
+  const std::byte* p = control_round_trip(Kind::kOneWay, Kind::kOneWayReply);
+  OneWayPayload o;
+  std::memcpy(&o, p, sizeof o);
+  return o;
+}
+
 AckPayload PeerSession::peer_count() {
   const std::byte* p = control_round_trip(Kind::kCount, Kind::kAck);
   AckPayload a;

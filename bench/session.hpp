@@ -58,6 +58,9 @@ class PeerSession {
   // since the last peer_stats() (retrying if a request or reply is lost).
   AckPayload peer_count();
 
+  // The peer's one-way latency spectrum since the last peer_stats().
+  OneWayPayload peer_oneway();
+
   // True when the mechanism may drop messages.
   bool lossy() const noexcept { return lossy_; }
 

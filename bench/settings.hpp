@@ -4,12 +4,13 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace ipcbench {
 
-inline const std::vector<std::string> kModes = {"sync"};
+inline const std::vector<std::string> kModes = {"sync", "async"};
 inline const std::vector<std::string> kPatterns = {"latency", "throughput"};
 inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
 
@@ -24,6 +25,8 @@ struct Settings {
   int peer_cpu = -1;
   std::chrono::milliseconds timeout{10'000};
   bool verify_full = false;
+  std::uint64_t window = 16;            // async: messages in flight
+  std::uint64_t rate = 0;               // async latency: messages/s; 0 = closed loop
   std::string out;                      // result file; empty: none
   std::vector<std::string> benchmark_args;  // passed to Google Benchmark
   std::vector<std::string> command_line;    // as given, for the record

@@ -1,0 +1,150 @@
+"""Command line: report, compare and merge over ipcbench result files.
+
+Exit status: 0 success (compare: no regression); 1 compare found a
+regression; 2 bad input, with one line on stderr naming the file and why.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from . import model
+
+PROG = "ipcbench-report"
+SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|K|M|G)?\s*$", re.IGNORECASE)
+SIZE_FACTORS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+                "g": 1 << 30, "gib": 1 << 30}
+
+
+class UsageError(Exception):
+    """Bad command-line input that argparse itself cannot see."""
+
+
+def parse_size(text):
+    """'64', '1KiB', '16KiB', '1MiB' -> bytes, as the suite's --sizes reads them."""
+    m = SIZE_RE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a message size: {text!r} (e.g. 64, 1KiB)")
+    return int(m.group(1)) * SIZE_FACTORS[(m.group(2) or "").lower()]
+
+
+def positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return v
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog=PROG, description=(
+        "Reports over ipcbench result files (the JSON of 'ipcbench run --out'). "
+        "Every input is validated against docs/result.schema.json first."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("report", help="HTML report, Markdown summary and CSV of one or more runs")
+    rep.add_argument("files", nargs="+", type=Path, help="result files (several: one per host)")
+    rep.add_argument("-o", "--out", type=Path, default=Path("results/report"),
+                     help="output directory (default results/report)")
+    rep.add_argument("--size", type=parse_size, default=None,
+                     help="message size for the distribution and CPU plots (default 64 B)")
+    rep.add_argument("--title", default=None, help="title of the HTML report")
+    rep.add_argument("--allow-incomplete", action="store_true",
+                     help="accept interrupted runs ('complete': false)")
+
+    cmp = sub.add_parser("compare", help="compare base and new, exit 1 on a regression")
+    cmp.add_argument("base", type=Path)
+    cmp.add_argument("new", type=Path)
+    cmp.add_argument("--threshold", type=positive_float, default=5.0,
+                     help="percent change in the worse direction that counts (default 5)")
+    cmp.add_argument("--alpha", type=positive_float, default=0.05,
+                     help="significance level of the Mann-Whitney U test (default 0.05)")
+    cmp.add_argument("--cross-host", action="store_true",
+                     help="compare files from different hosts (with a warning)")
+    cmp.add_argument("-o", "--out", type=Path, default=None,
+                     help="also write compare.html and compare.md into this directory")
+    cmp.add_argument("--allow-incomplete", action="store_true",
+                     help="accept interrupted runs ('complete': false)")
+
+    mrg = sub.add_parser("merge", help="pool the repetitions of several runs of one host")
+    mrg.add_argument("files", nargs="+", type=Path)
+    mrg.add_argument("-o", "--out", type=Path, required=True, help="merged result file")
+    mrg.add_argument("--allow-incomplete", action="store_true")
+    return parser
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def cmd_report(args):
+    from . import csv, html, markdown
+    runs = model.load_all(args.files, args.allow_incomplete)
+    out = args.out
+    written = [
+        write(out / "report.html", html.render_report(runs, args.size, args.title)),
+        write(out / "summary.md", markdown.render_summary(runs)),
+        write(out / "cases.csv", csv.render_csv(runs)),
+    ]
+    for path in written:
+        print(f"{PROG}: wrote {path}")
+    return 0
+
+
+def cmd_compare(args):
+    from . import compare, html
+    base, new = model.load_all([args.base, args.new], args.allow_incomplete)
+    warnings = []
+    if not model.same_host(base, new):
+        what = (f"base is from {base.host.get('hostname')} ({base.host.get('cpu_model')}), "
+                f"new from {new.host.get('hostname')} ({new.host.get('cpu_model')})")
+        if not args.cross_host:
+            raise model.InputError(args.new, f"different host: {what}; figures from two "
+                                             "machines are not comparable (pass --cross-host "
+                                             "to compare anyway)")
+        warnings.append(f"comparing across hosts ({what}): differences may be the hardware, "
+                        "not the code")
+    result = compare.compare_runs(base, new, args.threshold, args.alpha)
+    result.warnings = warnings
+    for w in warnings:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    sys.stdout.write(compare.render_console(result))
+    if args.out:
+        for path in (write(args.out / "compare.html", html.render_compare(result)),
+                     write(args.out / "compare.md", compare.render_markdown(result))):
+            print(f"{PROG}: wrote {path}")
+    return result.exit_code
+
+
+def cmd_merge(args):
+    from . import merge
+    runs = model.load_all(args.files, args.allow_incomplete)
+    for run in runs[1:]:
+        if not model.same_host(runs[0], run):
+            raise model.InputError(run.path, "different host from the first file; merging "
+                                             "runs of two machines would mix their figures")
+    doc = merge.merge(runs)
+    merge.write_json(doc, args.out)
+    model.load(args.out, allow_incomplete=True)  # the merged file must stay valid
+    print(f"{PROG}: wrote {args.out} ({len(runs)} runs merged)")
+    return 0
+
+
+COMMANDS = {"report": cmd_report, "compare": cmd_compare, "merge": cmd_merge}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except model.InputError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{PROG}: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return 2

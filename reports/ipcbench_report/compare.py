@@ -1,0 +1,276 @@
+"""Compare two result files case by case and decide whether the new one regressed.
+
+A case regresses when a metric moved in the worse direction by more than the
+threshold. With at least MIN_REPETITIONS repetitions on both sides the move
+must also be statistically significant (Mann-Whitney U, two-sided, as Google
+Benchmark's tools/compare.py does), because a threshold alone flags noise on
+a busy machine; with fewer, the threshold alone decides and the output says so.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from . import units
+
+MIN_REPETITIONS = 5
+DEFAULT_THRESHOLD = 5.0
+DEFAULT_ALPHA = 0.05
+
+# pattern -> [(metric label, field, higher_is_worse, formatter)]
+METRICS = {
+    "latency": [("p50", "p50_ns", True, units.ns), ("p99", "p99_ns", True, units.ns)],
+    "throughput": [("throughput", "bytes_per_second", False, units.bytes_per_second)],
+}
+
+
+@dataclass
+class MetricChange:
+    """One metric of one matched case, base against new."""
+
+    case: str
+    metric: str
+    base: float
+    new: float
+    change_pct: float | None
+    worse_pct: float | None
+    p_value: float | None
+    method: str
+    verdict: str
+    fmt: object = units.count
+    n_base: int = 0
+    n_new: int = 0
+
+    def as_row(self):
+        return {"case": self.case, "metric": self.metric, "worse_pct": self.worse_pct,
+                "verdict": self.verdict}
+
+
+@dataclass
+class Comparison:
+    """Everything compare found, for the console, Markdown and HTML outputs."""
+
+    base: object
+    new: object
+    threshold: float
+    alpha: float
+    changes: list = field(default_factory=list)
+    # (case label, base status, new status, what changed)
+    status_changes: list = field(default_factory=list)
+    only_base: list = field(default_factory=list)
+    only_new: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def case_verdicts(self):
+        """{case label: verdict}; a case's worst metric decides."""
+        out = {}
+        for ch in self.changes:
+            prev = out.get(ch.case, "unchanged")
+            if ch.verdict == "regressed" or prev == "regressed":
+                out[ch.case] = "regressed"
+            elif ch.verdict == "improved" or prev == "improved":
+                out[ch.case] = "improved"
+            else:
+                out[ch.case] = prev
+        for label, _b, _n, verdict in self.status_changes:
+            if verdict == "now fails":
+                out[label] = "regressed"
+        return out
+
+    @property
+    def regressed(self):
+        return sorted(c for c, v in self.case_verdicts().items() if v == "regressed")
+
+    @property
+    def improved(self):
+        return sorted(c for c, v in self.case_verdicts().items() if v == "improved")
+
+    def threshold_only_cases(self):
+        return sorted({ch.case for ch in self.changes if ch.method == "threshold"})
+
+    def tested_cases(self):
+        return sorted({ch.case for ch in self.changes if ch.method == "U test"})
+
+    @property
+    def exit_code(self):
+        return 1 if self.regressed else 0
+
+
+def match_cases(base, new):
+    """Pairs of (base case, new case) with the same key, and the leftovers.
+
+    Failed and skipped entries record placement 'unknown'; such a case is
+    paired with the other side's case that differs only in placement, so a
+    case that now fails is reported as failing rather than as two unrelated
+    cases."""
+    pairs = [(base.cases[k], new.cases[k]) for k in base.cases if k in new.cases]
+    left_b = [c for k, c in base.cases.items() if k not in new.cases]
+    left_n = [c for k, c in new.cases.items() if k not in base.cases]
+    for b in list(left_b):
+        cands = [n for n in left_n if n.key.loose() == b.key.loose()
+                 and "unknown" in (n.key.placement, b.key.placement)]
+        if len(cands) == 1:
+            pairs.append((b, cands[0]))
+            left_b.remove(b)
+            left_n.remove(cands[0])
+    return pairs, left_b, left_n
+
+
+def significance(base_samples, new_samples):
+    """Two-sided Mann-Whitney U p-value, or None when it cannot be computed
+    (identical samples give no evidence of a change either way)."""
+    from scipy.stats import mannwhitneyu
+    if len(set(base_samples) | set(new_samples)) < 2:
+        return 1.0
+    p = float(mannwhitneyu(base_samples, new_samples, alternative="two-sided").pvalue)
+    return None if math.isnan(p) else p
+
+
+def compare_metric(label, b, n, metric, threshold, alpha):
+    """The change of one metric and its verdict."""
+    name, fld, higher_worse, fmt = metric
+    bv, nv = b.value(fld), n.value(fld)
+    if bv is None or nv is None:
+        return None
+    change = (nv - bv) / bv * 100.0 if bv else None
+    worse = None if change is None else (change if higher_worse else -change)
+    bs, ns_ = b.samples(fld), n.samples(fld)
+    p_value, method = None, "threshold"
+    if len(bs) >= MIN_REPETITIONS and len(ns_) >= MIN_REPETITIONS:
+        method = "U test"
+        p_value = significance(bs, ns_)
+    significant = method == "threshold" or (p_value is not None and p_value < alpha)
+    verdict = "unchanged"
+    if worse is not None and significant and worse > threshold:
+        verdict = "regressed"
+    elif worse is not None and significant and worse < -threshold:
+        verdict = "improved"
+    elif worse is not None and abs(worse) > threshold and not significant:
+        verdict = "noise"
+    return MetricChange(label, name, bv, nv, change, worse, p_value, method, verdict, fmt,
+                        len(bs), len(ns_))
+
+
+def status_change(b, n):
+    """What changed for a pair that is not measured on both sides."""
+    if b.ok and not n.ok:
+        return "now fails" if n.status == "failed" else f"now {n.status}"
+    if not b.ok and n.ok:
+        return "now measured"
+    if b.status == n.status:
+        return f"{b.status} on both sides"
+    return "not comparable"
+
+
+def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
+    """Compares every matched case; never raises for data reasons."""
+    result = Comparison(base, new, threshold, alpha)
+    pairs, result.only_base, result.only_new = match_cases(base, new)
+    if not pairs and (result.only_base or result.only_new):
+        result.notes.append("no case is in both files (different mechanisms, sizes, modes "
+                            "or placements?): nothing was compared")
+    for b, n in pairs:
+        label = b.key.label() if b.ok else n.key.label()
+        if not (b.ok and n.ok):
+            result.status_changes.append((label, b.status, n.status, status_change(b, n)))
+            continue
+        for metric in METRICS.get(b.key.pattern, []):
+            ch = compare_metric(label, b, n, metric, threshold, alpha)
+            if ch is not None:
+                result.changes.append(ch)
+    return result
+
+
+def verdict_text(v):
+    return {"regressed": "REGRESSED", "improved": "improved",
+            "noise": "unchanged (not significant)", "unchanged": "unchanged"}.get(v, v)
+
+
+def p_text(p):
+    return "–" if p is None else (f"{p:.4f}" if p >= 0.0001 else "<0.0001")
+
+
+def method_lines(result):
+    """How the verdicts were reached, in words, for every output."""
+    tested, thr = result.tested_cases(), result.threshold_only_cases()
+    lines = [f"Threshold {result.threshold:g}% in the worse direction "
+             "(latency up, throughput down)."]
+    if tested:
+        lines.append(f"{len(tested)} case(s) with >= {MIN_REPETITIONS} repetitions on both sides: "
+                     f"Mann-Whitney U test (two-sided, alpha {result.alpha:g}) on the "
+                     "per-repetition values; a case regresses only when the change is "
+                     "significant AND beyond the threshold.")
+    if thr:
+        lines.append(f"{len(thr)} case(s) with fewer than {MIN_REPETITIONS} repetitions on a side: "
+                     "threshold only, no significance test (run with --repetitions "
+                     f"{MIN_REPETITIONS} or more for one).")
+    return lines
+
+
+def summary_line(result):
+    verdicts = result.case_verdicts()
+    compared = len({ch.case for ch in result.changes})
+    unchanged = sum(1 for v in verdicts.values() if v == "unchanged")
+    return (f"{compared} case(s) compared: {len(result.regressed)} regressed, "
+            f"{len(result.improved)} improved, {unchanged} unchanged; "
+            f"{len(result.only_base)} only in base, {len(result.only_new)} only in new.")
+
+
+def run_line(run):
+    h = run.host
+    return (f"{run.path} ({h.get('hostname')}, {h.get('cpu_model')}, "
+            f"git {run.meta.get('git_revision')}, {run.config.get('repetitions')} repetition(s))")
+
+
+def render_console(result):
+    """The console table: one line per compared metric, then the verdict."""
+    out = [f"base: {run_line(result.base)}", f"new:  {run_line(result.new)}"]
+    out += [f"WARNING: {w}" for w in result.warnings + result.notes]
+    out += method_lines(result)
+    header = ("case", "metric", "base", "new", "change", "p-value", "method", "verdict")
+    rows = [(ch.case, ch.metric, ch.fmt(ch.base), ch.fmt(ch.new),
+             units.percent_change(ch.change_pct), p_text(ch.p_value), ch.method,
+             verdict_text(ch.verdict)) for ch in result.changes]
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    out.append("")
+    for r in [header] + rows:
+        out.append("  ".join(str(c).ljust(w) if i < 2 or i > 5 else str(c).rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    for label, _bs, _ns, note in result.status_changes:
+        out.append(f"{label}: {note}" + (" (REGRESSED)" if note == "now fails" else ""))
+    for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
+        for c in cases:
+            out.append(f"{c.key.label()}: {title} ({c.status})")
+    out += ["", summary_line(result),
+            "Result: REGRESSION: " + ", ".join(result.regressed) if result.regressed
+            else "Result: no regression."]
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(result):
+    """The diff as Markdown, for a PR comment or a job summary."""
+    head = "## ipcbench compare: " + ("**regression**" if result.regressed else "no regression")
+    out = [head, "", f"- base: `{result.base.path.name}`: {_ctx(result.base)}",
+           f"- new: `{result.new.path.name}`: {_ctx(result.new)}"]
+    out += [f"\n> **Warning:** {w}" for w in result.warnings + result.notes]
+    out += ["", *method_lines(result), "",
+            "| case | metric | base | new | change | p-value | verdict |",
+            "|---|---|--:|--:|--:|--:|---|"]
+    for ch in result.changes:
+        v = verdict_text(ch.verdict)
+        v = f"**{v}**" if ch.verdict in ("regressed", "improved") else v
+        out.append(f"| `{ch.case}` | {ch.metric} | {ch.fmt(ch.base)} | {ch.fmt(ch.new)} | "
+                   f"{units.percent_change(ch.change_pct)} | {p_text(ch.p_value)} | {v} |")
+    extra = [f"- `{label}`: **{note}**" for label, _b, _n, note in result.status_changes]
+    extra += [f"- `{c.key.label()}`: only in base ({c.status})" for c in result.only_base]
+    extra += [f"- `{c.key.label()}`: only in new ({c.status})" for c in result.only_new]
+    if extra:
+        out += ["", "Not compared:", *extra]
+    out += ["", summary_line(result)]
+    return "\n".join(out) + "\n"
+
+
+def _ctx(run):
+    h = run.host
+    return (f"{h.get('hostname')}, {h.get('cpu_model')}, git {run.meta.get('git_revision')}, "
+            f"{run.config.get('repetitions')} repetition(s)")

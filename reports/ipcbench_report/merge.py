@@ -1,0 +1,60 @@
+"""Merge result files of the same suite into one, pooling repetitions.
+
+The CI gate runs base and head interleaved in rounds so that both see the
+same machine conditions; merging a side's rounds gives compare one file per
+side with every repetition in it (enough for the significance test).
+Aggregate entries are dropped: they summarise one round only, and the
+reports fall back to the iteration entries.
+"""
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def merge(runs):
+    """One result document with the iteration entries of all runs, grouped
+    by case in first-seen order and renumbered."""
+    first = runs[0].raw
+    groups = {}
+    for run in runs:
+        for entry in run.raw["benchmarks"]:
+            if entry["run_type"] == "iteration":
+                groups.setdefault(entry["run_name"], []).append(copy.deepcopy(entry))
+    benchmarks = []
+    for entries in groups.values():
+        for i, entry in enumerate(entries):
+            entry["repetition_index"] = i
+            entry["repetitions"] = len(entries)
+            benchmarks.append(entry)
+    meta = copy.deepcopy(first["ipcbench"])
+    meta["complete"] = all(r.complete for r in runs)
+    meta["failed"] = _failed(runs)
+    meta["configuration"]["repetitions"] = max(len(e) for e in groups.values()) if groups else 1
+    meta["merged_from"] = [str(r.path) for r in runs]
+    return {"context": copy.deepcopy(first.get("context", {})), "benchmarks": benchmarks,
+            "ipcbench": meta}
+
+
+def _failed(runs):
+    """The union of the runs' failed lists, once per case name."""
+    seen, out = set(), []
+    for run in runs:
+        for item in run.meta["failed"]:
+            if item["name"] not in seen:
+                seen.add(item["name"])
+                out.append(item)
+    return out
+
+
+def write_json(doc, path):
+    """Writes atomically (temp file + rename) so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,601 @@
+"""The report's figures, each rendered to an inline SVG string by matplotlib.
+
+No pyplot: figures are built on matplotlib.figure.Figure directly so nothing
+depends on a display or on global figure state. Every data artist gets a gid
+starting with 'data-' so a test (or a person reading the SVG) can tell drawn
+data from axes furniture.
+"""
+
+import io
+import itertools
+import math
+
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib import rc_context  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
+
+from . import units  # noqa: E402
+
+# Okabe & Ito's colour-blind safe palette, without its yellow, which is too
+# faint on white; markers make every series distinct without colour.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8"]
+MODE_LINESTYLES = {"sync": "-", "async": "--"}
+FIG_WIDTH = 11.0  # inches; about 1050 px wide, fits a laptop screen
+RC = {
+    "svg.fonttype": "none",  # text stays text: smaller, selectable, crisp
+    "font.size": 10,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Arial"],
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+# This process only draws report figures: setting the style once here is
+# simpler than threading an rc_context through every builder.
+matplotlib.rcParams.update(RC)
+
+# HdrHistogram-style percentile axis: x = 1/(1-p), labelled in percent.
+PERCENTILE_TICKS = [(50.0, "50%"), (90.0, "90%"), (99.0, "99%"),
+                    (99.9, "99.9%"), (99.99, "99.99%"), (99.999, "99.999%")]
+
+
+_GIDS = itertools.count(1)
+
+
+def tag(artist, name):
+    """Marks drawn data with a unique 'data-' id (bars: one per bar), so the
+    SVG says which groups are data and no two elements share an id."""
+    parts = list(artist) if hasattr(artist, "patches") else [artist]
+    for part in parts:
+        part.set_gid(f"data-{name}-{next(_GIDS)}")
+    return artist
+
+
+class Styles:
+    """One colour/marker per mechanism for the whole report, so a mechanism
+    looks the same in every figure; open markers after the palette wraps."""
+
+    def __init__(self, mechanisms):
+        self._index = {m: i for i, m in enumerate(mechanisms)}
+
+    def of(self, mechanism, mode="sync"):
+        i = self._index.setdefault(mechanism, len(self._index))
+        colour = PALETTE[i % len(PALETTE)]
+        filled = (i // len(PALETTE)) % 2 == 0
+        return {
+            "color": colour,
+            "marker": MARKERS[i % len(MARKERS)],
+            "markerfacecolor": colour if filled else "white",
+            "markeredgecolor": colour,
+            "linestyle": MODE_LINESTYLES.get(mode, ":"),
+        }
+
+
+def percentile_x(p):
+    """Maps a percentile to the 1/(1-p) axis; None for 100 (infinitely far)."""
+    return None if p >= 100 else 1.0 / (1.0 - p / 100.0)
+
+
+def ns_formatter():
+    return FuncFormatter(lambda v, _pos: units.ns(v, compact=True) if v > 0 else "")
+
+
+def bps_formatter():
+    return FuncFormatter(lambda v, _pos: units.bytes_per_second(v, compact=True) if v > 0 else "")
+
+
+def decade_ticks(ax, axis, lo, hi, formatter):
+    """Log-axis ticks at 1-2-5 steps across [lo, hi], labelled with units.
+
+    matplotlib's own log ticks print '10^3' without units; a reader wants
+    '1 µs'. Minor ticks are dropped to keep the axis clean."""
+    if not (lo and hi and lo > 0 and hi > 0):
+        return
+    span = math.log10(hi / lo)
+    steps = (1, 2, 5) if span <= 1.3 else (1, 3) if span <= 2.2 else (1,)
+    ticks = [m * 10.0 ** e
+             for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+             for m in steps]
+    ax_axis = ax.yaxis if axis == "y" else ax.xaxis
+    ax_axis.set_major_locator(FixedLocator(ticks))
+    ax_axis.set_major_formatter(formatter)
+    ax_axis.set_minor_locator(NullLocator())
+    ax_axis.set_minor_formatter(NullFormatter())
+
+
+def size_axis(ax, sizes):
+    """Log2 message-size axis with a tick at each measured size."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: units.size(v)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if sizes:
+        ax.set_xlim(min(sizes) / 1.5, max(sizes) * 1.5)
+    ax.set_xlabel("message size (log scale)")
+
+
+def new_figure(rows=1, cols=1, height=4.2, sharey=False):
+    """A figure with a grid of axes; height is per row, in inches."""
+    fig = Figure(figsize=(FIG_WIDTH, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
+    return fig, [ax for row in axes for ax in row]
+
+
+def to_svg(fig, salt, title):
+    """The figure as an inline <svg> element: no XML prolog, no doctype,
+    ids salted per figure and matplotlib's unreferenced automatic ids
+    removed, so several SVGs in one page never share an id."""
+    buf = io.StringIO()
+    with rc_context({"svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = shorten_paths(strip_unused_ids(text[text.index("<svg"):]))
+    label = title.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    return text.replace("<svg ", f'<svg role="img" aria-label="{label}" class="plot-svg" ', 1)
+
+
+def shorten_paths(svg):
+    """Rounds path coordinates to 1/100 pt: invisible on screen, and it
+    makes a report with many figures a third smaller."""
+    def short(m):
+        return ' d="' + re.sub(r"(\.\d{2})\d+", r"\1", m.group(1)) + '"'
+    return re.sub(r' d="([^"]*)"', short, svg)
+
+
+def strip_unused_ids(svg):
+    """Drops id attributes nothing refers to (matplotlib names every group
+    'line2d_1', 'text_3', ... in each figure), keeping the data- ids."""
+    used = set(re.findall(r"#([^\s\"')]+)", svg))
+
+    def keep(m):
+        ident = m.group(1)
+        return m.group(0) if ident in used or ident.startswith("data-") else ""
+    return re.sub(r'\s+id="([^"]+)"', keep, svg)
+
+
+def legend_below(fig, handles, labels, ax=None):
+    """One legend for the whole figure, right of the top-right axes, outside
+    the plotting area so it never hides data (constrained layout makes room)."""
+    if not handles:
+        return
+    ax = ax or fig.axes[0]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5,
+              frameon=False, ncol=1 if len(labels) <= 18 else 2, borderaxespad=0.0)
+
+
+def varies(runs):
+    """(several modes?, several placements?) over all runs: legend labels
+    name the mode or placement only when it varies, the same in every panel."""
+    modes = {m for r in runs for m in r.modes()}
+    places = {p for r in runs for p in r.placements()}
+    return len(modes) > 1, len(places) > 1
+
+
+def series_label(case, run, with_mode, with_placement):
+    """A series' legend text: the mechanism, plus mode/placement only when
+    they vary (otherwise they are noise)."""
+    label = case.key.mechanism
+    if with_mode:
+        label += f" ({case.key.mode})"
+    if with_placement:
+        label += f" [{case.key.placement}]"
+    return label
+
+
+def group_series(run, pattern):
+    """{(mechanism, mode, placement): [cases by size]} for one pattern."""
+    series = {}
+    for case in run.case_list(pattern):
+        k = case.key
+        series.setdefault((k.mechanism, k.mode, k.placement), []).append(case)
+    for cases in series.values():
+        cases.sort(key=lambda c: c.key.size)
+    return series
+
+
+class LegendCollector:
+    """Gathers one legend entry per label across the panels of a figure."""
+
+    def __init__(self):
+        self.handles, self.labels = [], []
+
+    def add(self, label, style):
+        if label in self.labels:
+            return
+        self.labels.append(label)
+        self.handles.append(Line2D([], [], color=style["color"], marker=style["marker"],
+                                   markerfacecolor=style["markerfacecolor"],
+                                   markeredgecolor=style["markeredgecolor"],
+                                   linestyle=style["linestyle"]))
+
+
+def _dodge(i, n):
+    """A small multiplicative x offset so whiskers of different series at the
+    same size do not sit on top of each other."""
+    return 2 ** ((i - (n - 1) / 2) * 0.035)
+
+
+def latency_vs_size(runs, styles):
+    """p50 round-trip latency per mechanism against message size, with the
+    p99 as a whisker above each point; one panel per result file."""
+    fig, axes = new_figure(len(runs), 1, height=4.6, sharey=True)
+    legend = LegendCollector()
+    lo, hi, all_sizes = [], [], set()
+    for ax, run in zip(axes, runs):
+        series = group_series(run, "latency")
+        modes, places = varies(runs)
+        for i, ((mech, mode, _pl), cases) in enumerate(series.items()):
+            style = styles.of(mech, mode)
+            xs = [c.key.size * _dodge(i, len(series)) for c in cases]
+            p50 = [c.value("p50_ns") for c in cases]
+            p99 = [c.value("p99_ns") for c in cases]
+            if any(v is None for v in p50 + p99):
+                continue
+            cont = ax.errorbar(xs, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p99)]],
+                               capsize=3, elinewidth=1, lw=1.6, ms=5, **style)
+            tag(cont.lines[0], f"latency-{mech}")
+            label = series_label(cases[0], run, modes, places)
+            legend.add(label, style)
+            lo += p50
+            hi += p99
+            all_sizes.update(c.key.size for c in cases)
+        ax.set_yscale("log")
+        ax.set_ylabel("round-trip latency (log scale)")
+        if len(runs) > 1:
+            ax.set_title(run.label, fontsize=10, loc="left")
+    for ax in axes:
+        size_axis(ax, sorted(all_sizes))
+        if lo:
+            decade_ticks(ax, "y", min(lo) / 1.3, max(hi) * 1.3, ns_formatter())
+            ax.set_ylim(min(lo) / 1.3, max(hi) * 1.3)
+    legend_below(fig, legend.handles, legend.labels)
+    return fig
+
+
+def throughput_vs_size(runs, styles):
+    """Payload bandwidth of the throughput pattern against message size."""
+    fig, axes = new_figure(len(runs), 1, height=4.6, sharey=True)
+    legend = LegendCollector()
+    values, all_sizes = [], set()
+    for ax, run in zip(axes, runs):
+        modes, places = varies(runs)
+        for (mech, mode, _pl), cases in group_series(run, "throughput").items():
+            pts = [(c.key.size, c.value("bytes_per_second")) for c in cases]
+            pts = [(s, v) for s, v in pts if v]
+            if not pts:
+                continue
+            style = styles.of(mech, mode)
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.6, ms=5, **style)
+            tag(line, f"throughput-{mech}")
+            legend.add(series_label(cases[0], run, modes, places), style)
+            values += [p[1] for p in pts]
+            all_sizes.update(p[0] for p in pts)
+        ax.set_yscale("log")
+        ax.set_ylabel("payload throughput (bytes/s, log scale)")
+        if len(runs) > 1:
+            ax.set_title(run.label, fontsize=10, loc="left")
+    for ax in axes:
+        size_axis(ax, sorted(all_sizes))
+        if values:
+            decade_ticks(ax, "y", min(values) / 1.5, max(values) * 1.5, bps_formatter())
+            ax.set_ylim(min(values) / 1.5, max(values) * 1.5)
+    legend_below(fig, legend.handles, legend.labels)
+    return fig
+
+
+def distribution(runs, styles, size):
+    """Latency percentile spectrum at one message size: HdrHistogram's plot,
+    where the tail (99%, 99.9%, ...) gets as much room as the median."""
+    fig, axes = new_figure(len(runs), 1, height=4.8, sharey=True)
+    legend = LegendCollector()
+    ys, xmax = [], 10.0
+    for ax, run in zip(axes, runs):
+        modes, places = varies(runs)
+        for case in run.case_list("latency"):
+            if case.key.size != size:
+                continue
+            pts = [(percentile_x(p), v) for p, v in case.histogram() if p < 100 and v > 0]
+            if len(pts) < 2:
+                continue
+            style = dict(styles.of(case.key.mechanism, case.key.mode))
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5, ms=3.5,
+                              markevery=max(1, len(pts) // 8), **style)
+            tag(line, f"distribution-{case.key.mechanism}")
+            legend.add(series_label(case, run, modes, places), style)
+            ys += [p[1] for p in pts]
+            xmax = max(xmax, pts[-1][0])
+        if len(runs) > 1:
+            ax.set_title(run.label, fontsize=10, loc="left")
+    for ax in axes:
+        ax.set_xscale("log")
+        ticks = [(percentile_x(p), lbl) for p, lbl in PERCENTILE_TICKS
+                 if percentile_x(p) <= xmax * 1.01]
+        ax.xaxis.set_major_locator(FixedLocator([t for t, _ in ticks]))
+        ax.xaxis.set_major_formatter(FuncFormatter(
+            lambda v, _p, d=dict(ticks): d.get(v, "")))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(1, xmax * 1.1)
+        ax.set_xlabel("percentile (share of round trips at or below; 1/(1−p) scale)")
+        ax.set_yscale("log")
+        ax.set_ylabel("round-trip latency (log scale)")
+        if ys:
+            decade_ticks(ax, "y", min(ys) / 1.2, max(ys) * 1.2, ns_formatter())
+            ax.set_ylim(min(ys) / 1.2, max(ys) * 1.2)
+    legend_below(fig, legend.handles, legend.labels)
+    return fig
+
+
+def cpu_cost(runs, styles, size):
+    """CPU time per round trip (runner + peer) against p50 latency at one size.
+
+    The guide lines y = x and y = 2x mark 'one CPU busy for the whole round
+    trip' and 'both CPUs busy': spinning mechanisms sit on the upper line,
+    blocking ones well below it."""
+    fig, axes = new_figure(len(runs), 2, height=4.8)
+    legend = LegendCollector()
+    for r, run in enumerate(runs):
+        scatter_ax, bar_ax = axes[2 * r], axes[2 * r + 1]
+        cases = [c for c in run.case_list("latency") if c.key.size == size
+                 and c.value("p50_ns") and c.cpu_ns_per_msg() is not None]
+        _cpu_scatter(scatter_ax, cases, styles, legend, runs)
+        _cpu_bars(bar_ax, cases, styles)
+        if len(runs) > 1:
+            scatter_ax.set_title(run.label, fontsize=10, loc="left")
+    legend_below(fig, legend.handles, legend.labels, axes[1])
+    return fig
+
+
+def _cpu_scatter(ax, cases, styles, legend, runs):
+    points = []
+    modes, places = varies(runs)
+    for case in cases:
+        style = styles.of(case.key.mechanism, case.key.mode)
+        x, y = case.value("p50_ns"), max(case.cpu_ns_per_msg(), 1.0)
+        (pt,) = ax.plot([x], [y], ms=8, **{**style, "linestyle": "none"})
+        tag(pt, f"cpu-{case.key.mechanism}")
+        legend.add(series_label(case, None, modes, places), style)
+        points.append((x, y, case.key.mechanism))
+    _label_isolated(ax, points)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if points:
+        values = [p[0] for p in points] + [p[1] for p in points]
+        lo, hi = min(values) / 2, max(values) * 2
+        for factor, text in ((1, "1 CPU busy"), (2, "2 CPUs busy (spinning)")):
+            ax.plot([lo, hi], [lo * factor, hi * factor], color="#888888", lw=0.9,
+                    linestyle=(0, (4, 3)), zorder=0)
+            x = lo * 1.15
+            ax.annotate(text, (x, x * factor), xytext=(2, 4), textcoords="offset points",
+                        fontsize=8, color="#555555", rotation=38, rotation_mode="anchor")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        decade_ticks(ax, "x", lo, hi, ns_formatter())
+        decade_ticks(ax, "y", lo, hi, ns_formatter())
+    ax.set_xlabel("p50 round-trip latency (log scale)")
+    ax.set_ylabel("CPU time per round trip, runner + peer (log scale)")
+
+
+def _label_isolated(ax, points, min_gap=0.12):
+    """Names the points that have no neighbour within min_gap decades: in a
+    cluster the labels would overprint each other, and the legend has them."""
+    logs = [(math.log10(x), math.log10(y)) for x, y, _ in points]
+    for i, (x, y, name) in enumerate(points):
+        near = any(j != i and abs(logs[i][0] - lx) < min_gap and abs(logs[i][1] - ly) < min_gap
+                   for j, (lx, ly) in enumerate(logs))
+        if not near:
+            ax.annotate(name, (x, y), xytext=(6, -3), textcoords="offset points", fontsize=8,
+                        color="#333333")
+
+
+def _cpu_bars(ax, cases, styles):
+    """Stacked bars: how the CPU cost splits between runner and peer."""
+    cases = sorted(cases, key=lambda c: c.cpu_ns_per_msg())
+    labels = [c.key.mechanism + ("" if c.key.mode == "sync" else f" ({c.key.mode})")
+              for c in cases]
+    runner = [c.value("runner_cpu_ns_per_msg") for c in cases]
+    peer = [c.value("peer_cpu_ns_per_msg") for c in cases]
+    ypos = list(range(len(cases)))
+    colours = [styles.of(c.key.mechanism)["color"] for c in cases]
+    b1 = ax.barh(ypos, runner, color=colours, edgecolor="white", label="runner")
+    b2 = ax.barh(ypos, peer, left=runner, color=colours, alpha=0.45, hatch="///",
+                 edgecolor="white", label="peer")
+    tag(b1, "cpu-runner")
+    tag(b2, "cpu-peer")
+    for y, r, p in zip(ypos, runner, peer):
+        ax.annotate(units.ns(r + p), (r + p, y), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=7.5, color="#333333")
+    if cases:
+        ax.set_xlim(0, max(r + p for r, p in zip(runner, peer)) * 1.18)
+    ax.set_yticks(ypos, labels, fontsize=8)
+    ax.grid(axis="y", visible=False)
+    ax.xaxis.set_major_formatter(ns_formatter())
+    ax.set_xlabel("CPU time per round trip (runner solid, peer hatched)")
+    ax.set_ylim(-0.7, len(cases) - 0.3)
+
+
+def grouped_bars(ax, groups, series, values, colours, formatter, xlabel, gid):
+    """Horizontal grouped bars on a log axis: groups down the y axis, one bar
+    per series within a group; missing values leave a gap."""
+    n = max(1, len(series))
+    height = 0.8 / n
+    drawn = []
+    for j, name in enumerate(series):
+        ys, ws = [], []
+        for g, group in enumerate(groups):
+            v = values.get((group, name))
+            if v:
+                ys.append(g - 0.4 + height * (j + 0.5))
+                ws.append(v)
+        if ys:
+            bars = ax.barh(ys, ws, height=height * 0.92, color=colours[j % len(colours)],
+                           label=name, hatch=None if j % 2 == 0 else "..", edgecolor="white")
+            tag(bars, f"{gid}-{j}")
+            drawn += ws
+    ax.set_yticks(range(len(groups)), groups, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.set_xscale("log")
+    if drawn:
+        lo, hi = min(drawn) / 2, max(drawn) * 1.5
+        ax.set_xlim(lo, hi)
+        decade_ticks(ax, "x", lo, hi, formatter)
+    ax.set_xlabel(xlabel)
+
+
+def bars_height(groups, series):
+    """Inches per row of a grouped-bar figure: enough for labels, no more."""
+    return 1.1 + groups * (0.12 + 0.17 * series)
+
+
+def multi_mode_mechanisms(run):
+    """Mechanisms measured in more than one mode: the only ones a side-by-side
+    comparison of modes can show."""
+    return [m for m in run.mechanisms()
+            if len({c.key.mode for c in run.case_list() if c.key.mechanism == m}) > 1]
+
+
+def modes_side_by_side(runs, size):
+    """p50 latency and throughput per mechanism with one bar per mode, for
+    the mechanisms measured in more than one mode."""
+    runs = [r for r in runs if multi_mode_mechanisms(r)]
+    fig, axes = new_figure(len(runs), 2, height=bars_height(
+        max(len(multi_mode_mechanisms(r)) for r in runs), max(len(r.modes()) for r in runs)))
+    for r, run in enumerate(runs):
+        modes, mechs = run.modes(), multi_mode_mechanisms(run)
+        lat = {(c.key.mechanism, c.key.mode): c.value("p50_ns")
+               for c in run.case_list("latency") if c.key.size == size}
+        tput_size = _nearest(run.sizes("throughput"), size)
+        tput = {(c.key.mechanism, c.key.mode): c.value("bytes_per_second")
+                for c in run.case_list("throughput") if c.key.size == tput_size}
+        grouped_bars(axes[2 * r], mechs, modes, lat, PALETTE, ns_formatter(),
+                     f"p50 round-trip latency at {units.size(size)} (log scale)", "modes-lat")
+        grouped_bars(axes[2 * r + 1], mechs, modes, tput, PALETTE, bps_formatter(),
+                     f"throughput at {units.size(tput_size)} (bytes/s, log scale)",
+                     "modes-tput")
+        axes[2 * r].legend(fontsize=8, loc="lower right")
+        if len(runs) > 1:
+            axes[2 * r].set_title(run.label, fontsize=10, loc="left")
+    return fig
+
+
+def across_hosts(runs, size):
+    """One bar per result file for each mechanism at one size: the same
+    mechanism side by side on different hardware."""
+    mechs = []
+    for run in runs:
+        mechs += [m for m in run.mechanisms() if m not in mechs]
+    labels = [r.label for r in runs]
+    lat, tput = {}, {}
+    for run in runs:
+        for c in run.case_list("latency"):
+            if c.key.size == size and c.key.mode == "sync":
+                lat[(c.key.mechanism, run.label)] = c.value("p50_ns")
+        tsize = _nearest(run.sizes("throughput"), size)
+        for c in run.case_list("throughput"):
+            if c.key.size == tsize and c.key.mode == "sync":
+                tput[(c.key.mechanism, run.label)] = c.value("bytes_per_second")
+    fig, axes = new_figure(1, 2, height=bars_height(len(mechs), len(runs)))
+    grouped_bars(axes[0], mechs, labels, lat, PALETTE, ns_formatter(),
+                 f"p50 round-trip latency at {units.size(size)} (log scale)", "hosts-lat")
+    grouped_bars(axes[1], mechs, labels, tput, PALETTE, bps_formatter(),
+                 f"throughput at {units.size(size)} (bytes/s, log scale)", "hosts-tput")
+    axes[0].legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def floor_plot(runs, styles):
+    """Each mechanism next to the calibrated floor: p50 against size with the
+    floor drawn as a black line (left), and measured/floor (right)."""
+    runs = [r for r in runs if r.calibration]
+    fig, axes = new_figure(len(runs), 2, height=4.6)
+    legend = LegendCollector()
+    for r, run in enumerate(runs):
+        lat_ax, ratio_ax = axes[2 * r], axes[2 * r + 1]
+        sizes, ys, ratios = run.sizes("latency"), [], []
+        for (mech, mode, _pl), cases in group_series(run, "latency").items():
+            style = styles.of(mech, mode)
+            pts = [(c.key.size, c.value("p50_ns"), run.floor_ratio(c)) for c in cases]
+            pts = [p for p in pts if p[1]]
+            if not pts:
+                continue
+            (line,) = lat_ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.4, ms=5, **style)
+            tag(line, f"floor-latency-{mech}")
+            rp = [(p[0], p[2]) for p in pts if p[2]]
+            if rp:
+                (rl,) = ratio_ax.plot([p[0] for p in rp], [p[1] for p in rp], lw=1.4, ms=5, **style)
+                tag(rl, f"floor-ratio-{mech}")
+                ratios += [p[1] for p in rp]
+            legend.add(mech if not varies(runs)[0] else f"{mech} ({mode})", style)
+            ys += [p[1] for p in pts]
+        floor = [(s, run.latency_floor_ns(s)) for s in sizes]
+        floor = [f for f in floor if f[1]]
+        if floor:
+            (fl,) = lat_ax.plot([f[0] for f in floor], [f[1] for f in floor], color="black",
+                                lw=2.5, linestyle="-", marker="_", ms=12, zorder=5)
+            tag(fl, "floor-line")
+            legend.add("calibration floor", {"color": "black", "marker": "_",
+                                              "markerfacecolor": "black",
+                                              "markeredgecolor": "black", "linestyle": "-"})
+            ys += [f[1] for f in floor]
+        for ax in (lat_ax, ratio_ax):
+            size_axis(ax, sizes)
+            ax.set_yscale("log")
+        if ys:
+            decade_ticks(lat_ax, "y", min(ys) / 1.5, max(ys) * 1.5, ns_formatter())
+            lat_ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
+        lat_ax.set_ylabel("p50 round-trip latency (log scale)")
+        ratio_ax.axhline(1, color="black", lw=1.5)
+        if ratios:
+            ratio_ax.set_ylim(min(0.8, min(ratios) / 1.3), max(ratios) * 1.5)
+            decade_ticks(ratio_ax, "y", min(0.8, min(ratios) / 1.3), max(ratios) * 1.5,
+                         FuncFormatter(lambda v, _p: f"{v:g}×"))
+        ratio_ax.set_ylabel("p50 / floor (× the floor, log scale)")
+        if len(runs) > 1:
+            lat_ax.set_title(run.label, fontsize=10, loc="left")
+    legend_below(fig, legend.handles, legend.labels, axes[1])
+    return fig
+
+
+def compare_changes(rows, threshold):
+    """Horizontal bars of each compared metric's change, signed so that
+    positive is worse, with the threshold drawn: regressions stand out at a
+    glance and improvements point the other way."""
+    rows = [r for r in rows if r["worse_pct"] is not None]
+    fig, axes = new_figure(1, 1, height=1.0 + 0.24 * max(1, len(rows)))
+    ax = axes[0]
+    colour = {"regressed": "#D55E00", "improved": "#0072B2"}
+    ys = list(range(len(rows)))
+    bars = ax.barh(ys, [r["worse_pct"] for r in rows],
+                   color=[colour.get(r["verdict"], "#999999") for r in rows])
+    tag(bars, "compare-bars")
+    ax.set_yticks(ys, [f"{r['case']} {r['metric']}" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    for x in (threshold, -threshold):
+        ax.axvline(x, color="#555555", lw=1, linestyle=(0, (4, 3)))
+    ax.axvline(0, color="black", lw=0.8)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:+.0f}%"))
+    ax.set_xlabel(f"change, positive = worse (%; dashed: ±{threshold:g}% threshold; "
+                  "red regressed, blue improved)")
+    return fig
+
+
+def _nearest(sizes, size):
+    """The size in sizes closest to size on a log scale (size itself if present)."""
+    if not sizes:
+        return size
+    return min(sizes, key=lambda s: abs(math.log2(s) - math.log2(size)))
+
+
+def nearest_size(sizes, size):
+    return _nearest(sizes, size)

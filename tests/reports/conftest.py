@@ -1,0 +1,77 @@
+"""Fixtures for the report tool's tests.
+
+The real-result fixtures run the suite's own binary (IPCBENCH_BINARY, set by
+ctest) on a tiny suite, so the reports are tested on what the suite writes
+today, not only on the checked-in golden files."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import reportutil
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _binary():
+    path = os.environ.get("IPCBENCH_BINARY", "")
+    if not path:
+        pytest.skip("IPCBENCH_BINARY is not set (ctest sets it to the built ipcbench); "
+                    "the tests on a freshly produced result file need the binary")
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"IPCBENCH_BINARY={path} is not an executable file")
+    return path
+
+
+def _run_suite(tmp_path_factory, name, *args):
+    out = tmp_path_factory.mktemp(name) / f"{name}.json"
+    proc = subprocess.run([_binary(), "run", *args, "--out", str(out)], capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode in (0, 1), f"ipcbench run failed ({proc.returncode}): {proc.stderr}"
+    assert out.is_file(), f"ipcbench wrote no result file: {proc.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_result(tmp_path_factory):
+    """A result file the suite produced during this test run."""
+    return _run_suite(tmp_path_factory, "real", "--mechanisms", "pipe,uds-stream,tcp",
+                      "--sizes", "64,1KiB", "--min-time", "0.02")
+
+
+@pytest.fixture(scope="session")
+def real_result_reps(tmp_path_factory):
+    """A real result with 5 repetitions per case (the significance path)."""
+    return _run_suite(tmp_path_factory, "reps", "--mechanisms", "pipe,tcp", "--sizes", "64",
+                      "--min-time", "0.01", "--repetitions", "5")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent (apt-get install chromium); "
+                    "the browser tests need Debian's Chromium")
+    return str(CHROMIUM)
+
+
+@pytest.fixture
+def golden(tmp_path):
+    """Copies of the checked-in golden result files, safe to modify."""
+    def copy(name):
+        dst = tmp_path / name
+        shutil.copy(reportutil.DATA / name, dst)
+        return dst
+    return copy
+
+
+@pytest.fixture(scope="session")
+def browser_result(request):
+    """What the browser tests open: a freshly produced result when the binary
+    is available, else the golden all-mechanism file (the browser checks
+    must not depend on the binary)."""
+    if os.environ.get("IPCBENCH_BINARY"):
+        return request.getfixturevalue("real_result")
+    return reportutil.DATA / "all-mechanisms.json"

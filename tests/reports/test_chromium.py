@@ -1,0 +1,88 @@
+"""The report in a real browser: it opens, shows something, throws nothing,
+and the case table sorts when a header is clicked."""
+
+import json
+import re
+import subprocess
+
+import matplotlib.image as mpimg
+
+from reportutil import run_script
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0", "--hide-scrollbars"]
+
+# Injected before the report's own scripts: records uncaught errors and
+# console.error calls in the page, where --dump-dom can read them.
+ERROR_TRAP = """<script>window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push('error: ' + e.message); });
+var __ce = console.error; console.error = function () {
+  window.__errors.push('console.error: ' + Array.prototype.join.call(arguments, ' '));
+  __ce.apply(console, arguments); };</script>"""
+
+# Injected at the end: clicks the p50 header twice and reports the order.
+SORT_PROBE = """<script>(function () {
+  var t = document.getElementById('cases-table'), ths = t.tHead.rows[0].cells, col = -1;
+  for (var i = 0; i < ths.length; i++) { if (ths[i].textContent === 'p50') { col = i; } }
+  function column() { return Array.prototype.map.call(t.tBodies[0].rows, function (r) {
+      return r.cells[col].getAttribute('data-v'); }); }
+  ths[col].click(); var asc = column(); ths[col].click(); var desc = column();
+  var out = document.createElement('pre'); out.id = 'probe';
+  out.textContent = JSON.stringify({ready: t.getAttribute('data-sortable'), asc: asc,
+      desc: desc, errors: window.__errors, svgs: document.querySelectorAll('svg').length});
+  document.body.appendChild(out); })();</script>"""
+
+
+def chromium_run(chromium, tmp_path, *args):
+    profile = tmp_path / "profile"
+    return subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+def console_errors(stderr):
+    """Chromium's logged console messages that are errors."""
+    return [line for line in stderr.splitlines()
+            if "CONSOLE" in line and re.search(r"Uncaught|Error|error", line)]
+
+
+def make_report(tmp_path, result):
+    out = tmp_path / "out"
+    proc = run_script("report", result, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    return out / "report.html"
+
+
+def test_screenshot_is_not_blank(tmp_path, chromium, browser_result):
+    page = make_report(tmp_path, browser_result)
+    png = tmp_path / "shot.png"
+    proc = chromium_run(chromium, tmp_path, f"--screenshot={png}", "--window-size=1400,3000",
+                        page.as_uri())
+    assert png.is_file(), proc.stderr[-2000:]
+    pixels = mpimg.imread(png)
+    assert pixels.shape[0] >= 3000 and pixels.shape[1] >= 1400
+    assert pixels.std() > 0.05, "screenshot is (nearly) uniform"
+    non_white = (pixels[..., :3].mean(axis=2) < 0.9).mean()
+    assert non_white > 0.02, f"only {non_white:.1%} of the page is drawn"
+    assert not console_errors(proc.stderr), console_errors(proc.stderr)
+
+
+def test_dom_no_errors_and_table_sorts(tmp_path, chromium, browser_result):
+    page = make_report(tmp_path, browser_result)
+    html = page.read_text(encoding="utf-8")
+    html = html.replace("<head>", "<head>" + ERROR_TRAP, 1)
+    html = html.replace("</body>", SORT_PROBE + "</body>", 1)
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text(html, encoding="utf-8")
+    proc = chromium_run(chromium, tmp_path, "--dump-dom", probe_page.as_uri())
+    match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert match, f"probe did not run: {proc.stderr[-2000:]}"
+    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["errors"] == []
+    assert result["ready"] == "ready"
+    assert result["svgs"] >= 4
+    asc = [float(v) for v in result["asc"] if v]
+    desc = [float(v) for v in result["desc"] if v]
+    assert asc and asc == sorted(asc) and desc == sorted(desc, reverse=True)
+    assert result["asc"][-1] == "" and result["desc"][-1] == "", "empty cells sort last"
+    assert not console_errors(proc.stderr), console_errors(proc.stderr)

@@ -1,0 +1,61 @@
+"""merge (the CI gate's pooling), the shell entries and the workflow."""
+
+import subprocess
+
+import pytest
+
+from reportutil import DATA, ROOT, SCRIPTS, doctor, load, run_script, save
+
+from ipcbench_report import cli, model
+
+
+def test_merge_pools_repetitions(tmp_path):
+    a = DATA / "reps5.json"
+    b = save(doctor(load(a), 1.1), tmp_path / "b.json")
+    out = tmp_path / "merged.json"
+    assert cli.main(["merge", "-o", str(out), str(a), str(b)]) == 0
+    run = model.load(out)
+    case = run.cases[model.CaseKey("pipe", "sync", "latency", 64, "cross-cpu")]
+    assert case.repetitions == 10 and not case.aggregates
+    assert sorted(e["repetition_index"] for e in case.iterations) == list(range(10))
+    assert len(load(out)["ipcbench"]["merged_from"]) == 2
+
+
+def test_merge_refuses_other_hosts(tmp_path, capsys):
+    doc = load(DATA / "reps5.json")
+    doc["ipcbench"]["host"]["hostname"] = "elsewhere"
+    other = save(doc, tmp_path / "o.json")
+    assert cli.main(["merge", "-o", str(tmp_path / "m.json"), str(DATA / "reps5.json"),
+                     str(other)]) == 2
+    assert "different host" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["report", "compare", "ci-gate"])
+def test_scripts_are_valid_bash(name):
+    assert (SCRIPTS / name).stat().st_mode & 0o111, f"scripts/{name} is not executable"
+    subprocess.run(["bash", "-n", str(SCRIPTS / name)], check=True)
+
+
+def test_ci_gate_usage_and_bad_ref():
+    proc = run_script("ci-gate")
+    assert proc.returncode == 2 and "Usage: scripts/ci-gate BASE_REF" in proc.stderr
+    proc = run_script("ci-gate", "no-such-ref-xyz", "--", "--mechanisms", "pipe")
+    assert proc.returncode == 2 and "not a revision" in proc.stderr
+
+
+def test_report_help_names_both_commands():
+    proc = run_script("report", "--help")
+    assert proc.returncode == 0 and "--allow-incomplete" in proc.stdout
+    proc = run_script("compare", "--help")
+    assert proc.returncode == 0 and "--cross-host" in proc.stdout and "--threshold" in proc.stdout
+
+
+def test_workflow_only_calls_scripts():
+    text = (ROOT / ".github" / "workflows" / "bench.yml").read_text()
+    yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to parse the workflow")
+    flow = yaml.safe_load(text)
+    steps = [s for job in flow["jobs"].values() for s in job["steps"]]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    for needed in ("scripts/bench", "scripts/report", "scripts/ci-gate", "GITHUB_STEP_SUMMARY"):
+        assert needed in runs
+    assert any("upload-artifact" in s.get("uses", "") for s in steps)
