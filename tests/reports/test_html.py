@@ -44,7 +44,8 @@ def test_real_run_report(tmp_path, real_result):
     for mech in ("pipe", "uds-stream", "tcp"):
         assert mech in html
     # one table row per case
-    cases = {(e["mechanism"], e["pattern"], e["message_size"]) for e in run["benchmarks"]}
+    cases = {(e["mechanism"], e["mode"], e["pattern"], e["message_size"])
+             for e in run["benchmarks"]}
     rows = re.findall(r"<tr><td", html.split('id="cases-table"')[1].split("</table>")[0])
     assert len(rows) == len(cases)
     assert (out / "summary.md").is_file() and (out / "cases.csv").is_file()
