@@ -60,8 +60,8 @@ TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx);
 // one-way time. With ctx.rate > 0 the loop is open: message i is sent at
 // its scheduled time and both latencies count from that intended time, so
 // a stall shows in the percentiles (no coordinated omission). The manual
-// time is the sum of round trips (real_time = mean round trip, as in sync
-// mode); wall_seconds is the span.
+// time is the wall span (so real_time is the time per message, and
+// --min-time is wall time); the latency is in the histogram.
 TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx);
 
 // Async throughput: non-blocking streaming with readiness waits and credits
