@@ -332,6 +332,7 @@ namespace {
 // `want_send`, at most `timeout`. With descriptors, one ppoll on both; the
 // channel's own waits otherwise (spin, futex, timed semaphores, ...).
 void wait_ready(Channel& ch, bool want_send, std::chrono::nanoseconds timeout) {
+  want_send = want_send || ch.send_pending();  // our own backlog must drain too
   const int rfd = ch.receive_fd();
   const int sfd = ch.send_fd();
   if (want_send && rfd >= 0 && sfd >= 0) {

@@ -136,7 +136,10 @@ class ShmChannel : public Channel {
 
   bool try_send(std::span<const std::byte> message) override {
     check_size(message.size());
-    if (!producer_.try_push(message)) return false;
+    if (!producer_.try_push(message)) {
+      refused_size_ = message.size();  // wait_sendable waits for room for this one
+      return false;
+    }
     after_push();
     return true;
   }
@@ -153,10 +156,10 @@ class ShmChannel : public Channel {
   }
 
   bool wait_sendable(std::chrono::nanoseconds timeout) override {
-    // "Room" for the smallest message; try_send decides for a real one.
-    if (producer_.has_room(1)) return true;
-    wait_for_room(1, timeout);
-    return producer_.has_room(1);
+    // Room for the message try_send last refused (or the smallest one).
+    if (producer_.has_room(refused_size_)) return true;
+    wait_for_room(refused_size_, timeout);
+    return producer_.has_room(refused_size_);
   }
 
  private:
@@ -284,6 +287,7 @@ class ShmChannel : public Channel {
   RingConsumer consumer_;
   std::size_t max_message_;
   bool same_cpu_;
+  std::size_t refused_size_ = 1;
 };
 
 // The listener's side: creates, sizes and pre-faults the segment, and

@@ -211,6 +211,9 @@ bool FramedStreamChannel::fill(bool mid_frame) {
 
 std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
   set_mode(false);
+  // The answer we wait for may depend on the tail of a message try_send
+  // accepted: push it first (blocking, as send() does).
+  if (!pending_.empty()) flush_pending();
   if (assembly_len_ > 0) {  // finish a frame try_receive started
     while (assembly_got_ < assembly_len_) {
       const ssize_t n = posix::retry_eintr([&] {

@@ -39,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include "ipcbench/registry.hpp"
+
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
 #endif
@@ -673,5 +675,39 @@ TEST_F(PeerFault, SigintStopsTheRunPromptly) { interrupt_run("latency", 500ms); 
 // Google Benchmark's long final trial on a typical machine, where a lost
 // SIGINT would let the trial run on for seconds.
 TEST_F(PeerFault, SigintStopsAThroughputRunPromptly) { interrupt_run("throughput", 3000ms); }
+
+}  // namespace
+
+namespace {
+
+// Every registered mechanism, including those with no end-of-file (shared
+// memory, queues, datagrams): a peer killed mid-case fails that case only,
+// promptly, and the next case is measured.
+class PeerFaultEveryMechanism : public PeerFaultRun,
+                                public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(PeerFaultEveryMechanism, PeerKilledMidCaseFailsOnlyThatCase) {
+  const std::string victim = GetParam();
+  const std::string other = victim == "pipe" ? "uds-stream" : "pipe";
+  FaultPlan plan;
+  plan.args = {"--mechanisms", victim + "," + other, "--modes", "sync", "--patterns", "latency",
+               "--sizes", "64", "--min-time", "1.0", "--timeout", "5"};
+  plan.victim_mechanism = victim;
+  plan.victim_case = victim + "/sync/latency/64/manual_time";
+  plan.measured_cases = {other + "/sync/latency/64/manual_time"};
+  plan.signal = SIGKILL;
+  plan.failure_within = 3000ms;  // the watchdog's pidfd sees the death; no --timeout wait
+  plan.total_within_s = 25;
+  plan.total_cases = 2;
+  run_plan(plan);
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, PeerFaultEveryMechanism,
+                         ::testing::ValuesIn(ipcbench::mechanism_names()),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace

@@ -108,8 +108,16 @@ class Channel {
     return try_receive(buffer);
   }
 
+  // True while part of a message try_send accepted is still held by the
+  // channel (byte streams). A caller that waits on descriptors must then also
+  // wait for send_fd() to be writable and call any channel method, or the
+  // peer never gets the rest. The channel's own wait_* handle it themselves.
+  virtual bool send_pending() const noexcept { return false; }
+
   // Descriptors for epoll: readable when a message may be ready / writable
   // when a send may succeed; -1 when the mechanism has none (not pollable).
+  // Byte streams read ahead, so several messages can arrive on one wake-up:
+  // call try_receive until it returns nothing before waiting again.
   virtual int receive_fd() const noexcept { return -1; }
   virtual int send_fd() const noexcept { return -1; }
 };

@@ -43,6 +43,7 @@ class FramedStreamChannel : public Channel {
   // Both wait with poll(2) on the descriptor.
   bool wait_receivable(std::chrono::nanoseconds timeout) override;
   bool wait_sendable(std::chrono::nanoseconds timeout) override;
+  bool send_pending() const noexcept override { return !pending_.empty(); }
   int receive_fd() const noexcept override { return read_fd_.get(); }
   int send_fd() const noexcept override { return write_fd_ ? write_fd_.get() : read_fd_.get(); }
 
