@@ -90,6 +90,12 @@ TEST_F(OpenLoop, AchievedRateIsReportedNextToTheRequestedOne) {
   EXPECT_EQ(open["window"], 16);
   EXPECT_TRUE(open.contains("oneway_p50_ns"));
   EXPECT_TRUE(open.contains("oneway_histogram"));
+  // The file, async fields included, is valid against the contract.
+  const std::string validate = "/usr/bin/python3 " + std::string(IPCBENCH_SOURCE_DIR) +
+                               "/tests/tools/validate_result.py " +
+                               std::string(IPCBENCH_SOURCE_DIR) + "/docs/result.schema.json " +
+                               dir_ + "/rate.json";
+  EXPECT_EQ(std::system(validate.c_str()), 0) << validate;
 }
 
 TEST_F(OpenLoop, ClosedLoopHasANullRate) {
