@@ -18,12 +18,7 @@
 // on that queue blocks in pthread_mutex_lock, which no slice or signal ends
 // (reproduced with a sender stopped or killed mid-copy). Nothing in Boost's
 // public interface can bound that; only the harness can (end the process).
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,6 +41,7 @@
 #include <boost/interprocess/ipc/message_queue.hpp>
 #include <boost/interprocess/permissions.hpp>
 
+#include "boost_ipc.hpp"
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
@@ -57,6 +53,11 @@ namespace {
 namespace bi = boost::interprocess;
 namespace bpt = boost::posix_time;
 using Clock = std::chrono::steady_clock;
+using boost_ipc::check_dev_shm_space;
+using boost_ipc::PeerWatch;
+using boost_ipc::reserve_pages;
+using boost_ipc::rethrow_setup;
+using NameGuard = boost_ipc::NameGuard<bi::message_queue>;
 
 constexpr std::size_t kMaxMessage = 16u << 20;  // 16 MiB
 // Queues take at least this much, so control messages always fit.
@@ -82,74 +83,6 @@ struct Hello {
   std::int64_t pid = 0;
 };
 
-// Setup failures: a system_error naming the object (runtime_error if Boost
-// gives no errno); a full /dev/shm or memory cgroup says so.
-[[noreturn]] void rethrow_setup(const bi::interprocess_exception& e, const std::string& what) {
-  const int err = e.get_native_error();
-  std::string message = what + " (" + e.what() + ")";
-  if (err == ENOSPC || err == ENOMEM) message += ": /dev/shm is full";
-  if (err != 0) throw std::system_error(err, std::generic_category(), message);
-  throw std::runtime_error(message);
-}
-
-[[noreturn]] void rethrow_runtime(const bi::interprocess_exception& e, const char* what) {
-  const int err = e.get_native_error();
-  throw std::system_error(err != 0 ? err : EIO, std::generic_category(),
-                          std::string("boost-mq: ") + what + " failed (" + e.what() + ")");
-}
-
-// tmpfs accepts any ftruncate and fails with SIGBUS at the first page it
-// cannot back (Boost writes every message header while creating the queue):
-// check the free space first, so the error is an exception, not a crash.
-void check_dev_shm_space(std::size_t bytes, const std::string& what) {
-  struct statvfs fs {};
-  if (::statvfs("/dev/shm", &fs) != 0) return;  // not a separate mount: nothing to learn
-  const auto available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
-  if (available < bytes) {
-    throw std::system_error(ENOSPC, std::generic_category(),
-                            "cannot create " + what + " of " + std::to_string(bytes >> 10) +
-                                " KiB: /dev/shm is full (" + std::to_string(available >> 10) +
-                                " KiB free)");
-  }
-}
-
-// Backs every page of the queue now (posix_fallocate), so a later copy
-// cannot die of SIGBUS when /dev/shm fills up.
-void reserve_pages(const std::string& name) {
-  posix::Fd fd(::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0));
-  if (!fd) posix::throw_errno("cannot reopen /dev/shm/" + name);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat /dev/shm/" + name);
-  int err = EINTR;
-  while (err == EINTR) err = ::posix_fallocate(fd.get(), 0, st.st_size);
-  if (err == ENOSPC || err == ENOMEM) {
-    posix::throw_errno(err, "cannot back /dev/shm/" + name + ": /dev/shm is full");
-  }
-  // EOPNOTSUPP etc.: a file system without fallocate; carry on unreserved.
-}
-
-// Watches the other process through a pidfd, readable once it has exited.
-// Without one (same process, or pidfd_open unavailable) it never reports.
-class PeerWatch {
- public:
-  PeerWatch() = default;
-  explicit PeerWatch(pid_t pid) : pid_(pid) {
-    if (pid > 0 && pid != ::getpid()) {
-      fd_ = posix::Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    }
-  }
-  bool exited() const noexcept {
-    if (!fd_) return false;
-    pollfd p{fd_.get(), POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }
-  pid_t pid() const noexcept { return pid_; }
-
- private:
-  pid_t pid_ = 0;
-  posix::Fd fd_;
-};
-
 bpt::ptime wall_deadline(std::chrono::nanoseconds from_now) {
   const auto micros = std::chrono::ceil<std::chrono::microseconds>(from_now).count();
   return bpt::microsec_clock::universal_time() + bpt::microseconds(micros);
@@ -160,25 +93,6 @@ std::chrono::nanoseconds slice_until(std::optional<Clock::time_point> deadline) 
   return std::clamp<std::chrono::nanoseconds>(*deadline - Clock::now(),
                                               std::chrono::nanoseconds::zero(), kSlice);
 }
-
-// The queue's name removed on destruction unless already removed.
-class NameGuard {
- public:
-  NameGuard() = default;
-  NameGuard(const NameGuard&) = delete;
-  NameGuard& operator=(const NameGuard&) = delete;
-  ~NameGuard() { remove(); }
-  void arm(std::string name) { name_ = std::move(name); }
-  void remove() noexcept {
-    if (!name_.empty()) {
-      bi::message_queue::remove(name_.c_str());
-      name_.clear();
-    }
-  }
-
- private:
-  std::string name_;
-};
 
 class BoostMqChannel : public Channel {
  public:
@@ -212,7 +126,7 @@ class BoostMqChannel : public Channel {
       try {
         if (tx_->timed_send(message.data(), message.size(), 0, wall_deadline(kSlice))) return;
       } catch (const bi::interprocess_exception& e) {
-        rethrow_runtime(e, "timed_send");
+        boost_ipc::rethrow_runtime(e, "boost-mq", "timed_send");
       }
     }
   }
@@ -235,7 +149,7 @@ class BoostMqChannel : public Channel {
             break;
           }
         } catch (const bi::interprocess_exception& e) {
-          rethrow_runtime(e, "timed_receive");
+          boost_ipc::rethrow_runtime(e, "boost-mq", "timed_receive");
         }
       }
     }
@@ -311,7 +225,7 @@ class BoostMqChannel : public Channel {
     try {
       return tx_->try_send(message.data(), message.size(), 0);
     } catch (const bi::interprocess_exception& e) {
-      rethrow_runtime(e, "try_send");
+      boost_ipc::rethrow_runtime(e, "boost-mq", "try_send");
     }
   }
 
@@ -320,7 +234,7 @@ class BoostMqChannel : public Channel {
       unsigned int priority = 0;
       return rx_->try_receive(into.data(), into.size(), size, priority);
     } catch (const bi::interprocess_exception& e) {
-      rethrow_runtime(e, "try_receive");
+      boost_ipc::rethrow_runtime(e, "boost-mq", "try_receive");
     }
   }
 
@@ -328,7 +242,7 @@ class BoostMqChannel : public Channel {
     try {
       return queue.get_num_msg();
     } catch (const bi::interprocess_exception& e) {
-      rethrow_runtime(e, "get_num_msg");
+      boost_ipc::rethrow_runtime(e, "boost-mq", "get_num_msg");
     }
   }
 
@@ -381,6 +295,7 @@ class BoostMqEndpoint : public Endpoint {
     const std::size_t depth = std::clamp(kQueueBudget / msg_size, kMinDepth, kMaxDepth);
     // Boost adds a small header per message and the index; 1/8 is ample.
     const std::size_t payload = depth * msg_size;
+    // Boost writes every message header while creating a queue: check first.
     check_dev_shm_space(2 * (payload + payload / 8 + 4096), "message queues " + base_ + ".*");
     const std::string down = base_ + std::string(kDown);
     const std::string up = base_ + std::string(kUp);
@@ -408,7 +323,7 @@ class BoostMqEndpoint : public Endpoint {
           break;
         }
       } catch (const bi::interprocess_exception& e) {
-        rethrow_runtime(e, "timed_receive");
+        boost_ipc::rethrow_runtime(e, "boost-mq", "timed_receive");
       }
       posix::throw_if_interrupted();
       if (Clock::now() >= deadline) {
@@ -515,7 +430,7 @@ class BoostMqMechanism : public Mechanism {
       try {
         if (tx->timed_send(&hello, sizeof hello, 0, wall_deadline(slice_until(deadline)))) break;
       } catch (const bi::interprocess_exception& e) {
-        rethrow_runtime(e, "timed_send");
+        boost_ipc::rethrow_runtime(e, "boost-mq", "timed_send");
       }
       posix::throw_if_interrupted();
       if (Clock::now() >= deadline) {

@@ -23,12 +23,7 @@
 // the harness requested an interrupt, the peer closed its channel, or the
 // peer process exited (pidfd). A signal makes sem_timedwait fail with EINTR,
 // so the watchdog's wake-up is seen at once, not a slice later.
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +46,7 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <boost/interprocess/sync/interprocess_semaphore.hpp>
 
+#include "boost_ipc.hpp"
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
@@ -62,6 +58,11 @@ namespace {
 namespace bi = boost::interprocess;
 namespace bpt = boost::posix_time;
 using Clock = std::chrono::steady_clock;
+using boost_ipc::check_dev_shm_space;
+using boost_ipc::PeerWatch;
+using boost_ipc::reserve_pages;
+using boost_ipc::rethrow_setup;
+using NameGuard = boost_ipc::NameGuard<bi::shared_memory_object>;
 
 constexpr std::size_t kMaxMessage = 16u << 20;  // 16 MiB
 // Slots hold at least this much, so control messages always fit.
@@ -84,80 +85,12 @@ constexpr std::string_view kSuffix = ".bshm";
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
-// Setup failures: a system_error naming the object (runtime_error if Boost
-// gives no errno); a full /dev/shm or memory cgroup says so.
-[[noreturn]] void rethrow_setup(const bi::interprocess_exception& e, const std::string& what) {
-  const int err = e.get_native_error();
-  std::string message = what + " (" + e.what() + ")";
-  if (err == ENOSPC || err == ENOMEM) message += ": /dev/shm is full";
-  if (err != 0) throw std::system_error(err, std::generic_category(), message);
-  throw std::runtime_error(message);
-}
-
-[[noreturn]] void rethrow_runtime(const bi::interprocess_exception& e, const char* what) {
-  const int err = e.get_native_error();
-  throw std::system_error(err != 0 ? err : EIO, std::generic_category(),
-                          std::string("boost-shm: ") + what + " failed (" + e.what() + ")");
-}
-
-// tmpfs accepts any ftruncate and fails with SIGBUS at the first page it
-// cannot back: check the free space before creating, so the error is an
-// exception, not a crash.
-void check_dev_shm_space(std::size_t bytes, const std::string& name) {
-  struct statvfs fs {};
-  if (::statvfs("/dev/shm", &fs) != 0) return;  // not a separate mount: nothing to learn
-  const auto available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
-  if (available < bytes) {
-    throw std::system_error(ENOSPC, std::generic_category(),
-                            "cannot create /dev/shm/" + name + " of " +
-                                std::to_string(bytes >> 10) + " KiB: /dev/shm is full (" +
-                                std::to_string(available >> 10) + " KiB free)");
-  }
-}
-
-// Backs every page of the object now (posix_fallocate), so neither the
-// pre-fault below nor a later copy can die of SIGBUS when /dev/shm fills up.
-void reserve_pages(const std::string& name) {
-  posix::Fd fd(::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0));
-  if (!fd) posix::throw_errno("cannot reopen /dev/shm/" + name);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat /dev/shm/" + name);
-  int err = EINTR;
-  while (err == EINTR) err = ::posix_fallocate(fd.get(), 0, st.st_size);
-  if (err == ENOSPC || err == ENOMEM) {
-    posix::throw_errno(err, "cannot back /dev/shm/" + name + ": /dev/shm is full");
-  }
-  // EOPNOTSUPP etc.: a file system without fallocate; carry on unreserved.
-}
-
-// Watches the other process through a pidfd, readable once it has exited.
-// Without one (same process, or pidfd_open unavailable) it never reports.
-class PeerWatch {
- public:
-  PeerWatch() = default;
-  explicit PeerWatch(pid_t pid) : pid_(pid) {
-    if (pid > 0 && pid != ::getpid()) {
-      fd_ = posix::Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    }
-  }
-  bool exited() const noexcept {
-    if (!fd_) return false;
-    pollfd p{fd_.get(), POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }
-  pid_t pid() const noexcept { return pid_; }
-
- private:
-  pid_t pid_ = 0;
-  posix::Fd fd_;
-};
-
 // Decrements `sem` if it can without waiting.
 bool try_down(bi::interprocess_semaphore& sem) {
   try {
     return sem.try_wait();
   } catch (const bi::interprocess_exception& e) {
-    rethrow_runtime(e, "sem_trywait");
+    boost_ipc::rethrow_runtime(e, "boost-shm", "sem_trywait");
   }
 }
 
@@ -172,7 +105,7 @@ bool timed_down(bi::interprocess_semaphore& sem, std::chrono::nanoseconds slice)
     // Boost turns sem_timedwait's EINTR into an exception: the caller checks
     // the interrupt flag and waits again.
     if (e.get_native_error() == EINTR) return false;
-    rethrow_runtime(e, "sem_timedwait");
+    boost_ipc::rethrow_runtime(e, "boost-shm", "sem_timedwait");
   }
 }
 
@@ -180,7 +113,7 @@ void up(bi::interprocess_semaphore& sem) {
   try {
     sem.post();
   } catch (const bi::interprocess_exception& e) {
-    rethrow_runtime(e, "sem_post");
+    boost_ipc::rethrow_runtime(e, "boost-shm", "sem_post");
   }
 }
 
@@ -365,25 +298,6 @@ class BoostShmChannel : public Channel {
   std::size_t rx_index_ = 0;  // next slot to read
 };
 
-// Removes the segment's name on destruction unless released.
-class NameGuard {
- public:
-  NameGuard() = default;
-  NameGuard(const NameGuard&) = delete;
-  NameGuard& operator=(const NameGuard&) = delete;
-  ~NameGuard() { remove(); }
-  void arm(std::string name) { name_ = std::move(name); }
-  void remove() noexcept {
-    if (!name_.empty()) {
-      bi::shared_memory_object::remove(name_.c_str());
-      name_.clear();
-    }
-  }
-
- private:
-  std::string name_;
-};
-
 class BoostShmEndpoint : public Endpoint {
  public:
   BoostShmEndpoint(std::string name, std::size_t payload) : name_(std::move(name)) {
@@ -392,7 +306,7 @@ class BoostShmEndpoint : public Endpoint {
     const std::size_t area_bytes = 2 * slots * stride;
     const std::size_t size =
         round_up(area_bytes + kSegmentOverhead, static_cast<std::size_t>(::getpagesize()));
-    check_dev_shm_space(size, name_);
+    check_dev_shm_space(size, "/dev/shm/" + name_);
     try {
       // Mode 0600: Boost's default is 0644; it applies the mode with fchmod,
       // so the umask cannot widen or narrow it.

@@ -6,6 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <ctime>
+
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
 
@@ -87,6 +92,24 @@ void connect_with_timeout(int fd, const sockaddr* addr, unsigned addr_len,
     if (err != 0) throw_errno(err, "cannot connect to " + what);
   }
   if (::fcntl(fd, F_SETFL, flags) != 0) throw_errno("cannot make socket blocking");
+}
+
+bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    pollfd p{fd, events, 0};
+    const auto ns = std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline -
+                                                             std::chrono::steady_clock::now())
+            .count(),
+        0);
+    const timespec ts{static_cast<time_t>(ns / 1'000'000'000),
+                      static_cast<long>(ns % 1'000'000'000)};
+    const int r = ::ppoll(&p, 1, &ts, nullptr);
+    if (r >= 0) return r > 0;
+    if (errno != EINTR) throw_errno("poll failed");
+    throw_if_interrupted();  // a stray signal: wait out the rest
+  }
 }
 
 void set_socket_option(int fd, int level, int option, int value, const char* what) {

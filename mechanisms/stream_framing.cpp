@@ -16,6 +16,7 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/socket.hpp"
 
 namespace ipcbench {
 namespace {
@@ -30,25 +31,6 @@ bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 [[noreturn]] void throw_io(const char* what) {
   if (is_peer_gone(errno)) throw PeerLost(std::string("peer closed the connection (") + what + ")");
   posix::throw_errno(std::string(what) + " failed");
-}
-
-// Waits for `events` on fd; false on timeout. EINTR is a wake-up, not an
-// error, unless the harness asked for an interrupt.
-bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const auto ns = std::max<std::int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline -
-                                                             std::chrono::steady_clock::now())
-            .count(),
-        0);
-    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    const int r = ::ppoll(&p, 1, &ts, nullptr);
-    if (r >= 0) return r > 0;
-    if (errno != EINTR) posix::throw_errno("poll failed");
-    posix::throw_if_interrupted();  // a stray signal: wait out the rest
-  }
 }
 
 }  // namespace
@@ -325,12 +307,12 @@ bool FramedStreamChannel::wait_receivable(std::chrono::nanoseconds timeout) {
   while (!pending_.empty() && !flush_pending()) {
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) return false;
-    if (poll_for(read_fd_.get(), POLLIN, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)))) {
+    if (posix::poll_for(read_fd_.get(), POLLIN, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)))) {
       return true;
     }
   }
   const auto left = deadline - std::chrono::steady_clock::now();
-  return poll_for(read_fd_.get(), POLLIN, std::max(left, std::chrono::nanoseconds::zero()));
+  return posix::poll_for(read_fd_.get(), POLLIN, std::max(left, std::chrono::nanoseconds::zero()));
 }
 
 bool FramedStreamChannel::wait_sendable(std::chrono::nanoseconds timeout) {
@@ -338,12 +320,12 @@ bool FramedStreamChannel::wait_sendable(std::chrono::nanoseconds timeout) {
   while (!pending_.empty()) {  // room means room after our own backlog
     if (flush_pending()) break;
     const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::nanoseconds::zero() || !poll_for(send_fd(), POLLOUT, left)) {
+    if (left <= std::chrono::nanoseconds::zero() || !posix::poll_for(send_fd(), POLLOUT, left)) {
       return false;
     }
   }
   const auto left = deadline - std::chrono::steady_clock::now();
-  return poll_for(send_fd(), POLLOUT, std::max(left, std::chrono::nanoseconds::zero()));
+  return posix::poll_for(send_fd(), POLLOUT, std::max(left, std::chrono::nanoseconds::zero()));
 }
 
 }  // namespace ipcbench

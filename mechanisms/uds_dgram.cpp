@@ -26,22 +26,14 @@
 #include <utility>
 #include <vector>
 
+#include "datagram_channel.hpp"
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/socket.hpp"
 
 namespace ipcbench::mech {
-
-// The datagram channel shared with udp, defined in udp.cpp (see there).
-namespace datagram {
-bool poll_for(int fd, short events, std::chrono::nanoseconds timeout);
-void enlarge_buffers(int fd, const std::string& what);
-std::unique_ptr<Channel> make_channel(posix::Fd fd, std::size_t max_message, std::string name,
-                                      std::string socket_file);
-void send_hello(int fd, std::chrono::milliseconds timeout, const std::string& what);
-}  // namespace datagram
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -163,7 +155,7 @@ class UdsDgramEndpoint : public Endpoint {
         throw Timeout("peer did not say hello to " + path_ + " within " +
                       std::to_string(timeout.count()) + " ms");
       }
-      if (!datagram::poll_for(fd_.get(), POLLIN, left)) continue;
+      if (!posix::poll_for(fd_.get(), POLLIN, left)) continue;
       sockaddr_un from{};
       socklen_t len = sizeof from;
       std::byte byte{};

@@ -147,21 +147,6 @@ bool is_peer_gone(int err) {
 }
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
-// Waits for `events` on fd; false on timeout. EINTR is a wake-up, not an
-// error, unless the harness asked for an interrupt.
-bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
-  pollfd p{fd, events, 0};
-  const auto ns = std::max<std::int64_t>(timeout.count(), 0);
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  const int r = ::ppoll(&p, 1, &ts, nullptr);
-  if (r < 0) {
-    if (errno != EINTR) posix::throw_errno("poll on seqpacket socket failed");
-    posix::throw_if_interrupted();
-    return false;
-  }
-  return r > 0;
-}
-
 class SeqpacketChannel : public Channel {
  public:
   SeqpacketChannel(posix::Fd fd, std::size_t max_message)
@@ -183,10 +168,10 @@ class SeqpacketChannel : public Channel {
 
   // Both wait with poll(2) on the socket.
   bool wait_receivable(std::chrono::nanoseconds timeout) override {
-    return poll_for(fd_.get(), POLLIN, timeout);
+    return posix::poll_for(fd_.get(), POLLIN, timeout);
   }
   bool wait_sendable(std::chrono::nanoseconds timeout) override {
-    return poll_for(fd_.get(), POLLOUT, timeout);
+    return posix::poll_for(fd_.get(), POLLOUT, timeout);
   }
 
   int receive_fd() const noexcept override { return fd_.get(); }

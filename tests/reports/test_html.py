@@ -121,6 +121,17 @@ def test_modes_side_by_side_when_two_modes(tmp_path):
         if e["mechanism"] == "pipe":
             a = dict(e, mode="async", name=e["name"].replace("/sync/", "/async/"),
                      run_name=e["run_name"].replace("/sync/", "/async/"))
+            # An async entry carries its loop parameters and, for latency,
+            # the one-way distribution (the schema requires them).
+            a.update(window=16, rate=None)
+            if e["pattern"] == "latency" and "p50_ns" in e:
+                a["rate_achieved"] = e.get("items_per_second", 0)
+                for k in ("min", "p50", "p90", "p99", "p999", "max"):
+                    a[f"oneway_{k}_ns"] = e[f"{k}_ns"] // 2
+                a["oneway_samples"] = e.get("samples", 0)
+                if "histogram" in e:
+                    a["oneway_histogram"] = [dict(h, value_ns=h["value_ns"] // 2)
+                                             for h in e["histogram"]]
             extra.append(a)
     doc["benchmarks"] += extra
     doc["ipcbench"]["configuration"]["modes"] = ["sync", "async"]

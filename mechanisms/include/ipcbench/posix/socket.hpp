@@ -21,6 +21,13 @@ Fd accept_with_timeout(int listen_fd, std::chrono::milliseconds timeout, const s
 void connect_with_timeout(int fd, const struct sockaddr* addr, unsigned addr_len,
                           std::chrono::milliseconds timeout, const std::string& what);
 
+// Waits up to `timeout` (<= 0: just checks) for `events` on `fd` with ppoll;
+// true when the fd is ready, false when the time ran out. A stray EINTR is a
+// wake-up, not an error: it keeps waiting for the time that is left, unless
+// the harness asked for an interrupt (throw_if_interrupted throws PeerLost).
+// Throws std::system_error when ppoll fails otherwise.
+bool poll_for(int fd, short events, std::chrono::nanoseconds timeout);
+
 // Sets an int socket option; throws std::system_error naming `what`.
 void set_socket_option(int fd, int level, int option, int value, const char* what);
 

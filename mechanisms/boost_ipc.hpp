@@ -1,0 +1,127 @@
+// Helpers shared by the Boost.Interprocess mechanisms (boost-shm, boost-mq):
+// error conversion, /dev/shm space checks and reservation, a pidfd watch on
+// the peer process and a guard that removes a named object. Header-only.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <boost/interprocess/exceptions.hpp>
+
+#include "ipcbench/posix/fd.hpp"
+#include "ipcbench/posix/retry.hpp"
+
+namespace ipcbench::mech::boost_ipc {
+
+// Setup failures: a system_error naming the object (runtime_error if Boost
+// gives no errno); a full /dev/shm or memory cgroup says so.
+[[noreturn]] inline void rethrow_setup(const boost::interprocess::interprocess_exception& e,
+                                       const std::string& what) {
+  const int err = e.get_native_error();
+  std::string message = what + " (" + e.what() + ")";
+  if (err == ENOSPC || err == ENOMEM) message += ": /dev/shm is full";
+  if (err != 0) throw std::system_error(err, std::generic_category(), message);
+  throw std::runtime_error(message);
+}
+
+// Failures after setup: a system_error (EIO if Boost gives no errno) saying
+// "<mechanism>: <what> failed (<Boost's message>)".
+[[noreturn]] inline void rethrow_runtime(const boost::interprocess::interprocess_exception& e,
+                                         std::string_view mechanism, const char* what) {
+  const int err = e.get_native_error();
+  throw std::system_error(err != 0 ? err : EIO, std::generic_category(),
+                          std::string(mechanism) + ": " + what + " failed (" + e.what() + ")");
+}
+
+// tmpfs accepts any ftruncate and fails with SIGBUS at the first page it
+// cannot back: check that /dev/shm has `bytes` free before creating `what`
+// (named in the message), so the error is an exception, not a crash. Throws
+// std::system_error(ENOSPC); does nothing if /dev/shm cannot be examined.
+inline void check_dev_shm_space(std::size_t bytes, const std::string& what) {
+  struct statvfs fs {};
+  if (::statvfs("/dev/shm", &fs) != 0) return;  // not a separate mount: nothing to learn
+  const auto available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
+  if (available < bytes) {
+    throw std::system_error(ENOSPC, std::generic_category(),
+                            "cannot create " + what + " of " + std::to_string(bytes >> 10) +
+                                " KiB: /dev/shm is full (" + std::to_string(available >> 10) +
+                                " KiB free)");
+  }
+}
+
+// Backs every page of the POSIX shared memory object `name` (no leading
+// slash) now (posix_fallocate), so a later access cannot die of SIGBUS when
+// /dev/shm fills up. Throws std::system_error when /dev/shm is full; carries
+// on unreserved on a file system without fallocate.
+inline void reserve_pages(const std::string& name) {
+  posix::Fd fd(::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0));
+  if (!fd) posix::throw_errno("cannot reopen /dev/shm/" + name);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat /dev/shm/" + name);
+  int err = EINTR;
+  while (err == EINTR) err = ::posix_fallocate(fd.get(), 0, st.st_size);
+  if (err == ENOSPC || err == ENOMEM) {
+    posix::throw_errno(err, "cannot back /dev/shm/" + name + ": /dev/shm is full");
+  }
+  // EOPNOTSUPP etc.: a file system without fallocate; carry on unreserved.
+}
+
+// Watches the other process through a pidfd, readable once it has exited.
+// Without one (same process, or pidfd_open unavailable) it never reports.
+class PeerWatch {
+ public:
+  PeerWatch() = default;
+  explicit PeerWatch(pid_t pid) : pid_(pid) {
+    if (pid > 0 && pid != ::getpid()) {
+      fd_ = posix::Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    }
+  }
+  bool exited() const noexcept {
+    if (!fd_) return false;
+    pollfd p{fd_.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+  pid_t pid() const noexcept { return pid_; }
+
+ private:
+  pid_t pid_ = 0;
+  posix::Fd fd_;
+};
+
+// Removes the named object on destruction (with Object::remove, e.g.
+// boost::interprocess::shared_memory_object or message_queue) unless already
+// removed. Arm it once the object exists.
+template <class Object>
+class NameGuard {
+ public:
+  NameGuard() = default;
+  NameGuard(const NameGuard&) = delete;
+  NameGuard& operator=(const NameGuard&) = delete;
+  ~NameGuard() { remove(); }
+  void arm(std::string name) { name_ = std::move(name); }
+  void remove() noexcept {
+    if (!name_.empty()) {
+      Object::remove(name_.c_str());
+      name_.clear();
+    }
+  }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace ipcbench::mech::boost_ipc
