@@ -1,0 +1,10 @@
+# IPCBENCH_SANITIZE=address,undefined or thread: instrument every target.
+# (Set before the targets are created, so it applies to all of them.)
+if(IPCBENCH_SANITIZE)
+  set(_ipcbench_san_flags -fsanitize=${IPCBENCH_SANITIZE} -fno-omit-frame-pointer -g)
+  if(IPCBENCH_SANITIZE MATCHES "undefined")
+    list(APPEND _ipcbench_san_flags -fno-sanitize-recover=undefined)
+  endif()
+  add_compile_options(${_ipcbench_san_flags})
+  add_link_options(-fsanitize=${IPCBENCH_SANITIZE})
+endif()
