@@ -1,7 +1,6 @@
 #include "patterns.hpp"
 
 #include <poll.h>
-#include <sys/resource.h>
 
 #include <ctime>
 
@@ -12,33 +11,12 @@
 #include "ipcbench/posix/retry.hpp"
 #include "protocol.hpp"
 #include "schedule.hpp"
+#include "sysinfo.hpp"
+#include "ipcbench/posix/time.hpp"
 
 namespace ipcbench {
 namespace {
 
-struct ThreadUsage {
-  std::uint64_t cpu_ns;
-  std::uint64_t context_switches;
-};
-
-// The whole runner process, like the peer's figure: some mechanisms (ZeroMQ)
-// do their work in library threads. The watchdog thread's share is a few
-// wake-ups per second, far below what any case costs.
-ThreadUsage thread_usage() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  const auto ns = [](const timeval& tv) {
-    return static_cast<std::uint64_t>(tv.tv_sec) * 1'000'000'000u +
-           static_cast<std::uint64_t>(tv.tv_usec) * 1000u;
-  };
-  return {ns(ru.ru_utime) + ns(ru.ru_stime),
-          static_cast<std::uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw)};
-}
-
-// The header word the echo must carry: our length and kind.
-std::uint32_t length_kind(std::size_t size, Kind kind) {
-  return static_cast<std::uint32_t>(size) | (static_cast<std::uint32_t>(kind) << 28);
-}
 
 [[noreturn]] void fail_message(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq,
                                std::size_t size, Kind kind, bool full) {
@@ -47,15 +25,20 @@ std::uint32_t length_kind(std::size_t size, Kind kind) {
   throw ProtocolError(bad);
 }
 
+// Lossy mechanisms: how long a reply may take before the message counts as
+// lost. Far above any loopback round trip, short enough that a lost
+// datagram costs little.
+constexpr auto kLossTimeout = std::chrono::milliseconds(200);
+
 // Brackets a trial with CPU and context-switch readings on both sides.
 class UsageSpan {
  public:
   explicit UsageSpan(PeerSession& s) : session_(s) {
     peer0_ = s.peer_stats();
-    self0_ = thread_usage();
+    self0_ = process_usage();
   }
   void finish(TrialResult& r) {
-    const ThreadUsage self1 = thread_usage();
+    const StatsPayload self1 = process_usage();
     const StatsPayload peer1 = session_.peer_stats();
     r.runner_cpu_ns = self1.cpu_ns - self0_.cpu_ns;
     r.runner_context_switches = self1.context_switches - self0_.context_switches;
@@ -66,7 +49,7 @@ class UsageSpan {
  private:
   PeerSession& session_;
   StatsPayload peer0_{};
-  ThreadUsage self0_{};
+  StatsPayload self0_{};
 };
 
 }  // namespace
@@ -85,7 +68,7 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_roun
     std::size_t n = 0;
     if (ctx.session.lossy()) {
       // A lost echo is no error here; a late one is skipped later.
-      const auto got = ch.receive_for(ctx.receive_buffer, std::chrono::milliseconds(200));
+      const auto got = ch.receive_for(ctx.receive_buffer, kLossTimeout);
       if (!got) continue;
       n = *got;
       if (n >= kHeaderBytes && read_header(ctx.receive_buffer.data()).seq != seq) continue;
@@ -102,11 +85,6 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_roun
 
 namespace {
 
-// Lossy mechanisms: how long a reply may take before the message counts as
-// lost. Far above any loopback round trip, short enough that a lost
-// datagram costs little.
-constexpr auto kLossTimeout = std::chrono::milliseconds(200);
-
 // Ping-pong over a mechanism that may drop messages: a reply that does not
 // come within kLossTimeout is counted lost (no sample); a late reply to an
 // earlier message is skipped when it arrives. The watchdog sees no progress
@@ -118,7 +96,7 @@ TrialResult run_lossy_latency_trial(benchmark::State& state, PatternContext& ctx
   Histogram& hist = ctx.histogram;
   std::byte* const sbuf = ctx.send_buffer.data();
   const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
-  const std::uint32_t expect_lk = length_kind(ctx.size, Kind::kEcho);
+  const std::uint32_t expect_lk = pack_length_kind(ctx.size, Kind::kEcho);
   std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
 
   hist.reset();
@@ -248,7 +226,7 @@ TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx) {
   Histogram& hist = ctx.histogram;
   std::byte* const sbuf = ctx.send_buffer.data();
   const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
-  const std::uint32_t expect_lk = length_kind(ctx.size, Kind::kEcho);
+  const std::uint32_t expect_lk = pack_length_kind(ctx.size, Kind::kEcho);
   std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
 
   hist.reset();
@@ -337,9 +315,11 @@ void wait_ready(Channel& ch, bool want_send, std::chrono::nanoseconds timeout) {
   const int sfd = ch.send_fd();
   if (want_send && rfd >= 0 && sfd >= 0) {
     pollfd fds[2] = {{rfd, POLLIN, 0}, {sfd, POLLOUT, 0}};
-    const auto ns = std::max<std::int64_t>(timeout.count(), 0);
-    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    if (::ppoll(fds, 2, &ts, nullptr) < 0 && errno == EINTR) posix::throw_if_interrupted();
+    const timespec ts = posix::to_timespec(timeout);
+    if (::ppoll(fds, 2, &ts, nullptr) < 0) {
+      if (errno != EINTR) posix::throw_errno("poll failed");
+      posix::throw_if_interrupted();
+    }
     return;
   }
   if (want_send) {
@@ -363,7 +343,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations);
   const std::uint64_t window = std::max<std::uint64_t>(ctx.window, 1);
   const bool lossy = ctx.session.lossy();
-  const std::uint32_t expect_lk = length_kind(ctx.size, Kind::kEchoStamped);
+  const std::uint32_t expect_lk = pack_length_kind(ctx.size, Kind::kEchoStamped);
   const auto loss_timeout_ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(kLossTimeout).count());
   std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
@@ -448,8 +428,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
       if (next_due > now) timeout = std::chrono::nanoseconds(next_due - now);
       if (accounted == sent && next_due > now) {
         // Nothing in flight: just wait for the schedule.
-        const timespec ts{static_cast<time_t>((next_due - now) / 1'000'000'000),
-                          static_cast<long>((next_due - now) % 1'000'000'000)};
+        const timespec ts = posix::to_timespec(std::chrono::nanoseconds(next_due - now));
         nanosleep(&ts, nullptr);
         posix::throw_if_interrupted();
         continue;
@@ -462,18 +441,17 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   r.oneway = ctx.session.peer_oneway();
   usage.finish(r);
   r.messages = hist.count();
-  r.wall_seconds = static_cast<double>(t_end - t0) * 1e-9;
-  r.seconds = r.wall_seconds;
+  r.seconds = static_cast<double>(t_end - t0) * 1e-9;
   if (schedule && sent > 1 && last_send_ns > t0) {
     // Sends per second over the sending span, as a rate comparable to the
     // requested one (n sends span n-1 periods).
     r.rate_achieved = static_cast<double>(sent - 1) / (static_cast<double>(last_send_ns - t0) * 1e-9);
-  } else if (r.wall_seconds > 0) {
-    r.rate_achieved = static_cast<double>(sent) / r.wall_seconds;
+  } else if (r.seconds > 0) {
+    r.rate_achieved = static_cast<double>(sent) / r.seconds;
   }
   // Manual time is the wall span, so --min-time means what it says;
   // real_time is then the time per message (p50_ns/mean_ns hold latency).
-  state.SetIterationTime(r.wall_seconds > 0 ? r.wall_seconds : 1e-9);
+  state.SetIterationTime(r.seconds > 0 ? r.seconds : 1e-9);
   return r;
 }
 
@@ -552,7 +530,6 @@ TrialResult run_async_throughput_trial(benchmark::State& state, PatternContext& 
   r.messages = last_ack.received;
   r.messages_lost = sent - last_ack.received;
   r.seconds = static_cast<double>(ctx.clock.to_ns(t1 - t0)) * 1e-9;
-  r.wall_seconds = r.seconds;
   state.SetIterationTime(r.seconds);
   return r;
 }

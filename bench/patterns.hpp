@@ -35,12 +35,11 @@ struct PatternContext {
 struct TrialResult {
   std::uint64_t messages = 0;       // round trips (latency) or messages (throughput)
   std::uint64_t messages_lost = 0;  // lossy mechanisms only
-  double seconds = 0;               // the timed span
+  double seconds = 0;               // the timed span (rates divide by it)
   std::uint64_t runner_cpu_ns = 0;
   std::uint64_t peer_cpu_ns = 0;
   std::uint64_t runner_context_switches = 0;
   std::uint64_t peer_context_switches = 0;
-  double wall_seconds = 0;          // async: the trial's wall span (rates use it)
   double rate_achieved = 0;         // async open loop: messages sent per second
   std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
 };

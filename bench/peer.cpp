@@ -1,7 +1,6 @@
 #include "peer.hpp"
 
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "ipcbench/errors.hpp"
+#include "ipcbench/posix/time.hpp"
 #include "ipcbench/registry.hpp"
 #include "clock.hpp"
 #include "histogram.hpp"
@@ -40,8 +40,7 @@ class TestStall {
     if (every_ns_ == 0) return;
     const std::uint64_t now = Clock::monotonic_ns();
     if (now < next_) return;
-    const timespec ts{static_cast<time_t>(stall_ns_ / 1'000'000'000),
-                      static_cast<long>(stall_ns_ % 1'000'000'000)};
+    const timespec ts = posix::to_timespec(std::chrono::nanoseconds(stall_ns_));
     nanosleep(&ts, nullptr);
     next_ = Clock::monotonic_ns() + every_ns_;
   }
@@ -52,16 +51,6 @@ class TestStall {
   std::uint64_t next_ = 0;
 };
 
-StatsPayload own_stats() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  const auto ns = [](const timeval& tv) {
-    return static_cast<std::uint64_t>(tv.tv_sec) * 1'000'000'000u +
-           static_cast<std::uint64_t>(tv.tv_usec) * 1000u;
-  };
-  return {ns(ru.ru_utime) + ns(ru.ru_stime),
-          static_cast<std::uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw)};
-}
 
 template <typename Payload>
 void send_control(Channel& ch, std::byte* buf, std::uint32_t seq, Kind kind, const Payload& p) {
@@ -81,7 +70,6 @@ int serve(Channel& ch, const PeerOptions& options) {
 
   std::uint32_t expected = 1;  // seq 0 is the hello; the runner starts at 1
   std::uint64_t received = 0;
-  std::uint64_t gaps = 0;
   Histogram oneway = make_latency_histogram();
   TestStall stall;
   for (;;) {
@@ -102,7 +90,6 @@ int serve(Channel& ch, const PeerOptions& options) {
                    length_of(h), n);
       return kPeerExitVerify;
     }
-    if (gap) gaps += h.seq - expected;
     expected = h.seq + 1;
     switch (kind) {
       case Kind::kEcho:
@@ -129,11 +116,11 @@ int serve(Channel& ch, const PeerOptions& options) {
         } else if (kind == Kind::kEcho) {
           ch.send({buf.data(), n});
         } else if (kind == Kind::kSinkAck) {
-          send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received, gaps});
+          send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received});
         }
         break;
       case Kind::kCount:
-        send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received, gaps});
+        send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received});
         break;
       case Kind::kOneWay: {
         OneWayPayload p{};
@@ -141,17 +128,16 @@ int serve(Channel& ch, const PeerOptions& options) {
         p.min_ns = oneway.min();
         p.max_ns = oneway.max();
         p.mean_ns = oneway.mean();
-        for (std::size_t i = 0; i < kOneWayPoints; ++i) {
-          p.value_ns[i] = oneway.value_at_percentile(kOneWayPercentiles[i]);
+        for (std::size_t i = 0; i < kSpectrumPoints; ++i) {
+          p.value_ns[i] = oneway.value_at_percentile(kSpectrumPercentiles[i]);
         }
         send_control(ch, control.data(), h.seq, Kind::kOneWayReply, p);
         break;
       }
       case Kind::kStats:
         received = 0;
-        gaps = 0;
         oneway.reset();
-        send_control(ch, control.data(), h.seq, Kind::kStatsReply, own_stats());
+        send_control(ch, control.data(), h.seq, Kind::kStatsReply, process_usage());
         break;
       case Kind::kBye:
         return 0;

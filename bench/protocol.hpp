@@ -47,12 +47,14 @@ static_assert(sizeof(MessageHeader) == kHeaderBytes);
 
 inline constexpr std::uint32_t kLengthMask = (1u << 28) - 1;
 
+// The header's length_kind word for a message of `length` bytes and `kind`.
+inline std::uint32_t pack_length_kind(std::size_t length, Kind kind) noexcept {
+  return static_cast<std::uint32_t>(length) | (static_cast<std::uint32_t>(kind) << 28);
+}
+
 inline void write_header(std::byte* msg, std::uint32_t seq, std::size_t length, Kind kind,
                          std::uint64_t stamp = 0) noexcept {
-  const MessageHeader h{seq,
-                        static_cast<std::uint32_t>(length) |
-                            (static_cast<std::uint32_t>(kind) << 28),
-                        stamp};
+  const MessageHeader h{seq, pack_length_kind(length, kind), stamp};
   std::memcpy(msg, &h, sizeof h);
 }
 
@@ -77,23 +79,24 @@ struct StatsPayload {
 
 struct AckPayload {
   std::uint64_t received;  // data messages received since the last kStats
-  std::uint64_t gaps;      // lossy mechanisms: sequence numbers skipped (lost)
 };
 
-// The peer's one-way latency distribution since the last kStats: count,
-// min, max, mean and the value at each percentile of kOneWayPercentiles.
-inline constexpr double kOneWayPercentiles[] = {
+// Percentiles of every spectrum the suite writes (the "histogram" and
+// "oneway_histogram" fields; reports draw percentile curves from them).
+inline constexpr double kSpectrumPercentiles[] = {
     0,    10,   20,    25,    30,    40,     50,     60,     70,   75, 80, 85, 90,
     92.5, 95,   96.25, 97.5,  98,    98.5,   99,     99.25,  99.5, 99.75,
     99.9, 99.95, 99.99, 99.995, 99.999, 100};
-inline constexpr std::size_t kOneWayPoints = std::size(kOneWayPercentiles);
+inline constexpr std::size_t kSpectrumPoints = std::size(kSpectrumPercentiles);
 
+// The peer's one-way latency distribution since the last kStats: count,
+// min, max, mean and the value at each of kSpectrumPercentiles.
 struct OneWayPayload {
   std::uint64_t count;
   std::uint64_t min_ns;
   std::uint64_t max_ns;
   double mean_ns;
-  std::uint64_t value_ns[kOneWayPoints];
+  std::uint64_t value_ns[kSpectrumPoints];
 };
 static_assert(kHeaderBytes + sizeof(OneWayPayload) <= kControlBytes);
 

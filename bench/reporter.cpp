@@ -72,6 +72,15 @@ std::string fmt_rate(double per_second, const char* unit) {
   return buf;
 }
 
+// A counter of `run` formatted, or "n/a" when the run does not have it
+// (never a made-up 0).
+template <typename Format>
+std::string counter_text(const benchmark::BenchmarkReporter::Run& run, const char* name,
+                         Format format) {
+  auto it = run.counters.find(name);
+  return it == run.counters.end() ? std::string("n/a") : format(it->second.value);
+}
+
 }  // namespace
 
 IpcbenchReporter::IpcbenchReporter(Runner& runner, Progress& progress)
@@ -175,12 +184,11 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
   } else if (last.error_occurred) {
     outcome = "FAILED: " + last.error_message;
   } else if (latency) {
-    auto p50 = last.counters.find("p50_ns");
-    auto p99 = last.counters.find("p99_ns");
-    outcome = "p50 " + fmt_ns(p50 != last.counters.end() ? p50->second.value : 0) + ", p99 " +
-              fmt_ns(p99 != last.counters.end() ? p99->second.value : 0);
-    auto ow = last.counters.find("oneway_p50_ns");
-    if (ow != last.counters.end()) outcome += ", one-way p50 " + fmt_ns(ow->second.value);
+    outcome = "p50 " + counter_text(last, "p50_ns", fmt_ns) + ", p99 " +
+              counter_text(last, "p99_ns", fmt_ns);
+    if (last.counters.count("oneway_p50_ns")) {
+      outcome += ", one-way p50 " + counter_text(last, "oneway_p50_ns", fmt_ns);
+    }
     const std::uint64_t rate = runner_.settings().rate;
     auto achieved = last.counters.find("rate_achieved");
     if (c->mode == "async" && rate > 0 && achieved != last.counters.end() &&
@@ -189,12 +197,9 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
                  " of the requested " + fmt_rate(static_cast<double>(rate), "msg");
     }
   } else {
-    auto mps = last.counters.find("items_per_second");
-    auto bps = last.counters.find("bytes_per_second");
-    outcome = fmt_rate(mps != last.counters.end() ? mps->second.value : 0, "msg") + ", " +
-              fmt_rate(bps != last.counters.end() ? bps->second.value : 0, "B");
+    outcome = counter_text(last, "items_per_second", [](double v) { return fmt_rate(v, "msg"); }) +
+              ", " + counter_text(last, "bytes_per_second", [](double v) { return fmt_rate(v, "B"); });
   }
-  ++reported_cases_;
   progress_.finish_case(c != nullptr ? c->name : runs.front().benchmark_name(), outcome);
 }
 
@@ -267,8 +272,8 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       if (t != trials.end() && t->second.histogram) b["histogram"] = spectrum(*t->second.histogram);
       if (t != trials.end() && t->second.oneway) {
         nlohmann::ordered_json ow = nlohmann::ordered_json::array();
-        for (std::size_t k = 0; k < kOneWayPoints; ++k) {
-          ow.push_back({{"percentile", kOneWayPercentiles[k]},
+        for (std::size_t k = 0; k < kSpectrumPoints; ++k) {
+          ow.push_back({{"percentile", kSpectrumPercentiles[k]},
                         {"value_ns", t->second.oneway->value_ns[k]}});
         }
         b["oneway_histogram"] = ow;

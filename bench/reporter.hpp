@@ -36,7 +36,6 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
 
   // Names and errors of failed cases.
   std::vector<std::pair<std::string, std::string>> failed() const;
-  std::size_t reported_cases() const { return reported_cases_; }
 
  private:
   // Where each JSON row came from, in the order JSONReporter wrote them.
@@ -55,7 +54,6 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   benchmark::JSONReporter json_;
   std::ostringstream json_text_;
   std::vector<Row> rows_;
-  std::size_t reported_cases_ = 0;
   std::set<int> finished_;  // cases whose progress line was printed
 };
 

@@ -121,16 +121,16 @@ void Runner::start_session(std::size_t index) {
   c.runner_cpu = current_cpu();
   c.peer_cpu = session_->peer_cpu();
   // Warm-up under the watchdog too: a peer can hang here as well.
-  PatternContext ctx{*session_, clock_, histogram_, watchdog_.progress(),
-                     send_buffer_, receive_buffer_, c.size, settings_.verify_full};
-  watchdog_.arm(session_->peer_pid(), session_->peer_pidfd());
-  try {
-    warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
-  } catch (...) {
-    watchdog_.disarm();
-    throw;
-  }
-  watchdog_.disarm();
+  PatternContext ctx = context_for(c);
+  Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd());
+  warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
+}
+
+PatternContext Runner::context_for(const Case& c) {
+  return {*session_,      clock_,          histogram_,
+          watchdog_.progress(), send_buffer_, receive_buffer_,
+          c.size,         settings_.verify_full, settings_.window,
+          settings_.rate};
 }
 
 void Runner::run_case(benchmark::State& state, std::size_t index) {
@@ -152,30 +152,20 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
   }
   try {
     if (session_case_ != index) start_session(index);
-    PatternContext ctx{*session_,      clock_,          histogram_,
-                       watchdog_.progress(), send_buffer_, receive_buffer_,
-                       c.size,         settings_.verify_full, settings_.window,
-                       settings_.rate};
-    watchdog_.arm(session_->peer_pid(), session_->peer_pidfd());
+    PatternContext ctx = context_for(c);
     TrialResult r;
     const bool async = c.mode == "async";
-    try {
+    {
+      Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd());
       if (c.pattern == "latency") {
         r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
       } else {
         r = async ? run_async_throughput_trial(state, ctx) : run_throughput_trial(state, ctx);
       }
-    } catch (...) {
-      watchdog_.disarm();
-      throw;
     }
-    watchdog_.disarm();
 
     const double msgs = static_cast<double>(std::max<std::uint64_t>(r.messages, 1));
-    // Rates over the wall span (async latency's manual time is a sum of
-    // overlapping round trips, not a span).
-    const double span = r.wall_seconds > 0 ? r.wall_seconds : r.seconds;
-    const double secs = span > 0 ? span : 1e-9;
+    const double secs = r.seconds > 0 ? r.seconds : 1e-9;
     // Rates are computed here from the timed span: Google Benchmark's kIsRate
     // would divide by the runner's CPU time, which is not what we measure.
     const double bytes_per_msg =
@@ -212,8 +202,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     if (r.oneway) {
       const OneWayPayload& o = *r.oneway;
       const auto at = [&o](double p) {
-        for (std::size_t i = 0; i < kOneWayPoints; ++i) {
-          if (kOneWayPercentiles[i] == p) return static_cast<double>(o.value_ns[i]);
+        for (std::size_t i = 0; i < kSpectrumPoints; ++i) {
+          if (kSpectrumPercentiles[i] == p) return static_cast<double>(o.value_ns[i]);
         }
         return 0.0;
       };

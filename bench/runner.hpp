@@ -74,6 +74,8 @@ class Runner {
  private:
   void run_case(benchmark::State& state, std::size_t index);
   void start_session(std::size_t index);
+  // The pattern's view of the current session for case `c`.
+  PatternContext context_for(const Case& c);
 
   const Settings& settings_;
   const Clock& clock_;
@@ -92,11 +94,6 @@ class Runner {
   std::vector<std::byte> receive_buffer_;
 };
 
-// Percentiles of the spectrum written for each latency case (the "histogram"
-// field); reports draw percentile curves from it.
-inline constexpr double kSpectrumPercentiles[] = {
-    0,    10,   20,    25,    30,    40,     50,     60,     70,   75, 80, 85, 90,
-    92.5, 95,   96.25, 97.5,  98,    98.5,   99,     99.25,  99.5, 99.75,
-    99.9, 99.95, 99.99, 99.995, 99.999, 100};
+
 
 }  // namespace ipcbench

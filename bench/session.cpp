@@ -13,13 +13,12 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/time.hpp"
 #include "peer.hpp"
 #include "watchdog.hpp"
 
 namespace ipcbench {
 namespace {
-
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 // Receives one control message of `kind` answering `seq`.
 void receive_control(Channel& ch, std::vector<std::byte>& buf, std::uint32_t seq, Kind kind) {
@@ -119,7 +118,7 @@ void PeerSession::spawn(const SessionConfig& config, const std::string& address,
     ::_exit(127);
   }
   pid_ = pid;
-  pidfd_ = posix::Fd(pidfd_open(pid));
+  pidfd_ = posix::pidfd_open(pid);
   if (!pidfd_) {
     const int e = errno;
     ::kill(pid, SIGKILL);

@@ -1,6 +1,7 @@
 #include "sysinfo.hpp"
 
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -81,6 +82,17 @@ void pin_current_thread(int cpu) {
 }
 
 int current_cpu() noexcept { return sched_getcpu(); }
+
+StatsPayload process_usage() noexcept {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto ns = [](const timeval& tv) {
+    return static_cast<std::uint64_t>(tv.tv_sec) * 1'000'000'000u +
+           static_cast<std::uint64_t>(tv.tv_usec) * 1000u;
+  };
+  return {ns(ru.ru_utime) + ns(ru.ru_stime),
+          static_cast<std::uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
 
 HostInfo read_host_info() {
   HostInfo h;

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "protocol.hpp"
+
 namespace ipcbench {
 
 struct HostInfo {
@@ -23,6 +25,11 @@ std::vector<int> allowed_cpus();
 
 // Pins the calling thread to `cpu`; throws std::system_error on failure.
 void pin_current_thread(int cpu);
+
+// CPU time (user + system, ns) and context switches (voluntary +
+// involuntary) of this whole process so far: runner and peer report the same
+// figure, since some mechanisms (ZeroMQ) work in library threads.
+StatsPayload process_usage() noexcept;
 
 // The CPU the calling thread runs on now (sched_getcpu), -1 if unknown.
 int current_cpu() noexcept;

@@ -38,6 +38,19 @@ class Watchdog {
   // Stops watching. Call from the thread that armed it.
   void disarm();
 
+  // Arms the watchdog for a scope; disarms on every way out, exceptions
+  // included.
+  class Armed {
+   public:
+    Armed(Watchdog& w, pid_t pid, int pidfd) : w_(w) { w_.arm(pid, pidfd); }
+    ~Armed() { w_.disarm(); }
+    Armed(const Armed&) = delete;
+    Armed& operator=(const Armed&) = delete;
+
+   private:
+    Watchdog& w_;
+  };
+
   // Bumped by the patterns once per message or round trip.
   std::atomic<std::uint64_t>& progress() noexcept { return progress_; }
 

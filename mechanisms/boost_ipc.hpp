@@ -23,6 +23,7 @@
 #include <boost/interprocess/exceptions.hpp>
 
 #include "ipcbench/posix/fd.hpp"
+#include "ipcbench/posix/time.hpp"
 #include "ipcbench/posix/retry.hpp"
 
 namespace ipcbench::mech::boost_ipc {
@@ -87,7 +88,7 @@ class PeerWatch {
   PeerWatch() = default;
   explicit PeerWatch(pid_t pid) : pid_(pid) {
     if (pid > 0 && pid != ::getpid()) {
-      fd_ = posix::Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+      fd_ = posix::pidfd_open(pid);
     }
   }
   bool exited() const noexcept {

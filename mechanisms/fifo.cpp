@@ -31,6 +31,7 @@
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/time.hpp"
 #include "ipcbench/stream_framing.hpp"
 
 namespace ipcbench::mech {
@@ -105,11 +106,6 @@ void set_blocking(const posix::Fd& fd, const std::string& path) {
   }
 }
 
-timespec to_timespec(Clock::duration d) {
-  const auto ns =
-      std::max<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(), 0);
-  return {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-}
 
 // Waits until `deadline` for the handshake byte on non-blocking `fd` and
 // consumes it. Throws Timeout (naming `what`) when it does not come, PeerLost
@@ -133,7 +129,7 @@ void receive_hello(const posix::Fd& fd, Clock::time_point deadline, const std::s
                     " ms");
     }
     pollfd p{fd.get(), POLLIN, 0};
-    const timespec ts = to_timespec(left);
+    const timespec ts = posix::to_timespec(left);
     const int r = ::ppoll(&p, 1, &ts, nullptr);
     if (r < 0) {
       if (errno != EINTR) posix::throw_errno("poll on fifo " + what + " failed");
@@ -253,7 +249,7 @@ class FifoMechanism : public Mechanism {
         throw Timeout("listener did not hold fifo " + up + " open within " +
                       std::to_string(options.timeout.count()) + " ms");
       }
-      const timespec ts = to_timespec(kOpenRetry);
+      const timespec ts = posix::to_timespec(kOpenRetry);
       if (::ppoll(nullptr, 0, &ts, nullptr) < 0 && errno == EINTR) posix::throw_if_interrupted();
     }
     require_fifo(up_write, up);

@@ -38,6 +38,8 @@
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/socket.hpp"
+#include "ipcbench/posix/time.hpp"
 
 namespace ipcbench::mech {
 namespace {
@@ -163,17 +165,11 @@ std::string describe(const std::string& up, const std::string& down) {
   return "posix-mq queues " + up + " and " + down;
 }
 
-timespec to_timespec(std::chrono::nanoseconds d) {
-  if (d < std::chrono::nanoseconds::zero()) d = std::chrono::nanoseconds::zero();
-  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(d);
-  return {static_cast<time_t>(secs.count()), static_cast<long>((d - secs).count())};
-}
-
 // mq_timed* take an absolute CLOCK_REALTIME deadline.
 timespec realtime_deadline(std::chrono::nanoseconds timeout) {
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
-  const timespec rel = to_timespec(timeout);
+  const timespec rel = posix::to_timespec(timeout);
   timespec t{now.tv_sec + rel.tv_sec, now.tv_nsec + rel.tv_nsec};
   if (t.tv_nsec >= 1'000'000'000) {
     t.tv_sec += 1;
@@ -250,10 +246,10 @@ class PosixMqChannel : public Channel {
 
   // Both poll(2) the queue's descriptor (Linux mq descriptors are pollable).
   bool wait_receivable(std::chrono::nanoseconds timeout) override {
-    return poll_for(receive_.nonblocking.get(), POLLIN, timeout);
+    return posix::poll_for(receive_.nonblocking.get(), POLLIN, timeout);
   }
   bool wait_sendable(std::chrono::nanoseconds timeout) override {
-    return poll_for(send_.nonblocking.get(), POLLOUT, timeout);
+    return posix::poll_for(send_.nonblocking.get(), POLLOUT, timeout);
   }
 
   // One system call: mq_timedreceive with the deadline.
@@ -308,18 +304,6 @@ class PosixMqChannel : public Channel {
   }
 
   // EINTR is a wake-up (false) unless the harness asked for an interrupt.
-  static bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
-    pollfd p{fd, events, 0};
-    const timespec ts = to_timespec(timeout);
-    const int r = ::ppoll(&p, 1, &ts, nullptr);
-    if (r < 0) {
-      if (errno != EINTR) posix::throw_errno("ppoll on a posix-mq queue failed");
-      posix::throw_if_interrupted();
-      return false;
-    }
-    return r > 0;
-  }
-
   QueueEnd receive_;
   QueueEnd send_;
   std::size_t msgsize_;

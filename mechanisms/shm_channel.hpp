@@ -30,6 +30,7 @@
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/time.hpp"
 #include "ipcbench/shm_ring.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -79,8 +80,7 @@ inline void futex_wake(std::atomic<std::uint32_t>* word) { futex(word, FUTEX_WAK
 // interrupted the wait (EINTR with the interrupt flag set).
 inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                        std::chrono::nanoseconds timeout) {
-  const auto ns = std::max<std::int64_t>(timeout.count(), 0);
-  const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  const timespec ts = posix::to_timespec(timeout);
   if (futex(word, FUTEX_WAIT, expected, &ts) != 0 && errno == EINTR) posix::throw_if_interrupted();
 }
 

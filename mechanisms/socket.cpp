@@ -13,6 +13,7 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/time.hpp"
 
 namespace ipcbench::posix {
 
@@ -98,13 +99,7 @@ bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     pollfd p{fd, events, 0};
-    const auto ns = std::max<std::int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline -
-                                                             std::chrono::steady_clock::now())
-            .count(),
-        0);
-    const timespec ts{static_cast<time_t>(ns / 1'000'000'000),
-                      static_cast<long>(ns % 1'000'000'000)};
+    const timespec ts = to_timespec(deadline - std::chrono::steady_clock::now());
     const int r = ::ppoll(&p, 1, &ts, nullptr);
     if (r >= 0) return r > 0;
     if (errno != EINTR) throw_errno("poll failed");
