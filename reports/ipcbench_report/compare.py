@@ -5,6 +5,10 @@ threshold. With at least MIN_REPETITIONS repetitions on both sides the move
 must also be statistically significant (Mann-Whitney U, two-sided, as Google
 Benchmark's tools/compare.py does), because a threshold alone flags noise on
 a busy machine; with fewer, the threshold alone decides and the output says so.
+
+A case the suite's sanity gate flagged as a measurement error (on either
+side) is never judged: it is neither an improvement nor a regression, and it
+is listed as flagged.
 """
 
 import math
@@ -56,6 +60,8 @@ class Comparison:
     changes: list = field(default_factory=list)
     # (case label, base status, new status, what changed)
     status_changes: list = field(default_factory=list)
+    # (case label, base status, new status, "base: reason; new: reason")
+    flagged: list = field(default_factory=list)
     only_base: list = field(default_factory=list)
     only_new: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
@@ -162,6 +168,18 @@ def status_change(b, n):
     return "not comparable"
 
 
+def flagged_reasons(b, n):
+    """'new: round trip below the cache-line floor' (each flagged side's reason)."""
+    return "; ".join(f"{side}: {c.message}" for side, c in (("base", b), ("new", n))
+                     if c.flagged)
+
+
+def flagged_text(item):
+    """One flagged pair as a line of text (no Markdown)."""
+    label, _b, _n, reasons = item
+    return f"{label}: flagged as a measurement error, not compared ({reasons})"
+
+
 def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
     """Compares every matched case; never raises for data reasons."""
     result = Comparison(base, new, threshold, alpha)
@@ -171,6 +189,10 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
                             "or placements?): nothing was compared")
     for b, n in pairs:
         label = b.key.label() if b.ok else n.key.label()
+        if b.flagged or n.flagged:
+            label = b.key.label() if b.flagged else n.key.label()
+            result.flagged.append((label, b.status, n.status, flagged_reasons(b, n)))
+            continue
         if not (b.ok and n.ok):
             result.status_changes.append((label, b.status, n.status, status_change(b, n)))
             continue
@@ -211,9 +233,12 @@ def summary_line(result):
     verdicts = result.case_verdicts()
     compared = len({ch.case for ch in result.changes})
     unchanged = sum(1 for v in verdicts.values() if v == "unchanged")
+    flagged = (f"; {len(result.flagged)} flagged as measurement errors (not compared)"
+               if result.flagged else "")
     return (f"{compared} case(s) compared: {len(result.regressed)} regressed, "
             f"{len(result.improved)} improved, {unchanged} unchanged; "
-            f"{len(result.only_base)} only in base, {len(result.only_new)} only in new.")
+            f"{len(result.only_base)} only in base, {len(result.only_new)} only in new"
+            f"{flagged}.")
 
 
 def run_line(run):
@@ -238,6 +263,8 @@ def render_console(result):
                              for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     for label, _bs, _ns, note in result.status_changes:
         out.append(f"{label}: {note}" + (" (REGRESSED)" if note == "now fails" else ""))
+    for item in result.flagged:
+        out.append(flagged_text(item))
     for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
         for c in cases:
             out.append(f"{c.key.label()}: {title} ({c.status})")
@@ -262,6 +289,8 @@ def render_markdown(result):
         out.append(f"| `{ch.case}` | {ch.metric} | {ch.fmt(ch.base)} | {ch.fmt(ch.new)} | "
                    f"{units.percent_change(ch.change_pct)} | {p_text(ch.p_value)} | {v} |")
     extra = [f"- `{label}`: **{note}**" for label, _b, _n, note in result.status_changes]
+    extra += [f"- `{label}`: **flagged as a measurement error** ({reasons})"
+              for label, _b, _n, reasons in result.flagged]
     extra += [f"- `{c.key.label()}`: only in base ({c.status})" for c in result.only_base]
     extra += [f"- `{c.key.label()}`: only in new ({c.status})" for c in result.only_new]
     if extra:

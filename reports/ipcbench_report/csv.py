@@ -1,8 +1,11 @@
 """CSV of every case: one row per case and repetition or aggregate.
 
 For spreadsheets and ad-hoc analysis: every numeric field the suite writes,
-raw (ns, bytes/s, counts), with the identity columns first. The latency
-histogram is not flattened here; the JSON has it.
+raw (ns, bytes/s, counts), with the identity columns first, then the
+suite's judgement of the case: the floor that applies (name, figure, ratio,
+or why none), the stability across repetitions (cv, unstable) and the sanity
+gate's measurement_error (status 'flagged'). The latency histogram is not
+flattened here; the JSON has it.
 """
 
 import csv as _csv
@@ -13,22 +16,37 @@ from .model import NUMERIC_FIELDS
 IDENTITY = ["host", "file", "name", "run_type", "aggregate_name", "repetition_index",
             "mechanism", "mode", "pattern", "message_size", "placement", "cpus",
             "status", "message"]
-HEADER = IDENTITY + list(NUMERIC_FIELDS)
+JUDGEMENT = ["floor", "floor_value", "floor_ratio", "floor_note", "cv", "cv_metric",
+             "unstable", "measurement_error"]
+HEADER = IDENTITY + list(NUMERIC_FIELDS) + JUDGEMENT
 
 
-def _status(entry):
+def _status(entry, flagged_reason=""):
     if entry.get("error_occurred"):
         return "failed", entry.get("error_message", "")
     if entry.get("skipped"):
         return "skipped", entry.get("skip_message", "")
+    if entry.get("measurement_error") or flagged_reason:
+        return "flagged", ""
     return "ok", ""
+
+
+def _text(value):
+    """A JSON scalar as CSV text: '' for null or absent, true/false for booleans."""
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def rows(runs):
     """Dicts keyed by HEADER, in file order."""
     for run in runs:
+        flagged = {f.get("name"): f.get("reason", "") for f in run.flagged}
         for entry in run.raw["benchmarks"]:
-            status, message = _status(entry)
+            gate = flagged.get(entry.get("run_name")) or flagged.get(entry.get("name")) or ""
+            status, message = _status(entry, gate)
             row = {
                 "host": run.label, "file": run.path.name, "name": entry["name"],
                 "run_type": entry["run_type"], "aggregate_name": entry.get("aggregate_name", ""),
@@ -42,6 +60,10 @@ def rows(runs):
             for name in NUMERIC_FIELDS:
                 v = entry.get(name, "")
                 row[name] = "" if v is None or isinstance(v, (dict, list)) else v
+            for name in JUDGEMENT:
+                row[name] = _text(entry.get(name))
+            if status == "flagged" and not row["measurement_error"]:
+                row["measurement_error"] = gate
             yield row
 
 

@@ -71,11 +71,28 @@ def context_pairs(run):
          f"{', '.join(cfg.get('modes', []))} / {', '.join(cfg.get('patterns', []))}"),
         ("sizes", ", ".join(units.size(s) for s in cfg.get("sizes", []))),
         ("min time / repetitions", f"{cfg.get('min_time_s')} s / {cfg.get('repetitions')}"),
-        ("CPUs requested", ", ".join(str(c) for c in cfg.get("cpus", []))),
+        ("placements", ", ".join(run.configured_placements()) or "none measured"),
+        ("CPUs requested", ", ".join(str(c) for c in cfg.get("cpus", [])) or "none (unpinned)"),
+        ("calibration", calibration_summary(run)),
         ("timeout / verify", f"{cfg.get('timeout_s')} s / {cfg.get('verify')}"),
         ("benchmark args", " ".join(cfg.get("benchmark_args", [])) or "none"),
         ("command line", " ".join(cfg.get("command_line", []))),
     ]
+
+
+def calibration_summary(run):
+    """One line: whether the run calibrated, and the harness's own cost."""
+    if run.calibration:
+        parts = [f"{len(run.calibration_placements())} placement(s)"]
+        if run.harness_ns is not None:
+            parts.append(f"harness {units.ns(run.harness_ns)} per round trip")
+        dur = run.calibration.get("duration_s")
+        if units.is_number(dur):
+            parts.append(f"took {dur:.2g} s")
+        return "yes: " + ", ".join(parts)
+    if run.has_calibration_field:
+        return f"skipped: {run.calibration_note or 'no reason given'}"
+    return "not in this file (the suite that wrote it did not calibrate)"
 
 
 def _cpu_list(cpus):
@@ -119,6 +136,43 @@ def _cell(value, fmt):
     return (value, fmt(value)) if units.is_number(value) else (None, "")
 
 
+UNSTABLE_MARK = "⚠ unstable"
+
+
+def stability_cell(run, case):
+    """The case's cv (of p50 for latency, of bytes/s for throughput) with the
+    unstable marker when the suite (or the 5% rule) says so."""
+    st = case.stability()
+    if st is None:
+        return None, ""
+    text = f"{100 * st.cv:.1f}%"
+    if st.unstable:
+        return st.cv, f"{text} {UNSTABLE_MARK}", {
+            "class": "num unstable",
+            "title": f"unstable: cv of {st.metric} across repetitions over 5%"}
+    return st.cv, text, {"title": f"cv of {st.metric} across repetitions"}
+
+
+def floor_cell(run, case):
+    """Which floor applies and its figure, or 'none' with the reason."""
+    f = run.floor(case)
+    if f is None:
+        return None, ""
+    if f.name is None:
+        return None, "none", {"class": "floor-none", "title": f.note or "no floor applies"}
+    title = f"{f.name}" + (" (from the calibration: the file has no per-case floor)"
+                           if f.source == "calibration" else "")
+    return f.value, f"{f.label} {f.value_text()}".strip(), {"title": title}
+
+
+def floor_ratio_cell(run, case):
+    f = run.floor(case)
+    if f is None or f.ratio is None:
+        return None, ""
+    how = "p50 / floor" if case.key.pattern == "latency" else "floor / throughput"
+    return f.ratio, units.ratio(f.ratio), {"title": how}
+
+
 CASE_COLUMNS = [
     ("mechanism", False, lambda r, c: (c.key.mechanism, c.key.mechanism)),
     ("mode", False, lambda r, c: (c.key.mode, c.key.mode)),
@@ -127,6 +181,7 @@ CASE_COLUMNS = [
     ("placement", False, lambda r, c: (c.key.placement, c.key.placement)),
     ("status", False, lambda r, c: (c.status, c.status)),
     ("reps", True, lambda r, c: (c.repetitions, str(c.repetitions))),
+    ("cv", True, stability_cell),
     ("p50", True, _num("p50_ns", units.ns)),
     ("p90", True, _num("p90_ns", units.ns)),
     ("p99", True, _num("p99_ns", units.ns)),
@@ -141,9 +196,8 @@ CASE_COLUMNS = [
                                                   c.value("peer_ctx_switches_per_msg")),
                                              lambda v: f"{v:.2f}")),
     ("lost", True, _num("messages_lost", units.count)),
-    ("cv", True, lambda r, c: _cell(c.cv("real_time"), lambda v: f"{100 * v:.1f}%")),
 ]
-FLOOR_COLUMN = ("× floor", True, lambda r, c: _cell(r.floor_ratio(c), units.ratio))
+FLOOR_COLUMNS = [("floor", True, floor_cell), ("× floor", True, floor_ratio_cell)]
 HOST_COLUMN = ("host", False, lambda r, c: (r.label, r.label))
 
 
@@ -151,27 +205,40 @@ def _sum(a, b):
     return None if a is None or b is None else a + b
 
 
+def table_cases(run):
+    """The cases the case table lists: every case except those flagged as
+    measurement errors, which have their own section and are never shown
+    as plain results."""
+    return [c for c in run.cases.values() if c.status != "flagged"]
+
+
 def cases_table(runs):
-    """Every case of every file, one row each, sortable by any column."""
+    """Every case of every file, one row each, sortable by any column;
+    unstable cases carry the marker in the cv column and class 'unstable'."""
     columns = list(CASE_COLUMNS)
-    if any(r.floor_ratio(c) is not None for r in runs for c in r.cases.values()):
-        columns.append(FLOOR_COLUMN)
+    if any(r.floor(c) is not None for r in runs for c in table_cases(r)):
+        at = [h for h, _n, _f in columns].index("msg rate") + 1
+        columns[at:at] = FLOOR_COLUMNS
     if len(runs) > 1:
         columns.insert(0, HOST_COLUMN)
     head = "".join(f'<th data-type="{"num" if num else "text"}">{escape(h)}</th>'
                    for h, num, _ in columns)
     body = []
     for run in runs:
-        for case in run.cases.values():
+        for case in table_cases(run):
             cells = []
             for _h, num, fn in columns:
-                value, text = fn(run, case)
-                cls = ' class="num"' if num else ""
+                value, text, *extra = fn(run, case)
+                attrs = dict(extra[0]) if extra else {}
+                attrs.setdefault("class", "num" if num else "")
                 if _h == "status" and case.status != "ok":
-                    cls = f' class="status-{case.status}"'
-                data = "" if value is None else escape(str(value), quote=True)
-                cells.append(f'<td{cls} data-v="{data}">{escape(text)}</td>')
-            body.append("<tr>" + "".join(cells) + "</tr>")
+                    attrs["class"] = f"status-{case.status}"
+                attrs["data-v"] = "" if value is None else str(value)
+                cells.append("<td" + "".join(
+                    f' {k}="{escape(v, quote=True)}"' for k, v in attrs.items()
+                    if v or k == "data-v") + f">{escape(text)}</td>")
+            cls = ' class="unstable"' if case.unstable else ""
+            body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     return (f'<div class="table-wrap"><table class="data sortable" id="cases-table">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
@@ -181,7 +248,7 @@ def problems_table(runs):
     rows = []
     for run in runs:
         for case in run.cases.values():
-            if case.status != "ok":
+            if case.status in ("failed", "skipped"):
                 host = f"<td>{escape(run.label)}</td>" if len(runs) > 1 else ""
                 rows.append(f"<tr>{host}<td>{escape(case.key.label())}</td>"
                             f'<td class="status-{case.status}">{case.status}</td>'
@@ -195,11 +262,52 @@ def problems_table(runs):
             "</table></div>")
 
 
+def flagged_table(runs):
+    """The cases the sanity gate flagged, with the reason: measured, but
+    measurement errors, so they appear here and nowhere else."""
+    rows = []
+    for run in runs:
+        for case in run.flagged_cases():
+            fld, value = case.figure()
+            fmt = units.ns if fld == "p50_ns" else units.bytes_per_second
+            figure_text = (f"{'p50' if fld == 'p50_ns' else 'throughput'} {fmt(value)}"
+                           if value is not None else "")
+            f = run.floor(case)
+            floor_text = f"{f.label} {f.value_text()}".strip() if f and f.name else ""
+            host = f"<td>{escape(run.label)}</td>" if len(runs) > 1 else ""
+            rows.append(f"<tr>{host}<td>{escape(case.key.label())}</td>"
+                        f"<td>{escape(', '.join(str(c) for c in case.cpus) or '–')}</td>"
+                        f'<td class="reason">{escape(case.message)}</td>'
+                        f'<td class="num not-a-result">{escape(figure_text)}</td>'
+                        f"<td>{escape(floor_text)}</td></tr>")
+    if not rows:
+        if any("flagged" in r.meta for r in runs):
+            return note("The sanity gate flagged no case: no result is below a calibration "
+                        "floor or above the copy bandwidth.")
+        return note("This file predates the sanity gate (no ipcbench.flagged): no case "
+                    "was checked against the calibration floors.")
+    host_head = '<th data-type="text">host</th>' if len(runs) > 1 else ""
+    return (note("The sanity gate found these figures impossible (e.g. a round trip "
+                 "below the cache-line floor, or a throughput above the memcpy bandwidth "
+                 "of a copying mechanism): they are measurement errors, not results, and "
+                 "are left out of every plot and of the case table.", "warning")
+            + f'<div class="table-wrap"><table class="data sortable" id="flagged-table">'
+            f"<thead><tr>{host_head}"
+            '<th data-type="text">case</th><th data-type="text">CPUs</th>'
+            '<th data-type="text">why it is a measurement error</th>'
+            '<th data-type="text">figure reported (not a result)</th>'
+            '<th data-type="text">floor</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
 def counts_line(runs):
-    """'42 cases measured, 4 skipped, 0 failed' over every file."""
+    """'42 cases measured, 4 skipped, 0 failed' over every file (and the
+    flagged ones, when there are any)."""
     statuses = [c.status for r in runs for c in r.cases.values()]
+    flagged = statuses.count("flagged")
     return (f"{statuses.count('ok')} cases measured, {statuses.count('skipped')} skipped, "
-            f"{statuses.count('failed')} failed")
+            f"{statuses.count('failed')} failed"
+            + (f", {flagged} flagged as measurement errors" if flagged else ""))
 
 
 def _has_data(runs, pattern):
@@ -269,18 +377,155 @@ def modes_section(runs, size):
         "than one mode, one bar per mode. Log axes."))
 
 
+FLOOR_CAPTION = (
+    "Each mechanism next to the floor that applies to it, the figures the suite "
+    "measured on the same CPUs in this run (black lines). Latency: p50 round trip "
+    "against the payload round trip (spinning shared memory) or the futex wake-up "
+    "round trip (mechanisms that sleep); × floor = p50 / floor. Throughput: bytes/s "
+    "against the cross-core copy (shared memory) or memcpy bandwidth (copying "
+    "mechanisms); × floor = floor / throughput. 1× is at the floor. Log axes; cases "
+    "flagged as measurement errors are not drawn.")
+
+
+def _fig_suffix(runs, r, place):
+    return f"{r}-{place}" if len(runs) > 1 else place
+
+
 def floor_section(runs, styles):
+    """One figure per run and placement with floors, and why the others have none."""
     title = "Against the calibration floor"
-    if not any(r.calibration for r in runs):
-        return ("floor", title, note(
-            "This run has no calibration data (ipcbench.calibration), so there is no floor "
-            "to draw. Suites that measure the hardware floor (cache-line and payload round "
-            "trips, memcpy bandwidth) add it, and this plot appears."))
-    return ("floor", title, figure(
-        plots.floor_plot(runs, styles), "floor", title,
-        "Left: p50 round-trip latency per mechanism next to the calibrated floor (black "
-        "line: the fastest round trip the hardware allows at that size). Right: each "
-        "mechanism's p50 as a multiple of the floor (1× = at the floor). Log axes."))
+    parts = []
+    for r, run in enumerate(runs):
+        for place in run.placements():
+            heading = f"{place} (CPUs {', '.join(map(str, _placement_cpus(run, place)))})"
+            if len(runs) > 1:
+                heading = f"{run.label}: {heading}"
+            body = ""
+            if plots.has_floor_data(run, place):
+                body += figure(plots.floor_plot(run, place, styles),
+                               f"floor-{_fig_suffix(runs, r, place)}",
+                               f"Against the floor, {place}", FLOOR_CAPTION)
+            body += _floor_notes(run, place)
+            if body:
+                parts.append(f'<div class="floor-placement"><h3>{escape(heading)}</h3>'
+                             f"{body}</div>")
+    if parts:
+        return ("floor", title, "\n".join(parts))
+    skipped = [r for r in runs if r.has_calibration_field and not r.calibration]
+    if skipped:
+        return ("floor", title, "".join(note(
+            f"{r.label}: calibration was skipped ({r.calibration_note or 'no reason given'}), "
+            "so there is no floor to draw.") for r in skipped))
+    return ("floor", title, note(
+        "This run has no calibration data (ipcbench.calibration), so there is no floor "
+        "to draw. Suites that measure the hardware floor (cache-line and payload round "
+        "trips, futex wake-up, memcpy and cross-core copy bandwidth) add it, and this "
+        "plot appears."))
+
+
+def _placement_cpus(run, place):
+    cal = run.calibration_for(place) or {}
+    if isinstance(cal.get("cpus"), list) and cal["cpus"]:
+        return cal["cpus"]
+    for c in run.case_list():
+        if c.key.placement == place and c.cpus:
+            return c.cpus
+    return ["?"]
+
+
+def _floor_notes(run, place):
+    """Why some cases of a placement have no floor: each distinct floor_note
+    once, with how many cases it covers."""
+    notes = {}
+    for c in run.case_list():
+        if c.key.placement != place:
+            continue
+        f = run.floor(c)
+        if f is not None and f.name is None:
+            notes[f.note or "no floor applies"] = notes.get(f.note or "no floor applies", 0) + 1
+    return "".join(note(f"No floor for {n} case(s): {text}.") for text, n in notes.items())
+
+
+# --- calibration ------------------------------------------------------------
+def _fig(v, fmt, missing="not measured"):
+    return fmt(v) if units.is_number(v) else missing
+
+
+def calibration_tables(run, r, multi):
+    """One table per placement: the clock read, the harness's own cost, the
+    cache-line and futex round trips, then per size the payload round trip
+    and the memcpy and cross-core copy bandwidths; the notes below."""
+    cal = run.calibration
+    out = []
+    sizes = sorted({int(s) for p in run.calibration_placements().values()
+                    for k in ("payload_rtt_ns", "memcpy_bytes_per_second",
+                              "cross_core_copy_bytes_per_second")
+                    if isinstance(p.get(k), dict) for s in p[k] if str(s).isdigit()})
+    for place, figs in run.calibration_placements().items():
+        ident = f"{r}-{place}" if multi else place
+        cl, cl_min = figs.get("cache_line_rtt_ns"), figs.get("cache_line_rtt_min_ns")
+        cache_line = _fig(cl, units.ns)
+        if units.is_number(cl) and units.is_number(cl_min):
+            cache_line += f" (min {units.ns(cl_min)})"
+        pairs = [
+            ("CPUs", ", ".join(str(c) for c in figs.get("cpus") or []) or "not pinned"),
+            ("clock read", _fig(cal.get("clock_read_ns"), units.ns)),
+            ("harness cost per round trip", _fig(cal.get("harness_ns"), units.ns)),
+            ("cache-line round trip (p50)", cache_line),
+            ("futex wake-up round trip", _fig(figs.get("futex_rtt_ns"), units.ns)),
+        ]
+        rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in pairs)
+        per_size = []
+        for s in sizes:
+            cells = [units.size(s)]
+            for key, fmt in (("payload_rtt_ns", units.ns),
+                             ("memcpy_bytes_per_second", units.bytes_per_second),
+                             ("cross_core_copy_bytes_per_second", units.bytes_per_second)):
+                v = figs.get(key)
+                cells.append(_fig(v.get(str(s)) if isinstance(v, dict) else None, fmt))
+            per_size.append("<tr>" + "".join(
+                f'<td class="{"num" if i else ""}">{escape(c)}</td>'
+                for i, c in enumerate(cells)) + "</tr>")
+        notes = [n for n in figs.get("notes") or [] if isinstance(n, str)]
+        notes_html = ("<ul class=\"calibration-notes\">"
+                      + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
+        out.append(
+            f'<div class="calibration-placement" id="calibration-{escape(ident, quote=True)}">'
+            f"<h3>{escape((run.label + ': ') if multi else '')}{escape(place)}</h3>"
+            f'<table class="kv calibration">{rows}</table>'
+            + (f'<table class="data calibration-sizes"><thead><tr><th>size</th>'
+               "<th>payload round trip</th><th>memcpy</th><th>cross-core copy</th></tr>"
+               f"</thead><tbody>{''.join(per_size)}</tbody></table>" if per_size else "")
+            + notes_html + "</div>")
+    return out
+
+
+def calibration_section(runs):
+    """The floors the run measured, per placement, before the cases."""
+    multi = len(runs) > 1
+    parts, lines = [], []
+    for r, run in enumerate(runs):
+        prefix = f"{run.label}: " if multi else ""
+        if run.calibration:
+            tables = calibration_tables(run, r, multi)
+            if tables:
+                parts += tables
+            else:
+                lines.append(note(f"{prefix}the calibration has no per-placement figures "
+                                  "(a layout this report does not know), so none is shown."))
+        elif run.has_calibration_field:
+            lines.append(note(f"{prefix}calibration was skipped: "
+                              f"{run.calibration_note or 'no reason given'}."))
+        else:
+            lines.append(note(f"{prefix}no calibration in this file (the suite that wrote it "
+                              "did not measure the floors)."))
+    intro = note("Measured in the same run, on the cases' own CPUs: the floors no mechanism "
+                 "can beat. A same-cpu placement has no spinning floors (cache-line, payload "
+                 "round trip, cross-core copy): two processes on one CPU cannot spin against "
+                 "each other.") if parts else ""
+    body = intro + "".join(lines) + (
+        '<div class="calibration-grid">' + "".join(parts) + "</div>" if parts else "")
+    return ("calibration", "Calibration", body)
 
 
 def render_report(runs, size=None, title=None):
@@ -290,11 +535,15 @@ def render_report(runs, size=None, title=None):
         mechs += [m for m in run.mechanisms() if m not in mechs]
     styles = plots.Styles(mechs)
     size = choose_size(runs, size)
-    sections = plot_sections(runs, styles, size)
+    sections = [calibration_section(runs)] + plot_sections(runs, styles, size)
     sections.append(("cases", "All cases", note(
         "Click a column header to sort; click again to reverse. Values are medians over "
-        "repetitions when the run had several (cv: coefficient of variation of the time "
-        "per message).") + cases_table(runs)))
+        "repetitions when the run had several (cv: coefficient of variation across the "
+        "repetitions of p50 for latency, of throughput for throughput; over 5% is "
+        f"marked {UNSTABLE_MARK}). × floor: how far the case is from the floor that "
+        "applies to it (see the calibration). Cases flagged as measurement errors are "
+        "not listed here.") + cases_table(runs)))
+    sections.append(("flagged", "Flagged as measurement errors", flagged_table(runs)))
     sections.append(("problems", "Failed and skipped cases", problems_table(runs)))
     return template("report.html").substitute(
         title=escape(title or default_title(runs)),
@@ -328,6 +577,16 @@ def warnings_html(runs):
         if not run.complete:
             out.append(note(f"{run.label}: this run was interrupted ('complete': false); "
                             "cases not run appear as failed.", "warning"))
+        flagged = run.flagged_cases()
+        if flagged:
+            out.append(note(f"{run.label}: {len(flagged)} case(s) flagged as measurement "
+                            "errors by the sanity gate; they are not shown as results (see "
+                            "'Flagged as measurement errors').", "warning"))
+        unstable = run.unstable_cases()
+        if unstable:
+            out.append(note(f"{run.label}: {len(unstable)} case(s) unstable (cv over 5% "
+                            f"across repetitions), marked {UNSTABLE_MARK} in the case table.",
+                            "warning"))
     return "\n".join(out)
 
 
@@ -385,6 +644,9 @@ def unmatched_html(result):
     """Cases not compared: status changes and cases present on one side only."""
     items = [f"<li><code>{escape(label)}</code>: base {escape(b)}, new {escape(n)}: "
              f"<strong>{escape(what)}</strong></li>" for label, b, n, what in result.status_changes]
+    items += [f'<li class="flagged"><code>{escape(label)}</code>: <strong>flagged as a '
+              f"measurement error</strong>, not compared ({escape(reasons)})</li>"
+              for label, _b, _n, reasons in result.flagged]
     items += [f"<li><code>{escape(c.key.label())}</code>: only in base ({escape(c.status)})</li>"
               for c in result.only_base]
     items += [f"<li><code>{escape(c.key.label())}</code>: only in new ({escape(c.status)})</li>"

@@ -3,12 +3,17 @@
 One row per mechanism (per host, mode and placement when those vary), p50
 and p99 latency and throughput at a few sizes, the best of each column in
 bold, so a reviewer sees the standings without opening the HTML report.
+With calibration, a "× floor" column per size says how far each mechanism
+is from the floor that applies to it; unstable figures carry a marker, and
+cases flagged as measurement errors are listed, never tabulated.
 """
 
 from . import units
 
 DEFAULT_SIZES = (64, 1024, 16384, 262144)
 MAX_SIZES = 4
+UNSTABLE_MARK = "⚠"
+FLAGGED_CELL = "flagged"
 
 
 def summary_sizes(runs):
@@ -35,23 +40,31 @@ def row_keys(runs):
     return rows
 
 
-def _find(run, mech, mode, place, pattern, size):
-    for c in run.case_list(pattern):
+def _find(run, mech, mode, place, pattern, size, status="ok"):
+    for c in run.case_list(pattern, status):
         k = c.key
         if (k.mechanism, k.mode, k.placement, k.size) == (mech, mode, place, size):
             return c
     return None
 
 
-def columns(sizes):
-    """(header, pattern, field, formatter, lower_is_better) per column."""
+def has_floors(runs):
+    """True when some tabulated case has a floor ratio (file or calibration)."""
+    return any(r.floor_ratio(c) is not None for r in runs for c in r.case_list())
+
+
+def columns(sizes, floors=False):
+    """(header, pattern, field, formatter, lower_is_better, size) per column;
+    pattern None is the floor-ratio column (latency / throughput ratios)."""
     out = []
     for s in sizes:
         sz = units.size(s)
-        out.append((f"p50 {sz}", "latency", "p50_ns", units.ns, True))
-        out.append((f"p99 {sz}", "latency", "p99_ns", units.ns, True))
+        out.append((f"p50 {sz}", "latency", "p50_ns", units.ns, True, s))
+        out.append((f"p99 {sz}", "latency", "p99_ns", units.ns, True, s))
         out.append((f"throughput {sz}", "throughput", "bytes_per_second",
-                    units.bytes_per_second, False))
+                    units.bytes_per_second, False, s))
+        if floors:
+            out.append((f"× floor {sz}", None, "floor_ratio", units.ratio, True, s))
     return out
 
 
@@ -72,21 +85,52 @@ def row_label(mech, mode, place, runs):
     return " ".join(parts)
 
 
-def cell_value(run, mech, mode, place, column, size):
-    """The value of one cell, or None when the case was not measured."""
-    _header, pattern, fld, _fmt, _lower = column
-    case = _find(run, mech, mode, place, pattern, size)
+def cell_value(run, mech, mode, place, column, size=None):
+    """The value of one cell, or None when the case was not measured (or is
+    flagged: a measurement error is never a value in the table)."""
+    _header, pattern, fld, _fmt, _lower, col_size = column
+    case = _find(run, mech, mode, place, pattern, col_size if size is None else size)
     return case.value(fld) if case else None
+
+
+def cell_text(run, mech, mode, place, column, value, best):
+    """A cell's text: the value (bold when best), the unstable marker, or
+    'flagged' when the case is a measurement error."""
+    _header, pattern, fld, fmt, _lower, size = column
+    if pattern is None:
+        return floor_cell(run, mech, mode, place, size)
+    case = _find(run, mech, mode, place, pattern, size, status=None)
+    if case is not None and case.status == "flagged":
+        return FLAGGED_CELL
+    if value is None:
+        return "–"
+    text = fmt(value)
+    text = f"**{text}**" if value == best else text
+    if case.unstable and fld != "p99_ns":
+        text += f" {UNSTABLE_MARK}"
+    return text
+
+
+def floor_cell(run, mech, mode, place, size):
+    """'3.1× / 1.4×': the latency case's p50 / floor, then the floor /
+    throughput of the throughput case, at one size; '–' where none."""
+    parts = []
+    for pattern in ("latency", "throughput"):
+        case = _find(run, mech, mode, place, pattern, size)
+        ratio = run.floor_ratio(case) if case else None
+        parts.append(units.ratio(ratio) if ratio is not None else "–")
+    return "–" if parts == ["–", "–"] else " / ".join(parts)
 
 
 def table(runs):
     """The Markdown table, best value per column in bold."""
     sizes = summary_sizes(runs)
-    cols = columns(sizes)
+    cols = columns(sizes, has_floors(runs))
     rows = row_keys(runs)
-    grid = [[cell_value(run, m, mo, pl, col, sz) for col, sz in zip(cols, _col_sizes(sizes))]
+    grid = [[cell_value(run, m, mo, pl, col) if col[1] else None for col in cols]
             for run, m, mo, pl in rows]
-    best = [_best([g[j] for g in grid], cols[j][4]) for j in range(len(cols))]
+    best = [_best([g[j] for g in grid], cols[j][4]) if cols[j][1] else None
+            for j in range(len(cols))]
     multi = len(runs) > 1
     head = (["host"] if multi else []) + ["mechanism"] + [c[0] for c in cols]
     align = (["---"] if multi else []) + ["---"] + ["--:"] * len(cols)
@@ -95,14 +139,9 @@ def table(runs):
         cells = [run.label] if multi else []
         cells.append(row_label(m, mo, pl, runs))
         for j, v in enumerate(values):
-            text = cols[j][3](v) if v is not None else "–"
-            cells.append(f"**{text}**" if v is not None and v == best[j] else text)
+            cells.append(cell_text(run, m, mo, pl, cols[j], v, best[j]))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
-
-
-def _col_sizes(sizes):
-    return [s for s in sizes for _ in range(3)]
 
 
 def context_lines(runs):
@@ -120,14 +159,52 @@ def context_lines(runs):
             f"min time {cfg.get('min_time_s')} s"
             f"{f', median of {reps} repetitions' if reps > 1 else ''}"
             f"{'; **incomplete run**' if not run.complete else ''}")
+        cal = calibration_line(run)
+        if cal:
+            out.append(f"  - {cal}")
     return out
 
 
+def calibration_line(run):
+    """The harness's own cost and the calibration's state, one line."""
+    if run.calibration:
+        parts = []
+        if run.harness_ns is not None:
+            parts.append(f"harness cost {units.ns(run.harness_ns)} per round trip")
+        if run.clock_read_ns is not None:
+            parts.append(f"clock read {units.ns(run.clock_read_ns)}")
+        for place in run.calibration_placements():
+            rtt = run.calibrated(place, "cache_line_rtt_ns")
+            futex = run.calibrated(place, "futex_rtt_ns")
+            figs = [f"cache-line round trip {units.ns(rtt)}" if rtt else "",
+                    f"futex round trip {units.ns(futex)}" if futex else ""]
+            figs = [f for f in figs if f]
+            if figs:
+                parts.append(f"{place}: {', '.join(figs)}")
+        return "calibration: " + "; ".join(parts) if parts else "calibration: no figures"
+    if run.has_calibration_field:
+        return f"calibration skipped: {run.calibration_note or 'no reason given'}"
+    return ""
+
+
+def flagged_line(run, prefix=""):
+    """One line listing the cases the sanity gate flagged, with reasons."""
+    flagged = run.flagged_cases()
+    if not flagged:
+        return None
+    items = "; ".join(f"`{c.key.label()}` ({c.message})" for c in flagged)
+    return (f"- {prefix}**flagged as measurement errors** (not results, left out of the "
+            f"table): {items}")
+
+
 def problems_lines(runs):
-    """Failed cases with reasons, and a count of skipped ones."""
+    """Flagged cases, failed cases with reasons, and a count of skipped ones."""
     out = []
     for run in runs:
         prefix = f"{run.label}: " if len(runs) > 1 else ""
+        line = flagged_line(run, prefix)
+        if line:
+            out.append(line)
         failed = [c for c in run.cases.values() if c.status == "failed"]
         skipped = [c for c in run.cases.values() if c.status == "skipped"]
         for c in failed:
@@ -146,6 +223,13 @@ def render_summary(runs):
              "p50/p99: round-trip latency of the latency pattern (ping-pong); throughput: "
              "payload bytes per second of the throughput pattern (decimal units). "
              "**Bold**: best in its column."]
+    if has_floors(runs):
+        parts[-1] += (" × floor: latency p50 / its floor, then the floor's bandwidth / "
+                      "throughput (1× is at the floor).")
+    if any(c.unstable for r in runs for c in r.case_list()):
+        parts[-1] += (f" {UNSTABLE_MARK}: unstable (cv across repetitions over 5%).")
+    if any(r.flagged_cases() for r in runs):
+        parts[-1] += f" {FLAGGED_CELL}: a measurement error (see below), not a result."
     problems = problems_lines(runs)
     if problems:
         parts += ["", *problems]

@@ -4,7 +4,11 @@ The CI gate runs base and head interleaved in rounds so that both see the
 same machine conditions; merging a side's rounds gives compare one file per
 side with every repetition in it (enough for the significance test).
 Aggregate entries are dropped: they summarise one round only, and the
-reports fall back to the iteration entries.
+reports fall back to the iteration entries. For the same reason the
+per-round stability fields (cv, cv_metric, unstable) are dropped: the
+reports compute the cv of the pooled repetitions. The calibration is the
+first run's; the flagged cases are those of every run (a case one round
+flagged stays flagged).
 """
 
 import copy
@@ -22,7 +26,10 @@ def merge(runs):
     for run in runs:
         for entry in run.raw["benchmarks"]:
             if entry["run_type"] == "iteration":
-                groups.setdefault(entry["run_name"], []).append(copy.deepcopy(entry))
+                entry = copy.deepcopy(entry)
+                for key in PER_ROUND_FIELDS:
+                    entry.pop(key, None)
+                groups.setdefault(entry["run_name"], []).append(entry)
     benchmarks = []
     for entries in groups.values():
         for i, entry in enumerate(entries):
@@ -32,10 +39,26 @@ def merge(runs):
     meta = copy.deepcopy(first["ipcbench"])
     meta["complete"] = all(r.complete for r in runs)
     meta["failed"] = _failed(runs)
+    if any("flagged" in r.meta for r in runs):
+        meta["flagged"] = _flagged(runs)
     meta["configuration"]["repetitions"] = max(len(e) for e in groups.values()) if groups else 1
     meta["merged_from"] = [str(r.path) for r in runs]
     return {"context": copy.deepcopy(first.get("context", {})), "benchmarks": benchmarks,
             "ipcbench": meta}
+
+
+PER_ROUND_FIELDS = ("cv", "cv_metric", "unstable")
+
+
+def _flagged(runs):
+    """The union of the runs' flagged lists, once per case name."""
+    seen, out = set(), []
+    for run in runs:
+        for item in run.flagged:
+            if item.get("name") not in seen:
+                seen.add(item.get("name"))
+                out.append(item)
+    return out
 
 
 def _failed(runs):

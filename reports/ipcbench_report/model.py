@@ -26,8 +26,23 @@ NUMERIC_FIELDS = (
     "iterations", "real_time", "cpu_time", "messages", "messages_lost",
     "bytes_per_second", "items_per_second", "runner_cpu_ns_per_msg",
     "peer_cpu_ns_per_msg", "runner_ctx_switches_per_msg", "peer_ctx_switches_per_msg",
-    "samples", *LATENCY_FIELDS, "histogram_samples", "floor", "floor_ratio",
+    "samples", *LATENCY_FIELDS, "histogram_samples",
 )
+
+# The calibration floors a case can be measured against (the file's 'floor'
+# names), with how a person reads them and which kind of figure they are.
+FLOOR_NAMES = {
+    "payload_rtt": ("payload round trip", "latency"),
+    "futex_rtt": ("futex wake-up round trip", "latency"),
+    "cross_core_copy": ("cross-core copy", "throughput"),
+    "memcpy": ("memcpy", "throughput"),
+    # Only the report's own fallback (a file without per-case floor fields):
+    "cache_line_rtt": ("cache-line round trip", "latency"),
+}
+# A case is unstable when its metric varies more than this across repetitions
+# (the suite's own rule; used only when a file does not say).
+UNSTABLE_CV = 0.05
+CV_METRICS = {"latency": "p50_ns", "throughput": "bytes_per_second"}
 
 
 class InputError(Exception):
@@ -66,6 +81,47 @@ class CaseKey:
         return (self.mechanism, self.mode, self.pattern, self.size)
 
 
+@dataclass(frozen=True)
+class Floor:
+    """The floor a case is measured against: its name (a FLOOR_NAMES key),
+    figure (ns or bytes/s), the case's ratio to it, or why none applies.
+    source is 'file' (the case's own fields, the truth) or 'calibration'
+    (computed by the report for a file without them)."""
+
+    name: str | None = None
+    value: float | None = None
+    ratio: float | None = None
+    note: str = ""
+    source: str = "file"
+
+    @property
+    def label(self):
+        return FLOOR_NAMES.get(self.name, (self.name or "", ""))[0]
+
+    @property
+    def kind(self):
+        return FLOOR_NAMES.get(self.name, ("", ""))[1]
+
+    def value_text(self):
+        if self.value is None:
+            return ""
+        return (units.ns(self.value) if self.kind == "latency"
+                else units.bytes_per_second(self.value))
+
+
+@dataclass(frozen=True)
+class Stability:
+    """How much a case's figure varied across its repetitions: cv of metric
+    (a fraction), and whether that makes it unstable. source says where it
+    came from: 'file' (the suite's cv field), 'aggregate' (Google Benchmark's
+    cv aggregate of the metric), 'samples' (computed from the repetitions)."""
+
+    cv: float
+    metric: str
+    unstable: bool
+    source: str = "file"
+
+
 @dataclass
 class Case:
     """All entries of one case in one file: its repetitions and aggregates."""
@@ -86,26 +142,49 @@ class Case:
                 if e["run_type"] == "aggregate" and not e.get("error_occurred")
                 and not e.get("skipped")}
 
+    # Set by the loader from ipcbench.flagged when the entries themselves do
+    # not say (the per-entry measurement_error is the primary record).
+    flagged_reason: str = ""
+
     @property
     def status(self):
-        """'failed' wins over 'skipped' wins over 'ok': one failed repetition
-        makes the whole case untrustworthy."""
+        """'failed' wins over 'skipped' wins over 'flagged' wins over 'ok':
+        one failed repetition makes the whole case untrustworthy, and a case
+        the sanity gate flagged was measured but is a measurement error, not
+        a result."""
         if any(e.get("error_occurred") for e in self.entries):
             return "failed"
         if any(e.get("skipped") for e in self.entries):
             return "skipped"
-        return "ok" if self.iterations else "failed"
+        if not self.iterations:
+            return "failed"
+        return "flagged" if self.measurement_error else "ok"
 
     @property
     def message(self):
-        """The failure or skip reason ('' for a measured case)."""
+        """The failure, skip or measurement-error reason ('' for a result)."""
         for e in self.entries:
             if e.get("error_occurred"):
                 return e.get("error_message", "")
         for e in self.entries:
             if e.get("skipped"):
                 return e.get("skip_message", "")
-        return "" if self.iterations else "no measured repetition"
+        if not self.iterations:
+            return "no measured repetition"
+        return self.measurement_error
+
+    @property
+    def measurement_error(self):
+        """Why the sanity gate flagged the case, or '' when it did not."""
+        for e in self.entries:
+            reason = e.get("measurement_error")
+            if isinstance(reason, str) and reason:
+                return reason
+        return self.flagged_reason
+
+    @property
+    def flagged(self):
+        return self.status == "flagged"
 
     @property
     def ok(self):
@@ -135,9 +214,10 @@ class Case:
         """The case's representative value of a numeric field, or None.
 
         Median over repetitions (Google Benchmark's median aggregate, or the
-        median of the iteration values when the file has no aggregates)."""
+        median of the iteration values when the file has no aggregates or
+        its aggregate lacks the field)."""
         entry = self._representative_entry()
-        if entry is not None:
+        if entry is not None and name in entry:
             v = entry.get(name)
             return v if units.is_number(v) else None
         values = self.samples(name)
@@ -152,6 +232,66 @@ class Case:
         entry = self.aggregates.get("cv")
         v = entry.get(name) if entry else None
         return v if units.is_number(v) else None
+
+    def field(self, name):
+        """A per-case field the suite writes on every entry of a case (floor,
+        cv, ...): (True, value) from the representative entry, else from the
+        first measured entry that has it; (False, None) when no entry has it."""
+        entry = self._representative_entry()
+        measured = [e for e in self.entries
+                    if not e.get("error_occurred") and not e.get("skipped")]
+        for e in ([entry] if entry is not None else []) + measured:
+            if name in e:
+                return True, e[name]
+        return False, None
+
+    def floor(self):
+        """The case's own floor fields (floor, floor_value, floor_ratio,
+        floor_note) as a Floor, or None when the file does not carry them."""
+        has_name, name = self.field("floor")
+        has_ratio = self.field("floor_ratio")[0]
+        if not has_name and not has_ratio:
+            return None
+        name = name if isinstance(name, str) else None
+        value = self.field("floor_value")[1]
+        ratio = self.value("floor_ratio")
+        note = self.field("floor_note")[1]
+        return Floor(name, value if units.is_number(value) else None,
+                     ratio, note if isinstance(note, str) else "", "file")
+
+    def stability(self):
+        """The case's variation across repetitions as a Stability, or None
+        (a single repetition). The suite's cv fields are the truth; for a
+        file without them, Google Benchmark's cv aggregate of the same metric,
+        else the cv computed from the repetitions."""
+        has_cv, cv = self.field("cv")
+        metric = CV_METRICS.get(self.key.pattern, "p50_ns")
+        if has_cv and units.is_number(cv):
+            has_metric, m = self.field("cv_metric")
+            unstable = self.field("unstable")[1]
+            if not isinstance(unstable, bool):
+                unstable = cv > UNSTABLE_CV
+            return Stability(cv, m if has_metric and isinstance(m, str) else metric,
+                             unstable, "file")
+        v = self.cv(metric)
+        if v is not None:
+            return Stability(v, metric, v > UNSTABLE_CV, "aggregate")
+        values = self.samples(metric)
+        if len(values) >= 2 and statistics.fmean(values) > 0:
+            v = statistics.stdev(values) / statistics.fmean(values)
+            return Stability(v, metric, v > UNSTABLE_CV, "samples")
+        return None
+
+    @property
+    def unstable(self):
+        st = self.stability()
+        return bool(st and st.unstable)
+
+    def figure(self):
+        """(field, value) of the case's headline figure: p50 for latency,
+        bytes/s for throughput."""
+        fld = CV_METRICS.get(self.key.pattern, "p50_ns")
+        return fld, self.value(fld)
 
     def histogram(self):
         """[(percentile, value_ns)] of all repetitions merged (an aggregate
@@ -202,10 +342,68 @@ class Run:
 
     @property
     def calibration(self):
-        """The calibration floors, when the suite measured them (a later
-        schema adds them); None otherwise."""
+        """The calibration (ipcbench.calibration) when the suite measured it,
+        None when it was skipped or the file predates it."""
         cal = self.meta.get("calibration")
         return cal if isinstance(cal, dict) and cal else None
+
+    @property
+    def has_calibration_field(self):
+        """True when the file is from a suite that calibrates (the key is
+        there, even if null because calibration was skipped)."""
+        return "calibration" in self.meta
+
+    @property
+    def calibration_note(self):
+        """Why there is no calibration ('' when there is one, or none was
+        expected)."""
+        note = self.meta.get("calibration_note")
+        return note if isinstance(note, str) else ""
+
+    def calibration_placements(self):
+        """{placement: figures} of the calibration, in the file's order; empty
+        without calibration (or with a layout this tool does not know, such
+        as the flat one of early development files)."""
+        per = (self.calibration or {}).get("placements")
+        if not isinstance(per, dict):
+            return {}
+        return {p: v for p, v in per.items() if isinstance(v, dict)}
+
+    def calibration_for(self, placement):
+        """The calibration figures measured on one placement's CPUs (a dict:
+        cache_line_rtt_ns, payload_rtt_ns by size, ...), or None."""
+        return self.calibration_placements().get(placement)
+
+    @property
+    def harness_ns(self):
+        """The harness's own cost per round trip (calibration.harness_ns), or None."""
+        v = (self.calibration or {}).get("harness_ns")
+        return v if units.is_number(v) else None
+
+    @property
+    def clock_read_ns(self):
+        v = (self.calibration or {}).get("clock_read_ns")
+        return v if units.is_number(v) else None
+
+    @property
+    def flagged(self):
+        """[{'name', 'reason'}]: the cases the sanity gate flagged (ipcbench.flagged)."""
+        items = self.meta.get("flagged")
+        return [f for f in items if isinstance(f, dict)] if isinstance(items, list) else []
+
+    def flagged_cases(self):
+        return [c for c in self.cases.values() if c.status == "flagged"]
+
+    def unstable_cases(self):
+        return [c for c in self.case_list() if c.unstable]
+
+    def configured_placements(self):
+        """The placements the run was asked for (configuration.placements),
+        else those its cases ran under."""
+        configured = self.config.get("placements")
+        if isinstance(configured, list) and configured:
+            return [p for p in configured if isinstance(p, str)]
+        return self.placements(status=None)
 
     @property
     def date(self):
@@ -236,36 +434,57 @@ class Run:
     def sizes(self, pattern=None):
         return sorted({c.key.size for c in self.case_list(pattern)})
 
-    def latency_floor_ns(self, size):
-        """The calibrated round-trip floor for a message size: the payload
-        round trip measured at that size, else the cache-line round trip
-        (a lower bound for every size)."""
-        cal = self.calibration or {}
-        per_size = cal.get("payload_rtt_ns")
-        if isinstance(per_size, dict) and units.is_number(per_size.get(str(size))):
-            return per_size[str(size)]
-        v = cal.get("cache_line_rtt_ns")
-        return v if units.is_number(v) else None
+    def calibrated(self, placement, name, size=None):
+        """One calibration figure of a placement: a plain one (futex_rtt_ns)
+        or, with size, the per-size one (payload_rtt_ns['64']); None when it
+        was not measured."""
+        v = (self.calibration_for(placement) or {}).get(name)
+        if size is not None:
+            v = v.get(str(size)) if isinstance(v, dict) else None
+        return v if units.is_number(v) and v > 0 else None
 
-    def bandwidth_ceiling(self, size):
+    def latency_floor(self, placement, size):
+        """(name, ns) of the lowest round trip the calibration allows at a
+        size on a placement: the payload round trip at that size, else the
+        cache-line round trip (a lower bound for every size); (None, None)."""
+        v = self.calibrated(placement, "payload_rtt_ns", size)
+        if v is not None:
+            return "payload_rtt", v
+        v = self.calibrated(placement, "cache_line_rtt_ns")
+        if v is not None:
+            return "cache_line_rtt", v
+        return None, None
+
+    def latency_floor_ns(self, size, placement="cross-cpu"):
+        return self.latency_floor(placement, size)[1]
+
+    def bandwidth_ceiling(self, size, placement="cross-cpu"):
         """The calibrated memcpy bandwidth for a size, the ceiling no
         mechanism that copies the payload can beat; None when not measured."""
-        per_size = (self.calibration or {}).get("memcpy_bytes_per_second")
-        if isinstance(per_size, dict) and units.is_number(per_size.get(str(size))):
-            return per_size[str(size)]
-        return None
+        return self.calibrated(placement, "memcpy_bytes_per_second", size)
+
+    def floor(self, case):
+        """The floor a case is measured against, as a Floor, or None.
+
+        The case's own fields (floor, floor_value, floor_ratio, floor_note)
+        are the truth, even when they say no floor applies. Only a case
+        without them (a file from before per-case floors) gets one computed
+        here: p50 over the payload round trip calibrated on its placement."""
+        own = case.floor()
+        if own is not None:
+            return own
+        if case.key.pattern != "latency" or case.status not in ("ok", "flagged"):
+            return None
+        name, floor = self.latency_floor(case.key.placement, case.key.size)
+        p50 = case.value("p50_ns")
+        if floor is None or p50 is None:
+            return None
+        return Floor(name, floor, p50 / floor, "", "calibration")
 
     def floor_ratio(self, case):
-        """measured / floor for a case: the suite's own floor_ratio when the
-        file carries one, else p50 over the calibrated latency floor."""
-        v = case.value("floor_ratio")
-        if v is not None:
-            return v
-        if case.key.pattern == "latency" and case.ok:
-            floor, p50 = self.latency_floor_ns(case.key.size), case.value("p50_ns")
-            if floor and p50 is not None:
-                return p50 / floor
-        return None
+        """measured / floor for a case (see floor()), or None."""
+        f = self.floor(case)
+        return f.ratio if f is not None else None
 
 
 def _ordered(items):
@@ -353,12 +572,24 @@ def _check_schema(path, data, schema_path):
 
 
 def _cases(data):
-    """Groups the benchmark entries by case key, keeping file order."""
+    """Groups the benchmark entries by case key, keeping file order; a case
+    named in ipcbench.flagged is flagged even if its entries do not say."""
     cases = {}
     for entry in data["benchmarks"]:
         key = CaseKey(entry["mechanism"], entry["mode"], entry["pattern"],
                       int(entry["message_size"]), entry["placement"])
         cases.setdefault(key, Case(key)).entries.append(entry)
+    flagged = data.get("ipcbench", {}).get("flagged")
+    reasons = {f.get("name"): f.get("reason") or "flagged by the sanity gate"
+               for f in (flagged if isinstance(flagged, list) else [])
+               if isinstance(f, dict)}
+    if reasons:
+        for case in cases.values():
+            for e in case.entries:
+                reason = reasons.get(e.get("run_name")) or reasons.get(e.get("name"))
+                if reason:
+                    case.flagged_reason = str(reason)
+                    break
     return cases
 
 

@@ -400,8 +400,9 @@ def _label_isolated(ax, points, min_gap=0.12):
 def _cpu_bars(ax, cases, styles):
     """Stacked bars: how the CPU cost splits between runner and peer."""
     cases = sorted(cases, key=lambda c: c.cpu_ns_per_msg())
+    several = len({c.key.placement for c in cases}) > 1
     labels = [c.key.mechanism + ("" if c.key.mode == "sync" else f" ({c.key.mode})")
-              for c in cases]
+              + (f" [{c.key.placement}]" if several else "") for c in cases]
     runner = [c.value("runner_cpu_ns_per_msg") for c in cases]
     peer = [c.value("peer_cpu_ns_per_msg") for c in cases]
     ypos = list(range(len(cases)))
@@ -513,57 +514,95 @@ def across_hosts(runs, size):
     return fig
 
 
-def floor_plot(runs, styles):
-    """Each mechanism next to the calibrated floor: p50 against size with the
-    floor drawn as a black line (left), and measured/floor (right)."""
-    runs = [r for r in runs if r.calibration]
-    fig, axes = new_figure(len(runs), 2, height=4.6)
+# How each floor is drawn: black, told apart by line style.
+FLOOR_LINESTYLES = {"payload_rtt": "-", "futex_rtt": (0, (5, 3)), "cache_line_rtt": ":",
+                    "cross_core_copy": "-", "memcpy": (0, (5, 3))}
+
+
+def floor_points(run, placement, pattern):
+    """{(mechanism, mode): [(size, figure, Floor)]} of one placement's
+    measured cases (never flagged ones) that have a floor with a figure."""
+    fld = "p50_ns" if pattern == "latency" else "bytes_per_second"
+    series = {}
+    for (mech, mode, place), cases in group_series(run, pattern).items():
+        if place != placement:
+            continue
+        for c in cases:
+            f, v = run.floor(c), c.value(fld)
+            if f is not None and f.name and f.value and v:
+                series.setdefault((mech, mode), []).append((c.key.size, v, f))
+    return series
+
+
+def has_floor_data(run, placement):
+    return any(floor_points(run, placement, p) for p in ("latency", "throughput"))
+
+
+def floor_plot(run, placement, styles):
+    """One placement's cases against their own floors: per pattern, the
+    figure against size with each floor drawn as a black line (left), and
+    the ratio to the floor (right). The floors come from the cases' floor
+    fields, so each case is drawn against the floor that applies to it."""
+    patterns = [p for p in ("latency", "throughput") if floor_points(run, placement, p)]
+    fig, axes = new_figure(len(patterns), 2, height=4.4)
     legend = LegendCollector()
-    for r, run in enumerate(runs):
-        lat_ax, ratio_ax = axes[2 * r], axes[2 * r + 1]
-        sizes, ys, ratios = run.sizes("latency"), [], []
-        for (mech, mode, _pl), cases in group_series(run, "latency").items():
+    with_mode = len(run.modes()) > 1
+    for r, pattern in enumerate(patterns):
+        fig_ax, ratio_ax = axes[2 * r], axes[2 * r + 1]
+        series = floor_points(run, placement, pattern)
+        ys, ratios, sizes, floors = [], [], set(), {}
+        for (mech, mode), pts in series.items():
             style = styles.of(mech, mode)
-            pts = [(c.key.size, c.value("p50_ns"), run.floor_ratio(c)) for c in cases]
-            pts = [p for p in pts if p[1]]
-            if not pts:
-                continue
-            (line,) = lat_ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.4, ms=5, **style)
-            tag(line, f"floor-latency-{mech}")
-            rp = [(p[0], p[2]) for p in pts if p[2]]
+            (line,) = fig_ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.4, ms=5,
+                                  **style)
+            tag(line, f"floor-{pattern}-{mech}")
+            rp = [(p[0], p[2].ratio) for p in pts if p[2].ratio]
             if rp:
-                (rl,) = ratio_ax.plot([p[0] for p in rp], [p[1] for p in rp], lw=1.4, ms=5, **style)
-                tag(rl, f"floor-ratio-{mech}")
+                (rl,) = ratio_ax.plot([p[0] for p in rp], [p[1] for p in rp], lw=1.4, ms=5,
+                                      **style)
+                tag(rl, f"floor-ratio-{pattern}-{mech}")
                 ratios += [p[1] for p in rp]
-            legend.add(mech if not varies(runs)[0] else f"{mech} ({mode})", style)
+            legend.add(f"{mech} ({mode})" if with_mode else mech, style)
             ys += [p[1] for p in pts]
-        floor = [(s, run.latency_floor_ns(s)) for s in sizes]
-        floor = [f for f in floor if f[1]]
-        if floor:
-            (fl,) = lat_ax.plot([f[0] for f in floor], [f[1] for f in floor], color="black",
-                                lw=2.5, linestyle="-", marker="_", ms=12, zorder=5)
-            tag(fl, "floor-line")
-            legend.add("calibration floor", {"color": "black", "marker": "_",
-                                              "markerfacecolor": "black",
-                                              "markeredgecolor": "black", "linestyle": "-"})
-            ys += [f[1] for f in floor]
-        for ax in (lat_ax, ratio_ax):
+            sizes.update(p[0] for p in pts)
+            for size, _v, f in pts:
+                floors.setdefault(f.name, {})[size] = f.value
+        for name, by_size in floors.items():
+            xs = sorted(by_size)
+            (fl,) = fig_ax.plot(xs, [by_size[x] for x in xs], color="black", lw=2.2,
+                                linestyle=FLOOR_LINESTYLES.get(name, "-"), marker="_", ms=12,
+                                zorder=5)
+            tag(fl, f"floor-line-{name}")
+            label = f"floor: {_floor_label(name)}"
+            legend.add(label, {"color": "black", "marker": "_", "markerfacecolor": "black",
+                               "markeredgecolor": "black",
+                               "linestyle": FLOOR_LINESTYLES.get(name, "-")})
+            ys += list(by_size.values())
+        sizes = sorted(sizes)
+        for ax in (fig_ax, ratio_ax):
             size_axis(ax, sizes)
             ax.set_yscale("log")
+        fmt = ns_formatter() if pattern == "latency" else bps_formatter()
         if ys:
-            decade_ticks(lat_ax, "y", min(ys) / 1.5, max(ys) * 1.5, ns_formatter())
-            lat_ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
-        lat_ax.set_ylabel("p50 round-trip latency (log scale)")
+            decade_ticks(fig_ax, "y", min(ys) / 1.5, max(ys) * 1.5, fmt)
+            fig_ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
+        fig_ax.set_ylabel("p50 round trip (log scale)" if pattern == "latency"
+                          else "throughput (bytes/s, log scale)")
         ratio_ax.axhline(1, color="black", lw=1.5)
         if ratios:
-            ratio_ax.set_ylim(min(0.8, min(ratios) / 1.3), max(ratios) * 1.5)
-            decade_ticks(ratio_ax, "y", min(0.8, min(ratios) / 1.3), max(ratios) * 1.5,
-                         FuncFormatter(lambda v, _p: f"{v:g}×"))
-        ratio_ax.set_ylabel("p50 / floor (× the floor, log scale)")
-        if len(runs) > 1:
-            lat_ax.set_title(run.label, fontsize=10, loc="left")
+            lo, hi = min(0.8, min(ratios) / 1.3), max(2.0, max(ratios) * 1.5)
+            ratio_ax.set_ylim(lo, hi)
+            decade_ticks(ratio_ax, "y", lo, hi, FuncFormatter(lambda v, _p: f"{v:g}×"))
+        ratio_ax.set_ylabel("p50 / floor (× the floor, log scale)" if pattern == "latency"
+                            else "floor / throughput (× the floor, log scale)")
+        fig_ax.set_title(f"{pattern}, {placement}", fontsize=10, loc="left")
     legend_below(fig, legend.handles, legend.labels, axes[1])
     return fig
+
+
+def _floor_label(name):
+    from .model import FLOOR_NAMES
+    return FLOOR_NAMES.get(name, (name, ""))[0]
 
 
 def compare_changes(rows, threshold):

@@ -50,6 +50,26 @@ def real_result_reps(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def real_result_placements(tmp_path_factory):
+    """A real result over two placements with repetitions (calibration,
+    floors and cv when the suite writes them). Skips when the built suite
+    has no --placement yet or the machine has fewer than two CPUs."""
+    binary = _binary()
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: a cross-cpu placement needs two")
+    out = tmp_path_factory.mktemp("placements") / "placements.json"
+    proc = subprocess.run([binary, "run", "--placement", "cross-cpu,same-cpu",
+                           "--mechanisms", "pipe,shm-spin", "--sizes", "64",
+                           "--min-time", "0.01", "--repetitions", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=240)
+    if proc.returncode == 2 and "placement" in proc.stderr:
+        pytest.skip(f"this ipcbench has no --placement yet: {proc.stderr.strip()[:200]}")
+    assert proc.returncode in (0, 1), f"ipcbench run failed ({proc.returncode}): {proc.stderr}"
+    assert out.is_file(), f"ipcbench wrote no result file: {proc.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
 def chromium():
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent (apt-get install chromium); "

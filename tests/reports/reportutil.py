@@ -79,3 +79,168 @@ def drawn_data_groups(svg):
                 count += 1
                 break
     return count
+
+
+# --- Fabricating the calibration, floor, flag and stability fields ------------
+# The golden files predate them; these helpers add them as the suite writes
+# them (docs/result.schema.json), so the tests do not depend on a binary that
+# writes them yet.
+
+SPINNING = ("shm-spin",)          # latency floor: the payload round trip
+SHARED_MEMORY = ("shm-spin", "shm-futex", "boost-shm")   # throughput floor: cross-core copy
+
+
+def calibration(placements=("cross-cpu",), sizes=(64, 1024, 16384), cpus=None):
+    """An ipcbench.calibration object in the per-placement shape, with
+    figures that are easy to recognise in a rendered report."""
+    cpus = cpus or {"cross-cpu": [0, 1], "same-cpu": [0, 0], "unpinned": []}
+    out = {"clock_read_ns": 9.1, "harness_ns": 21.5, "duration_s": 2.3, "placements": {}}
+    for place in placements:
+        same = place == "same-cpu"
+        out["placements"][place] = {
+            "cpus": cpus[place],
+            "cache_line_rtt_ns": None if same else 181.0,
+            "cache_line_rtt_min_ns": None if same else 152.0,
+            "payload_rtt_ns": None if same else {str(s): 190.0 + s / 8 for s in sizes},
+            "futex_rtt_ns": 4100.0 if same else 41300.0,
+            "memcpy_bytes_per_second": {str(s): 2.1e10 + s * 1e4 for s in sizes},
+            "cross_core_copy_bytes_per_second": (
+                None if same else {str(s): 1.1e9 + s * 1e5 for s in sizes}),
+            "notes": (["same-cpu: spinning floors skipped: both processes share one CPU"]
+                      if same else []),
+        }
+    return out
+
+
+def case_entries(doc, mechanism, pattern, size, placement=None, mode="sync"):
+    """Every entry (iterations and aggregates) of one case."""
+    return [e for e in doc["benchmarks"]
+            if e["mechanism"] == mechanism and e["pattern"] == pattern
+            and e["message_size"] == size and e["mode"] == mode
+            and (placement is None or e["placement"] == placement)]
+
+
+def floor_for(entry):
+    """The floor name the suite would pick for an entry's mechanism and pattern."""
+    if entry["pattern"] == "latency":
+        return "payload_rtt" if entry["mechanism"] in SPINNING else "futex_rtt"
+    return "cross_core_copy" if entry["mechanism"] in SHARED_MEMORY else "memcpy"
+
+
+def _floor_value(cal, entry, name):
+    place = cal["placements"].get(entry["placement"]) or {}
+    key = {"payload_rtt": "payload_rtt_ns", "futex_rtt": "futex_rtt_ns",
+           "cross_core_copy": "cross_core_copy_bytes_per_second",
+           "memcpy": "memcpy_bytes_per_second"}[name]
+    v = place.get(key)
+    return v.get(str(entry["message_size"])) if isinstance(v, dict) else v
+
+
+def set_floor(entry, name, value, note="no floor applies"):
+    """Puts floor, floor_value and floor_ratio on one entry (the ratio from
+    its own figures, as the suite computes it); name None: floor_note instead."""
+    if name is None or value is None:
+        entry.update(floor=None, floor_value=None, floor_ratio=None, floor_note=note)
+        return entry
+    if entry["pattern"] == "latency":
+        ratio = entry["p50_ns"] / value if "p50_ns" in entry else None
+    else:
+        bps = entry.get("bytes_per_second")
+        ratio = value / bps if bps else None
+    if ratio is None:
+        entry.update(floor=None, floor_value=None, floor_ratio=None,
+                     floor_note="not measured")
+    else:
+        entry.update(floor=name, floor_value=value, floor_ratio=ratio)
+        entry.pop("floor_note", None)
+    return entry
+
+
+def add_calibration(doc, placements=None, sizes=None):
+    """A copy of doc as a suite with calibration writes it: calibration per
+    placement, configuration.placements/calibration, an empty flagged list,
+    and every measured entry's floor fields."""
+    doc = copy.deepcopy(doc)
+    placements = placements or sorted({e["placement"] for e in doc["benchmarks"]
+                                       if e["placement"] != "unknown"})
+    sizes = sizes or doc["ipcbench"]["configuration"]["sizes"]
+    cal = calibration(placements, sizes)
+    meta = doc["ipcbench"]
+    meta["calibration"] = cal
+    meta["configuration"]["placements"] = list(placements)
+    meta["configuration"]["calibration"] = True
+    meta.setdefault("flagged", [])
+    for e in doc["benchmarks"]:
+        if e.get("skipped") or e.get("error_occurred"):
+            continue
+        if e["run_type"] == "aggregate" and e.get("aggregate_name") in ("stddev", "cv"):
+            continue
+        name = floor_for(e)
+        value = _floor_value(cal, e, name)
+        set_floor(e, name if value else None, value,
+                  note=f"{e['placement']} placement: spinning floors do not apply")
+    return doc
+
+
+def flag(doc, mechanism, pattern, size, reason, placement=None):
+    """Marks a case as the sanity gate does: measurement_error on every
+    entry, and the case in ipcbench.flagged. Returns the doc."""
+    entries = case_entries(doc, mechanism, pattern, size, placement)
+    assert entries, f"no case {mechanism}/{pattern}/{size}"
+    for e in entries:
+        e["measurement_error"] = reason
+    doc["ipcbench"].setdefault("flagged", []).append(
+        {"name": entries[0]["run_name"], "reason": reason})
+    return doc
+
+
+def set_cv(doc, mechanism, pattern, size, cv, placement=None):
+    """Gives a case the stability fields of a run with repetitions."""
+    for e in case_entries(doc, mechanism, pattern, size, placement):
+        e.update(cv=cv, cv_metric="p50_ns" if pattern == "latency" else "bytes_per_second",
+                 unstable=cv > 0.05)
+    return doc
+
+
+def add_placement(doc, placement, cpus, factor=1.0):
+    """A copy of doc whose every case also ran under another placement
+    (names gain the placement suffix, as with several --placement values);
+    the new cases' figures are the old ones scaled like doctor()."""
+    doc = copy.deepcopy(doc)
+    first = sorted({e["placement"] for e in doc["benchmarks"] if e["placement"] != "unknown"})
+    extra = doctor({"benchmarks": doc["benchmarks"]}, factor)["benchmarks"]
+
+    def suffix(entry, place):
+        for k in ("name", "run_name"):
+            entry[k] = entry[k].replace("/manual_time", f"/{place}/manual_time", 1)
+
+    for e in doc["benchmarks"]:
+        suffix(e, e["placement"] if e["placement"] != "unknown" else first[0])
+    for e in extra:
+        suffix(e, placement)
+        if e["placement"] != "unknown":
+            e["placement"], e["cpus"] = placement, list(cpus)
+    doc["benchmarks"] += extra
+    doc["ipcbench"]["configuration"]["placements"] = first + [placement]
+    return doc
+
+
+def html_table(page, table_id):
+    """The body rows of the HTML table with that id, as lists of cell texts
+    (tags stripped, entities decoded); [] when the table is absent."""
+    import html as _html
+    m = re.search(rf'<table[^>]*id="{re.escape(table_id)}".*?</table>', page, flags=re.S)
+    if not m:
+        return []
+    body = m.group(0).split("<tbody>", 1)[-1]
+    rows = re.findall(r"<tr\b[^>]*>(.*?)</tr>", body, flags=re.S)
+    return [[_html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+             for c in re.findall(r"<td\b[^>]*>(.*?)</td>", r, flags=re.S)] for r in rows]
+
+
+def figure_svg(page, fig_id):
+    """The inline SVG of the figure with id 'fig-<fig_id>', or None."""
+    m = re.search(rf'<figure class="plot" id="fig-{re.escape(fig_id)}">(.*?)</figure>', page,
+                  flags=re.S)
+    found = svgs(m.group(1)) if m else []
+    return found[0] if found else None

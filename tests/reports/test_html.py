@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from reportutil import DATA, doctor, drawn_data_groups, load, run_script, save, svgs
+from reportutil import (DATA, add_calibration, doctor, drawn_data_groups, figure_svg, load,
+                        run_script, save, svgs)
 
 MAIN_FIGURES = ("fig-latency", "fig-throughput", "fig-distribution", "fig-cpu")
 
@@ -43,10 +44,14 @@ def test_real_run_report(tmp_path, real_result):
         assert text in html
     for mech in ("pipe", "uds-stream", "tcp"):
         assert mech in html
-    # one table row per case
-    cases = {(e["mechanism"], e["mode"], e["pattern"], e["message_size"])
-             for e in run["benchmarks"]}
-    rows = re.findall(r"<tr><td", html.split('id="cases-table"')[1].split("</table>")[0])
+    # one table row per case, except those flagged as measurement errors
+    cases = {(e["mechanism"], e["mode"], e["pattern"], e["message_size"], e["placement"])
+             for e in run["benchmarks"] if "measurement_error" not in e}
+    flagged = {f["name"] for f in run["ipcbench"].get("flagged", [])}
+    cases -= {(e["mechanism"], e["mode"], e["pattern"], e["message_size"], e["placement"])
+              for e in run["benchmarks"] if e["run_name"] in flagged}
+    rows = re.findall(r"<tr(?: class=\"unstable\")?><td",
+                      html.split('id="cases-table"')[1].split("</table>")[0])
     assert len(rows) == len(cases)
     assert (out / "summary.md").is_file() and (out / "cases.csv").is_file()
 
@@ -98,20 +103,30 @@ def test_multi_file_same_host_adds_file_name(tmp_path):
 
 
 def test_calibration_floor_plot_and_ratio_column(tmp_path):
-    doc = load(DATA / "all-mechanisms.json")
-    doc["ipcbench"]["calibration"] = {
-        "cache_line_rtt_ns": 140.0,
-        "payload_rtt_ns": {"64": 150.0, "1024": 260.0, "16384": 2600.0},
-        "memcpy_bytes_per_second": {"64": 5e9, "1024": 2e10, "16384": 3e10},
-    }
+    doc = add_calibration(load(DATA / "all-mechanisms.json"))
     e = next(e for e in doc["benchmarks"] if e["mechanism"] == "tcp")
-    e["floor"], e["floor_ratio"] = 150.0, 123.0
+    e.update(floor="futex_rtt", floor_value=41300.0, floor_ratio=123.0)
     _out, html = render(tmp_path, save(doc, tmp_path / "cal.json"))
-    assert 'id="fig-floor"' in html and "no calibration data" not in html
-    floor_svg = svgs(re.search(r'id="fig-floor".*?</figure>', html, flags=re.S).group(0))[0]
-    assert "data-floor-line" in floor_svg and drawn_data_groups(floor_svg) > 5
+    assert 'id="fig-floor-cross-cpu"' in html and "no calibration data" not in html
+    floor_svg = figure_svg(html, "floor-cross-cpu")
+    assert "data-floor-line-" in floor_svg and drawn_data_groups(floor_svg) > 5
     assert "× floor" in html and 'data-v="123.0"' in html
     assert_every_plot_drawn(html)
+
+
+def test_floor_ratio_from_calibration_when_cases_lack_it(tmp_path):
+    """A file with calibration but no per-case floor fields: the report
+    computes p50 over the payload round trip of the case's placement."""
+    doc = add_calibration(load(DATA / "all-mechanisms.json"))
+    for e in doc["benchmarks"]:
+        for k in ("floor", "floor_value", "floor_ratio", "floor_note"):
+            e.pop(k, None)
+    _out, html = render(tmp_path, save(doc, tmp_path / "cal.json"))
+    floor_svg = figure_svg(html, "floor-cross-cpu")
+    assert "data-floor-line-payload_rtt-" in floor_svg
+    assert "data-floor-ratio-latency-pipe-" in floor_svg
+    assert "data-floor-throughput-" not in floor_svg  # no bandwidth floor is guessed
+    assert "× floor" in html
 
 
 def test_modes_side_by_side_when_two_modes(tmp_path):

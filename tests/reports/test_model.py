@@ -2,7 +2,7 @@
 
 import pytest
 
-from reportutil import DATA, doctor, load, save
+from reportutil import DATA, add_calibration, doctor, load, save
 
 from ipcbench_report import model
 
@@ -88,10 +88,15 @@ def test_labels_use_host_then_file_name(tmp_path):
 
 
 def test_calibration_floor_ratio(tmp_path):
-    doc = load(DATA / "all-mechanisms.json")
-    doc["ipcbench"]["calibration"] = {"cache_line_rtt_ns": 150.0,
-                                      "payload_rtt_ns": {"64": 160.0, "1024": 300.0}}
+    """Without per-case floor fields, p50 over the payload round trip
+    calibrated on the case's own placement; the cache-line round trip for a
+    size the calibration did not measure."""
+    doc = add_calibration(load(DATA / "all-mechanisms.json"), sizes=[64, 1024])
+    for e in doc["benchmarks"]:
+        for k in ("floor", "floor_value", "floor_ratio", "floor_note"):
+            e.pop(k, None)
     run = model.load(save(doc, tmp_path / "cal.json"))
     case = run.cases[model.CaseKey("pipe", "sync", "latency", 64, "cross-cpu")]
-    assert run.floor_ratio(case) == pytest.approx(case.value("p50_ns") / 160.0)
-    assert run.latency_floor_ns(16384) == 150.0  # falls back to the cache-line floor
+    assert run.floor_ratio(case) == pytest.approx(case.value("p50_ns") / 198.0)
+    assert run.latency_floor_ns(16384) == 181.0  # falls back to the cache-line floor
+    assert run.latency_floor_ns(64, "same-cpu") is None  # not calibrated there
