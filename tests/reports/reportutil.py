@@ -173,12 +173,12 @@ def add_calibration(doc, placements=None, sizes=None):
     for e in doc["benchmarks"]:
         if e.get("skipped") or e.get("error_occurred"):
             continue
-        if e["run_type"] == "aggregate" and e.get("aggregate_name") in ("stddev", "cv"):
-            continue
         name = floor_for(e)
         value = _floor_value(cal, e, name)
         set_floor(e, name if value else None, value,
                   note=f"{e['placement']} placement: spinning floors do not apply")
+        if value and e["run_type"] == "aggregate" and e.get("aggregate_name") in ("stddev", "cv"):
+            e["floor_ratio"] = None  # a spread has no ratio to a floor
     return doc
 
 

@@ -93,8 +93,8 @@ def _mutate(doc, what):
         lat["floor_value"] = -5.0
     elif what == "named floor without its figure":
         del lat["floor_value"]
-    elif what == "named floor with a null ratio":
-        lat["floor_ratio"] = None
+    elif what == "named floor without a ratio":
+        del lat["floor_ratio"]
     elif what == "no floor without a note":
         lat.update(floor=None, floor_value=None, floor_ratio=None)
         lat.pop("floor_note", None)
@@ -170,7 +170,7 @@ def _mutate(doc, what):
 
 WRONG = [
     "floor banana", "placement sideways", "floor_ratio as text", "floor_value negative",
-    "named floor without its figure", "named floor with a null ratio",
+    "named floor without its figure", "named floor without a ratio",
     "no floor without a note", "no floor but a ratio", "latency against a bandwidth floor",
     "throughput against a round-trip floor", "cv_metric unknown", "throughput cv of p50",
     "cv negative", "cv without unstable", "unstable as text", "measurement_error not text",
