@@ -223,3 +223,84 @@ def test_case_entries_helper_finds_both_placements():
     doc = full_doc()
     assert {e["placement"] for e in case_entries(doc, "pipe", "latency", 64)} == {
         "cross-cpu", "same-cpu"}
+
+
+def validate(tmp_path, doc, name="doc.json"):
+    """Runs tests/tools/validate_result.py (the schema, then the rules
+    relating fields) on a document: (exit status, stderr)."""
+    proc = subprocess.run([sys.executable, str(VALIDATE), str(SCHEMA),
+                           str(save(doc, tmp_path / name))], capture_output=True, text=True)
+    return proc.returncode, proc.stderr.strip()
+
+
+def _relate(doc, what):
+    lat = first(doc, run_type="iteration", pattern="latency", placement="cross-cpu",
+                mechanism="pipe")
+    same = first(doc, run_type="iteration", pattern="latency", placement="same-cpu",
+                 mechanism="pipe")
+    meta = doc["ipcbench"]
+    if what == "unstable but cv 0.02":
+        lat.update(cv=0.02, cv_metric="p50_ns", unstable=True)
+    elif what == "stable but cv 0.08":
+        lat.update(cv=0.08, cv_metric="p50_ns", unstable=False)
+    elif what == "same-cpu on two CPUs":
+        same["cpus"] = [0, 1]
+    elif what == "cross-cpu on one CPU":
+        lat["cpus"] = [1, 1]
+    elif what == "placement not run":
+        meta["configuration"]["placements"] = ["cross-cpu"]
+    elif what == "flagged case not listed":
+        meta["flagged"] = []
+    elif what == "listed case not flagged":
+        meta["flagged"].append({"name": lat["run_name"], "reason": "why"})
+    elif what == "flagged reason differs":
+        meta["flagged"][0]["reason"] = "another reason"
+    elif what == "floor_value not the calibration's":
+        lat["floor_value"] = lat["floor_value"] * 2
+        lat["floor_ratio"] = lat["p50_ns"] / lat["floor_value"]
+    elif what == "floor_ratio not p50 / floor":
+        lat["floor_ratio"] = lat["floor_ratio"] * 1.5
+    elif what == "floor without a calibration figure":
+        del meta["calibration"]["placements"]["same-cpu"]
+        meta["configuration"]["placements"] = ["cross-cpu", "same-cpu"]
+    else:
+        raise AssertionError(what)
+    return doc
+
+
+RELATIONS = {
+    "unstable but cv 0.02": "unstable", "stable but cv 0.08": "unstable",
+    "same-cpu on two CPUs": "cpus", "cross-cpu on one CPU": "cpus",
+    "placement not run": "placement", "flagged case not listed": "measurement_error",
+    "listed case not flagged": "$.ipcbench.flagged[1]",
+    "flagged reason differs": "$.ipcbench.flagged[0].reason",
+    "floor_value not the calibration's": "floor_value",
+    "floor_ratio not p50 / floor": "floor_ratio",
+    "floor without a calibration figure": "has no figure in ipcbench.calibration",
+}
+
+
+def test_validator_accepts_consistent_documents(tmp_path):
+    assert validate(tmp_path, full_doc()) == (0, "")
+    for name in ("all-mechanisms.json", "reps5.json", "interrupted.json"):
+        assert validate(tmp_path, load(DATA / name), name)[0] == 0, name
+
+
+@pytest.mark.parametrize("what", sorted(RELATIONS))
+def test_validator_refuses_inconsistent_fields(tmp_path, what):
+    doc = _relate(full_doc(), what)
+    assert errors(doc) == [], "the schema alone accepts it: the relation rules refuse it"
+    status, err = validate(tmp_path, doc)
+    assert status == 1 and len(err.splitlines()) == 1, err
+    assert RELATIONS[what] in err, err
+
+
+def test_real_result_keeps_the_contract(tmp_path, real_result, real_result_reps):
+    for path in (real_result, real_result_reps):
+        status, err = validate(tmp_path, load(path), path.name)
+        assert status == 0, err
+
+
+def test_real_placements_result_keeps_the_contract(tmp_path, real_result_placements):
+    status, err = validate(tmp_path, load(real_result_placements))
+    assert status == 0, err
