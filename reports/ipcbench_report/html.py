@@ -533,7 +533,11 @@ def render_report(runs, size=None, title=None):
     mechs = []
     for run in runs:
         mechs += [m for m in run.mechanisms() if m not in mechs]
-    styles = plots.Styles(mechs)
+    places = []
+    for run in runs:
+        places += [p for p in run.configured_placements() + run.placements()
+                   if p not in places]
+    styles = plots.Styles(mechs, places)
     size = choose_size(runs, size)
     sections = [calibration_section(runs)] + plot_sections(runs, styles, size)
     sections.append(("cases", "All cases", note(

@@ -28,6 +28,11 @@ from . import units  # noqa: E402
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8"]
 MODE_LINESTYLES = {"sync": "-", "async": "--"}
+# A second (third) placement of the same mechanism and mode: another dash
+# pattern, and markers filled the other way, so the two series differ
+# without a new colour.
+PLACEMENT_LINESTYLES = {"sync": ["-", ":", (0, (6, 2, 1, 2))],
+                        "async": ["--", "-.", (0, (8, 3))]}
 FIG_WIDTH = 11.0  # inches; about 1050 px wide, fits a laptop screen
 RC = {
     "svg.fonttype": "none",  # text stays text: smaller, selectable, crisp
@@ -62,21 +67,29 @@ def tag(artist, name):
 
 class Styles:
     """One colour/marker per mechanism for the whole report, so a mechanism
-    looks the same in every figure; open markers after the palette wraps."""
+    looks the same in every figure; open markers after the palette wraps.
+    A placement after the first keeps the colour and marker but changes the
+    dash pattern and inverts the marker fill."""
 
-    def __init__(self, mechanisms):
+    def __init__(self, mechanisms, placements=()):
         self._index = {m: i for i, m in enumerate(mechanisms)}
+        self._places = [p for p in placements if p != "unknown"]
 
-    def of(self, mechanism, mode="sync"):
+    def of(self, mechanism, mode="sync", placement=None):
         i = self._index.setdefault(mechanism, len(self._index))
         colour = PALETTE[i % len(PALETTE)]
         filled = (i // len(PALETTE)) % 2 == 0
+        p = self._places.index(placement) if placement in self._places else 0
+        if p % 2 == 1:
+            filled = not filled
+        styles = PLACEMENT_LINESTYLES.get(mode)
+        linestyle = styles[p % len(styles)] if styles else ":"
         return {
             "color": colour,
             "marker": MARKERS[i % len(MARKERS)],
             "markerfacecolor": colour if filled else "white",
             "markeredgecolor": colour,
-            "linestyle": MODE_LINESTYLES.get(mode, ":"),
+            "linestyle": linestyle if p else MODE_LINESTYLES.get(mode, ":"),
         }
 
 
@@ -234,8 +247,8 @@ def latency_vs_size(runs, styles):
     for ax, run in zip(axes, runs):
         series = group_series(run, "latency")
         modes, places = varies(runs)
-        for i, ((mech, mode, _pl), cases) in enumerate(series.items()):
-            style = styles.of(mech, mode)
+        for i, ((mech, mode, place), cases) in enumerate(series.items()):
+            style = styles.of(mech, mode, place)
             xs = [c.key.size * _dodge(i, len(series)) for c in cases]
             p50 = [c.value("p50_ns") for c in cases]
             p99 = [c.value("p99_ns") for c in cases]
@@ -269,12 +282,12 @@ def throughput_vs_size(runs, styles):
     values, all_sizes = [], set()
     for ax, run in zip(axes, runs):
         modes, places = varies(runs)
-        for (mech, mode, _pl), cases in group_series(run, "throughput").items():
+        for (mech, mode, place), cases in group_series(run, "throughput").items():
             pts = [(c.key.size, c.value("bytes_per_second")) for c in cases]
             pts = [(s, v) for s, v in pts if v]
             if not pts:
                 continue
-            style = styles.of(mech, mode)
+            style = styles.of(mech, mode, place)
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.6, ms=5, **style)
             tag(line, f"throughput-{mech}")
             legend.add(series_label(cases[0], run, modes, places), style)
@@ -307,7 +320,7 @@ def distribution(runs, styles, size):
             pts = [(percentile_x(p), v) for p, v in case.histogram() if p < 100 and v > 0]
             if len(pts) < 2:
                 continue
-            style = dict(styles.of(case.key.mechanism, case.key.mode))
+            style = dict(styles.of(case.key.mechanism, case.key.mode, case.key.placement))
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5, ms=3.5,
                               markevery=max(1, len(pts) // 8), **style)
             tag(line, f"distribution-{case.key.mechanism}")
@@ -359,7 +372,7 @@ def _cpu_scatter(ax, cases, styles, legend, runs):
     points = []
     modes, places = varies(runs)
     for case in cases:
-        style = styles.of(case.key.mechanism, case.key.mode)
+        style = styles.of(case.key.mechanism, case.key.mode, case.key.placement)
         x, y = case.value("p50_ns"), max(case.cpu_ns_per_msg(), 1.0)
         (pt,) = ax.plot([x], [y], ms=8, **{**style, "linestyle": "none"})
         tag(pt, f"cpu-{case.key.mechanism}")
