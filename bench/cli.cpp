@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "calibration.hpp"
 #include "clock.hpp"
 #include "ipcbench/registry.hpp"
 #include "peer.hpp"
@@ -62,7 +63,8 @@ std::vector<std::string> choose(const std::string& text, const std::vector<std::
 }
 
 struct RunArgs {
-  std::string mechanisms, modes, patterns, sizes, cpus, out, verify = "header";
+  std::string mechanisms, modes, patterns, sizes, cpus, placement, out, verify = "header";
+  bool no_calibration = false;
   double min_time = 0.2;
   long long window = 16;
   long long rate = 0;
@@ -70,6 +72,59 @@ struct RunArgs {
   double timeout = 10;
   std::vector<std::string> passthrough;
 };
+
+// The placements to run: `--cpus A,B` (one placement, named by whether A
+// equals B) or `--placement` names; by default cross-cpu where two CPUs are
+// available, else same-cpu.
+std::vector<Placement> choose_placements(const std::string& names, const std::string& cpus_text,
+                                         const std::vector<int>& allowed) {
+  if (allowed.empty()) throw UsageError("cannot read this process's CPU affinity");
+  std::vector<std::string> allowed_text;
+  for (int c : allowed) allowed_text.push_back(std::to_string(c));
+  if (!cpus_text.empty()) {
+    if (!names.empty()) {
+      throw UsageError("--cpus and --placement exclude each other: --cpus A,B is a placement "
+                       "of its own (cross-cpu, or same-cpu when A equals B)");
+    }
+    std::vector<int> cpus;
+    try {
+      cpus = parse_cpu_list(cpus_text);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    if (cpus.size() != 2) {
+      throw UsageError("--cpus takes two CPUs, runner and peer, like 0,1 (they may be equal)");
+    }
+    for (int c : cpus) {
+      if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
+        throw UsageError("CPU " + std::to_string(c) + " does not exist or is not available " +
+                         "(available: " + join(allowed_text, ",") + ")");
+      }
+    }
+    return {{cpus[0] == cpus[1] ? "same-cpu" : "cross-cpu", cpus[0], cpus[1]}};
+  }
+  std::vector<std::string> chosen;
+  if (names.empty()) {
+    chosen = {allowed.size() > 1 ? "cross-cpu" : "same-cpu"};
+  } else {
+    chosen = choose(names, kPlacements, "placement");
+  }
+  std::vector<Placement> out;
+  for (const std::string& name : chosen) {
+    if (name == "cross-cpu") {
+      if (allowed.size() < 2) {
+        throw UsageError("cross-cpu placement needs two CPUs, but this process may only use "
+                         "CPU " + allowed_text.front() + " (use --placement same-cpu)");
+      }
+      out.push_back({name, allowed[0], allowed[1]});
+    } else if (name == "same-cpu") {
+      out.push_back({name, allowed[0], allowed[0]});
+    } else {
+      out.push_back({name, -1, -1});
+    }
+  }
+  return out;
+}
 
 Settings validate(const RunArgs& a, int argc, char** argv) {
   Settings s;
@@ -134,32 +189,9 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     throw UsageError("--rate applies to async latency: add async to --modes");
   }
 
-  const std::vector<int> allowed = allowed_cpus();
-  std::vector<std::string> allowed_text;
-  for (int c : allowed) allowed_text.push_back(std::to_string(c));
-  if (a.cpus.empty()) {
-    if (allowed.empty()) throw UsageError("cannot read this process's CPU affinity");
-    s.runner_cpu = allowed.front();
-    s.peer_cpu = allowed.size() > 1 ? allowed[1] : allowed.front();
-  } else {
-    std::vector<int> cpus;
-    try {
-      cpus = parse_cpu_list(a.cpus);
-    } catch (const std::invalid_argument& e) {
-      throw UsageError(e.what());
-    }
-    if (cpus.size() != 2) {
-      throw UsageError("--cpus takes two CPUs, runner and peer, like 0,1 (they may be equal)");
-    }
-    for (int c : cpus) {
-      if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
-        throw UsageError("CPU " + std::to_string(c) + " does not exist or is not available " +
-                         "(available: " + join(allowed_text, ",") + ")");
-      }
-    }
-    s.runner_cpu = cpus[0];
-    s.peer_cpu = cpus[1];
-  }
+  s.allowed_cpus = allowed_cpus();
+  s.placements = choose_placements(a.placement, a.cpus, s.allowed_cpus);
+  s.calibration = !a.no_calibration;
 
   for (const std::string& p : a.passthrough) {
     if (!p.starts_with("--benchmark_")) {
@@ -267,8 +299,24 @@ int do_run(Settings& settings) {
 
   const Clock clock = Clock::calibrate();
   const HostInfo host = read_host_info();
+  // The floors, on the cases' CPUs, before any other thread exists (the
+  // calibration forks).
+  std::optional<Calibration> calibration;
+  if (settings.calibration) {
+    try {
+      calibration = calibrate(clock, settings.placements, settings.sizes, settings.allowed_cpus);
+    } catch (const std::exception&) {
+      if (Runner::stop_signal() == 0) throw;  // stopped: the cases are skipped below
+    }
+    if (calibration) {
+      for (const std::string& line : describe(*calibration)) std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    }
+  }
+  set_thread_affinity(settings.allowed_cpus);  // each case pins the runner for its placement
   RunDir run_dir;
-  Runner runner(settings, clock, run_dir.path());  // starts the watchdog, unpinned
+  // Starts the watchdog thread (unpinned).
+  Runner runner(settings, clock, run_dir.path(), calibration ? &*calibration : nullptr);
   // Last resort, from the watchdog thread: the runner cannot be woken. Leave
   // no result file (nothing partial that looks complete) and no run
   // directory; the peer dies with us (PR_SET_PDEATHSIG).
@@ -281,8 +329,6 @@ int do_run(Settings& settings) {
     std::filesystem::remove_all(dir, ec);
     std::_Exit(1);
   });
-  pin_current_thread(settings.runner_cpu);
-
   const std::size_t selected = count_selected(runner.cases(), settings.benchmark_args);
   Progress progress(selected, ::isatty(STDERR_FILENO) != 0);
   runner.set_progress(&progress);
@@ -306,8 +352,14 @@ int do_run(Settings& settings) {
       std::fprintf(stderr, "  %s: %s\n", name.c_str(), error.c_str());
     }
   }
+  const auto flagged = reporter.flagged();
+  if (!flagged.empty()) {
+    std::fprintf(stderr, "ipcbench: %zu case(s) flagged as measurement errors (not results):\n",
+                 flagged.size());
+    for (const auto& [name, why] : flagged) std::fprintf(stderr, "  %s: %s\n", name.c_str(), why.c_str());
+  }
   if (stop != 0) return 128 + stop;
-  return failed.empty() ? kExitOk : kExitCaseFailed;
+  return failed.empty() && flagged.empty() ? kExitOk : kExitCaseFailed;
 }
 
 int do_list(bool json) {
@@ -321,7 +373,9 @@ int do_list(bool json) {
                      {"max_message", c.max_message},
                      {"crosses_hosts", c.crosses_hosts},
                      {"pollable", c.pollable},
-                     {"lossy", c.lossy}});
+                     {"lossy", c.lossy},
+                     {"waiting", to_string(c.waiting)},
+                     {"copies", c.copies}});
     }
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -361,8 +415,13 @@ int cli_main(int argc, char** argv) {
       ->capture_default_str();
   run->add_option("--repetitions", r.repetitions, "Repeat each case N times")
       ->capture_default_str();
-  run->add_option("--cpus", r.cpus, "Runner and peer CPUs, e.g. 0,1 (default: first two "
-                                    "available; may be equal)");
+  run->add_option("--placement", r.placement,
+                  "Comma list: cross-cpu, same-cpu, unpinned; every case runs under each "
+                  "(default: cross-cpu, or same-cpu on a one-CPU machine)");
+  run->add_option("--cpus", r.cpus, "Runner and peer CPUs, e.g. 0,1 (may be equal; instead of "
+                                    "--placement)");
+  run->add_flag("--no-calibration", r.no_calibration,
+                "Skip measuring the physical floors (cases then carry no floor_ratio)");
   run->add_option("--timeout", r.timeout, "Seconds a case may go without progress")
       ->capture_default_str();
   run->add_option("--verify", r.verify, "Payload check: header (every message) or full "

@@ -9,6 +9,7 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ping_pong.hpp"
 #include "protocol.hpp"
 #include "schedule.hpp"
 #include "sysinfo.hpp"
@@ -23,6 +24,11 @@ namespace {
   std::string bad = check_message(buf, n, seq, size, kind, full);
   if (bad.empty()) bad = "unexpected reply";
   throw ProtocolError(bad);
+}
+
+void fail_echo(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq, std::size_t size,
+               bool full) {
+  fail_message(buf, n, seq, size, Kind::kEcho, full);
 }
 
 // Lossy mechanisms: how long a reply may take before the message counts as
@@ -221,44 +227,17 @@ TrialResult run_lossy_throughput_trial(benchmark::State& state, PatternContext& 
 
 TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx) {
   if (ctx.session.lossy()) return run_lossy_latency_trial(state, ctx);
-  Channel& ch = ctx.session.channel();
-  const Clock& clock = ctx.clock;
-  Histogram& hist = ctx.histogram;
-  std::byte* const sbuf = ctx.send_buffer.data();
-  const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
-  const std::uint32_t expect_lk = pack_length_kind(ctx.size, Kind::kEcho);
-  std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
-
-  hist.reset();
+  ctx.histogram.reset();
   TrialResult r;
   UsageSpan usage(ctx.session);
-  std::uint32_t seq = ctx.session.next_seq;
-  std::uint64_t total_ticks = 0;
-  for (auto _ : state) {
-    write_header(sbuf, seq, ctx.size, Kind::kEcho);
-    if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
-    const std::uint64_t t0 = clock.now();
-    ch.send(message);
-    const std::size_t n = ch.receive(ctx.receive_buffer);
-    const std::uint64_t t1 = clock.now();
-    // Header check on every reply: seq, length and kind in two compares.
-    const MessageHeader h = read_header(ctx.receive_buffer.data());
-    if (n != ctx.size || h.seq != seq || h.length_kind != expect_lk) [[unlikely]] {
-      fail_message(ctx.receive_buffer, n, seq, ctx.size, Kind::kEcho, ctx.verify_full);
-    }
-    if (ctx.verify_full && check_pattern(ctx.receive_buffer.first(n), seq) != n) {
-      fail_message(ctx.receive_buffer, n, seq, ctx.size, Kind::kEcho, true);
-    }
-    const std::uint64_t ticks = t1 - t0;
-    total_ticks += ticks;
-    hist.record(clock.to_ns(ticks));
-    ++seq;
-    ctx.progress.store(++progress, std::memory_order_relaxed);
-  }
-  ctx.session.next_seq = seq;
+  const PingPongResult pp =
+      ping_pong(state, ctx.session.channel(), ctx.clock, ctx.histogram, ctx.send_buffer,
+                ctx.receive_buffer, ctx.size, ctx.verify_full, ctx.session.next_seq,
+                ctx.progress, fail_echo);
+  ctx.session.next_seq = pp.next_seq;
   usage.finish(r);
-  r.messages = hist.count();
-  r.seconds = static_cast<double>(clock.to_ns(total_ticks)) * 1e-9;
+  r.messages = ctx.histogram.count();
+  r.seconds = static_cast<double>(ctx.clock.to_ns(pp.ticks)) * 1e-9;
   state.SetIterationTime(r.seconds);
   return r;
 }

@@ -81,7 +81,96 @@ std::string counter_text(const benchmark::BenchmarkReporter::Run& run, const cha
   return it == run.counters.end() ? std::string("n/a") : format(it->second.value);
 }
 
+// Rows that are a measurement (a repetition, or the mean or median of
+// them), as opposed to a spread (stddev, cv).
+bool is_measurement(const benchmark::BenchmarkReporter::Run& run) {
+  return run.run_type == benchmark::BenchmarkReporter::Run::RT_Iteration ||
+         run.aggregate_name == "mean" || run.aggregate_name == "median";
+}
+
+double counter_value(const benchmark::BenchmarkReporter::Run& run, const char* name) {
+  auto it = run.counters.find(name);
+  return it == run.counters.end() ? 0.0 : it->second.value;
+}
+
+// Cases whose headline figure varies more than this across repetitions are
+// flagged as unstable.
+constexpr double kUnstableCv = 0.05;
+
+nlohmann::ordered_json per_size(const std::map<std::size_t, double>& m) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const auto& [size, v] : m) out[std::to_string(size)] = v;
+  return out;
+}
+
+template <typename T>
+nlohmann::ordered_json or_null(const std::optional<T>& v) {
+  return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+}
+
+nlohmann::ordered_json calibration_json(const Calibration& cal) {
+  nlohmann::ordered_json places = nlohmann::ordered_json::object();
+  for (const PlacementCalibration& p : cal.placements) {
+    const bool spin = p.cache_line_rtt_ns.has_value();
+    places[p.placement] = {
+        {"cpus", nlohmann::ordered_json::array({p.runner_cpu, p.peer_cpu})},
+        {"cache_line_rtt_ns", or_null(p.cache_line_rtt_ns)},
+        {"cache_line_rtt_min_ns", or_null(p.cache_line_rtt_min_ns)},
+        {"payload_rtt_ns", spin ? per_size(p.payload_rtt_ns) : nlohmann::ordered_json(nullptr)},
+        {"futex_rtt_ns", p.futex_rtt_ns},
+        {"memcpy_bytes_per_second", per_size(p.memcpy_bytes_per_second)},
+        {"cross_core_copy_bytes_per_second",
+         spin ? per_size(p.cross_core_copy_bytes_per_second) : nlohmann::ordered_json(nullptr)},
+        {"notes", p.notes}};
+  }
+  return {{"clock_read_ns", cal.clock_read_ns},
+          {"harness_ns", cal.harness_ns},
+          {"duration_s", cal.duration_s},
+          {"placements", places}};
+}
+
 }  // namespace
+
+// The suite's verdicts on a measured case, on each of its rows: the floor
+// and this row's ratio to it, the sanity gate's flag, the stability.
+void annotate(nlohmann::ordered_json& b, const Case& c) {
+  if (!c.skip_reason.empty() || !c.error.empty() || b.value("error_occurred", false)) return;
+  const bool measurement = !b.contains("aggregate_name") || b["aggregate_name"] == "mean" ||
+                           b["aggregate_name"] == "median";
+  if (c.floor.name.empty()) {
+    b["floor"] = nullptr;
+    b["floor_value"] = nullptr;
+    b["floor_ratio"] = nullptr;
+    b["floor_note"] = c.floor.note;
+  } else {
+    b["floor"] = c.floor.name;
+    b["floor_value"] = c.floor.value;
+    b["floor_source"] = c.floor.adjacent ? "adjacent" : "calibration";
+    const double p50 = b.contains("p50_ns") ? b["p50_ns"].get<double>() : 0.0;
+    const double bps = b.contains("bytes_per_second") ? b["bytes_per_second"].get<double>() : 0.0;
+    const std::optional<double> ratio =
+        measurement ? floor_ratio(c.floor, c.pattern, p50, bps) : std::nullopt;
+    b["floor_ratio"] = or_null(ratio);
+  }
+  if (!c.measurement_error.empty()) b["measurement_error"] = c.measurement_error;
+  if (c.cv) {
+    b["cv"] = *c.cv;
+    b["cv_metric"] = c.pattern == "latency" ? "p50_ns" : "bytes_per_second";
+    b["unstable"] = *c.cv > kUnstableCv;
+  }
+}
+
+std::optional<double> coefficient_of_variation(const std::vector<double>& values) {
+  if (values.size() < 2) return std::nullopt;
+  double mean = 0;
+  for (double v : values) mean += v;
+  mean /= static_cast<double>(values.size());
+  if (!(mean > 0)) return std::nullopt;
+  double ss = 0;
+  for (double v : values) ss += (v - mean) * (v - mean);
+  // Sample standard deviation, as Google Benchmark's own cv aggregate.
+  return std::sqrt(ss / static_cast<double>(values.size() - 1)) / mean;
+}
 
 IpcbenchReporter::IpcbenchReporter(Runner& runner, Progress& progress)
     : runner_(runner), progress_(progress), console_(benchmark::ConsoleReporter::OO_Tabular) {
@@ -140,9 +229,55 @@ void IpcbenchReporter::ReportRuns(const std::vector<Run>& runs) {
     for (std::size_t i = rows_.size() - for_json.size(); i < rows_.size(); ++i) {
       if (rows_[i].aggregate) rows_[i].merged = reported;
     }
+    Case& c = runner_.cases()[static_cast<std::size_t>(case_index)];
+    if (c.skip_reason.empty() && c.error.empty()) assess(c, runs, reported);
   }
   json_.ReportRuns(for_json);
   print_console(runs, case_index);
+}
+
+void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
+                              const std::vector<std::int64_t>& trials) {
+  const Capabilities caps = c.mechanism->capabilities();
+  const Calibration* cal = runner_.calibration();
+  const PlacementCalibration* pc = cal != nullptr ? cal->find(runner_.placement_of(c).name) : nullptr;
+  c.floor = floor_for(pc, caps, c.pattern, c.size);
+  // The gate's bound: the fastest cache-line round trip seen anywhere in the
+  // run (a lower bound that moves with the host cannot cause a false flag).
+  std::optional<PlacementCalibration> gate;
+  if (pc != nullptr) gate = *pc;
+  if (c.adjacent) {
+    if (c.floor.name == "payload_rtt") {
+      c.floor.value = c.adjacent->payload_rtt_ns;
+      c.floor.adjacent = true;
+    }
+    if (gate && gate->cache_line_rtt_min_ns) {
+      gate->cache_line_rtt_min_ns =
+          std::min(*gate->cache_line_rtt_min_ns, c.adjacent->cache_line_rtt_min_ns);
+    }
+  }
+  for (const Run& run : runs) {
+    if (run.error_occurred || !is_measurement(run)) continue;
+    const std::string why =
+        sanity_check(gate ? &*gate : nullptr, caps, c.pattern, c.size,
+                     counter_value(run, "p50_ns"), counter_value(run, "bytes_per_second"));
+    if (!why.empty() && c.measurement_error.empty()) c.measurement_error = why;
+  }
+  // Stability: the spread of the headline figure over the repetitions.
+  std::vector<double> values;
+  for (std::int64_t id : trials) {
+    auto t = runner_.trials().find(id);
+    if (t == runner_.trials().end()) continue;
+    if (c.pattern == "latency") {
+      if (t->second.histogram) {
+        values.push_back(static_cast<double>(t->second.histogram->value_at_percentile(50)));
+      }
+    } else if (t->second.result.seconds > 0) {
+      values.push_back(static_cast<double>(t->second.result.messages) *
+                       static_cast<double>(c.size) / t->second.result.seconds);
+    }
+  }
+  c.cv = coefficient_of_variation(values);
 }
 
 void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_index) {
@@ -200,12 +335,35 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
     outcome = counter_text(last, "items_per_second", [](double v) { return fmt_rate(v, "msg"); }) +
               ", " + counter_text(last, "bytes_per_second", [](double v) { return fmt_rate(v, "B"); });
   }
+  if (c != nullptr && c->skip_reason.empty() && !last.error_occurred) {
+    const double p50 = counter_value(last, "p50_ns");
+    const double bps = counter_value(last, "bytes_per_second");
+    if (const auto ratio = floor_ratio(c->floor, c->pattern, p50, bps)) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "; %.2fx %s", *ratio, c->floor.name.c_str());
+      outcome += buf;
+    }
+    if (c->cv && *c->cv > kUnstableCv) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "; UNSTABLE: cv %.1f%% over the repetitions", *c->cv * 100);
+      outcome += buf;
+    }
+    if (!c->measurement_error.empty()) outcome += "; MEASUREMENT ERROR: " + c->measurement_error;
+  }
   progress_.finish_case(c != nullptr ? c->name : runs.front().benchmark_name(), outcome);
 }
 
 void IpcbenchReporter::Finalize() {
   json_.Finalize();
   progress_.clear();
+}
+
+std::vector<std::pair<std::string, std::string>> IpcbenchReporter::flagged() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Case& c : runner_.cases()) {
+    if (!c.measurement_error.empty()) out.emplace_back(c.name + "/manual_time", c.measurement_error);
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> IpcbenchReporter::failed() const {
@@ -234,9 +392,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     b["mode"] = c.mode;
     b["pattern"] = c.pattern;
     b["message_size"] = c.size;
-    b["placement"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? "unknown"
-                     : c.runner_cpu == c.peer_cpu        ? "same-cpu"
-                                                         : "cross-cpu";
+    b["placement"] = runner_.placement_of(c).name;
     b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? nlohmann::ordered_json::array()
                                  : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
     if (c.mode == "async") {
@@ -265,6 +421,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         }
       }
     }
+    annotate(b, c);
     if (c.pattern != "latency") continue;
     const auto& trials = runner_.trials();
     if (row.trial >= 0) {
@@ -300,6 +457,11 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
 
   nlohmann::ordered_json failed_list = nlohmann::ordered_json::array();
   for (const auto& [name, error] : failed()) failed_list.push_back({{"name", name}, {"error", error}});
+  nlohmann::ordered_json flagged_list = nlohmann::ordered_json::array();
+  for (const auto& [name, why] : flagged()) flagged_list.push_back({{"name", name}, {"reason", why}});
+  nlohmann::ordered_json placements = nlohmann::ordered_json::array();
+  for (const Placement& p : settings.placements) placements.push_back(p.name);
+  const Placement& first = settings.placements.front();
   doc["ipcbench"] = {
       {"schema_version", kSchemaVersion},
       {"suite_version", kSuiteVersion},
@@ -323,7 +485,10 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"sizes", settings.sizes},
         {"min_time_s", settings.min_time},
         {"repetitions", settings.repetitions},
-        {"cpus", {settings.runner_cpu, settings.peer_cpu}},
+        {"placements", placements},
+        {"cpus", first.runner_cpu >= 0 ? nlohmann::ordered_json::array({first.runner_cpu, first.peer_cpu})
+                                       : nlohmann::ordered_json::array()},
+        {"calibration", settings.calibration},
         {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
         {"verify", settings.verify_full ? "full" : "header"},
         {"window", settings.window},
@@ -332,7 +497,16 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"benchmark_args", settings.benchmark_args},
         {"command_line", settings.command_line}}},
       {"failed", failed_list},
+      {"flagged", flagged_list},
   };
+  if (runner_.calibration() != nullptr) {
+    doc["ipcbench"]["calibration"] = calibration_json(*runner_.calibration());
+  } else {
+    doc["ipcbench"]["calibration"] = nullptr;
+    doc["ipcbench"]["calibration_note"] =
+        settings.calibration ? "calibration did not run (the run was interrupted)"
+                             : "skipped: --no-calibration";
+  }
   return doc;
 }
 

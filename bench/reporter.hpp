@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -36,6 +37,8 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
 
   // Names and errors of failed cases.
   std::vector<std::pair<std::string, std::string>> failed() const;
+  // Names and reasons of cases the sanity gate flagged as measurement errors.
+  std::vector<std::pair<std::string, std::string>> flagged() const;
 
  private:
   // Where each JSON row came from, in the order JSONReporter wrote them.
@@ -47,6 +50,8 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   };
 
   void print_console(const std::vector<Run>& runs, int case_index);
+  // The case's floor, sanity-gate verdict and stability across repetitions.
+  void assess(Case& c, const std::vector<Run>& runs, const std::vector<std::int64_t>& trials);
 
   Runner& runner_;
   Progress& progress_;
@@ -56,6 +61,14 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   std::vector<Row> rows_;
   std::set<int> finished_;  // cases whose progress line was printed
 };
+
+// Adds the case's floor, floor_ratio, measurement_error and cv fields to
+// one of its JSON rows (nothing for skipped or failed cases).
+void annotate(nlohmann::ordered_json& row, const Case& c);
+
+// stddev / mean (sample standard deviation); nullopt for fewer than two
+// values or a mean of zero.
+std::optional<double> coefficient_of_variation(const std::vector<double>& values);
 
 // Writes `text` to `path` through a temporary file in the same directory and
 // a rename, so a reader never sees a partial file. Throws std::system_error.

@@ -43,30 +43,39 @@ void Runner::request_stop(int signal) noexcept {
 
 int Runner::stop_signal() noexcept { return g_stop_signal.load(); }
 
-Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir)
+Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir,
+               const Calibration* calibration)
     : settings_(settings),
       clock_(clock),
+      calibration_(calibration),
       run_dir_(std::move(run_dir)),
       executable_(self_executable()),
       watchdog_(settings.timeout),
       histogram_(make_latency_histogram()) {
+  // The name gains the placement only when more than one runs, so a
+  // single-placement run keeps the names comparable with older files.
+  const bool several_placements = settings.placements.size() > 1;
   for (const std::string& mech_name : settings.mechanisms) {
     Mechanism* mech = find_mechanism(mech_name);
     const Capabilities caps = mech->capabilities();
-    for (const std::string& mode : settings.modes) {
-      for (const std::string& pattern : settings.patterns) {
-        for (std::size_t size : settings.sizes) {
-          Case c;
-          c.mechanism = mech;
-          c.mode = mode;
-          c.pattern = pattern;
-          c.size = size;
-          c.name = mech_name + "/" + mode + "/" + pattern + "/" + std::to_string(size);
-          if (size > caps.max_message) {
-            c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
-                            "'s limit of " + std::to_string(caps.max_message) + " bytes";
+    for (std::size_t p = 0; p < settings.placements.size(); ++p) {
+      for (const std::string& mode : settings.modes) {
+        for (const std::string& pattern : settings.patterns) {
+          for (std::size_t size : settings.sizes) {
+            Case c;
+            c.mechanism = mech;
+            c.mode = mode;
+            c.pattern = pattern;
+            c.size = size;
+            c.placement = p;
+            c.name = mech_name + "/" + mode + "/" + pattern + "/" + std::to_string(size);
+            if (several_placements) c.name += "/" + settings.placements[p].name;
+            if (size > caps.max_message) {
+              c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
+                              "'s limit of " + std::to_string(caps.max_message) + " bytes";
+            }
+            cases_.push_back(std::move(c));
           }
-          cases_.push_back(std::move(c));
         }
       }
     }
@@ -108,14 +117,28 @@ void Runner::start_session(std::size_t index) {
   session_case_ = static_cast<std::size_t>(-1);
   Case& c = cases_[index];
   if (progress_ != nullptr) progress_->start_case(c.name);
+  const Placement& placement = placement_of(c);
+  // Before the peer exists: the measurement needs the peer's CPU to itself.
+  if (calibration_ != nullptr &&
+      wants_adjacent_floor(c.mechanism->capabilities(), c.pattern, placement)) {
+    c.adjacent = measure_adjacent_floor(clock_, placement, c.size, settings_.allowed_cpus);
+  }
+  // The runner's placement: the peer inherits its affinity when it is not
+  // pinned itself.
+  if (placement.runner_cpu >= 0) {
+    pin_current_thread(placement.runner_cpu);
+  } else {
+    set_thread_affinity(settings_.allowed_cpus);
+  }
   SessionConfig config{.mechanism = c.mechanism,
                        .run_dir = run_dir_,
                        .tag = case_tag(index),
                        .max_message = c.size,
-                       .peer_cpu = settings_.peer_cpu,
+                       .peer_cpu = placement.peer_cpu,
                        .verify_full = settings_.verify_full,
                        .executable = executable_,
-                       .same_cpu = settings_.runner_cpu == settings_.peer_cpu};
+                       .same_cpu = placement.runner_cpu >= 0 &&
+                                   placement.runner_cpu == placement.peer_cpu};
   session_ = std::make_unique<PeerSession>(config, watchdog_);
   session_case_ = index;
   c.runner_cpu = current_cpu();

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "calibration.hpp"
 #include "clock.hpp"
 #include "histogram.hpp"
 #include "ipcbench/mechanism.hpp"
@@ -29,11 +30,17 @@ struct Case {
   std::string mode;
   std::string pattern;
   std::size_t size = 0;
-  std::string name;         // <mechanism>/<mode>/<pattern>/<size>
+  std::size_t placement = 0;  // index into Settings::placements
+  std::string name;         // <mechanism>/<mode>/<pattern>/<size>[/<placement>]
   std::string skip_reason;  // non-empty: never run, reported as skipped
   std::string error;        // set when the case failed
   int runner_cpu = -1;      // read back after pinning
   int peer_cpu = -1;        // reported by the peer
+  std::optional<AdjacentFloor> adjacent;  // spinning floors re-measured before the case
+  // Set once the case's results are reported:
+  Floor floor;                      // the physical floor it is compared with
+  std::string measurement_error;    // the sanity gate's verdict; empty: plausible
+  std::optional<double> cv;         // across repetitions (p50 or bytes/s)
 };
 
 // What one Google Benchmark trial of a case produced.
@@ -46,7 +53,9 @@ struct Trial {
 
 class Runner {
  public:
-  Runner(const Settings& settings, const Clock& clock, std::string run_dir);
+  // `calibration` (may be null: --no-calibration) must outlive the runner.
+  Runner(const Settings& settings, const Clock& clock, std::string run_dir,
+         const Calibration* calibration);
   ~Runner();
 
   // Registers every case with Google Benchmark (skipped ones too, so that
@@ -59,6 +68,8 @@ class Runner {
   void set_progress(Progress* progress) { progress_ = progress; }
   Watchdog& watchdog() { return watchdog_; }
   const Settings& settings() const { return settings_; }
+  const Calibration* calibration() const { return calibration_; }
+  const Placement& placement_of(const Case& c) const { return settings_.placements[c.placement]; }
 
   std::vector<Case>& cases() { return cases_; }
   // Trials by id; each reported run carries its trial id (see reporter).
@@ -79,6 +90,7 @@ class Runner {
 
   const Settings& settings_;
   const Clock& clock_;
+  const Calibration* calibration_;
   std::string run_dir_;
   std::string executable_;
   std::vector<Case> cases_;

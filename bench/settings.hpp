@@ -12,7 +12,17 @@ namespace ipcbench {
 
 inline const std::vector<std::string> kModes = {"sync", "async"};
 inline const std::vector<std::string> kPatterns = {"latency", "throughput"};
+inline const std::vector<std::string> kPlacements = {"cross-cpu", "same-cpu", "unpinned"};
 inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
+
+// Where the runner and the peer run. CPUs are -1 for "unpinned".
+struct Placement {
+  std::string name;  // "cross-cpu", "same-cpu" or "unpinned"
+  int runner_cpu = -1;
+  int peer_cpu = -1;
+  // Spinning floors need the two sides on different CPUs.
+  bool spinning_applies() const noexcept { return name != "same-cpu"; }
+};
 
 struct Settings {
   std::vector<std::string> mechanisms;  // registry names, in registry order
@@ -21,8 +31,9 @@ struct Settings {
   std::vector<std::size_t> sizes;       // bytes, ascending
   double min_time = 0.5;                // seconds per case (Google Benchmark's min time)
   int repetitions = 1;
-  int runner_cpu = -1;                  // pinned CPUs, read back after pinning
-  int peer_cpu = -1;
+  std::vector<Placement> placements;    // each case runs under each, in this order
+  std::vector<int> allowed_cpus;        // what "unpinned" lets both sides use
+  bool calibration = true;              // measure the floors first (--no-calibration: off)
   std::chrono::milliseconds timeout{10'000};
   bool verify_full = false;
   std::uint64_t window = 16;            // async: messages in flight

@@ -81,6 +81,15 @@ void pin_current_thread(int cpu) {
   }
 }
 
+void set_thread_affinity(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu : cpus) CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot set the CPU affinity");
+  }
+}
+
 int current_cpu() noexcept { return sched_getcpu(); }
 
 StatsPayload process_usage() noexcept {

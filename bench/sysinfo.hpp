@@ -26,6 +26,9 @@ std::vector<int> allowed_cpus();
 // Pins the calling thread to `cpu`; throws std::system_error on failure.
 void pin_current_thread(int cpu);
 
+// Lets the calling thread run on any of `cpus` (unpinned placement).
+void set_thread_affinity(const std::vector<int>& cpus);
+
 // CPU time (user + system, ns) and context switches (voluntary +
 // involuntary) of this whole process so far: runner and peer report the same
 // figure, since some mechanisms (ZeroMQ) work in library threads.

@@ -12,6 +12,15 @@ std::string_view to_string(Boundaries b) noexcept {
   return b == Boundaries::kMessage ? "message" : "stream";
 }
 
+std::string_view to_string(Waiting w) noexcept {
+  switch (w) {
+    case Waiting::kSpin: return "spin";
+    case Waiting::kSpinThenSleep: return "spin-then-sleep";
+    case Waiting::kSleep: break;
+  }
+  return "sleep";
+}
+
 namespace posix {
 namespace {
 std::atomic<bool> g_interrupt{false};

@@ -59,9 +59,12 @@ struct SegmentHeader {
 };
 
 inline std::size_t ring_capacity_for(std::size_t max_message) {
-  // A record must fit in half the ring; at least 256 KiB so streams of small
-  // messages pipeline, while staying near the L2 size.
-  return std::max<std::size_t>(256 * 1024, std::bit_ceil(2 * (max_message + 2 * kRecordHeader)));
+  // Room for kSlots of the largest message (all that can be in flight), but
+  // not much beyond the L2 (~1 MiB) unless two of them alone need more; and
+  // small, so a stream of small messages stays in L1.
+  const std::size_t record = align_record(max_message);
+  const std::size_t want = std::min<std::size_t>(std::bit_ceil(kSlots * record), 1u << 20);
+  return std::max({std::size_t{4096}, want, std::bit_ceil(2 * record)});
 }
 
 inline std::size_t segment_size(std::size_t capacity) { return kPage + 2 * (kPage + capacity); }

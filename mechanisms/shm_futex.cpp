@@ -14,7 +14,8 @@ class ShmFutexMechanism : public Mechanism {
             .max_message = shm::kMaxShmMessage,
             .crosses_hosts = false,
             .pollable = false,
-            .lossy = false};
+            .lossy = false,
+            .waiting = Waiting::kSpinThenSleep};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kFutex>>(

@@ -14,7 +14,8 @@ class ShmSpinMechanism : public Mechanism {
             .max_message = shm::kMaxShmMessage,
             .crosses_hosts = false,
             .pollable = false,
-            .lossy = false};
+            .lossy = false,
+            .waiting = Waiting::kSpin};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kSpin>>(

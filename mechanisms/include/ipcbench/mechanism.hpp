@@ -23,6 +23,16 @@ enum class Boundaries {
   kStream,   // a byte stream: the adapter frames each message
 };
 
+// How a side that waits for a message (or for room) waits. The harness picks
+// the physical floor a case is compared with from it: a sleeping mechanism
+// can be no faster than a futex wake-up round trip, a spinning one no faster
+// than moving the payload between the CPUs.
+enum class Waiting {
+  kSleep,           // blocks in the kernel (read, recv, mq_receive, sem_wait, ...)
+  kSpin,            // busy-polls shared memory
+  kSpinThenSleep,   // polls briefly, then sleeps (a futex)
+};
+
 // What a mechanism can do on this machine. `ipcbench list --json` prints it.
 struct Capabilities {
   Boundaries boundaries = Boundaries::kStream;
@@ -32,6 +42,11 @@ struct Capabilities {
   bool crosses_hosts = false;  // can connect to another machine
   bool pollable = false;       // has a file descriptor for poll/epoll
   bool lossy = false;          // may drop messages under load (datagrams)
+  Waiting waiting = Waiting::kSleep;
+  // Copies the payload at least once on each side (every mechanism so far;
+  // a zero-copy one would say false): its throughput can then never beat
+  // memcpy on one core, and the harness flags a result that does.
+  bool copies = true;
 };
 
 // Byte streams have no natural limit; we cap them so buffers stay bounded.
@@ -165,5 +180,6 @@ class Mechanism {
 };
 
 std::string_view to_string(Boundaries b) noexcept;
+std::string_view to_string(Waiting w) noexcept;
 
 }  // namespace ipcbench

@@ -2,20 +2,25 @@
 // lives in shared memory (two processes map it at different addresses, so it
 // holds offsets, never pointers).
 //
-// Why it is laid out this way:
-// - Each record starts with an 8-byte header {commit, length} followed by the
-//   payload, 8-byte aligned. The consumer polls the commit word of the next
-//   record itself, not a separate head index: a small message then costs one
-//   cache-line transfer (header and the start of the data share a line)
-//   instead of two.
-// - The commit word is the message's sequence number (+1, never 0). Before
-//   publishing a record the producer zeroes the commit word where the next
-//   record will start, so the consumer never mistakes stale bytes of an
-//   earlier lap (old payload can hold any value) for a commit.
-// - The consumer publishes how far it has read (`tail`) on its own cache
-//   line; the producer keeps a private copy and rereads the shared one only
-//   when the ring looks full, so in steady state that line does not move.
-// - Payload is copied once in (producer) and once out (consumer); a record
+// Why it is laid out this way (measured: docs/architecture.md, "Tuning the
+// ring"):
+// - The consumer polls one fixed cache line, the producer's `published`
+//   line, which holds the count of published messages and the lengths of the
+//   last kSlots of them. A message is its payload alone, starting on a cache
+//   128-byte boundary of the data area: a 64-byte message moves exactly two
+//   lines per direction (the published line and one data line), as the
+//   calibration's payload round trip does. Polling the moving head of the data itself (a
+//   commit word beside the payload, our first design) cost ~1.7x the floor
+//   on the machines we measured: every message then lands on lines other
+//   than the ones the consumer was watching.
+// - At most kSlots messages are in flight, so their lengths fit the line.
+// - The count only grows and is written after the payload (release), so
+//   stale bytes of an earlier lap can never look like a new message.
+// - The consumer publishes how far it has read (`consumed`, in messages and
+//   bytes) on its own line; the producer keeps private copies and rereads
+//   them only when the ring looks full, and the consumer rereads
+//   `published` only when it has used up what it last saw.
+// - Payload is copied once in (producer) and once out (consumer); a message
 //   that reaches the end of the data area wraps around in two copies.
 // - Waiting is the caller's policy (spin or futex): the ring only answers
 //   "is there a message / is there room" and offers the futex words.
@@ -31,16 +36,29 @@
 namespace ipcbench::shm {
 
 inline constexpr std::size_t kCacheLine = 64;
-inline constexpr std::size_t kRecordHeader = 8;
+// Messages in flight at most: their lengths share the published line.
+inline constexpr std::size_t kSlots = 14;
 
-inline constexpr std::size_t align8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+// Messages start on a 128-byte boundary: the adjacent-line prefetcher
+// fetches lines in 128-byte pairs, and with 64-byte spacing it pulled the
+// line of the *next* message into the consumer's cache while the producer
+// was about to write it (one more coherence round trip per message: ~1.5x
+// the floor instead of ~1.05x, measured).
+inline constexpr std::size_t kRecordAlign = 2 * kCacheLine;
+
+inline constexpr std::size_t align_record(std::size_t n) {
+  return (n + kRecordAlign - 1) & ~(kRecordAlign - 1);
+}
 
 // Shared state of one direction. Lives in the segment; constructed in place
 // by the creator, only attached by the other side.
 struct RingControl {
-  // alignas: each of these is written by one side only; separate lines keep
-  // the producer's and the consumer's writes from invalidating each other.
-  alignas(kCacheLine) std::atomic<std::uint64_t> tail{0};  // consumer: bytes consumed
+  // alignas: each of these lines is written by one side only, so the
+  // producer's and the consumer's writes never invalidate each other's.
+  alignas(kCacheLine) std::atomic<std::uint64_t> published{0};  // producer: messages published
+  std::uint32_t lengths[kSlots] = {};  // producer: length of message n in lengths[n % kSlots]
+  alignas(kCacheLine) std::atomic<std::uint64_t> consumed{0};        // consumer: messages
+  std::atomic<std::uint64_t> consumed_bytes{0};                      // consumer: data bytes freed
   alignas(kCacheLine) std::atomic<std::uint32_t> consumer_waiting{0};
   std::atomic<std::uint32_t> data_futex{0};  // bumped by the producer to wake the consumer
   alignas(kCacheLine) std::atomic<std::uint32_t> producer_waiting{0};
@@ -49,17 +67,12 @@ struct RingControl {
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(sizeof(std::uint64_t) + kSlots * sizeof(std::uint32_t) == kCacheLine,
+              "the published count and the lengths fill exactly one line");
 
-struct RecordHeader {
-  std::uint32_t commit;  // sequence + 1 once the record is complete
-  std::uint32_t length;  // payload bytes
-};
-static_assert(sizeof(RecordHeader) == kRecordHeader);
-
-// Largest payload a ring of `capacity` bytes accepts: a record must fit whole.
-inline constexpr std::size_t ring_max_message(std::size_t capacity) {
-  return capacity / 2 - 2 * kRecordHeader;
-}
+// Largest payload a ring of `capacity` bytes accepts: two must fit, so the
+// producer can fill one while the consumer empties the other.
+inline constexpr std::size_t ring_max_message(std::size_t capacity) { return capacity / 2; }
 
 // Producer's view of one ring. Private state lives in this process.
 class RingProducer {
@@ -70,47 +83,49 @@ class RingProducer {
     capacity_ = control->capacity;
   }
 
-  // Copies `message` into the ring and publishes it. Returns false (writing
-  // nothing) when there is not enough free space right now.
+  // Copies `message` (1 .. ring_max_message bytes) into the ring and
+  // publishes it. Returns false (writing nothing) when there is no room now.
   bool try_push(std::span<const std::byte> message) noexcept {
-    // Room for the record plus the next record's header, which we clear.
-    const std::size_t need = kRecordHeader + align8(message.size());
-    if (head_ + need + kRecordHeader - cached_tail_ > capacity_) {
-      cached_tail_ = control_->tail.load(std::memory_order_acquire);
-      if (head_ + need + kRecordHeader - cached_tail_ > capacity_) return false;
+    const std::size_t need = align_record(message.size());
+    if (!fits(need)) {
+      refresh();
+      if (!fits(need)) return false;
     }
-    const std::size_t at = head_ & mask_;
-    auto* header = reinterpret_cast<RecordHeader*>(data_ + at);
-    header->length = static_cast<std::uint32_t>(message.size());
-    copy_in(at + kRecordHeader, message);
-    auto* next = reinterpret_cast<RecordHeader*>(data_ + ((head_ + need) & mask_));
-    std::atomic_ref<std::uint32_t>(next->commit).store(0, std::memory_order_relaxed);
-    // release: payload, length and the cleared next commit word are visible
-    // before this commit word.
-    std::atomic_ref<std::uint32_t>(header->commit).store(++seq_, std::memory_order_release);
+    copy_in(head_ & mask_, message);
+    std::atomic_ref<std::uint32_t>(control_->lengths[published_ % kSlots])
+        .store(static_cast<std::uint32_t>(message.size()), std::memory_order_relaxed);
+    // release: the payload and its length are visible before the count.
+    control_->published.store(++published_, std::memory_order_release);
     head_ += need;
     return true;
   }
 
   // True when a consumer announced it sleeps and must be woken (futex mode).
-  // The seq_cst fence pairs with the consumer's: either it sees our commit or
-  // we see its flag.
+  // The seq_cst fence pairs with the consumer's: either it sees our message
+  // or we see its flag.
   bool consumer_needs_wake() const noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     return control_->consumer_waiting.load(std::memory_order_relaxed) != 0;
   }
 
-  // Free space now, re-reading the consumer's position.
+  // Room for a message of `message_size` now, re-reading the consumer's position.
   bool has_room(std::size_t message_size) noexcept {
-    cached_tail_ = control_->tail.load(std::memory_order_acquire);
-    return head_ + 2 * kRecordHeader + align8(message_size) - cached_tail_ <= capacity_;
+    refresh();
+    return fits(align_record(message_size));
   }
 
   RingControl* control() const noexcept { return control_; }
 
  private:
+  bool fits(std::size_t need) const noexcept {
+    return published_ - consumed_ < kSlots && head_ + need - consumed_bytes_ <= capacity_;
+  }
+  void refresh() noexcept {
+    // acquire: the consumer has finished reading what it freed.
+    consumed_ = control_->consumed.load(std::memory_order_acquire);
+    consumed_bytes_ = control_->consumed_bytes.load(std::memory_order_acquire);
+  }
   void copy_in(std::size_t at, std::span<const std::byte> m) noexcept {
-    at &= mask_;
     const std::size_t first = std::min(m.size(), capacity_ - at);
     std::memcpy(data_ + at, m.data(), first);
     if (first < m.size()) std::memcpy(data_, m.data() + first, m.size() - first);
@@ -120,9 +135,10 @@ class RingProducer {
   std::byte* data_ = nullptr;
   std::uint64_t mask_ = 0;
   std::uint64_t capacity_ = 0;
-  std::uint64_t head_ = 0;         // bytes produced (private: the commit words publish)
-  std::uint64_t cached_tail_ = 0;  // last seen consumer position
-  std::uint32_t seq_ = 0;
+  std::uint64_t head_ = 0;            // data bytes produced (aligned records)
+  std::uint64_t published_ = 0;       // messages published
+  std::uint64_t consumed_ = 0;        // last seen consumer position, messages
+  std::uint64_t consumed_bytes_ = 0;  // and bytes
 };
 
 // Consumer's view of one ring.
@@ -134,32 +150,35 @@ class RingConsumer {
     capacity_ = control->capacity;
   }
 
-  // True when the next message is complete.
-  bool ready() const noexcept {
-    auto* header = reinterpret_cast<RecordHeader*>(data_ + (tail_ & mask_));
-    return std::atomic_ref<std::uint32_t>(header->commit).load(std::memory_order_acquire) ==
-           seq_ + 1;
+  // True when the next message is complete. Reads the producer's line only
+  // when every message seen there before is consumed.
+  bool ready() noexcept {
+    if (seen_ > consumed_) return true;
+    // acquire: pairs with the producer's release of the count.
+    seen_ = control_->published.load(std::memory_order_acquire);
+    return seen_ > consumed_;
   }
 
   // Length of the next message; call only when ready().
   std::size_t next_length() const noexcept {
-    return reinterpret_cast<const RecordHeader*>(data_ + (tail_ & mask_))->length;
+    return std::atomic_ref<std::uint32_t>(control_->lengths[consumed_ % kSlots])
+        .load(std::memory_order_relaxed);
   }
 
   // Copies the next message into `buffer` (which must hold next_length()
   // bytes) and frees its space. Call only when ready().
   std::size_t pop(std::span<std::byte> buffer) noexcept {
+    const std::size_t len = next_length();
     const std::size_t at = tail_ & mask_;
-    const std::size_t len = reinterpret_cast<const RecordHeader*>(data_ + at)->length;
-    const std::size_t from = (at + kRecordHeader) & mask_;
-    const std::size_t first = std::min(len, capacity_ - from);
-    std::memcpy(buffer.data(), data_ + from, first);
+    const std::size_t first = std::min(len, capacity_ - at);
+    std::memcpy(buffer.data(), data_ + at, first);
     if (first < len) std::memcpy(buffer.data() + first, data_, len - first);
-    ++seq_;
-    tail_ += kRecordHeader + align8(len);
-    // release: our reads of the payload finish before the producer may
-    // overwrite it.
-    control_->tail.store(tail_, std::memory_order_release);
+    tail_ += align_record(len);
+    ++consumed_;
+    // release: our reads of the payload and its length finish before the
+    // producer may overwrite them.
+    control_->consumed_bytes.store(tail_, std::memory_order_release);
+    control_->consumed.store(consumed_, std::memory_order_release);
     return len;
   }
 
@@ -173,11 +192,12 @@ class RingConsumer {
 
  private:
   RingControl* control_ = nullptr;
-  std::byte* data_ = nullptr;  // not const: commit words are read through atomic_ref
+  std::byte* data_ = nullptr;
   std::uint64_t mask_ = 0;
   std::uint64_t capacity_ = 0;
-  std::uint64_t tail_ = 0;
-  std::uint32_t seq_ = 0;
+  std::uint64_t tail_ = 0;      // data bytes consumed
+  std::uint64_t consumed_ = 0;  // messages consumed
+  std::uint64_t seen_ = 0;      // messages published, as last read
 };
 
 }  // namespace ipcbench::shm
