@@ -613,27 +613,37 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
 }
 
 AdjacentFloor measure_adjacent_floor(const Clock& clock, const Placement& placement,
-                                     std::size_t size, const std::vector<int>& allowed) {
+                                     const std::string& pattern, std::size_t size,
+                                     const std::vector<int>& allowed) {
   Prober prober(clock, placement, {size}, allowed);
   AdjacentFloor out;
   out.cache_line_rtt_min_ns = prober.spin_round_trip(0, kAdjacentBudget).second;
-  out.payload_rtt_ns = prober.payload_round_trip(size, kAdjacentBudget);
+  if (pattern == "latency") {
+    out.payload_rtt_ns = prober.payload_round_trip(size, kAdjacentBudget);
+  } else {
+    out.cross_core_copy_bytes_per_second = prober.cross_core_copy(size);
+  }
   return out;
 }
 
-bool wants_adjacent_floor(const Capabilities& caps, const std::string& pattern,
-                          const Placement& placement) {
-  return pattern == "latency" && caps.waiting != Waiting::kSleep && placement.spinning_applies();
+bool wants_adjacent_floor(const Capabilities& caps, const Placement& placement) {
+  return caps.waiting != Waiting::kSleep && placement.spinning_applies();
 }
 
 Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
-                const std::string& pattern, std::size_t size) {
+                const std::string& mode, const std::string& pattern, std::size_t size) {
   if (cal == nullptr) return {"", 0, "no calibration (--no-calibration)"};
   const auto at = [size](const std::map<std::size_t, double>& m) -> std::optional<double> {
     auto it = m.find(size);
     if (it == m.end()) return std::nullopt;
     return it->second;
   };
+  if (pattern == "latency" && mode == "async") {
+    // With messages in flight nobody need wait for a wake-up: only moving
+    // the payload there and back bounds a round trip.
+    if (const auto payload = at(cal->payload_rtt_ns)) return {"payload_rtt", *payload, ""};
+    return {"", 0, "same-cpu placement: no floor bounds an async round trip"};
+  }
   if (pattern == "latency") {
     const std::optional<double> payload = at(cal->payload_rtt_ns);
     const Floor futex{"futex_rtt", cal->futex_rtt_ns, ""};

@@ -55,13 +55,15 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
 // to the next (the host moves them), by up to 5x; a spinning mechanism's
 // floor taken minutes earlier would make its ratio meaningless.
 struct AdjacentFloor {
-  double payload_rtt_ns = 0;
   double cache_line_rtt_min_ns = 0;
+  std::optional<double> payload_rtt_ns;                   // latency cases
+  std::optional<double> cross_core_copy_bytes_per_second;  // throughput cases
 };
 
-// Takes about 0.15 s; call while no peer runs (it needs the peer's CPU).
+// Takes about 0.2 s; call while no peer runs (it needs the peer's CPU).
 AdjacentFloor measure_adjacent_floor(const Clock& clock, const Placement& placement,
-                                     std::size_t size, const std::vector<int>& allowed);
+                                     const std::string& pattern, std::size_t size,
+                                     const std::vector<int>& allowed);
 
 // The floor a case is compared with.
 struct Floor {
@@ -71,12 +73,13 @@ struct Floor {
   bool adjacent = false;  // measured right before the case, not in the run's calibration
 };
 
-// A spinning latency floor, which is worth re-measuring right before the case.
-bool wants_adjacent_floor(const Capabilities& caps, const std::string& pattern,
-                          const Placement& placement);
+// A spinning mechanism under a placement with spinning floors: the only
+// kind whose figures come near the floors, so the only kind worth the
+// re-measurement right before the case.
+bool wants_adjacent_floor(const Capabilities& caps, const Placement& placement);
 
 Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
-                const std::string& pattern, std::size_t size);
+                const std::string& mode, const std::string& pattern, std::size_t size);
 
 // latency: p50 / floor; throughput: floor / bytes per second. Both >= 1 when
 // the floor is one. nullopt when there is no floor or no measurement.

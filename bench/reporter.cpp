@@ -241,14 +241,18 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
   const Capabilities caps = c.mechanism->capabilities();
   const Calibration* cal = runner_.calibration();
   const PlacementCalibration* pc = cal != nullptr ? cal->find(runner_.placement_of(c).name) : nullptr;
-  c.floor = floor_for(pc, caps, c.pattern, c.size);
+  c.floor = floor_for(pc, caps, c.mode, c.pattern, c.size);
   // The gate's bound: the fastest cache-line round trip seen anywhere in the
   // run (a lower bound that moves with the host cannot cause a false flag).
   std::optional<PlacementCalibration> gate;
   if (pc != nullptr) gate = *pc;
   if (c.adjacent) {
-    if (c.floor.name == "payload_rtt") {
-      c.floor.value = c.adjacent->payload_rtt_ns;
+    if (c.floor.name == "payload_rtt" && c.adjacent->payload_rtt_ns) {
+      c.floor.value = *c.adjacent->payload_rtt_ns;
+      c.floor.adjacent = true;
+    }
+    if (c.floor.name == "cross_core_copy" && c.adjacent->cross_core_copy_bytes_per_second) {
+      c.floor.value = *c.adjacent->cross_core_copy_bytes_per_second;
       c.floor.adjacent = true;
     }
     if (gate && gate->cache_line_rtt_min_ns) {

@@ -119,9 +119,9 @@ void Runner::start_session(std::size_t index) {
   if (progress_ != nullptr) progress_->start_case(c.name);
   const Placement& placement = placement_of(c);
   // Before the peer exists: the measurement needs the peer's CPU to itself.
-  if (calibration_ != nullptr &&
-      wants_adjacent_floor(c.mechanism->capabilities(), c.pattern, placement)) {
-    c.adjacent = measure_adjacent_floor(clock_, placement, c.size, settings_.allowed_cpus);
+  if (calibration_ != nullptr && wants_adjacent_floor(c.mechanism->capabilities(), placement)) {
+    c.adjacent =
+        measure_adjacent_floor(clock_, placement, c.pattern, c.size, settings_.allowed_cpus);
   }
   // The runner's placement: the peer inherits its affinity when it is not
   // pinned itself.

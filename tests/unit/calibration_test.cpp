@@ -105,7 +105,7 @@ Capabilities waits(Waiting w) {
 
 TEST(Floors, ASpinnerIsComparedWithThePayloadRoundTripOfItsSize) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const Floor f = floor_for(&p, waits(Waiting::kSpin), "latency", 64);
+  const Floor f = floor_for(&p, waits(Waiting::kSpin), "sync", "latency", 64);
   EXPECT_EQ(f.name, "payload_rtt");
   EXPECT_DOUBLE_EQ(f.value, 220);
   EXPECT_DOUBLE_EQ(*floor_ratio(f, "latency", 286, 0), 1.3);
@@ -113,10 +113,19 @@ TEST(Floors, ASpinnerIsComparedWithThePayloadRoundTripOfItsSize) {
 
 TEST(Floors, ASleeperIsComparedWithTheLargerOfFutexAndPayload) {
   const PlacementCalibration p = doctored_cross_cpu();
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), "latency", 64).name, "futex_rtt");
-  const Floor big = floor_for(&p, waits(Waiting::kSleep), "latency", 65536);
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), "sync", "latency", 64).name, "futex_rtt");
+  const Floor big = floor_for(&p, waits(Waiting::kSleep), "sync", "latency", 65536);
   EXPECT_EQ(big.name, "payload_rtt");
   EXPECT_DOUBLE_EQ(big.value, 30'000);
+}
+
+TEST(Floors, AnAsyncRoundTripOfASleeperIsBoundOnlyByMovingThePayload) {
+  const PlacementCalibration p = doctored_cross_cpu();
+  const Floor f = floor_for(&p, waits(Waiting::kSleep), "async", "latency", 64);
+  EXPECT_EQ(f.name, "payload_rtt") << "with messages in flight nobody waits for a wake-up";
+  PlacementCalibration same = p;
+  same.payload_rtt_ns.clear();
+  EXPECT_TRUE(floor_for(&same, waits(Waiting::kSleep), "async", "latency", 64).name.empty());
 }
 
 TEST(Floors, SameCpuHasNoSpinningFloorButAHybridFallsBackToTheFutex) {
@@ -126,26 +135,26 @@ TEST(Floors, SameCpuHasNoSpinningFloorButAHybridFallsBackToTheFutex) {
   p.cache_line_rtt_min_ns.reset();
   p.payload_rtt_ns.clear();
   p.cross_core_copy_bytes_per_second.clear();
-  const Floor spin = floor_for(&p, waits(Waiting::kSpin), "latency", 64);
+  const Floor spin = floor_for(&p, waits(Waiting::kSpin), "sync", "latency", 64);
   EXPECT_TRUE(spin.name.empty());
   EXPECT_NE(spin.note.find("same-cpu"), std::string::npos);
   EXPECT_FALSE(floor_ratio(spin, "latency", 300, 0).has_value());
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSpinThenSleep), "latency", 64).name, "futex_rtt");
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), "throughput", 64).name, "memcpy");
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSpinThenSleep), "sync", "latency", 64).name, "futex_rtt");
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), "sync", "throughput", 64).name, "memcpy");
 }
 
 TEST(Floors, ThroughputIsComparedWithTheCrossCoreCopyAndTheRatioIsFloorOverMeasured) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const Floor f = floor_for(&p, waits(Waiting::kSpin), "throughput", 65536);
+  const Floor f = floor_for(&p, waits(Waiting::kSpin), "sync", "throughput", 65536);
   EXPECT_EQ(f.name, "cross_core_copy");
   EXPECT_DOUBLE_EQ(*floor_ratio(f, "throughput", 0, 4e9), 2.0);
   Capabilities zero_copy;
   zero_copy.copies = false;
-  EXPECT_TRUE(floor_for(&p, zero_copy, "throughput", 65536).name.empty());
+  EXPECT_TRUE(floor_for(&p, zero_copy, "sync", "throughput", 65536).name.empty());
 }
 
 TEST(Floors, WithoutCalibrationThereIsNoFloorAndANote) {
-  const Floor f = floor_for(nullptr, waits(Waiting::kSpin), "latency", 64);
+  const Floor f = floor_for(nullptr, waits(Waiting::kSpin), "sync", "latency", 64);
   EXPECT_TRUE(f.name.empty());
   EXPECT_NE(f.note.find("--no-calibration"), std::string::npos);
 }
