@@ -16,8 +16,8 @@ from .model import NUMERIC_FIELDS
 IDENTITY = ["host", "file", "name", "run_type", "aggregate_name", "repetition_index",
             "mechanism", "mode", "pattern", "message_size", "placement", "cpus",
             "status", "message"]
-JUDGEMENT = ["floor", "floor_value", "floor_ratio", "floor_note", "cv", "cv_metric",
-             "unstable", "measurement_error"]
+JUDGEMENT = ["floor", "floor_value", "floor_source", "floor_ratio", "floor_note", "cv",
+             "cv_metric", "unstable", "measurement_error"]
 HEADER = IDENTITY + list(NUMERIC_FIELDS) + JUDGEMENT
 
 

@@ -160,9 +160,13 @@ def floor_cell(run, case):
         return None, ""
     if f.name is None:
         return None, "none", {"class": "floor-none", "title": f.note or "no floor applies"}
-    title = f"{f.name}" + (" (from the calibration: the file has no per-case floor)"
-                           if f.source == "calibration" else "")
-    return f.value, f"{f.label} {f.value_text()}".strip(), {"title": title}
+    title = f.name
+    if f.origin == "computed":
+        title += " (computed from the calibration: the file has no per-case floor)"
+    elif f.adjacent:
+        title += " (re-measured on the case's CPUs right before the case)"
+    text = f"{f.label} {f.value_text()}".strip() + (" (adjacent)" if f.adjacent else "")
+    return f.value, text, {"title": title}
 
 
 def floor_ratio_cell(run, case):
@@ -379,12 +383,14 @@ def modes_section(runs, size):
 
 FLOOR_CAPTION = (
     "Each mechanism next to the floor that applies to it, the figures the suite "
-    "measured on the same CPUs in this run (black lines). Latency: p50 round trip "
-    "against the payload round trip (spinning shared memory) or the futex wake-up "
-    "round trip (mechanisms that sleep); × floor = p50 / floor. Throughput: bytes/s "
-    "against the cross-core copy (shared memory) or memcpy bandwidth (copying "
-    "mechanisms); × floor = floor / throughput. 1× is at the floor. Log axes; cases "
-    "flagged as measurement errors are not drawn.")
+    "measured on the same CPUs in this run (black lines: the run's calibration; a "
+    "dash in a mechanism's colour: its floor re-measured right before its case, as "
+    "the suite does for spinning mechanisms). Latency: p50 round trip against the "
+    "payload round trip (spinning shared memory, async) or the futex wake-up round "
+    "trip (mechanisms that sleep); × floor = p50 / floor. Throughput: bytes/s against "
+    "the cross-core copy (shared memory) or memcpy bandwidth (copying mechanisms); "
+    "× floor = floor / throughput. 1× is at the floor. Log axes; cases flagged as "
+    "measurement errors are not drawn.")
 
 
 def _fig_suffix(runs, r, place):

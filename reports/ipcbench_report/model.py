@@ -85,14 +85,21 @@ class CaseKey:
 class Floor:
     """The floor a case is measured against: its name (a FLOOR_NAMES key),
     figure (ns or bytes/s), the case's ratio to it, or why none applies.
-    source is 'file' (the case's own fields, the truth) or 'calibration'
-    (computed by the report for a file without them)."""
+    origin is 'case' (the case's own fields, the truth) or 'computed' (by
+    the report, from the calibration, for a file without them). measured is
+    the file's floor_source: 'calibration' (the run's calibration) or
+    'adjacent' (re-measured right before the case); '' when not said."""
 
     name: str | None = None
     value: float | None = None
     ratio: float | None = None
     note: str = ""
-    source: str = "file"
+    origin: str = "case"
+    measured: str = ""
+
+    @property
+    def adjacent(self):
+        return self.measured == "adjacent"
 
     @property
     def label(self):
@@ -256,8 +263,10 @@ class Case:
         value = self.field("floor_value")[1]
         ratio = self.value("floor_ratio")
         note = self.field("floor_note")[1]
+        measured = self.field("floor_source")[1]
         return Floor(name, value if units.is_number(value) else None,
-                     ratio, note if isinstance(note, str) else "", "file")
+                     ratio, note if isinstance(note, str) else "", "case",
+                     measured if isinstance(measured, str) else "")
 
     def stability(self):
         """The case's variation across repetitions as a Stability, or None
@@ -479,7 +488,7 @@ class Run:
         p50 = case.value("p50_ns")
         if floor is None or p50 is None:
             return None
-        return Floor(name, floor, p50 / floor, "", "calibration")
+        return Floor(name, floor, p50 / floor, "", "computed", "calibration")
 
     def floor_ratio(self, case):
         """measured / floor for a case (see floor()), or None."""

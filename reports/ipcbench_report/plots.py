@@ -578,9 +578,29 @@ def floor_plot(run, placement, styles):
             legend.add(f"{mech} ({mode})" if with_mode else mech, style)
             ys += [p[1] for p in pts]
             sizes.update(p[0] for p in pts)
+            adjacent = [(p[0], p[2].value) for p in pts if p[2].adjacent]
+            if adjacent:
+                (ad,) = fig_ax.plot([a[0] for a in adjacent], [a[1] for a in adjacent],
+                                    linestyle="none", marker="_", ms=14, mew=2.5,
+                                    color=style["color"], zorder=6)
+                tag(ad, f"floor-adjacent-{mech}")
+                legend.add("floor re-measured before the case",
+                           {"color": "#555555", "marker": "_", "markerfacecolor": "#555555",
+                            "markeredgecolor": "#555555", "linestyle": "none"})
+                ys += [a[1] for a in adjacent]
             for size, _v, f in pts:
-                floors.setdefault(f.name, {})[size] = f.value
+                by_size = floors.setdefault(f.name, {})
+                if not f.adjacent:
+                    by_size[size] = f.value
+                elif size not in by_size:
+                    # the run's calibration figure, for the line
+                    cal = run.calibrated(placement, _CALIBRATION_KEYS[f.name][0],
+                                         size if _CALIBRATION_KEYS[f.name][1] else None)
+                    if cal is not None:
+                        by_size[size] = cal
         for name, by_size in floors.items():
+            if not by_size:
+                continue
             xs = sorted(by_size)
             (fl,) = fig_ax.plot(xs, [by_size[x] for x in xs], color="black", lw=2.2,
                                 linestyle=FLOOR_LINESTYLES.get(name, "-"), marker="_", ms=12,
@@ -611,6 +631,13 @@ def floor_plot(run, placement, styles):
         fig_ax.set_title(f"{pattern}, {placement}", fontsize=10, loc="left")
     legend_below(fig, legend.handles, legend.labels, axes[1])
     return fig
+
+
+# floor name -> (calibration key, per size?)
+_CALIBRATION_KEYS = {"payload_rtt": ("payload_rtt_ns", True), "futex_rtt": ("futex_rtt_ns", False),
+                     "cache_line_rtt": ("cache_line_rtt_ns", False),
+                     "cross_core_copy": ("cross_core_copy_bytes_per_second", True),
+                     "memcpy": ("memcpy_bytes_per_second", True)}
 
 
 def _floor_label(name):

@@ -84,22 +84,26 @@ def test_floor_fields_of_the_case_are_the_truth(tmp_path):
         e.update(floor=None, floor_value=None, floor_ratio=None, floor_note="across hosts")
     # a case without the fields (an older file) gets p50 / payload round trip
     for e in case_entries(doc, "udp", "latency", 1024):
-        for k in ("floor", "floor_value", "floor_ratio", "floor_note"):
+        for k in ("floor", "floor_value", "floor_source", "floor_ratio", "floor_note"):
             e.pop(k, None)
     run = load_doc(tmp_path, doc)
     f = run.floor(run.cases[key("pipe", "latency", 64)])
-    assert (f.name, f.value, f.ratio, f.source) == ("futex_rtt", 1234.0, 7.5, "file")
+    assert (f.name, f.value, f.ratio, f.origin) == ("futex_rtt", 1234.0, 7.5, "case")
     f = run.floor(run.cases[key("tcp", "latency", 64)])
     assert f.name is None and f.ratio is None and f.note == "across hosts"
     udp = run.cases[key("udp", "latency", 1024)]
     f = run.floor(udp)
-    assert f.source == "calibration" and f.name == "payload_rtt"
+    assert f.origin == "computed" and f.name == "payload_rtt"
     assert f.ratio == pytest.approx(udp.value("p50_ns") / run.calibrated(CROSS, "payload_rtt_ns",
                                                                          1024))
     tput = run.cases[key("shm-spin", "throughput", 1024)]
     f = run.floor(tput)
-    assert f.name == "cross_core_copy" and f.kind == "throughput"
+    assert f.name == "cross_core_copy" and f.kind == "throughput" and f.adjacent
+    # re-measured before the case: the case's figure, not the calibration's
+    assert f.value == pytest.approx(
+        1.1 * run.calibrated(CROSS, "cross_core_copy_bytes_per_second", 1024))
     assert f.ratio == pytest.approx(f.value / tput.value("bytes_per_second"))
+    assert not run.floor(run.cases[key("shm-futex", "throughput", 1024)]).adjacent
 
 
 def test_flagged_case_is_not_a_result(tmp_path):
@@ -182,6 +186,8 @@ def test_floor_plot_per_placement_uses_the_cases_floors(tmp_path):
     for name in ("payload_rtt", "futex_rtt", "cross_core_copy", "memcpy"):
         assert f"data-floor-line-{name}-" in cross, name
     assert "data-floor-ratio-latency-shm-spin-" in cross
+    assert "data-floor-adjacent-shm-spin-" in cross  # its own re-measured floor
+    assert "data-floor-adjacent-pipe" not in cross
     assert "data-floor-ratio-throughput-pipe-" in cross  # throughput ratios drawn too
     # same-cpu: no spinning floors, so no payload round trip or cross-core line
     assert "data-floor-line-payload_rtt" not in same
@@ -210,7 +216,12 @@ def test_case_table_floor_and_ratio_columns(tmp_path):
     tput = next(r for r in rows if r[col["mechanism"]] == "shm-futex"
                 and r[col["pattern"]] == "throughput" and r[col["size"]] == "1 KiB")
     assert tput[col["floor"]].startswith("cross-core copy ")
+    assert not tput[col["floor"]].endswith("(adjacent)")
     assert tput[col["× floor"]].endswith("×")
+    spin = next(r for r in rows if r[col["mechanism"]] == "shm-spin"
+                and r[col["pattern"]] == "throughput" and r[col["size"]] == "1 KiB")
+    assert spin[col["floor"]].startswith("cross-core copy ")
+    assert spin[col["floor"]].endswith("(adjacent)")
 
 
 def test_flagged_case_has_its_section_and_nothing_else(tmp_path):
@@ -313,7 +324,8 @@ def test_markdown_rows_per_placement(tmp_path):
 def test_csv_judgement_columns(tmp_path):
     text = render(tmp_path, single_doc())["csv"]
     reader = csv.DictReader(io.StringIO(text))
-    for column in ("floor", "floor_value", "floor_ratio", "floor_note", "cv", "cv_metric",
+    for column in ("floor", "floor_value", "floor_source", "floor_ratio", "floor_note", "cv",
+                   "cv_metric",
                    "unstable", "measurement_error"):
         assert column in reader.fieldnames, column
     rows = list(reader)
@@ -327,6 +339,8 @@ def test_csv_judgement_columns(tmp_path):
         "futex_rtt", 41300.0, "0.08", "p50_ns", "true", "", "ok")
     assert float(pipe["floor_ratio"]) == pytest.approx(float(pipe["p50_ns"]) / 41300.0)
     assert row("pipe", "latency", 1024)["unstable"] == "false"
+    assert pipe["floor_source"] == "calibration"
+    assert row("shm-spin", "throughput", 64)["floor_source"] == "adjacent"
     assert row("tcp", "latency", 64)["cv"] == "" and row("tcp", "latency", 64)["unstable"] == ""
     spin = row("shm-spin", "latency", 64)
     assert spin["status"] == "flagged" and spin["measurement_error"] == REASON
@@ -438,3 +452,7 @@ def test_real_run_two_placements(tmp_path, real_result_placements):
     for case in run.case_list():
         if any("cv" in e for e in case.entries):
             assert case.stability().source == "file"
+    for case in run.case_list():
+        f = run.floor(case)
+        if f is not None and f.name and any("floor_source" in e for e in case.entries):
+            assert f.measured in ("calibration", "adjacent")

@@ -119,7 +119,7 @@ def test_floor_ratio_from_calibration_when_cases_lack_it(tmp_path):
     computes p50 over the payload round trip of the case's placement."""
     doc = add_calibration(load(DATA / "all-mechanisms.json"))
     for e in doc["benchmarks"]:
-        for k in ("floor", "floor_value", "floor_ratio", "floor_note"):
+        for k in ("floor", "floor_value", "floor_source", "floor_ratio", "floor_note"):
             e.pop(k, None)
     _out, html = render(tmp_path, save(doc, tmp_path / "cal.json"))
     floor_svg = figure_svg(html, "floor-cross-cpu")

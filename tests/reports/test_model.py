@@ -93,7 +93,7 @@ def test_calibration_floor_ratio(tmp_path):
     size the calibration did not measure."""
     doc = add_calibration(load(DATA / "all-mechanisms.json"), sizes=[64, 1024])
     for e in doc["benchmarks"]:
-        for k in ("floor", "floor_value", "floor_ratio", "floor_note"):
+        for k in ("floor", "floor_value", "floor_source", "floor_ratio", "floor_note"):
             e.pop(k, None)
     run = model.load(save(doc, tmp_path / "cal.json"))
     case = run.cases[model.CaseKey("pipe", "sync", "latency", 64, "cross-cpu")]

@@ -161,6 +161,12 @@ def _mutate(doc, what):
         meta["flagged"] = [{"name": "x/sync/latency/64/manual_time"}]
     elif what == "flagged not a list":
         meta["flagged"] = {"name": "x", "reason": "y"}
+    elif what == "floor_source unknown":
+        lat["floor_source"] = "guessed"
+    elif what == "floor_source without a floor":
+        for k in ("floor", "floor_value", "floor_ratio", "floor_note"):
+            lat.pop(k, None)
+        lat["floor_source"] = "calibration"
     elif what == "flat calibration":
         meta["calibration"] = {"cache_line_rtt_ns": 140.0, "payload_rtt_ns": {"64": 150.0}}
     else:
@@ -182,7 +188,8 @@ WRONG = [
     "payload size key not a number", "payload figure zero",
     "same-cpu with a cache-line figure", "same-cpu with cross-core copy", "futex figure null",
     "notes not strings", "calibration placement missing a key", "flagged without reason",
-    "flagged not a list", "flat calibration",
+    "flagged not a list", "flat calibration", "floor_source unknown",
+    "floor_source without a floor",
 ]
 
 
