@@ -545,6 +545,8 @@ def _parse(path):
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:
         raise InputError(path, f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(path, "not a result file: JSON nested too deeply to read") from None
 
 
 def _check_shape(path, data):
@@ -567,7 +569,11 @@ def _check_shape(path, data):
 
 def _check_schema(path, data, schema_path):
     from jsonschema.exceptions import best_match
-    error = best_match(_validator(schema_path).iter_errors(data))
+    try:
+        error = best_match(_validator(schema_path).iter_errors(data))
+    except RecursionError:
+        raise InputError(path, "does not match the result schema: nested too deeply "
+                               "to check") from None
     if error is None:
         return
     if error.validator == "not":

@@ -172,6 +172,9 @@ def main(argv):
     try:
         with open(result_path, encoding="utf-8") as f:
             result = json.load(f, parse_constant=reject_constant)
+    except RecursionError:
+        print(f"{result_path}: invalid: JSON nested too deeply to read", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as e:
         print(f"{result_path}: invalid: cannot read as JSON: {e}", file=sys.stderr)
         return 1
@@ -179,7 +182,11 @@ def main(argv):
     validator = cls(schema)
     # best_match picks the most relevant error deterministically (the deepest,
     # least ambiguous one) among all the errors found.
-    error = best_match(validator.iter_errors(result))
+    try:
+        error = best_match(validator.iter_errors(result))
+    except RecursionError:
+        print(f"{result_path}: invalid: nested too deeply to check", file=sys.stderr)
+        return 1
     if error is not None:
         print(f"{result_path}: invalid at {json_path(error.absolute_path)}: {describe(error)}",
               file=sys.stderr)
