@@ -382,6 +382,48 @@ void write_report(int fd, const std::string& text) {
   ::_exit(code);
 }
 
+// fork() copies only the calling thread, so a lock another thread holds at
+// that moment stays locked in the child for good. glibc takes its own locks
+// (malloc, the thread-stack cache) around fork; the sanitizer runtimes of
+// GCC 12 do not. Under ASan, a ZeroMQ context's I/O and reaper threads are
+// still starting when listen() returns, and a starting thread holds a lock of
+// ASan's allocator (AsanThread::Init -> pthread_getattr_np -> calloc); a child
+// forked then blocks on that lock as soon as its own context starts its
+// threads, so it never connects (seen as zmq-ipc's accept timing out in about
+// half the ASan runs, never in Release). A thread that holds such a lock is
+// running or runnable, never asleep in the kernel, so fork only once every
+// other thread of this process is sleeping (state S), seen twice in a row.
+void wait_until_other_threads_sleep() {
+  const auto self = std::to_string(::gettid());
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  std::string busy;
+  for (int quiet_rounds = 0; quiet_rounds < 2;) {
+    busy.clear();
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it("/proc/self/task", ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const std::string tid = it->path().filename().string();
+      if (tid == self) continue;
+      std::ifstream in(it->path() / "stat");
+      std::string stat;
+      std::getline(in, stat);
+      const auto paren = stat.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= stat.size()) continue;  // gone meanwhile
+      const char state = stat[paren + 2];
+      if (state != 'S') busy += " thread " + tid + " in state " + state;
+    }
+    if (!busy.empty()) {
+      quiet_rounds = 0;
+      if (Clock::now() > deadline) {
+        throw std::runtime_error("cannot fork the peer safely: other threads stayed busy:" + busy);
+      }
+    } else {
+      ++quiet_rounds;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
@@ -552,6 +594,7 @@ class ChannelConformance : public ::testing::TestWithParam<std::string> {
     if (::pipe2(report, O_CLOEXEC) != 0) posix::throw_errno("cannot create a report pipe");
     posix::Fd read_end(report[0]);
     posix::Fd write_end(report[1]);
+    wait_until_other_threads_sleep();
     const pid_t pid = ::fork();
     if (pid < 0) posix::throw_errno("fork failed");
     if (pid == 0) run_child(keep, write_end.get(), body);
