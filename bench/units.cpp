@@ -5,6 +5,27 @@
 #include <stdexcept>
 
 namespace ipcbench {
+namespace {
+
+// The user's text for an error message: control bytes (a newline would break
+// the one-line reason) shown as \xNN.
+std::string printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<std::string> split_list(std::string_view text) {
   std::vector<std::string> out;
@@ -20,7 +41,7 @@ std::vector<std::string> split_list(std::string_view text) {
 
 std::size_t parse_size(std::string_view text) {
   std::string quoted(1, '\'');  // (append: GCC 12 warns falsely on "'" + string)
-  quoted.append(text).push_back('\'');
+  quoted.append(printable(text)).push_back('\'');
   std::uint64_t value = 0;
   const char* begin = text.data();
   const char* end = begin + text.size();
@@ -62,8 +83,9 @@ std::vector<int> parse_cpu_list(std::string_view text) {
   for (const std::string& item : split_list(text)) {
     int cpu = -1;
     auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), cpu);
-    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || cpu < 0) {
-      throw std::invalid_argument("malformed CPU '" + item + "' in '" + std::string(text) +
+    if (item.empty() || item.front() == '-' || ec != std::errc() || p != item.data() + item.size() ||
+        cpu < 0) {
+      throw std::invalid_argument("malformed CPU '" + printable(item) + "' in '" + printable(text) +
                                   "' (expected CPU numbers like 0,1)");
     }
     cpus.push_back(cpu);
