@@ -593,14 +593,10 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
         stop_point();
         pc.cross_core_copy_bytes_per_second[s] = prober.cross_core_copy(s);
       }
-      if (pl.name == "unpinned") {
-        pc.notes.push_back("unpinned: the scheduler chose the CPUs; floors assume the two "
-                           "processes ran on different CPUs");
-      }
     } else {
-      pc.notes.push_back("same-cpu: spinning floors (cache-line and payload round trips, "
-                         "cross-core copy) skipped: two spinners on one CPU measure the "
-                         "scheduler, not the hardware");
+      pc.notes.push_back(pl.name + ": spinning floors (cache-line and payload round trips, "
+                         "cross-core copy) skipped: two spinners that may share a CPU measure "
+                         "the scheduler, not the hardware");
     }
     stop_point();
     pc.futex_rtt_ns = prober.futex_round_trip();
@@ -642,7 +638,7 @@ Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
     // With messages in flight nobody need wait for a wake-up: only moving
     // the payload there and back bounds a round trip.
     if (const auto payload = at(cal->payload_rtt_ns)) return {"payload_rtt", *payload, ""};
-    return {"", 0, "same-cpu placement: no floor bounds an async round trip"};
+    return {"", 0, "no spinning floor under this placement: nothing bounds an async round trip"};
   }
   if (pattern == "latency") {
     const std::optional<double> payload = at(cal->payload_rtt_ns);
@@ -650,7 +646,7 @@ Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
     switch (caps.waiting) {
       case Waiting::kSpin:
         if (payload) return {"payload_rtt", *payload, ""};
-        return {"", 0, "same-cpu placement: spinning floors do not apply"};
+        return {"", 0, "no spinning floor under this placement (only cross-cpu has them)"};
       case Waiting::kSpinThenSleep:
         // Under same-cpu such a mechanism sleeps at once.
         if (payload) return {"payload_rtt", *payload, ""};

@@ -20,8 +20,10 @@ struct Placement {
   std::string name;  // "cross-cpu", "same-cpu" or "unpinned"
   int runner_cpu = -1;
   int peer_cpu = -1;
-  // Spinning floors need the two sides on different CPUs.
-  bool spinning_applies() const noexcept { return name != "same-cpu"; }
+  // Spinning floors need the two sides on two CPUs for sure: under
+  // same-cpu, and under unpinned when the scheduler puts both on one CPU,
+  // a spinner waits out the other's time slice (milliseconds).
+  bool spinning_applies() const noexcept { return name == "cross-cpu"; }
 };
 
 struct Settings {
