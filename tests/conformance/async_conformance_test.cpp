@@ -562,8 +562,8 @@ void close_like_exec(const std::vector<int>& keep) {
 // still starting when listen() returns, and a starting thread holds a lock of
 // ASan's allocator (AsanThread::Init -> pthread_getattr_np -> calloc); a child
 // forked then blocks on that lock as soon as its own context starts its
-// threads, so it never connects (seen as zmq-ipc's accept timing out in about
-// half the ASan runs, never in Release). A thread that holds such a lock is
+// threads, so it never connects (seen as zmq-ipc's accept timing out,
+// intermittently and only under ASan). A thread that holds such a lock is
 // running or runnable, never asleep in the kernel, so fork only once every
 // other thread of this process is sleeping (state S), seen twice in a row.
 void wait_until_other_threads_sleep() {
