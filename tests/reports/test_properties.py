@@ -17,16 +17,22 @@ fresh random examples: IPCBENCH_PROPERTY_EXAMPLES=2000 (examples per test).
 import copy
 import json
 import os
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from reportutil import DATA, load
 
 from ipcbench_report import compare, csv, markdown, model
 
 _EXPLORE = int(os.environ.get("IPCBENCH_PROPERTY_EXAMPLES", "0") or 0)
+
+# Hypothesis keeps caches (e.g. its Unicode tables) in ./.hypothesis; keep
+# them out of the source tree.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "ipcbench-hypothesis"))
 
 
 def bounded(examples):
