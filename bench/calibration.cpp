@@ -534,17 +534,7 @@ double harness_cost(const Clock& clock) {
   return static_cast<double>(hist.value_at_percentile(50));
 }
 
-std::string fmt_ns(double ns) {
-  char buf[32];
-  if (ns >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
-  } else if (ns >= 1e3) {
-    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f ns", ns);
-  }
-  return buf;
-}
+std::string fmt_ns(double ns) { return format_ns(ns, 1); }
 
 std::string fmt_bw(double bps) {
   char buf[32];

@@ -46,17 +46,7 @@ std::string directory_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-std::string fmt_ns(double ns) {
-  char buf[32];
-  if (ns >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
-  } else if (ns >= 1e3) {
-    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f ns", ns);
-  }
-  return buf;
-}
+std::string fmt_ns(double ns) { return format_ns(ns); }
 
 std::string fmt_rate(double per_second, const char* unit) {
   char buf[48];

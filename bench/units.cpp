@@ -1,6 +1,8 @@
 #include "units.hpp"
 
+
 #include <charconv>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 
@@ -91,6 +93,18 @@ std::vector<int> parse_cpu_list(std::string_view text) {
     cpus.push_back(cpu);
   }
   return cpus;
+}
+
+std::string format_ns(double ns, int ns_decimals) {
+  char buf[32];
+  if (ns >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
+  } else if (ns >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.*f ns", ns_decimals, ns);
+  }
+  return buf;
 }
 
 }  // namespace ipcbench
