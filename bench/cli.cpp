@@ -19,6 +19,7 @@
 #include "calibration.hpp"
 #include "clock.hpp"
 #include "ipcbench/registry.hpp"
+#include "owners.hpp"
 #include "peer.hpp"
 #include "protocol.hpp"
 #include "reporter.hpp"
@@ -315,6 +316,8 @@ int do_run(Settings& settings) {
   }
   set_thread_affinity(settings.allowed_cpus);  // each case pins the runner for its placement
   RunDir run_dir;
+  // Sweeps what dead runs left behind, then records what this run creates.
+  const std::unique_ptr<OwnerRecord> owner = OwnerRecord::start(run_dir.path());
   // Starts the watchdog thread (unpinned).
   Runner runner(settings, clock, run_dir.path(), calibration ? &*calibration : nullptr);
   // Last resort, from the watchdog thread: the runner cannot be woken. Leave
@@ -433,6 +436,11 @@ int cli_main(int argc, char** argv) {
   run->add_option("--out", r.out, "Write the JSON result file here");
   run->add_option("benchmark_args", r.passthrough, "Google Benchmark flags, after --");
 
+  bool clean_dry_run = false;
+  CLI::App* clean = app.add_subcommand(
+      "clean", "Remove the IPC objects of ipcbench runs that died (their owner records say which)");
+  clean->add_flag("--dry-run", clean_dry_run, "Only list what would be removed");
+
   PeerOptions peer_options;
   std::string peer_verify = "header";
   int timeout_ms = 10'000;
@@ -459,6 +467,7 @@ int cli_main(int argc, char** argv) {
 
   try {
     if (list->parsed()) return do_list(list_json);
+    if (clean->parsed()) return run_clean(clean_dry_run);
     if (peer->parsed()) {
       peer_options.verify_full = peer_verify == "full";
       peer_options.timeout = std::chrono::milliseconds(timeout_ms);

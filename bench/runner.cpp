@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,8 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 
 std::string self_executable() {
+  // Test hook: the misbehaving-peer tests substitute a peer of their own.
+  if (const char* test_peer = std::getenv("IPCBENCH_TEST_PEER_EXECUTABLE")) return test_peer;
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "/proc/self/exe";
