@@ -21,7 +21,14 @@ to another (each described in the schema's text):
   - a case's floor_value is the calibration's figure of that floor on its
     placement (and size), and floor_ratio on an iteration, mean or median
     entry is p50_ns / floor_value (latency) or floor_value /
-    bytes_per_second (throughput).
+    bytes_per_second (throughput);
+  - a remote run (ipcbench.remote) has across_hosts true on every entry, and
+    each entry's remote.address is ipcbench.remote.address; a known
+    remote.peer_cpu is the entry's peer CPU (cpus[1]) and one of the CPUs
+    serve was given (ipcbench.remote.cpus, when pinned). The placement rule
+    on cpus does not apply across hosts (the two CPUs are on two machines).
+    (That across_hosts entries need ipcbench.remote, have no floor and no
+    one-way figures, the schema itself states.)
 
 Uses the Debian package python3-jsonschema (run with /usr/bin/python3). The
 result file must be strict JSON: NaN and Infinity are rejected, as the suite
@@ -58,6 +65,8 @@ def describe(error):
     whole offending instance in some messages (e.g. for "not")."""
     if error.validator == "not":
         return f"must not match {json.dumps(error.validator_value, sort_keys=True)}"
+    if error.validator is None:  # the schema 'false': the key must be absent
+        return "must be absent here (see the schema's rule for this entry)"
     message = " ".join(error.message.split())
     return message if len(message) <= 300 else message[:297] + "..."
 
@@ -76,6 +85,33 @@ def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def remote_errors(where, entry, remote):
+    """The rules relating an entry to the remote run it is part of (remote:
+    ipcbench.remote, or None in a local run)."""
+    out = []
+    across = entry.get("across_hosts") is True
+    if remote is not None and not across:
+        out.append((where + ["across_hosts"], "is missing or false in a remote run "
+                                              "(ipcbench.remote): every entry of it is "
+                                              "across hosts"))
+    if not across or remote is None:
+        return out
+    own = entry["remote"]
+    if own["address"] != remote["address"]:
+        out.append((where + ["remote", "address"], f"{own['address']!r} is not "
+                                                   f"ipcbench.remote.address "
+                                                   f"{remote['address']!r}"))
+    peer, cpus = own["peer_cpu"], entry.get("cpus", [])
+    if peer >= 0 and len(cpus) == 2 and cpus[1] != peer:
+        out.append((where + ["remote", "peer_cpu"], f"{peer} is not the entry's peer CPU "
+                                                    f"(cpus[1] = {cpus[1]})"))
+    if peer >= 0 and remote["cpus"] and peer not in remote["cpus"]:
+        out.append((where + ["remote", "peer_cpu"], f"{peer} is not among the CPUs serve was "
+                                                    f"given (ipcbench.remote.cpus "
+                                                    f"{remote['cpus']})"))
+    return out
+
+
 def relation_errors(result):
     """(json path parts, message) for every broken cross-field rule of a
     file the schema accepted, in file order."""
@@ -86,16 +122,19 @@ def relation_errors(result):
     per_place = calibration.get("placements", {}) if isinstance(calibration, dict) else {}
     out = []
     flagged_entries = {}
+    remote = meta.get("remote")
     for i, e in enumerate(result["benchmarks"]):
         where = ["benchmarks", i]
         if "cv" in e and e.get("unstable") != (e["cv"] > UNSTABLE_CV):
             out.append((where + ["unstable"], f"is {e.get('unstable')} but cv is {e['cv']} "
                                               f"(unstable means cv > {UNSTABLE_CV})"))
         cpus, place = e.get("cpus", []), e.get("placement")
-        if place == "same-cpu" and len(cpus) == 2 and cpus[0] != cpus[1]:
+        across = e.get("across_hosts") is True
+        if place == "same-cpu" and len(cpus) == 2 and cpus[0] != cpus[1] and not across:
             out.append((where + ["cpus"], f"{cpus} are two CPUs, under same-cpu placement"))
-        if place == "cross-cpu" and len(cpus) == 2 and cpus[0] == cpus[1]:
+        if place == "cross-cpu" and len(cpus) == 2 and cpus[0] == cpus[1] and not across:
             out.append((where + ["cpus"], f"{cpus} is one CPU, under cross-cpu placement"))
+        out += remote_errors(where, e, remote)
         if isinstance(placements, list) and place not in placements + ["unknown"]:
             out.append((where + ["placement"], f"{place!r} is not among configuration."
                                                f"placements {placements}"))
