@@ -109,6 +109,16 @@ def cmd_compare(args):
                                              "to compare anyway)")
         warnings.append(f"comparing across hosts ({what}): differences may be the hardware, "
                         "not the code")
+    if not model.same_remote_host(base, new):
+        rb, rn = base.remote_host, new.remote_host
+        what = (f"base's peer ran on {base.remote_host_label()} ({rb.get('cpu_model')}), "
+                f"new's on {new.remote_host_label()} ({rn.get('cpu_model')})")
+        if not args.cross_host:
+            raise model.InputError(args.new, f"different remote host: {what}; figures against "
+                                             "two peer machines are not comparable (pass "
+                                             "--cross-host to compare anyway)")
+        warnings.append(f"comparing against different remote hosts ({what}): differences "
+                        "may be the peer's hardware or the network, not the code")
     result = compare.compare_runs(base, new, args.threshold, args.alpha)
     result.warnings = warnings
     for w in warnings:
@@ -128,6 +138,16 @@ def cmd_merge(args):
         if not model.same_host(runs[0], run):
             raise model.InputError(run.path, "different host from the first file; merging "
                                              "runs of two machines would mix their figures")
+        if (runs[0].remote is None) != (run.remote is None):
+            first, this = (("a remote", "a local") if run.remote is None
+                           else ("a local", "a remote"))
+            raise model.InputError(run.path, f"{this} run, the first file is {first} run; "
+                                             "merging would pool local and across-hosts "
+                                             "figures")
+        if (not model.same_remote_host(runs[0], run)
+                or runs[0].remote_address != run.remote_address):
+            raise model.InputError(run.path, "a different remote host from the first file's; "
+                                             "merging would pool figures against two peers")
     doc = merge.merge(runs)
     merge.write_json(doc, args.out)
     model.load(args.out, allow_incomplete=True)  # the merged file must stay valid

@@ -9,6 +9,10 @@ a busy machine; with fewer, the threshold alone decides and the output says so.
 A case the suite's sanity gate flagged as a measurement error (on either
 side) is never judged: it is neither an improvement nor a regression, and it
 is listed as flagged.
+
+A local case (peer on this host) is never paired with a remote one (peer on
+the remote host of 'ipcbench run --remote'): where a case was measured is
+part of its key, also when failed cases are paired regardless of placement.
 """
 
 import math
@@ -108,7 +112,7 @@ def match_cases(base, new):
     Failed and skipped entries record placement 'unknown'; such a case is
     paired with the other side's case that differs only in placement, so a
     case that now fails is reported as failing rather than as two unrelated
-    cases."""
+    cases. Local and remote cases never pair (the key's where)."""
     pairs = [(base.cases[k], new.cases[k]) for k in base.cases if k in new.cases]
     left_b = [c for k, c in base.cases.items() if k not in new.cases]
     left_n = [c for k, c in new.cases.items() if k not in base.cases]
@@ -184,7 +188,12 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
     """Compares every matched case; never raises for data reasons."""
     result = Comparison(base, new, threshold, alpha)
     pairs, result.only_base, result.only_new = match_cases(base, new)
-    if not pairs and (result.only_base or result.only_new):
+    wb, wn = set(base.wheres()), set(new.wheres())
+    if wb and wn and not wb & wn:
+        result.notes.append(f"base has only {_where_text(wb)} results, new only "
+                            f"{_where_text(wn)} ones: a local case is never compared with "
+                            "one measured across hosts")
+    elif not pairs and (result.only_base or result.only_new):
         result.notes.append("no case is in both files (different mechanisms, sizes, modes "
                             "or placements?): nothing was compared")
     for b, n in pairs:
@@ -201,6 +210,10 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
             if ch is not None:
                 result.changes.append(ch)
     return result
+
+
+def _where_text(wheres):
+    return " and ".join("across-hosts (remote)" if w == "remote" else w for w in sorted(wheres))
 
 
 def verdict_text(v):
@@ -241,10 +254,20 @@ def summary_line(result):
             f"{flagged}.")
 
 
+def remote_text(run):
+    """'; peer across hosts: serve-b (198.18.0.1:7070), AMD EPYC ...' for a
+    remote run, '' for a local one."""
+    if run.remote is None:
+        return ""
+    return (f"; peer across hosts: {run.remote_host_label()}, "
+            f"{run.remote_host.get('cpu_model')}")
+
+
 def run_line(run):
     h = run.host
     return (f"{run.path} ({h.get('hostname')}, {h.get('cpu_model')}, "
-            f"git {run.meta.get('git_revision')}, {run.config.get('repetitions')} repetition(s))")
+            f"git {run.meta.get('git_revision')}, {run.config.get('repetitions')} repetition(s)"
+            f"{remote_text(run)})")
 
 
 def render_console(result):
@@ -302,4 +325,4 @@ def render_markdown(result):
 def _ctx(run):
     h = run.host
     return (f"{h.get('hostname')}, {h.get('cpu_model')}, git {run.meta.get('git_revision')}, "
-            f"{run.config.get('repetitions')} repetition(s)")
+            f"{run.config.get('repetitions')} repetition(s){remote_text(run)}")

@@ -4,8 +4,10 @@ For spreadsheets and ad-hoc analysis: every numeric field the suite writes,
 raw (ns, bytes/s, counts), with the identity columns first, then the
 suite's judgement of the case: the floor that applies (name, figure, ratio,
 or why none), the stability across repetitions (cv, unstable) and the sanity
-gate's measurement_error (status 'flagged'). The latency histogram is not
-flattened here; the JSON has it.
+gate's measurement_error (status 'flagged'); last, where the peer ran:
+across_hosts ('true' for a case of a remote run, whose peer ran on the
+remote host, else 'false') and remote_address (the serve address, '' for a
+local case). The latency histogram is not flattened here; the JSON has it.
 """
 
 import csv as _csv
@@ -18,7 +20,8 @@ IDENTITY = ["host", "file", "name", "run_type", "aggregate_name", "repetition_in
             "status", "message"]
 JUDGEMENT = ["floor", "floor_value", "floor_source", "floor_ratio", "floor_note", "cv",
              "cv_metric", "unstable", "measurement_error"]
-HEADER = IDENTITY + list(NUMERIC_FIELDS) + JUDGEMENT
+WHERE = ["across_hosts", "remote_address"]
+HEADER = IDENTITY + list(NUMERIC_FIELDS) + JUDGEMENT + WHERE
 
 
 def _status(entry, flagged_reason=""):
@@ -64,6 +67,11 @@ def rows(runs):
                 row[name] = _text(entry.get(name))
             if status == "flagged" and not row["measurement_error"]:
                 row["measurement_error"] = gate
+            across = entry.get("across_hosts") is True
+            remote = entry.get("remote") if isinstance(entry.get("remote"), dict) else {}
+            address = remote.get("address") if isinstance(remote.get("address"), str) else ""
+            row["across_hosts"] = "true" if across else "false"
+            row["remote_address"] = (address or run.remote_address) if across else ""
             yield row
 
 

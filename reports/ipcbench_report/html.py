@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 from string import Template
 
-from . import plots, units
+from . import model, plots, units
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 DEFAULT_SIZE = 64
@@ -72,6 +72,9 @@ def context_pairs(run):
         ("sizes", ", ".join(units.size(s) for s in cfg.get("sizes", []))),
         ("min time / repetitions", f"{cfg.get('min_time_s')} s / {cfg.get('repetitions')}"),
         ("placements", ", ".join(run.configured_placements()) or "none measured"),
+        *([("peer", f"across hosts: ipcbench serve at {run.remote_address} on "
+                    f"{run.remote_host.get('hostname') or 'the remote host'} (see the remote "
+                    "host)")] if run.remote is not None else []),
         ("CPUs requested", ", ".join(str(c) for c in cfg.get("cpus", [])) or "none (unpinned)"),
         ("calibration", calibration_summary(run)),
         ("timeout / verify", f"{cfg.get('timeout_s')} s / {cfg.get('verify')}"),
@@ -110,8 +113,32 @@ def _cpu_list(cpus):
     return ",".join(spans)
 
 
+def remote_pairs(run):
+    """The remote host of a remote run, as the local host is described:
+    where the peers of its across-hosts cases ran."""
+    remote, host = run.remote or {}, run.remote_host
+    allowed = host.get("cpus_allowed") if isinstance(host.get("cpus_allowed"), list) else []
+    return [
+        ("serve address", run.remote_address),
+        ("host", host.get("hostname", "")),
+        ("CPU", host.get("cpu_model", "")),
+        ("CPUs", f"{host.get('cpus_online')} online; allowed {_cpu_list(allowed)}"),
+        ("kernel", host.get("kernel", "")),
+        ("hypervisor", host.get("hypervisor") or "none detected"),
+        ("governor", host.get("governor") or "none (or unreadable)"),
+        ("serve's CPUs", ", ".join(str(c) for c in run.remote_cpus) or "none (unpinned)"),
+        ("protocol version", str(remote.get("protocol_version", ""))),
+        ("floors", "none across hosts: the calibration's floors describe the local host only"),
+    ]
+
+
 def context_block(run, heading):
-    return f"<div><h3>{escape(heading)}</h3>{kv_table(context_pairs(run))}</div>"
+    """The run's host and settings; for a remote run, the remote host next to it."""
+    block = f"<div><h3>{escape(heading)}</h3>{kv_table(context_pairs(run))}</div>"
+    if run.remote is not None:
+        block += (f'<div class="remote-host"><h3>{escape(heading)}: remote host '
+                  f"(peer side, ipcbench serve)</h3>{kv_table(remote_pairs(run))}</div>")
+    return block
 
 
 def choose_size(runs, requested=None):
@@ -205,6 +232,47 @@ FLOOR_COLUMNS = [("floor", True, floor_cell), ("× floor", True, floor_ratio_cel
 HOST_COLUMN = ("host", False, lambda r, c: (r.label, r.label))
 
 
+def where_text(run, case):
+    """'local', or 'remote: serve-b (198.18.0.1:7070)' for a case whose peer
+    ran on the remote host."""
+    if not case.key.remote:
+        return "local"
+    return f"remote: {run.remote_host_label() if run.remote else case.remote_address}"
+
+
+def where_cell(run, case):
+    text = where_text(run, case)
+    attrs = {"class": "where-remote"} if case.key.remote else {}
+    return (case.key.where, text, attrs) if attrs else (case.key.where, text)
+
+
+def oneway_cell(run, case):
+    """An async latency case's one-way p50 / p99; across hosts, the
+    oneway_note (why there are none) instead of numbers."""
+    if case.key.mode != "async" or case.key.pattern != "latency":
+        return None, ""
+    p50, p99 = case.oneway("oneway_p50_ns"), case.oneway("oneway_p99_ns")
+    if case.key.remote and p50 is None:
+        text = case.oneway_note or "not reported across hosts"
+        return None, text, {"class": "reason oneway-note", "title": text}
+    if p50 is None:
+        return None, ""
+    text = units.ns(p50) + (f" / {units.ns(p99)}" if p99 is not None else "")
+    return p50, text, {"title": case.oneway_note or "one-way p50 / p99"}
+
+
+WHERE_COLUMN = ("where", False, where_cell)
+ONEWAY_COLUMN = ("one-way p50 / p99", True, oneway_cell)
+
+
+def has_oneway_column(runs):
+    """True when some listed case is async latency with one-way figures or a
+    note saying why it has none."""
+    return any(c.key.mode == "async" and c.key.pattern == "latency"
+               and (c.oneway("oneway_p50_ns") is not None or c.key.remote)
+               for r in runs for c in table_cases(r))
+
+
 def _sum(a, b):
     return None if a is None or b is None else a + b
 
@@ -223,6 +291,12 @@ def cases_table(runs):
     if any(r.floor(c) is not None for r in runs for c in table_cases(r)):
         at = [h for h, _n, _f in columns].index("msg rate") + 1
         columns[at:at] = FLOOR_COLUMNS
+    if has_oneway_column(runs):
+        at = [h for h, _n, _f in columns].index("max") + 1
+        columns.insert(at, ONEWAY_COLUMN)
+    if any(r.has_remote_cases() for r in runs):
+        at = [h for h, _n, _f in columns].index("placement") + 1
+        columns.insert(at, WHERE_COLUMN)
     if len(runs) > 1:
         columns.insert(0, HOST_COLUMN)
     head = "".join(f'<th data-type="{"num" if num else "text"}">{escape(h)}</th>'
@@ -241,10 +315,94 @@ def cases_table(runs):
                 cells.append("<td" + "".join(
                     f' {k}="{escape(v, quote=True)}"' for k, v in attrs.items()
                     if v or k == "data-v") + f">{escape(text)}</td>")
-            cls = ' class="unstable"' if case.unstable else ""
+            classes = " ".join(c for c in ("unstable" if case.unstable else "",
+                                           "remote" if case.key.remote else "") if c)
+            cls = f' class="{classes}"' if classes else ""
             body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     return (f'<div class="table-wrap"><table class="data sortable" id="cases-table">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+LOCAL_REMOTE_NOTE = (
+    "The same mechanism, mode, pattern, size and placement measured with the peer on this "
+    "host (local) and on the remote host (across hosts, 'ipcbench run --remote'). Latency: "
+    "p50 round trip; throughput: payload bytes/s. remote / local over 1 means a slower round "
+    "trip (latency) or more throughput (throughput): the network's share is the difference. "
+    "No floors across hosts, and no one-way latency (it needs a clock both hosts share).")
+
+
+def local_remote_table(pairs, runs):
+    """The 'Local vs across hosts' table: one row per case measured both ways."""
+    multi_local = len({id(p.local_run) for p in pairs}) > 1
+    multi_remote = len({id(p.remote_run) for p in pairs}) > 1
+    head = [("mechanism", "text"), ("mode", "text"), ("pattern", "text"), ("size", "num"),
+            ("placement", "text"), ("metric", "text"), ("local", "num"),
+            ("across hosts", "num"), ("remote / local", "num"), ("remote host", "text")]
+    if multi_local:
+        head.insert(6, ("local run", "text"))
+    if multi_remote:
+        head.insert(len(head) - 1, ("remote run", "text"))
+    body = []
+    for p in pairs:
+        k = p.remote.key
+        fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
+        host_text = p.remote_run.remote_host_label()
+        cells = [(k.mechanism, k.mechanism, ""), (k.mode, k.mode, ""),
+                 (k.pattern, k.pattern, ""), (k.size, units.size(k.size), "num"),
+                 (k.placement, k.placement, ""),
+                 (p.metric, "p50" if p.metric == "p50_ns" else "throughput", ""),
+                 (p.local_value, fmt(p.local_value)
+                  + (f" {UNSTABLE_MARK}" if p.local.unstable else ""), "num"),
+                 (p.remote_value, fmt(p.remote_value)
+                  + (f" {UNSTABLE_MARK}" if p.remote.unstable else ""), "num"),
+                 (p.ratio, units.ratio(p.ratio) if p.ratio is not None else "", "num ratio"),
+                 (host_text, host_text, "")]
+        if multi_local:
+            cells.insert(6, (p.local_run.label, p.local_run.label, ""))
+        if multi_remote:
+            cells.insert(len(cells) - 1, (p.remote_run.label, p.remote_run.label, ""))
+        body.append("<tr>" + "".join(
+            f'<td class="{cls}" data-v="{"" if v is None else escape(str(v), quote=True)}">'
+            f"{escape(text)}</td>" for v, text, cls in cells) + "</tr>")
+    thead = "".join(f'<th data-type="{t}">{escape(h)}</th>' for h, t in head)
+    return (f'<div class="table-wrap"><table class="data sortable" id="local-remote-table">'
+            f"<thead><tr>{thead}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+            + hosts_line(pairs))
+
+
+def host_text(host):
+    """'vm: Intel(R) Xeon(R) Processor, Linux 6.1.0': a host as one line."""
+    detail = ", ".join(str(host.get(k)) for k in ("cpu_model", "kernel") if host.get(k))
+    name = host.get("hostname") or "unknown host"
+    return f"{name}: {detail}" if detail else str(name)
+
+
+def hosts_line(pairs):
+    """Which machines the two columns come from (the run context has the rest)."""
+    local = _ordered_unique(host_text(p.local_run.host) for p in pairs)
+    runner = _ordered_unique(host_text(p.remote_run.host) for p in pairs)
+    peer = _ordered_unique(f"{host_text(p.remote_run.remote_host)} "
+                           f"(serve at {p.remote_run.remote_address})" for p in pairs)
+    return note(f"local: runner and peer on {'; '.join(local)}. Across hosts: runner on "
+                f"{'; '.join(runner)}; peer on {'; '.join(peer)}.")
+
+
+def _ordered_unique(items):
+    out = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def local_remote_section(runs):
+    """('local-remote', title, html) when the inputs hold local and remote
+    results of the same cases, else None."""
+    pairs = model.local_vs_remote(runs)
+    if not pairs:
+        return None
+    return ("local-remote", "Local vs across hosts",
+            note(LOCAL_REMOTE_NOTE) + local_remote_table(pairs, runs))
 
 
 def problems_table(runs):
@@ -361,8 +519,8 @@ def per_size_sections(runs, styles, size):
     out.append(modes_section(runs, size))
     out.append(floor_section(runs, styles))
     if len(runs) > 1:
-        out.append(("hosts", f"Across hosts at {sz}", figure(
-            plots.across_hosts(runs, size), "hosts", "Across hosts",
+        out.append(("hosts", f"Across result files at {sz}", figure(
+            plots.across_hosts(runs, size), "hosts", "Across result files",
             f"Each mechanism's p50 latency and throughput at {sz} (sync mode), "
             "one bar per result file, so the same mechanism can be compared across machines.")))
     return out
@@ -545,14 +703,19 @@ def render_report(runs, size=None, title=None):
                    if p not in places]
     styles = plots.Styles(mechs, places)
     size = choose_size(runs, size)
-    sections = [calibration_section(runs)] + plot_sections(runs, styles, size)
+    side_by_side = local_remote_section(runs)
+    sections = (([side_by_side] if side_by_side else []) + [calibration_section(runs)]
+                + plot_sections(runs, styles, size))
     sections.append(("cases", "All cases", note(
         "Click a column header to sort; click again to reverse. Values are medians over "
         "repetitions when the run had several (cv: coefficient of variation across the "
         "repetitions of p50 for latency, of throughput for throughput; over 5% is "
         f"marked {UNSTABLE_MARK}). × floor: how far the case is from the floor that "
         "applies to it (see the calibration). Cases flagged as measurement errors are "
-        "not listed here.") + cases_table(runs)))
+        "not listed here."
+        + (" where: local (the peer on this host) or remote (the peer on the remote host; "
+           "no floor, and no one-way latency, across hosts)."
+           if any(r.has_remote_cases() for r in runs) else "")) + cases_table(runs)))
     sections.append(("flagged", "Flagged as measurement errors", flagged_table(runs)))
     sections.append(("problems", "Failed and skipped cases", problems_table(runs)))
     return template("report.html").substitute(

@@ -5,10 +5,13 @@ and p99 latency and throughput at a few sizes, the best of each column in
 bold, so a reviewer sees the standings without opening the HTML report.
 With calibration, a "× floor" column per size says how far each mechanism
 is from the floor that applies to it; unstable figures carry a marker, and
-cases flagged as measurement errors are listed, never tabulated.
+cases flagged as measurement errors are listed, never tabulated. Cases
+measured across hosts (a remote run) have their own rows ('`tcp` (remote)'),
+and when the inputs hold both, a "Local vs across hosts" table sets each
+remote case beside the same case measured locally.
 """
 
-from . import units
+from . import model, units
 
 DEFAULT_SIZES = (64, 1024, 16384, 262144)
 MAX_SIZES = 4
@@ -26,26 +29,45 @@ def summary_sizes(runs):
     return defaults or present[:MAX_SIZES]
 
 
+class Row(tuple):
+    """(run, mechanism, mode, placement) of a table row, and where its cases
+    were measured ('local', or 'remote': across hosts)."""
+
+    def __new__(cls, run, mech, mode, place, where=model.LOCAL):
+        row = super().__new__(cls, (run, mech, mode, place))
+        row.where = where
+        return row
+
+
 def row_keys(runs):
-    """(run, mechanism, mode, placement) for every row, in registry order;
-    the label shows only the parts that vary."""
+    """(run, mechanism, mode, placement) for every row, in registry order,
+    each mechanism's across-hosts row after its local one; the label shows
+    only the parts that vary."""
     rows = []
     for run in runs:
         for mech in run.mechanisms():
-            for mode in run.modes():
-                for place in run.placements() or ["unknown"]:
-                    if any(c.key.mechanism == mech and c.key.mode == mode
-                           and c.key.placement == place for c in run.case_list()):
-                        rows.append((run, mech, mode, place))
+            for where in (model.LOCAL, model.REMOTE):
+                for mode in run.modes():
+                    for place in run.placements() or ["unknown"]:
+                        if any(c.key.mechanism == mech and c.key.mode == mode
+                               and c.key.placement == place and c.key.where == where
+                               for c in run.case_list()):
+                            rows.append(Row(run, mech, mode, place, where))
     return rows
 
 
-def _find(run, mech, mode, place, pattern, size, status="ok"):
+def _find(run, mech, mode, place, pattern, size, status="ok", where=model.LOCAL):
     for c in run.case_list(pattern, status):
         k = c.key
-        if (k.mechanism, k.mode, k.placement, k.size) == (mech, mode, place, size):
+        if (k.mechanism, k.mode, k.placement, k.size, k.where) == (mech, mode, place, size,
+                                                                     where):
             return c
     return None
+
+
+def _where(place):
+    """The where of a row's placement argument: a Row's, else local."""
+    return getattr(place, "where", model.LOCAL)
 
 
 def has_floors(runs):
@@ -75,9 +97,10 @@ def _best(values, lower):
     return min(nums) if lower else max(nums)
 
 
-def row_label(mech, mode, place, runs):
-    """The mechanism, plus mode and placement when they vary across the rows."""
-    parts = [f"`{mech}`"]
+def row_label(mech, mode, place, runs, where=model.LOCAL):
+    """The mechanism ('(remote)' across hosts), plus mode and placement when
+    they vary across the rows."""
+    parts = [f"`{mech}`" + (" (remote)" if where == model.REMOTE else "")]
     if len({m for r in runs for m in r.modes()}) > 1:
         parts.append(mode)
     if len({p for r in runs for p in r.placements()}) > 1:
@@ -85,21 +108,22 @@ def row_label(mech, mode, place, runs):
     return " ".join(parts)
 
 
-def cell_value(run, mech, mode, place, column, size=None):
+def cell_value(run, mech, mode, place, column, size=None, where=model.LOCAL):
     """The value of one cell, or None when the case was not measured (or is
     flagged: a measurement error is never a value in the table)."""
     _header, pattern, fld, _fmt, _lower, col_size = column
-    case = _find(run, mech, mode, place, pattern, col_size if size is None else size)
+    case = _find(run, mech, mode, place, pattern, col_size if size is None else size,
+                 where=where)
     return case.value(fld) if case else None
 
 
-def cell_text(run, mech, mode, place, column, value, best):
+def cell_text(run, mech, mode, place, column, value, best, where=model.LOCAL):
     """A cell's text: the value (bold when best), the unstable marker, or
     'flagged' when the case is a measurement error."""
     _header, pattern, fld, fmt, _lower, size = column
     if pattern is None:
-        return floor_cell(run, mech, mode, place, size)
-    case = _find(run, mech, mode, place, pattern, size, status=None)
+        return floor_cell(run, mech, mode, place, size, where)
+    case = _find(run, mech, mode, place, pattern, size, status=None, where=where)
     if case is not None and case.status == "flagged":
         return FLAGGED_CELL
     if value is None:
@@ -111,12 +135,13 @@ def cell_text(run, mech, mode, place, column, value, best):
     return text
 
 
-def floor_cell(run, mech, mode, place, size):
+def floor_cell(run, mech, mode, place, size, where=model.LOCAL):
     """'3.1× / 1.4×': the latency case's p50 / floor, then the floor /
-    throughput of the throughput case, at one size; '–' where none."""
+    throughput of the throughput case, at one size; '–' where none (always
+    across hosts: the calibration's floors describe this host only)."""
     parts = []
     for pattern in ("latency", "throughput"):
-        case = _find(run, mech, mode, place, pattern, size)
+        case = _find(run, mech, mode, place, pattern, size, where=where)
         ratio = run.floor_ratio(case) if case else None
         parts.append(units.ratio(ratio) if ratio is not None else "–")
     return "–" if parts == ["–", "–"] else " / ".join(parts)
@@ -127,19 +152,20 @@ def table(runs):
     sizes = summary_sizes(runs)
     cols = columns(sizes, has_floors(runs))
     rows = row_keys(runs)
-    grid = [[cell_value(run, m, mo, pl, col) if col[1] else None for col in cols]
-            for run, m, mo, pl in rows]
+    grid = [[cell_value(run, m, mo, pl, col, where=row.where) if col[1] else None
+             for col in cols] for row in rows for run, m, mo, pl in [row]]
     best = [_best([g[j] for g in grid], cols[j][4]) if cols[j][1] else None
             for j in range(len(cols))]
     multi = len(runs) > 1
     head = (["host"] if multi else []) + ["mechanism"] + [c[0] for c in cols]
     align = (["---"] if multi else []) + ["---"] + ["--:"] * len(cols)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
-    for (run, m, mo, pl), values in zip(rows, grid):
+    for row, values in zip(rows, grid):
+        run, m, mo, pl = row
         cells = [run.label] if multi else []
-        cells.append(row_label(m, mo, pl, runs))
+        cells.append(row_label(m, mo, pl, runs, row.where))
         for j, v in enumerate(values):
-            cells.append(cell_text(run, m, mo, pl, cols[j], v, best[j]))
+            cells.append(cell_text(run, m, mo, pl, cols[j], v, best[j], row.where))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -162,7 +188,72 @@ def context_lines(runs):
         cal = calibration_line(run)
         if cal:
             out.append(f"  - {cal}")
+        remote = remote_line(run)
+        if remote:
+            out.append(f"  - {remote}")
     return out
+
+
+def remote_line(run):
+    """A remote run's peer side: the serve host next to the local one."""
+    if run.remote is None:
+        return ""
+    h = run.remote_host
+    cpus = ",".join(str(c) for c in run.remote_cpus) or "unpinned"
+    return (f"across hosts: peer on **{h.get('hostname') or 'the remote host'}** "
+            f"(`ipcbench serve` at {run.remote_address}): {h.get('cpu_model')}, "
+            f"{h.get('cpus_online')} CPUs, {h.get('kernel')}"
+            f"{', ' + h['hypervisor'] if h.get('hypervisor') else ''}; serve's CPUs {cpus}; "
+            "no floors, no one-way latency")
+
+
+LOCAL_REMOTE_TEXT = ("Latency: p50 round trip; throughput: payload bytes/s. remote / local "
+                     "over 1 is a slower round trip (latency) or more throughput "
+                     "(throughput).")
+
+
+def local_remote_table(runs):
+    """The "Local vs across hosts" table (Markdown lines), [] when the inputs
+    do not hold both a local and a remote result of some case."""
+    pairs = model.local_vs_remote(runs)
+    if not pairs:
+        return []
+    multi = len(runs) > 2
+    head = ["mechanism", "mode", "pattern", "size", "placement", "metric", "local",
+            "across hosts", "remote / local", "remote host"]
+    if multi:
+        head[6:6] = ["local run"]
+        head[-1:-1] = ["remote run"]
+    lines = ["### Local vs across hosts", "",
+             "| " + " | ".join(head) + " |",
+             "|" + "|".join("--:" if h in ("size", "local", "across hosts", "remote / local")
+                            else "---" for h in head) + "|"]
+    for p in pairs:
+        k = p.remote.key
+        fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
+        cells = [f"`{k.mechanism}`", k.mode, k.pattern, units.size(k.size), k.placement,
+                 "p50" if p.metric == "p50_ns" else "throughput",
+                 fmt(p.local_value) + (f" {UNSTABLE_MARK}" if p.local.unstable else ""),
+                 fmt(p.remote_value) + (f" {UNSTABLE_MARK}" if p.remote.unstable else ""),
+                 units.ratio(p.ratio) if p.ratio is not None else "–",
+                 p.remote_run.remote_host_label()]
+        if multi:
+            cells[6:6] = [p.local_run.label]
+            cells[-1:-1] = [p.remote_run.label]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines + ["", LOCAL_REMOTE_TEXT]
+
+
+def oneway_lines(runs):
+    """Why across-hosts async latency cases have no one-way figures (once)."""
+    notes = []
+    for run in runs:
+        for c in run.case_list("latency"):
+            if c.key.remote and c.key.mode == "async" and c.oneway("oneway_p50_ns") is None:
+                note = c.oneway_note or "not reported across hosts"
+                if note not in notes:
+                    notes.append(note)
+    return [f"- one-way latency of the async cases across hosts: {n}" for n in notes]
 
 
 def calibration_line(run):
@@ -230,7 +321,13 @@ def render_summary(runs):
         parts[-1] += (f" {UNSTABLE_MARK}: unstable (cv across repetitions over 5%).")
     if any(r.flagged_cases() for r in runs):
         parts[-1] += f" {FLAGGED_CELL}: a measurement error (see below), not a result."
-    problems = problems_lines(runs)
+    if any(r.has_remote_cases() for r in runs):
+        parts[-1] += (" (remote): measured across hosts (the peer on the remote host); no "
+                      "floor applies there.")
+    side_by_side = local_remote_table(runs)
+    if side_by_side:
+        parts += ["", *side_by_side]
+    problems = oneway_lines(runs) + problems_lines(runs)
     if problems:
         parts += ["", *problems]
     return "\n".join(parts) + "\n"

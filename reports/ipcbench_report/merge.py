@@ -29,7 +29,8 @@ def merge(runs):
                 entry = copy.deepcopy(entry)
                 for key in PER_ROUND_FIELDS:
                     entry.pop(key, None)
-                groups.setdefault(entry["run_name"], []).append(entry)
+                where = entry.get("across_hosts") is True
+                groups.setdefault((entry["run_name"], where), []).append(entry)
     benchmarks = []
     for entries in groups.values():
         for i, entry in enumerate(entries):

@@ -43,6 +43,11 @@ FLOOR_NAMES = {
 # (the suite's own rule; used only when a file does not say).
 UNSTABLE_CV = 0.05
 CV_METRICS = {"latency": "p50_ns", "throughput": "bytes_per_second"}
+# Where a case's peer ran: on this host, or on the remote host of a remote
+# run ('ipcbench run --remote', the entry's across_hosts).
+LOCAL, REMOTE = "local", "remote"
+ONEWAY_FIELDS = ("oneway_min_ns", "oneway_p50_ns", "oneway_p90_ns", "oneway_p99_ns",
+                 "oneway_p999_ns", "oneway_max_ns", "oneway_mean_ns", "oneway_samples")
 
 
 class InputError(Exception):
@@ -61,24 +66,43 @@ class InputError(Exception):
 @dataclass(frozen=True, order=True)
 class CaseKey:
     """The identity compare matches on: a case measured twice under the same
-    key is the same experiment."""
+    key is the same experiment. where is 'local' (the peer on this host) or
+    'remote' (the peer on the remote host of a remote run: across_hosts), so
+    a local and a remote case of one mechanism and size are never the same
+    case."""
 
     mechanism: str
     mode: str
     pattern: str
     size: int
     placement: str
+    where: str = LOCAL
+
+    @property
+    def remote(self):
+        return self.where == REMOTE
 
     def label(self):
         """'pipe/sync/latency/64 B (cross-cpu)': the name people recognise
-        from the suite's console output, with the size made readable."""
+        from the suite's console output, with the size made readable;
+        '(cross-cpu, remote)' for a case measured across hosts."""
+        where = ", remote" if self.remote else ""
         return (f"{self.mechanism}/{self.mode}/{self.pattern}/{units.size(self.size)}"
-                f" ({self.placement})")
+                f" ({self.placement}{where})")
 
     def loose(self):
         """The key without placement: failed and skipped cases record
-        placement 'unknown', yet they are the same case as a measured one."""
-        return (self.mechanism, self.mode, self.pattern, self.size)
+        placement 'unknown', yet they are the same case as a measured one
+        (where it was measured still tells cases apart)."""
+        return (self.mechanism, self.mode, self.pattern, self.size, self.where)
+
+    def local_twin(self):
+        """The key of the same case measured locally (itself when local)."""
+        return CaseKey(self.mechanism, self.mode, self.pattern, self.size, self.placement)
+
+    def series(self):
+        """'tcp' or 'tcp (remote)': the mechanism as plots and tables name it."""
+        return f"{self.mechanism} (remote)" if self.remote else self.mechanism
 
 
 @dataclass(frozen=True)
@@ -311,6 +335,42 @@ class Case:
                 return [(p["percentile"], p["value_ns"]) for p in hist]
         return []
 
+    @property
+    def across_hosts(self):
+        """True when the case was measured with the peer on the remote host."""
+        return self.key.remote
+
+    @property
+    def remote_address(self):
+        """The serve address of an across-hosts case (its entries' remote.address), ''."""
+        for e in self.entries:
+            remote = e.get("remote")
+            if isinstance(remote, dict) and isinstance(remote.get("address"), str):
+                return remote["address"]
+        return ""
+
+    @property
+    def peer_cpu(self):
+        """The peer's CPU on the remote host (remote.peer_cpu), None when
+        unknown or not across hosts."""
+        for e in self.entries:
+            remote = e.get("remote")
+            cpu = remote.get("peer_cpu") if isinstance(remote, dict) else None
+            if isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 0:
+                return cpu
+        return None
+
+    @property
+    def oneway_note(self):
+        """The entries' oneway_note ('' when none): which clock the one-way
+        times come from, or why there are none (across hosts)."""
+        note = self.field("oneway_note")[1]
+        return note if isinstance(note, str) else ""
+
+    def oneway(self, name="oneway_p50_ns"):
+        """A one-way figure of an async latency case, or None (none across hosts)."""
+        return self.value(name)
+
     def cpu_ns_per_msg(self):
         """Runner plus peer CPU time per message: the whole cost of the IPC."""
         runner = self.value("runner_cpu_ns_per_msg")
@@ -417,6 +477,52 @@ class Run:
     @property
     def date(self):
         return self.context.get("date", "")
+
+    @property
+    def remote(self):
+        """ipcbench.remote of a remote run (address, protocol_version, host,
+        cpus), None for a local run or a file from before remote runs."""
+        remote = self.meta.get("remote")
+        return remote if isinstance(remote, dict) else None
+
+    @property
+    def remote_host(self):
+        """The remote (serve) host as ipcbench.host describes a host, {} when none."""
+        host = (self.remote or {}).get("host")
+        return host if isinstance(host, dict) else {}
+
+    @property
+    def remote_address(self):
+        """The serve address of a remote run, '' for a local run; falls back
+        to the cases' own remote.address."""
+        address = (self.remote or {}).get("address")
+        if isinstance(address, str) and address:
+            return address
+        for case in self.cases.values():
+            if case.remote_address:
+                return case.remote_address
+        return ""
+
+    @property
+    def remote_cpus(self):
+        """The CPUs serve was given ([] unpinned or unknown)."""
+        cpus = (self.remote or {}).get("cpus")
+        return [c for c in cpus if isinstance(c, int)] if isinstance(cpus, list) else []
+
+    def remote_host_label(self):
+        """'serve-b (198.18.0.1:7070)': the remote host as tables name it."""
+        name = self.remote_host.get("hostname")
+        address = self.remote_address
+        if isinstance(name, str) and name and address:
+            return f"{name} ({address})"
+        return (name if isinstance(name, str) and name else "") or address or "remote host"
+
+    def wheres(self):
+        """'local' and/or 'remote': where this run's cases were measured."""
+        return _ordered(k.where for k in self.cases)
+
+    def has_remote_cases(self):
+        return any(k.remote for k in self.cases)
 
     def case_list(self, pattern=None, status="ok"):
         """Cases in the suite's order, filtered by pattern and status
@@ -578,6 +684,8 @@ def _check_schema(path, data, schema_path):
         return
     if error.validator == "not":
         detail = f"must not match {json.dumps(error.validator_value, sort_keys=True)}"
+    elif error.validator is None:  # the schema 'false': the key must be absent
+        detail = "must be absent here (see the schema's rule for this entry)"
     else:
         detail = " ".join(error.message.split())
     if len(detail) > 200:
@@ -592,7 +700,8 @@ def _cases(data):
     cases = {}
     for entry in data["benchmarks"]:
         key = CaseKey(entry["mechanism"], entry["mode"], entry["pattern"],
-                      int(entry["message_size"]), entry["placement"])
+                      int(entry["message_size"]), entry["placement"],
+                      REMOTE if entry.get("across_hosts") is True else LOCAL)
         cases.setdefault(key, Case(key)).entries.append(entry)
     flagged = data.get("ipcbench", {}).get("flagged")
     reasons = {f.get("name"): f.get("reason") or "flagged by the sanity gate"
@@ -666,6 +775,61 @@ def same_host(a, b):
     same host name and CPU model."""
     return (a.host.get("hostname") == b.host.get("hostname")
             and a.host.get("cpu_model") == b.host.get("cpu_model"))
+
+
+@dataclass(frozen=True)
+class LocalRemote:
+    """One case measured both locally and across hosts: the local case (and
+    its run), the remote one (and its run), the headline figure of each
+    (p50 for latency, bytes/s for throughput) and remote / local."""
+
+    local_run: object
+    local: Case
+    remote_run: object
+    remote: Case
+    metric: str
+    local_value: float
+    remote_value: float
+
+    @property
+    def ratio(self):
+        return self.remote_value / self.local_value if self.local_value else None
+
+
+def local_vs_remote(runs):
+    """[LocalRemote] for every measured remote case of the runs whose local
+    twin (same mechanism, mode, pattern, size and placement, peer on this
+    host) was measured too, in any of the runs; in the order of the remote
+    run's cases. Flagged, failed and skipped cases are left out."""
+    local = {}
+    for run in runs:
+        for case in run.case_list():
+            if not case.key.remote:
+                local.setdefault(case.key, []).append((run, case))
+    out = []
+    for run in runs:
+        for case in run.case_list():
+            if not case.key.remote:
+                continue
+            fld, remote_value = case.figure()
+            for local_run, twin in local.get(case.key.local_twin(), []):
+                local_value = twin.value(fld)
+                if remote_value is None or local_value is None:
+                    continue
+                out.append(LocalRemote(local_run, twin, run, case, fld, local_value,
+                                       remote_value))
+    return out
+
+
+def same_remote_host(a, b):
+    """False only when both runs are remote runs and their remote hosts
+    differ (host name or CPU model): figures against two different peers
+    are not comparable."""
+    if a.remote is None or b.remote is None:
+        return True
+    ha, hb = a.remote_host, b.remote_host
+    return (ha.get("hostname") == hb.get("hostname")
+            and ha.get("cpu_model") == hb.get("cpu_model"))
 
 
 def finite(values):

@@ -33,6 +33,10 @@ MODE_LINESTYLES = {"sync": "-", "async": "--"}
 # without a new colour.
 PLACEMENT_LINESTYLES = {"sync": ["-", ":", (0, (6, 2, 1, 2))],
                         "async": ["--", "-.", (0, (8, 3))]}
+# A case measured across hosts (its peer on the remote host of a remote
+# run): the mechanism's colour and marker, markers filled the other way and
+# a dash-dot-dot line, labelled '<mechanism> (remote)'.
+REMOTE_LINESTYLES = {"sync": (0, (5, 1.5, 1, 1.5, 1, 1.5)), "async": (0, (2, 1.5))}
 FIG_WIDTH = 11.0  # inches; about 1050 px wide, fits a laptop screen
 RC = {
     "svg.fonttype": "none",  # text stays text: smaller, selectable, crisp
@@ -69,13 +73,14 @@ class Styles:
     """One colour/marker per mechanism for the whole report, so a mechanism
     looks the same in every figure; open markers after the palette wraps.
     A placement after the first keeps the colour and marker but changes the
-    dash pattern and inverts the marker fill."""
+    dash pattern and inverts the marker fill; so does a case measured across
+    hosts (where 'remote'), with a dash-dot-dot line."""
 
     def __init__(self, mechanisms, placements=()):
         self._index = {m: i for i, m in enumerate(mechanisms)}
         self._places = [p for p in placements if p != "unknown"]
 
-    def of(self, mechanism, mode="sync", placement=None):
+    def of(self, mechanism, mode="sync", placement=None, where="local"):
         i = self._index.setdefault(mechanism, len(self._index))
         colour = PALETTE[i % len(PALETTE)]
         filled = (i // len(PALETTE)) % 2 == 0
@@ -84,6 +89,14 @@ class Styles:
             filled = not filled
         styles = PLACEMENT_LINESTYLES.get(mode)
         linestyle = styles[p % len(styles)] if styles else ":"
+        if where == "remote":
+            return {
+                "color": colour,
+                "marker": MARKERS[i % len(MARKERS)],
+                "markerfacecolor": "white" if filled else colour,
+                "markeredgecolor": colour,
+                "linestyle": REMOTE_LINESTYLES.get(mode, (0, (1, 1))),
+            }
         return {
             "color": colour,
             "marker": MARKERS[i % len(MARKERS)],
@@ -195,9 +208,9 @@ def varies(runs):
 
 
 def series_label(case, run, with_mode, with_placement):
-    """A series' legend text: the mechanism, plus mode/placement only when
-    they vary (otherwise they are noise)."""
-    label = case.key.mechanism
+    """A series' legend text: the mechanism ('tcp (remote)' across hosts),
+    plus mode/placement only when they vary (otherwise they are noise)."""
+    label = case.key.series()
     if with_mode:
         label += f" ({case.key.mode})"
     if with_placement:
@@ -206,11 +219,11 @@ def series_label(case, run, with_mode, with_placement):
 
 
 def group_series(run, pattern):
-    """{(mechanism, mode, placement): [cases by size]} for one pattern."""
+    """{(mechanism, mode, placement, where): [cases by size]} for one pattern."""
     series = {}
     for case in run.case_list(pattern):
         k = case.key
-        series.setdefault((k.mechanism, k.mode, k.placement), []).append(case)
+        series.setdefault((k.mechanism, k.mode, k.placement, k.where), []).append(case)
     for cases in series.values():
         cases.sort(key=lambda c: c.key.size)
     return series
@@ -247,8 +260,8 @@ def latency_vs_size(runs, styles):
     for ax, run in zip(axes, runs):
         series = group_series(run, "latency")
         modes, places = varies(runs)
-        for i, ((mech, mode, place), cases) in enumerate(series.items()):
-            style = styles.of(mech, mode, place)
+        for i, ((mech, mode, place, where), cases) in enumerate(series.items()):
+            style = styles.of(mech, mode, place, where)
             xs = [c.key.size * _dodge(i, len(series)) for c in cases]
             p50 = [c.value("p50_ns") for c in cases]
             p99 = [c.value("p99_ns") for c in cases]
@@ -282,12 +295,12 @@ def throughput_vs_size(runs, styles):
     values, all_sizes = [], set()
     for ax, run in zip(axes, runs):
         modes, places = varies(runs)
-        for (mech, mode, place), cases in group_series(run, "throughput").items():
+        for (mech, mode, place, where), cases in group_series(run, "throughput").items():
             pts = [(c.key.size, c.value("bytes_per_second")) for c in cases]
             pts = [(s, v) for s, v in pts if v]
             if not pts:
                 continue
-            style = styles.of(mech, mode, place)
+            style = styles.of(mech, mode, place, where)
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.6, ms=5, **style)
             tag(line, f"throughput-{mech}")
             legend.add(series_label(cases[0], run, modes, places), style)
@@ -320,7 +333,8 @@ def distribution(runs, styles, size):
             pts = [(percentile_x(p), v) for p, v in case.histogram() if p < 100 and v > 0]
             if len(pts) < 2:
                 continue
-            style = dict(styles.of(case.key.mechanism, case.key.mode, case.key.placement))
+            style = dict(styles.of(case.key.mechanism, case.key.mode, case.key.placement,
+                                   case.key.where))
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5, ms=3.5,
                               markevery=max(1, len(pts) // 8), **style)
             tag(line, f"distribution-{case.key.mechanism}")
@@ -372,12 +386,13 @@ def _cpu_scatter(ax, cases, styles, legend, runs):
     points = []
     modes, places = varies(runs)
     for case in cases:
-        style = styles.of(case.key.mechanism, case.key.mode, case.key.placement)
+        style = styles.of(case.key.mechanism, case.key.mode, case.key.placement,
+                          case.key.where)
         x, y = case.value("p50_ns"), max(case.cpu_ns_per_msg(), 1.0)
         (pt,) = ax.plot([x], [y], ms=8, **{**style, "linestyle": "none"})
         tag(pt, f"cpu-{case.key.mechanism}")
         legend.add(series_label(case, None, modes, places), style)
-        points.append((x, y, case.key.mechanism))
+        points.append((x, y, case.key.series()))
     _label_isolated(ax, points)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -414,7 +429,7 @@ def _cpu_bars(ax, cases, styles):
     """Stacked bars: how the CPU cost splits between runner and peer."""
     cases = sorted(cases, key=lambda c: c.cpu_ns_per_msg())
     several = len({c.key.placement for c in cases}) > 1
-    labels = [c.key.mechanism + ("" if c.key.mode == "sync" else f" ({c.key.mode})")
+    labels = [c.key.series() + ("" if c.key.mode == "sync" else f" ({c.key.mode})")
               + (f" [{c.key.placement}]" if several else "") for c in cases]
     runner = [c.value("runner_cpu_ns_per_msg") for c in cases]
     peer = [c.value("peer_cpu_ns_per_msg") for c in cases]
@@ -471,11 +486,24 @@ def bars_height(groups, series):
     return 1.1 + groups * (0.12 + 0.17 * series)
 
 
+def run_series(run):
+    """The run's series names in registry order: each mechanism, and
+    '<mechanism> (remote)' after it when it was measured across hosts."""
+    out = []
+    for m in run.mechanisms():
+        for where in ("local", "remote"):
+            names = [c.key.series() for c in run.cases.values()
+                     if c.key.mechanism == m and c.key.where == where]
+            if names and names[0] not in out:
+                out.append(names[0])
+    return out
+
+
 def multi_mode_mechanisms(run):
-    """Mechanisms measured in more than one mode: the only ones a side-by-side
-    comparison of modes can show."""
-    return [m for m in run.mechanisms()
-            if len({c.key.mode for c in run.case_list() if c.key.mechanism == m}) > 1]
+    """Mechanisms (series: 'tcp (remote)' across hosts) measured in more than
+    one mode: the only ones a side-by-side comparison of modes can show."""
+    return [s for s in run_series(run)
+            if len({c.key.mode for c in run.case_list() if c.key.series() == s}) > 1]
 
 
 def modes_side_by_side(runs, size):
@@ -486,10 +514,10 @@ def modes_side_by_side(runs, size):
         max(len(multi_mode_mechanisms(r)) for r in runs), max(len(r.modes()) for r in runs)))
     for r, run in enumerate(runs):
         modes, mechs = run.modes(), multi_mode_mechanisms(run)
-        lat = {(c.key.mechanism, c.key.mode): c.value("p50_ns")
+        lat = {(c.key.series(), c.key.mode): c.value("p50_ns")
                for c in run.case_list("latency") if c.key.size == size}
         tput_size = _nearest(run.sizes("throughput"), size)
-        tput = {(c.key.mechanism, c.key.mode): c.value("bytes_per_second")
+        tput = {(c.key.series(), c.key.mode): c.value("bytes_per_second")
                 for c in run.case_list("throughput") if c.key.size == tput_size}
         grouped_bars(axes[2 * r], mechs, modes, lat, PALETTE, ns_formatter(),
                      f"p50 round-trip latency at {units.size(size)} (log scale)", "modes-lat")
@@ -507,17 +535,17 @@ def across_hosts(runs, size):
     mechanism side by side on different hardware."""
     mechs = []
     for run in runs:
-        mechs += [m for m in run.mechanisms() if m not in mechs]
+        mechs += [m for m in run_series(run) if m not in mechs]
     labels = [r.label for r in runs]
     lat, tput = {}, {}
     for run in runs:
         for c in run.case_list("latency"):
             if c.key.size == size and c.key.mode == "sync":
-                lat[(c.key.mechanism, run.label)] = c.value("p50_ns")
+                lat[(c.key.series(), run.label)] = c.value("p50_ns")
         tsize = _nearest(run.sizes("throughput"), size)
         for c in run.case_list("throughput"):
             if c.key.size == tsize and c.key.mode == "sync":
-                tput[(c.key.mechanism, run.label)] = c.value("bytes_per_second")
+                tput[(c.key.series(), run.label)] = c.value("bytes_per_second")
     fig, axes = new_figure(1, 2, height=bars_height(len(mechs), len(runs)))
     grouped_bars(axes[0], mechs, labels, lat, PALETTE, ns_formatter(),
                  f"p50 round-trip latency at {units.size(size)} (log scale)", "hosts-lat")
@@ -537,9 +565,9 @@ def floor_points(run, placement, pattern):
     measured cases (never flagged ones) that have a floor with a figure."""
     fld = "p50_ns" if pattern == "latency" else "bytes_per_second"
     series = {}
-    for (mech, mode, place), cases in group_series(run, pattern).items():
-        if place != placement:
-            continue
+    for (mech, mode, place, where), cases in group_series(run, pattern).items():
+        if place != placement or where != "local":
+            continue  # across hosts: the calibration's floors describe this host only
         for c in cases:
             f, v = run.floor(c), c.value(fld)
             if f is not None and f.name and f.value and v:

@@ -255,3 +255,34 @@ def figure_svg(page, fig_id):
                   flags=re.S)
     found = svgs(m.group(1)) if m else []
     return found[0] if found else None
+
+
+# --- Remote runs ('ipcbench run --remote HOST:PORT') ----------------------------
+# HOSTCROSSING is a real local run of the host-crossing mechanisms (tcp, udp,
+# zmq-tcp; sync and async; 64 B and 4 KiB; calibrated); remote_fixture
+# derives the remote run's file from it, as the suite will write it.
+HOSTCROSSING = DATA / "hostcrossing.json"
+
+
+def remote_doc(doc=None, **kwargs):
+    """A remote-shaped copy of doc (default: the host-crossing run); see
+    remote_fixture.remote_shaped for the keyword arguments."""
+    from remote_fixture import remote_shaped
+    return remote_shaped(load(HOSTCROSSING) if doc is None else doc, **kwargs)
+
+
+def remote_pair(tmp_path, **kwargs):
+    """(local.json, cross.json) in tmp_path: the host-crossing run and the
+    remote run derived from it."""
+    local = save(load(HOSTCROSSING), tmp_path / "local.json")
+    return local, save(remote_doc(**kwargs), tmp_path / "cross.json")
+
+
+def mixed_doc(doc=None):
+    """One file with the local cases and their remote twins (ipcbench.remote
+    set): not what the suite writes (a remote run is remote throughout), but
+    the schema allows it and the reader must keep the two apart."""
+    local = load(HOSTCROSSING) if doc is None else copy.deepcopy(doc)
+    remote = remote_doc(local)
+    remote["benchmarks"] = local["benchmarks"] + remote["benchmarks"]
+    return remote

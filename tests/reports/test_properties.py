@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from reportutil import DATA, load
+from reportutil import DATA, HOSTCROSSING, load, mixed_doc, remote_doc
 
-from ipcbench_report import compare, csv, markdown, model
+from ipcbench_report import compare, csv, html, markdown, model
 
 _EXPLORE = int(os.environ.get("IPCBENCH_PROPERTY_EXAMPLES", "0") or 0)
 
@@ -56,7 +56,9 @@ VOCABULARY = ["ipcbench", "benchmarks", "context", "schema_version", "complete",
               "real_time", "iterations", "skipped", "error_occurred", "error_message",
               "cpus", "floor", "floor_ratio", "cv", "unstable", "placements", "mechanisms",
               "iteration", "aggregate", "median", "mean", "sync", "async", "latency",
-              "throughput", "cross-cpu", "same-cpu", "pipe", "hostname", "cpu_model"]
+              "throughput", "cross-cpu", "same-cpu", "pipe", "hostname", "cpu_model",
+              "across_hosts", "remote", "address", "peer_cpu", "protocol_version",
+              "oneway_note", "oneway_p50_ns", "floor_note", "tcp"]
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
            | st.floats(allow_nan=False, allow_infinity=False)
@@ -91,15 +93,24 @@ def read_everything(run):
                      run.calibration_placements, lambda: run.harness_ns,
                      lambda: run.clock_read_ns, lambda: run.flagged, run.flagged_cases,
                      run.unstable_cases, run.configured_placements, lambda: run.date,
-                     run.mechanisms, run.modes, run.placements, run.sizes):
+                     run.mechanisms, run.modes, run.placements, run.sizes,
+                     lambda: run.remote, lambda: run.remote_host, lambda: run.remote_address,
+                     lambda: run.remote_cpus, run.remote_host_label, run.wheres,
+                     run.has_remote_cases):
         accessor()
     run.case_list(status=None)
     for pattern in ("latency", "throughput"):
         run.sizes(pattern)
     model.same_host(run, run)
+    model.same_remote_host(run, run)
     for case in run.cases.values():
         case.key.label()
         case.key.loose()
+        case.key.series()
+        case.key.local_twin()
+        _ = (case.across_hosts, case.remote_address, case.peer_cpu, case.oneway_note)
+        for name in model.ONEWAY_FIELDS:
+            case.oneway(name)
         _ = (case.status, case.message, case.ok, case.flagged, case.repetitions, case.cpus,
              case.iterations, case.aggregates, case.measurement_error, case.unstable)
         for name in model.NUMERIC_FIELDS:
@@ -123,8 +134,15 @@ def read_everything(run):
     model.finite([c.value("p50_ns") for c in run.cases.values()])
     # The plain-text readers of a Run: the summary, the table, a comparison.
     markdown.render_summary([run])
+    markdown.render_summary([run, run])
     csv.render_csv([run])
     compare.compare_runs(run, run)
+    for p in model.local_vs_remote([run]):
+        _ = p.ratio
+    # The report's tables and run context (not its plots: matplotlib is slow).
+    html.cases_table([run])
+    html.local_remote_section([run, run])
+    html.context_block(run, run.label)
 
 
 # ---------------------------------------------------------------------------
@@ -148,6 +166,16 @@ def seeds(tmp_path_factory):
         "repetitions": _small(reps, lambda i, e: e["mechanism"] == "pipe"
                               and e["pattern"] == "latency" and e["message_size"] == 64),
         "interrupted": load(DATA / "interrupted.json"),
+        # a remote run ('ipcbench run --remote'): async latency without
+        # one-way figures, no floors
+        "remote": _small(remote_doc(), lambda i, e: e["mechanism"] == "tcp"
+                         and e["message_size"] == 64),
+        # local and remote cases of one mechanism in one file (the reader
+        # keeps them apart; the side-by-side view pairs them)
+        "mixed": _small(mixed_doc(_small(load(HOSTCROSSING),
+                                          lambda i, e: e["mechanism"] == "udp"
+                                          and e["message_size"] == 64)),
+                        lambda i, e: True),
     }
     out = tmp_path_factory.mktemp("seeds")
     for name, doc in docs.items():
