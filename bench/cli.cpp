@@ -22,8 +22,11 @@
 #include "owners.hpp"
 #include "peer.hpp"
 #include "protocol.hpp"
+#include "control.hpp"
+#include "remote.hpp"
 #include "reporter.hpp"
 #include "runner.hpp"
+#include "serve.hpp"
 #include "settings.hpp"
 #include "sysinfo.hpp"
 #include "units.hpp"
@@ -65,6 +68,8 @@ std::vector<std::string> choose(const std::string& text, const std::vector<std::
 
 struct RunArgs {
   std::string mechanisms, modes, patterns, sizes, cpus, placement, out, verify = "header";
+  std::string remote, token_file;
+  int remote_cpu = -1;
   bool no_calibration = false;
   double min_time = 0.2;
   long long window = 16;
@@ -127,10 +132,63 @@ std::vector<Placement> choose_placements(const std::string& names, const std::st
   return out;
 }
 
+// The shared token: --token-file FILE, else the environment's IPCBENCH_TOKEN,
+// else none.
+std::string read_token(const std::string& token_file) {
+  if (!token_file.empty()) {
+    try {
+      return control::read_token_file(token_file);
+    } catch (const std::runtime_error& e) {
+      throw UsageError(e.what());
+    }
+  }
+  const char* env = std::getenv("IPCBENCH_TOKEN");
+  if (env == nullptr) return {};
+  std::string token(env);
+  if (token.size() > control::kMaxTokenBytes) {
+    throw UsageError("IPCBENCH_TOKEN is longer than " + std::to_string(control::kMaxTokenBytes) +
+                     " bytes");
+  }
+  return token;
+}
+
+std::pair<std::string, int> host_port_or_usage(const std::string& text, const char* option) {
+  try {
+    return control::split_host_port(text);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string(option) + ": " + e.what());
+  }
+}
+
 Settings validate(const RunArgs& a, int argc, char** argv) {
   Settings s;
   for (int i = 0; i < argc; ++i) s.command_line.emplace_back(argv[i]);
-  s.mechanisms = choose(a.mechanisms, mechanism_names(), "mechanism");
+  if (!a.remote.empty()) {
+    // Across hosts only mechanisms that cross hosts; by default all of them.
+    std::vector<std::string> crossing;
+    for (const auto& m : mechanisms()) {
+      if (m->capabilities().crosses_hosts) crossing.emplace_back(m->name());
+    }
+    if (!a.mechanisms.empty()) {
+      for (const std::string& item : split_list(a.mechanisms)) {
+        if (find_mechanism(item) != nullptr &&
+            std::find(crossing.begin(), crossing.end(), item) == crossing.end()) {
+          throw UsageError("mechanism '" + item + "' does not cross hosts (with --remote: " +
+                           join(crossing) + ")");
+        }
+      }
+    }
+    s.mechanisms = choose(a.mechanisms, crossing, "mechanism");
+    host_port_or_usage(a.remote, "--remote");
+    s.remote = a.remote;
+    s.remote_token = read_token(a.token_file);
+    if (a.remote_cpu < -1) throw UsageError("--remote-cpu must be a CPU number (or -1: the server's choice)");
+    s.remote_cpu = a.remote_cpu;
+  } else {
+    if (!a.token_file.empty()) throw UsageError("--token-file applies to --remote runs");
+    if (a.remote_cpu != -1) throw UsageError("--remote-cpu applies to --remote runs");
+    s.mechanisms = choose(a.mechanisms, mechanism_names(), "mechanism");
+  }
   s.modes = choose(a.modes, kModes, "mode");
   s.patterns = choose(a.patterns, kPatterns, "pattern");
 
@@ -298,6 +356,21 @@ int do_run(Settings& settings) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
+  // Across hosts: reach the server and agree on the protocol before anything
+  // runs (a wrong token or version fails here, in a second).
+  std::optional<RemoteServer> remote;
+  if (!settings.remote.empty()) {
+    remote.emplace(RemoteOptions{.address = settings.remote,
+                                 .token = settings.remote_token,
+                                 .cpu = settings.remote_cpu,
+                                 .timeout = settings.timeout});
+    remote->greet();
+    const nlohmann::json& host = remote->welcome()["host"];
+    std::printf("remote: %s (%s, %s)\n", settings.remote.c_str(),
+                host.value("cpu_model", std::string("?")).c_str(),
+                host.value("kernel", std::string("?")).c_str());
+  }
+
   const Clock clock = Clock::calibrate();
   const HostInfo host = read_host_info();
   // The floors, on the cases' CPUs, before any other thread exists (the
@@ -335,16 +408,19 @@ int do_run(Settings& settings) {
   const std::size_t selected = count_selected(runner.cases(), settings.benchmark_args);
   Progress progress(selected, ::isatty(STDERR_FILENO) != 0);
   runner.set_progress(&progress);
+  if (remote) runner.set_remote(&*remote);
   runner.register_benchmarks();
   IpcbenchReporter reporter(runner, progress);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   runner.finish();
+  if (remote) remote->bye();
 
   const int stop = Runner::stop_signal();
   const auto failed = reporter.failed();
   if (!settings.out.empty()) {
     const bool complete = stop == 0;
-    const nlohmann::ordered_json doc = reporter.result(settings, host, clock, complete);
+    const nlohmann::ordered_json doc = reporter.result(settings, host, clock, complete,
+                                                            remote ? &remote->welcome() : nullptr);
     write_file_atomically(settings.out, doc.dump(2) + "\n");
     std::fprintf(stderr, "ipcbench: wrote %s%s\n", settings.out.c_str(),
                  complete ? "" : " (marked incomplete)");
@@ -363,6 +439,62 @@ int do_run(Settings& settings) {
   }
   if (stop != 0) return 128 + stop;
   return failed.empty() && flagged.empty() ? kExitOk : kExitCaseFailed;
+}
+
+struct ServeArgs {
+  std::string listen = "127.0.0.1:" + std::to_string(control::kDefaultPort);
+  std::string token_file, cpus;
+  bool insecure = false;
+  double handshake_timeout = 5, idle_timeout = 60, case_timeout = 3600, peer_timeout = 10;
+};
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+std::chrono::milliseconds seconds_option(double value, const char* option) {
+  if (!(value > 0) || !std::isfinite(value) || value > 86400 * 7) {
+    throw UsageError(std::string(option) + " must be a positive number of seconds");
+  }
+  return std::chrono::milliseconds(static_cast<long>(std::ceil(value * 1000)));
+}
+
+ServeOptions validate_serve(const ServeArgs& a, const std::string& executable) {
+  ServeOptions o;
+  const auto [host, port] = host_port_or_usage(a.listen, "--listen");
+  (void)port;
+  o.listen = a.listen;
+  o.token = read_token(a.token_file);
+  if (o.token.empty() && !a.insecure && !is_loopback(host)) {
+    throw UsageError("serve on " + a.listen + " (not loopback) needs a shared token: "
+                     "--token-file FILE (mode 0600) or IPCBENCH_TOKEN, or --insecure to "
+                     "accept anyone who can reach it");
+  }
+  if (!a.cpus.empty()) {
+    const std::vector<int> allowed = allowed_cpus();
+    try {
+      o.cpus = parse_cpu_list(a.cpus);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    for (int c : o.cpus) {
+      if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
+        throw UsageError("--cpus: CPU " + std::to_string(c) + " does not exist or is not available");
+      }
+    }
+  }
+  o.handshake_timeout = seconds_option(a.handshake_timeout, "--handshake-timeout");
+  o.idle_timeout = seconds_option(a.idle_timeout, "--idle-timeout");
+  o.case_timeout = seconds_option(a.case_timeout, "--case-timeout");
+  o.peer_timeout = seconds_option(a.peer_timeout, "--peer-timeout");
+  o.executable = executable;
+  return o;
+}
+
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "/proc/self/exe";
 }
 
 int do_list(bool json) {
@@ -434,7 +566,31 @@ int cli_main(int argc, char** argv) {
   run->add_option("--rate", r.rate, "Async latency: open loop at N messages/s (default: closed "
                                     "loop)");
   run->add_option("--out", r.out, "Write the JSON result file here");
+  run->add_option("--remote", r.remote, "Run the peers on another host, where 'ipcbench serve' "
+                                        "listens: HOST:PORT (host-crossing mechanisms only)");
+  run->add_option("--token-file", r.token_file, "With --remote: the shared token (file of mode "
+                                                "0600; or set IPCBENCH_TOKEN)");
+  run->add_option("--remote-cpu", r.remote_cpu, "With --remote: the server's CPU for its peer "
+                                                "(default: the first of serve's --cpus)");
   run->add_option("benchmark_args", r.passthrough, "Google Benchmark flags, after --");
+
+  ServeArgs sv;
+  CLI::App* serve = app.add_subcommand(
+      "serve", "Serve the peer side of runs from other hosts ('ipcbench run --remote')");
+  serve->add_option("--listen", sv.listen, "HOST:PORT to listen on")->capture_default_str();
+  serve->add_option("--token-file", sv.token_file, "Shared token, required off loopback (file of "
+                                                   "mode 0600; or set IPCBENCH_TOKEN)");
+  serve->add_flag("--insecure", sv.insecure, "Listen off loopback without a token");
+  serve->add_option("--cpus", sv.cpus, "CPUs for the peers, e.g. 2 or 2-3 (default: unpinned)");
+  serve->add_option("--handshake-timeout", sv.handshake_timeout, "Seconds a client has to say hello")
+      ->capture_default_str();
+  serve->add_option("--idle-timeout", sv.idle_timeout, "Seconds a client may stay idle between cases")
+      ->capture_default_str();
+  serve->add_option("--case-timeout", sv.case_timeout, "Longest case, in seconds")
+      ->capture_default_str();
+  serve->add_option("--peer-timeout", sv.peer_timeout,
+                    "Seconds a peer waits for the client's data connection")
+      ->capture_default_str();
 
   bool clean_dry_run = false;
   CLI::App* clean = app.add_subcommand(
@@ -447,7 +603,9 @@ int cli_main(int argc, char** argv) {
   CLI::App* peer = app.add_subcommand("peer", "");  // internal: spawned by run
   peer->group("");
   peer->add_option("--mechanism", peer_options.mechanism)->required();
-  peer->add_option("--address", peer_options.address)->required();
+  peer->add_option("--address", peer_options.address);
+  peer->add_option("--listen-host", peer_options.listen_host);
+  peer->add_option("--allow-from", peer_options.allow_from);
   peer->add_option("--cpu", peer_options.cpu);
   peer->add_option("--max-message", peer_options.max_message)->required();
   peer->add_option("--verify", peer_verify);
@@ -461,13 +619,14 @@ int cli_main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "ipcbench: error: %s (see 'ipcbench %s--help')\n", e.what(),
-                 run->parsed() ? "run " : "");
+                 run->parsed() ? "run " : serve->parsed() ? "serve " : "");
     return kExitUsage;
   }
 
   try {
     if (list->parsed()) return do_list(list_json);
     if (clean->parsed()) return run_clean(clean_dry_run);
+    if (serve->parsed()) return run_serve(validate_serve(sv, self_path()));
     if (peer->parsed()) {
       peer_options.verify_full = peer_verify == "full";
       peer_options.timeout = std::chrono::milliseconds(timeout_ms);

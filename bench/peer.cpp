@@ -166,10 +166,25 @@ int run_peer(const PeerOptions& options) {
       std::fprintf(stderr, "ipcbench peer: unknown mechanism '%s'\n", options.mechanism.c_str());
       return 1;
     }
-    auto channel = mech->connect(
-        options.address, {.max_message = std::max(options.max_message, kControlBytes),
-                          .timeout = options.timeout,
-                          .same_cpu = options.same_cpu});
+    const std::size_t max_message = std::max(options.max_message, kControlBytes);
+    std::unique_ptr<Endpoint> endpoint;  // outlives the channel
+    std::unique_ptr<Channel> channel;
+    if (!options.listen_host.empty()) {
+      // The server's side of a case across hosts: listen, tell `serve` where,
+      // and take the one client that set up the case.
+      endpoint = mech->listen({.run_dir = "/tmp",
+                                    .tag = "remote-" + std::to_string(getpid()),
+                                    .max_message = max_message,
+                                    .bind_host = options.listen_host,
+                                    .allowed_peer = options.allow_from});
+      std::printf("%s\n", endpoint->address().c_str());
+      std::fflush(stdout);
+      channel = endpoint->accept(options.timeout);
+    } else {
+      channel = mech->connect(options.address, {.max_message = max_message,
+                                                .timeout = options.timeout,
+                                                .same_cpu = options.same_cpu});
+    }
     return serve(*channel, options);
   } catch (const PeerLost&) {
     return kPeerExitRunnerLost;

@@ -20,6 +20,11 @@ struct PeerOptions {
   bool same_cpu = false;  // runner and peer share a CPU (spinning must yield)
   pid_t parent = 0;  // exit at once if our parent is not this process
   std::chrono::milliseconds timeout{10'000};
+  // Across hosts (spawned by `ipcbench serve`): the peer listens on this
+  // address instead of connecting, prints the endpoint's address on stdout
+  // (one line), and accepts only a connection from `allow_from`.
+  std::string listen_host;
+  std::string allow_from;
 };
 
 // Runs the peer; returns the process exit status: 0 after a clean goodbye,

@@ -231,7 +231,15 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
   const Capabilities caps = c.mechanism->capabilities();
   const Calibration* cal = runner_.calibration();
   const PlacementCalibration* pc = cal != nullptr ? cal->find(runner_.placement_of(c).name) : nullptr;
-  c.floor = floor_for(pc, caps, c.mode, c.pattern, c.size);
+  const bool across_hosts = !runner_.settings().remote.empty();
+  // Between hosts there is no shared-memory floor, and the calibration
+  // measured this host only; no sanity gate either (its bounds are local).
+  if (across_hosts) {
+    c.floor = Floor{};
+    c.floor.note = "across hosts: the calibration's floors describe this host only";
+  } else {
+    c.floor = floor_for(pc, caps, c.mode, c.pattern, c.size);
+  }
   // The gate's bound: the fastest cache-line round trip seen anywhere in the
   // run (a lower bound that moves with the host cannot cause a false flag).
   std::optional<PlacementCalibration> gate;
@@ -251,7 +259,7 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
     }
   }
   for (const Run& run : runs) {
-    if (run.error_occurred || !is_measurement(run)) continue;
+    if (across_hosts || run.error_occurred || !is_measurement(run)) continue;
     const std::string why =
         sanity_check(gate ? &*gate : nullptr, caps, c.pattern, c.size,
                      counter_value(run, "p50_ns"), counter_value(run, "bytes_per_second"));
@@ -373,8 +381,22 @@ std::vector<std::pair<std::string, std::string>> IpcbenchReporter::failed() cons
   return out;
 }
 
+nlohmann::ordered_json host_json(const HostInfo& host) {
+  return {{"hostname", host.hostname},
+          {"cpu_model", host.cpu_model},
+          {"cpus_online", host.cpus_online},
+          {"cpus_allowed", host.cpus_allowed},
+          {"kernel", host.kernel},
+          {"hypervisor", host.hypervisor.empty() ? nlohmann::ordered_json(nullptr)
+                                                 : nlohmann::ordered_json(host.hypervisor)},
+          {"governor", host.governor.empty() ? nlohmann::ordered_json(nullptr)
+                                             : nlohmann::ordered_json(host.governor)}};
+}
+
 nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const HostInfo& host,
-                                        const Clock& clock, bool complete) const {
+                                        const Clock& clock, bool complete,
+                                        const nlohmann::json* remote_welcome) const {
+  const bool across_hosts = !settings.remote.empty();
   nlohmann::ordered_json doc = nlohmann::ordered_json::parse(json_text_.str());
   nlohmann::ordered_json& benchmarks = doc["benchmarks"];
   for (std::size_t i = 0; i < benchmarks.size() && i < rows_.size(); ++i) {
@@ -389,6 +411,10 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     b["placement"] = runner_.placement_of(c).name;
     b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? nlohmann::ordered_json::array()
                                  : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
+    if (across_hosts) {
+      b["across_hosts"] = true;
+      b["remote"] = {{"address", settings.remote}, {"peer_cpu", c.peer_cpu}};
+    }
     if (c.mode == "async") {
       const std::uint64_t rate = runner_.settings().rate;
       b["window"] = runner_.settings().window;
@@ -398,7 +424,10 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         b["rate_kept_up"] = b["rate_achieved"].get<double>() >= kRateKeptUp * static_cast<double>(rate);
       }
       if (c.pattern == "latency") {
-        b["oneway_note"] = "one-way times use CLOCK_MONOTONIC, shared by both processes on this host";
+        b["oneway_note"] =
+            across_hosts ? "not reported across hosts: one-way latency needs a clock both hosts "
+                           "share; only round trips are reported"
+                         : "one-way times use CLOCK_MONOTONIC, shared by both processes on this host";
       }
     }
     if (!c.skip_reason.empty()) {
@@ -461,16 +490,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       {"suite_version", kSuiteVersion},
       {"git_revision", kGitRevision},
       {"complete", complete},
-      {"host",
-       {{"hostname", host.hostname},
-        {"cpu_model", host.cpu_model},
-        {"cpus_online", host.cpus_online},
-        {"cpus_allowed", host.cpus_allowed},
-        {"kernel", host.kernel},
-        {"hypervisor", host.hypervisor.empty() ? nlohmann::ordered_json(nullptr)
-                                               : nlohmann::ordered_json(host.hypervisor)},
-        {"governor", host.governor.empty() ? nlohmann::ordered_json(nullptr)
-                                           : nlohmann::ordered_json(host.governor)}}},
+      {"host", host_json(host)},
       {"clock", {{"source", clock.source()}, {"ticks_per_ns", clock.ticks_per_ns()}}},
       {"configuration",
        {{"mechanisms", settings.mechanisms},
@@ -493,6 +513,18 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       {"failed", failed_list},
       {"flagged", flagged_list},
   };
+  if (across_hosts) {
+    nlohmann::ordered_json remote = {{"address", settings.remote},
+                                     {"protocol_version", nullptr},
+                                     {"host", nullptr},
+                                     {"cpus", nlohmann::ordered_json::array()}};
+    if (remote_welcome != nullptr && remote_welcome->is_object()) {
+      remote["protocol_version"] = remote_welcome->value("version", 0);
+      if (remote_welcome->contains("host")) remote["host"] = (*remote_welcome)["host"];
+      if (remote_welcome->contains("cpus")) remote["cpus"] = (*remote_welcome)["cpus"];
+    }
+    doc["ipcbench"]["remote"] = remote;
+  }
   if (runner_.calibration() != nullptr) {
     doc["ipcbench"]["calibration"] = calibration_json(*runner_.calibration());
   } else {

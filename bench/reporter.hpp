@@ -32,8 +32,9 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
 
   // The complete result document. `complete`: every case ran (measured,
   // skipped or failed) and the run was not interrupted.
+  // `remote_welcome`: the server's welcome in a run across hosts, or null.
   nlohmann::ordered_json result(const Settings& settings, const HostInfo& host, const Clock& clock,
-                        bool complete) const;
+                        bool complete, const nlohmann::json* remote_welcome = nullptr) const;
 
   // Names and errors of failed cases.
   std::vector<std::pair<std::string, std::string>> failed() const;
@@ -61,6 +62,9 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   std::vector<Row> rows_;
   std::set<int> finished_;  // cases whose progress line was printed
 };
+
+// The host facts as the result file records them (also sent by `serve`).
+nlohmann::ordered_json host_json(const HostInfo& host);
 
 // Adds the case's floor, floor_ratio, measurement_error and cv fields to
 // one of its JSON rows (nothing for skipped or failed cases).

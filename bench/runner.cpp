@@ -122,7 +122,7 @@ void Runner::start_session(std::size_t index) {
   if (progress_ != nullptr) progress_->start_case(c.name);
   const Placement& placement = placement_of(c);
   // Before the peer exists: the measurement needs the peer's CPU to itself.
-  if (calibration_ != nullptr && wants_adjacent_floor(c.mechanism->capabilities(), placement)) {
+  if (calibration_ != nullptr && remote_ == nullptr && wants_adjacent_floor(c.mechanism->capabilities(), placement)) {
     c.adjacent =
         measure_adjacent_floor(clock_, placement, c.pattern, c.size, settings_.allowed_cpus);
   }
@@ -140,8 +140,9 @@ void Runner::start_session(std::size_t index) {
                        .peer_cpu = placement.peer_cpu,
                        .verify_full = settings_.verify_full,
                        .executable = executable_,
-                       .same_cpu = placement.runner_cpu >= 0 &&
-                                   placement.runner_cpu == placement.peer_cpu};
+                       .same_cpu = remote_ == nullptr && placement.runner_cpu >= 0 &&
+                                   placement.runner_cpu == placement.peer_cpu,
+                       .remote = remote_};
   session_ = std::make_unique<PeerSession>(config, watchdog_);
   session_case_ = index;
   c.runner_cpu = current_cpu();
@@ -225,7 +226,9 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["window"] = static_cast<double>(settings_.window);
       if (c.pattern == "latency") k["rate_achieved"] = r.rate_achieved;
     }
-    if (r.oneway) {
+    // Across hosts the peer's clock is not ours: its one-way times are
+    // meaningless and are not reported (the JSON says why).
+    if (r.oneway && remote_ == nullptr) {
       const OneWayPayload& o = *r.oneway;
       const auto at = [&o](double p) {
         for (std::size_t i = 0; i < kSpectrumPoints; ++i) {
@@ -255,7 +258,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     }
     if (session_ && session_case_ == index) {
       // Stopping anyway: do not wait for a peer that may still be alive.
-      if (stop_signal() != 0) ::kill(session_->peer_pid(), SIGKILL);
+      if (stop_signal() != 0) session_->kill_peer();
       const std::string epitaph = session_->peer_epitaph();
       if (epitaph != "peer is still running") msg += " (" + epitaph + ")";
     }

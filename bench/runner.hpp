@@ -66,6 +66,8 @@ class Runner {
   void finish();
 
   void set_progress(Progress* progress) { progress_ = progress; }
+  // Across hosts: every case's peer is started through this server.
+  void set_remote(RemoteServer* remote) { remote_ = remote; }
   Watchdog& watchdog() { return watchdog_; }
   const Settings& settings() const { return settings_; }
   const Calibration* calibration() const { return calibration_; }
@@ -97,6 +99,7 @@ class Runner {
   std::map<std::int64_t, Trial> trials_;
   std::int64_t next_trial_ = 1;
   Progress* progress_ = nullptr;
+  RemoteServer* remote_ = nullptr;
 
   Watchdog watchdog_;
   std::unique_ptr<PeerSession> session_;

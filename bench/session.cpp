@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/posix/time.hpp"
 #include "peer.hpp"
+#include "remote.hpp"
 #include "watchdog.hpp"
 
 namespace ipcbench {
@@ -33,6 +35,10 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
     : control_(std::max(config.max_message, kControlBytes)) {
   const std::size_t max_message = std::max(config.max_message, kControlBytes);
   lossy_ = config.mechanism->capabilities().lossy;
+  if (config.remote != nullptr) {
+    start_remote(config, watchdog);
+    return;
+  }
   endpoint_ = config.mechanism->listen({.run_dir = config.run_dir,
                                         .tag = config.tag,
                                         .max_message = max_message,
@@ -41,14 +47,7 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
   watchdog.arm(pid_, pidfd_.get());
   try {
     channel_ = endpoint_->accept(watchdog.timeout());
-    const std::size_t n = channel_->receive(control_);
-    const std::string bad = check_message({control_.data(), n}, n, 0, kControlBytes,
-                                          Kind::kHello, false);
-    if (!bad.empty()) throw ProtocolError("peer hello: " + bad);
-    HelloPayload hello;
-    std::memcpy(&hello, control_.data() + kHeaderBytes, sizeof hello);
-    if (hello.pid != pid_) throw ProtocolError("peer hello from an unexpected process");
-    peer_cpu_ = hello.cpu;
+    receive_hello(pid_);
   } catch (const std::exception& e) {
     watchdog.disarm();
     // The destructor will not run: reap the peer here, and say how it ended.
@@ -58,6 +57,50 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
     throw PeerLost(why);
   }
   watchdog.disarm();
+}
+
+void PeerSession::receive_hello(pid_t expected_pid) {
+  const std::size_t n = channel_->receive(control_);
+  const std::string bad = check_message({control_.data(), n}, n, 0, kControlBytes,
+                                        Kind::kHello, false);
+  if (!bad.empty()) throw ProtocolError("peer hello: " + bad);
+  HelloPayload hello;
+  std::memcpy(&hello, control_.data() + kHeaderBytes, sizeof hello);
+  if (hello.pid != expected_pid) throw ProtocolError("peer hello from an unexpected process");
+  peer_cpu_ = hello.cpu;
+}
+
+// Across hosts: the server starts the peer, which listens; we connect.
+void PeerSession::start_remote(const SessionConfig& config, Watchdog& watchdog) {
+  remote_ = config.remote;
+  const std::size_t max_message = std::max(config.max_message, kControlBytes);
+  const RemoteServer::Ready ready =
+      remote_->setup(std::string(config.mechanism->name()), max_message, config.verify_full);
+  watchdog.arm(-1, remote_->control_fd());
+  try {
+    channel_ = config.mechanism->connect(
+        ready.address, {.max_message = max_message, .timeout = watchdog.timeout()});
+    receive_hello(ready.peer_pid);
+  } catch (const std::exception& e) {
+    watchdog.disarm();
+    const std::string why = std::string(e.what()) + " (" + remote_->epitaph(std::chrono::milliseconds(500)) + ")";
+    channel_.reset();
+    (void)remote_->teardown();
+    throw PeerLost(why);
+  }
+  watchdog.disarm();
+}
+
+int PeerSession::peer_pidfd() const noexcept {
+  return remote_ != nullptr ? remote_->control_fd() : pidfd_.get();
+}
+
+void PeerSession::kill_peer() noexcept {
+  if (remote_ != nullptr) {
+    if (remote_->control_fd() >= 0) ::shutdown(remote_->control_fd(), SHUT_RDWR);
+  } else if (pid_ > 0 && !reaped_) {
+    ::kill(pid_, SIGKILL);
+  }
 }
 
 std::string PeerSession::kill_and_describe() noexcept {
@@ -187,6 +230,21 @@ AckPayload PeerSession::peer_count() {
   return a;
 }
 
+void PeerSession::say_bye() noexcept {
+  try {
+    if (channel_) {
+      // Never block here: the watchdog is disarmed, and a hung peer with a
+      // full queue would otherwise hold us forever.
+      write_header(control_.data(), next_seq++, kControlBytes, Kind::kBye);
+      const std::span<const std::byte> bye(control_.data(), kControlBytes);
+      if (!channel_->try_send(bye) && channel_->wait_sendable(std::chrono::milliseconds(200))) {
+        (void)channel_->try_send(bye);
+      }
+    }
+  } catch (...) {
+  }
+}
+
 bool PeerSession::wait_exit(std::chrono::milliseconds timeout) noexcept {
   if (reaped_) return true;
   if (pidfd_) {
@@ -220,6 +278,7 @@ std::string PeerSession::read_peer_stderr() noexcept {
 }
 
 std::string PeerSession::peer_epitaph() {
+  if (remote_ != nullptr) return remote_->epitaph(std::chrono::milliseconds(500));
   if (pid_ < 0) return "peer was never started";
   if (!wait_exit(std::chrono::milliseconds(500))) return "peer is still running";
   std::string what;
@@ -237,20 +296,14 @@ std::string PeerSession::peer_epitaph() {
 }
 
 PeerSession::~PeerSession() {
+  if (remote_ != nullptr) {
+    say_bye();
+    channel_.reset();
+    (void)remote_->teardown();  // the server reaps its peer (or kills it)
+    return;
+  }
   if (pid_ > 0 && !reaped_) {
-    // A clean goodbye first; on any failure fall through to SIGKILL.
-    try {
-      if (channel_) {
-        // Never block here: the watchdog is disarmed, and a hung peer with a
-        // full queue would otherwise hold us forever.
-        write_header(control_.data(), next_seq++, kControlBytes, Kind::kBye);
-        const std::span<const std::byte> bye(control_.data(), kControlBytes);
-        if (!channel_->try_send(bye) && channel_->wait_sendable(std::chrono::milliseconds(200))) {
-          (void)channel_->try_send(bye);
-        }
-      }
-    } catch (...) {
-    }
+    say_bye();  // a clean goodbye first; on any failure fall through to SIGKILL
     if (!wait_exit(std::chrono::milliseconds(channel_ ? 2000 : 0))) {
       ::kill(pid_, SIGKILL);
       wait_exit(std::chrono::milliseconds(5000));

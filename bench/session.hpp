@@ -18,6 +18,7 @@
 namespace ipcbench {
 
 class Watchdog;
+class RemoteServer;
 
 struct SessionConfig {
   Mechanism* mechanism = nullptr;
@@ -28,6 +29,9 @@ struct SessionConfig {
   bool verify_full = false;
   std::string executable;   // path of this program, to exec the peer
   bool same_cpu = false;    // runner and peer pinned to one CPU
+  // Across hosts: the peer is started by `ipcbench serve` through this
+  // server, listens there, and this side connects. Null: a local peer.
+  RemoteServer* remote = nullptr;
 };
 
 class PeerSession {
@@ -43,8 +47,13 @@ class PeerSession {
   PeerSession& operator=(const PeerSession&) = delete;
 
   Channel& channel() noexcept { return *channel_; }
+  // What the watchdog watches: the local peer's pid and pidfd, or across
+  // hosts -1 and the control connection (see Watchdog::arm).
   pid_t peer_pid() const noexcept { return pid_; }
-  int peer_pidfd() const noexcept { return pidfd_.get(); }
+  int peer_pidfd() const noexcept;
+  // Ends the peer at once (SIGKILL, or across hosts: drops the control
+  // connection, so the server kills it). Never throws.
+  void kill_peer() noexcept;
   int peer_cpu() const noexcept { return peer_cpu_; }
 
   // The runner's next sequence number; every message it sends takes one.
@@ -69,12 +78,16 @@ class PeerSession {
   std::string peer_epitaph();
 
  private:
+  void start_remote(const SessionConfig& config, Watchdog& watchdog);
+  void receive_hello(pid_t expected_pid);
   void spawn(const SessionConfig& config, const std::string& address,
              const std::vector<int>& inherited);
   bool wait_exit(std::chrono::milliseconds timeout) noexcept;
+  void say_bye() noexcept;
   std::string read_peer_stderr() noexcept;
   std::string kill_and_describe() noexcept;
 
+  RemoteServer* remote_ = nullptr;
   std::unique_ptr<Endpoint> endpoint_;
   std::unique_ptr<Channel> channel_;
   pid_t pid_ = -1;

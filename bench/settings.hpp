@@ -41,6 +41,11 @@ struct Settings {
   std::uint64_t window = 16;            // async: messages in flight
   std::uint64_t rate = 0;               // async latency: messages/s; 0 = closed loop
   std::string out;                      // result file; empty: none
+  // Across hosts (`--remote HOST:PORT`): the peer runs under `ipcbench
+  // serve` there; placements then place the runner only.
+  std::string remote;
+  std::string remote_token;             // from --token-file or IPCBENCH_TOKEN
+  int remote_cpu = -1;                  // the server's CPU for its peer; -1: its choice
   std::vector<std::string> benchmark_args;  // passed to Google Benchmark
   std::vector<std::string> command_line;    // as given, for the record
 };

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <cstring>
 
@@ -84,6 +85,14 @@ void Watchdog::fire(const char* reason) {
   pthread_kill(runner_, SIGUSR1);
 }
 
+void Watchdog::kill_peer() noexcept {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+  } else if (pidfd_ >= 0) {
+    ::shutdown(pidfd_, SHUT_RDWR);  // across hosts: the server ends its peer
+  }
+}
+
 void Watchdog::loop() {
   std::unique_lock lock(mutex_);
   std::uint64_t last_progress = 0;
@@ -100,7 +109,7 @@ void Watchdog::loop() {
       // Ctrl-C / SIGTERM. A wake-up signal alone may never stop the runner:
       // a throughput sender whose peer keeps up never blocks, so its calls
       // never fail with EINTR. Ending the peer makes the next call fail.
-      ::kill(pid_, SIGKILL);
+      kill_peer();
       fire("interrupted by a signal");
       continue;
     }
@@ -117,12 +126,13 @@ void Watchdog::loop() {
       last_change = now;
     }
     if (process_exited(pidfd_)) {
-      fire("peer process exited unexpectedly");
+      fire(pid_ > 0 ? "peer process exited unexpectedly"
+                    : "the server reported the remote peer's end, or closed the control connection");
     } else if (now - last_change > timeout_) {
       // Say why before killing: the kill makes the runner's blocked call see
       // end-of-file at once, and the case must report the timeout.
       fire("peer stopped answering (no progress within --timeout); killed it");
-      ::kill(pid_, SIGKILL);
+      kill_peer();
     }
   }
 }

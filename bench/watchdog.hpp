@@ -34,6 +34,10 @@ class Watchdog {
   Watchdog& operator=(const Watchdog&) = delete;
 
   // Watches peer `pid` (through `pidfd`) on behalf of the calling thread.
+  // Across hosts there is no local peer process: `pid` is -1 and `pidfd` is
+  // the control connection to `ipcbench serve`, which becomes readable when
+  // the server reports the peer's end or goes away; "killing" the peer then
+  // means shutting that connection down (the server kills its peer).
   void arm(pid_t pid, int pidfd);
   // Stops watching. Call from the thread that armed it.
   void disarm();
@@ -68,6 +72,7 @@ class Watchdog {
  private:
   void loop();
   void fire(const char* reason);
+  void kill_peer() noexcept;
 
   const std::chrono::milliseconds timeout_;
   // alignas: the runner writes this on every message; keep the watchdog's

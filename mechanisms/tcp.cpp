@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -54,6 +56,17 @@ addrinfo* resolve(const HostPort& hp, bool passive) {
   return res;
 }
 
+// The numeric host of `ss` ("127.0.0.1", "::1"), without the port.
+std::string host_of(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+  } else {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+  }
+  return host;
+}
+
 std::string format_address(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET6) {
@@ -70,7 +83,8 @@ std::string format_address(const sockaddr_storage& ss) {
 
 class TcpEndpoint : public Endpoint {
  public:
-  TcpEndpoint(const std::string& host, std::size_t max_message) : max_message_(max_message) {
+  TcpEndpoint(const std::string& host, std::size_t max_message, std::string allowed_peer)
+      : max_message_(max_message), allowed_peer_(std::move(allowed_peer)) {
     addrinfo* res = resolve({host, "0"}, true);
     const addrinfo& ai = *res;
     listen_fd_ = posix::Fd(::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC, ai.ai_protocol));
@@ -97,7 +111,23 @@ class TcpEndpoint : public Endpoint {
   std::string address() const override { return address_; }
 
   std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
-    posix::Fd conn = posix::accept_with_timeout(listen_fd_.get(), timeout, "tcp " + address_);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    posix::Fd conn;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      // (A zero timeout makes accept_with_timeout report the timeout.)
+      conn = posix::accept_with_timeout(listen_fd_.get(), std::max(left, decltype(left)::zero()),
+                                        "tcp " + address_);
+      if (allowed_peer_.empty()) break;
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      if (::getpeername(conn.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+          host_of(ss) == allowed_peer_) {
+        break;
+      }
+      conn.reset();  // not the client that set up the case: refused, keep waiting
+    }
     listen_fd_.reset();
     posix::set_socket_option(conn.get(), IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
     return std::make_unique<FramedStreamChannel>(std::move(conn), posix::Fd(), max_message_, true);
@@ -105,6 +135,7 @@ class TcpEndpoint : public Endpoint {
 
  private:
   std::size_t max_message_;
+  std::string allowed_peer_;
   posix::Fd listen_fd_;
   std::string address_;
 };
@@ -122,7 +153,8 @@ class TcpMechanism : public Mechanism {
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<TcpEndpoint>(options.bind_host, options.max_message);
+    return std::make_unique<TcpEndpoint>(options.bind_host, options.max_message,
+                                         options.allowed_peer);
   }
 
   std::unique_ptr<Channel> connect(std::string_view address,

@@ -79,6 +79,17 @@ AddrInfo resolve(const HostPort& hp, bool passive) {
   return AddrInfo(res, &::freeaddrinfo);
 }
 
+// The numeric host of `ss` ("127.0.0.1", "::1"), without the port.
+std::string host_of(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+  } else {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+  }
+  return host;
+}
+
 std::string format_address(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET6) {
@@ -184,7 +195,8 @@ std::size_t channel_limit(std::size_t requested) {
 
 class UdpEndpoint : public Endpoint {
  public:
-  UdpEndpoint(const std::string& host, std::size_t max_message) : max_message_(max_message) {
+  UdpEndpoint(const std::string& host, std::size_t max_message, std::string allowed_peer)
+      : max_message_(max_message), allowed_peer_(std::move(allowed_peer)) {
     const AddrInfo res = resolve({host, "0"}, true);
     const addrinfo& ai = *res;
     fd_ = posix::Fd(::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC, ai.ai_protocol));
@@ -225,6 +237,7 @@ class UdpEndpoint : public Endpoint {
         posix::throw_errno("receive on udp " + address_ + " failed");
       }
       if (n != 0) continue;  // not a hello: a stray datagram, dropped
+      if (!allowed_peer_.empty() && host_of(from) != allowed_peer_) continue;  // not our client
       if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&from), len) != 0) {
         posix::throw_errno("cannot connect udp " + address_ + " to the peer at " +
                            format_address(from));
@@ -235,6 +248,7 @@ class UdpEndpoint : public Endpoint {
 
  private:
   std::size_t max_message_;
+  std::string allowed_peer_;
   posix::Fd fd_;
   std::string address_;
 };
@@ -252,7 +266,8 @@ class UdpMechanism : public Mechanism {
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<UdpEndpoint>(options.bind_host, options.max_message);
+    return std::make_unique<UdpEndpoint>(options.bind_host, options.max_message,
+                                         options.allowed_peer);
   }
 
   // connect() gives the socket an ephemeral port of the listener's family

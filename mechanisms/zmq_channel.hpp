@@ -383,6 +383,7 @@ class ZmqMechanism : public Mechanism {
     zmq::context_t context(1);
     zmq::socket_t socket(context, zmq::socket_type::pair);
     configure(socket, target.endpoint, max_message);
+    configure_listener(socket, options);
     return std::make_unique<ZmqEndpoint>(std::string(name()), std::move(context), std::move(socket),
                                          target, max_message);
   }
@@ -421,6 +422,9 @@ class ZmqMechanism : public Mechanism {
   // "ipc://" or "tcp://": connect() accepts only addresses in this scheme.
   virtual std::string_view scheme() const = 0;
   virtual BindTarget bind_target(const ListenOptions& options) const = 0;
+  // Options of the listening socket that depend on ListenOptions (set before bind).
+  virtual void configure_listener(zmq::socket_t& /*socket*/, const ListenOptions& /*options*/) const {
+  }
   // Socket options that depend on the endpoint (e.g. ZMQ_IPV6).
   virtual void configure_transport(zmq::socket_t& /*socket*/, std::string_view /*endpoint*/) const {
   }

@@ -28,6 +28,19 @@ class ZmqTcpMechanism final : public zmq_channel::ZmqMechanism {
     return {.endpoint = "tcp://" + host + ":*", .socket_file = {}};
   }
 
+  // Only the client that set up the case may connect: ZeroMQ then drops
+  // other TCP connections as they arrive. (ZMQ_TCP_ACCEPT_FILTER is
+  // deprecated in favour of ZAP, which needs a handler thread; it still
+  // works in libzmq 4.3.)
+  void configure_listener(zmq::socket_t& socket, const ListenOptions& options) const override {
+    if (options.allowed_peer.empty()) return;
+    if (zmq_setsockopt(socket.handle(), ZMQ_TCP_ACCEPT_FILTER, options.allowed_peer.data(),
+                       options.allowed_peer.size()) != 0) {
+      throw std::invalid_argument("zmq-tcp: cannot restrict connections to '" +
+                                  options.allowed_peer + "': " + zmq_strerror(zmq_errno()));
+    }
+  }
+
   // ZeroMQ is IPv4-only unless told otherwise; a bracketed host is IPv6.
   void configure_transport(zmq::socket_t& socket, std::string_view endpoint) const override {
     if (endpoint.find('[') != std::string_view::npos) socket.set(zmq::sockopt::ipv6, true);

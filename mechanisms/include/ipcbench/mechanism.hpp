@@ -63,6 +63,10 @@ struct ListenOptions {
   std::size_t max_message = 0;
   // Host or address to bind for network mechanisms.
   std::string bind_host = "127.0.0.1";
+  // Network mechanisms: accept the peer only from this numeric address
+  // (e.g. "198.18.0.2"); connections or hellos from anyone else are refused
+  // and the endpoint keeps waiting. Empty: anyone who can reach bind_host.
+  std::string allowed_peer{};
   // Runner and peer share one CPU: spinning waits must yield the CPU, or a
   // spinner burns its whole time slice while the other side cannot run.
   bool same_cpu = false;
