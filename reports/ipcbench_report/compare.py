@@ -259,8 +259,8 @@ def remote_text(run):
     remote run, '' for a local one."""
     if run.remote is None:
         return ""
-    return (f"; peer across hosts: {run.remote_host_label()}, "
-            f"{run.remote_host.get('cpu_model')}")
+    cpu = run.remote_host.get("cpu_model")
+    return f"; peer across hosts: {run.remote_host_label()}" + (f", {cpu}" if cpu else "")
 
 
 def run_line(run):

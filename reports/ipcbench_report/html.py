@@ -117,6 +117,11 @@ def remote_pairs(run):
     """The remote host of a remote run, as the local host is described:
     where the peers of its across-hosts cases ran."""
     remote, host = run.remote or {}, run.remote_host
+    if not host:
+        return [("serve address", run.remote_address),
+                ("host", "unknown: the run never got serve's answer (every case failed)"),
+                ("floors", "none across hosts: the calibration's floors describe the local "
+                           "host only")]
     allowed = host.get("cpus_allowed") if isinstance(host.get("cpus_allowed"), list) else []
     return [
         ("serve address", run.remote_address),

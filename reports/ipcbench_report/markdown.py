@@ -199,6 +199,9 @@ def remote_line(run):
     if run.remote is None:
         return ""
     h = run.remote_host
+    if not h:
+        return (f"across hosts: peer at {run.remote_address} (`ipcbench serve`), host unknown: "
+                "the run never got serve's answer")
     cpus = ",".join(str(c) for c in run.remote_cpus) or "unpinned"
     return (f"across hosts: peer on **{h.get('hostname') or 'the remote host'}** "
             f"(`ipcbench serve` at {run.remote_address}): {h.get('cpu_model')}, "

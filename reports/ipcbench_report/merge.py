@@ -8,7 +8,9 @@ reports fall back to the iteration entries. For the same reason the
 per-round stability fields (cv, cv_metric, unstable) are dropped: the
 reports compute the cv of the pooled repetitions. The calibration is the
 first run's; the flagged cases are those of every run (a case one round
-flagged stays flagged).
+flagged stays flagged). Entries measured across hosts (across_hosts) are
+grouped apart from local ones of the same name; the command line refuses to
+merge a local run with a remote one, or runs against two remote hosts.
 """
 
 import copy

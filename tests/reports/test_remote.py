@@ -455,3 +455,27 @@ def test_merge_refuses_local_with_remote_and_keeps_remote(tmp_path):
     assert merged["ipcbench"]["remote"]["address"] == ADDRESS
     assert all(e["across_hosts"] for e in merged["benchmarks"])
     assert validate(tmp_path, merged, "merged-check.json")[0] == 0
+
+
+def test_a_remote_run_that_never_reached_serve_is_read(tmp_path):
+    """serve unreachable: no protocol version, no host, every case failed;
+    the report still lists the failures and says the peer is unknown."""
+    doc = remote_doc()
+    failed = []
+    for e in doc["benchmarks"]:
+        for k in [k for k in e if k not in ("name", "run_name", "run_type", "repetitions",
+                                            "repetition_index", "threads", "mechanism", "mode",
+                                            "pattern", "message_size", "across_hosts",
+                                            "remote", "family_index",
+                                            "per_family_instance_index")]:
+            del e[k]
+        e.update(iterations=0, real_time=0, cpu_time=0, time_unit="ns", placement="unknown",
+                 cpus=[], error_occurred=True, error_message="cannot reach serve")
+        e["remote"]["peer_cpu"] = -1
+        failed.append({"name": e["run_name"], "error": "cannot reach serve"})
+    doc["ipcbench"]["failed"] = failed
+    doc["ipcbench"]["remote"].update(protocol_version=None, host=None, cpus=[])
+    assert validate(tmp_path, doc) == (0, "")
+    html, md, _csv = report(tmp_path, save(doc, tmp_path / "unreached.json"))
+    assert "the run never got serve&#x27;s answer" in html and "cannot reach serve" in html
+    assert "host unknown" in md
