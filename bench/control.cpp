@@ -25,9 +25,9 @@ namespace {
 
 using json = nlohmann::json;
 
-// Text from the wire, safe for a one-line log: at most 80 characters,
-// control bytes shown as '?'.
-std::string shown(std::string_view text) {
+}  // namespace
+
+std::string printable(std::string_view text) {
   std::string out(text.substr(0, 80));
   for (char& c : out) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
@@ -36,25 +36,35 @@ std::string shown(std::string_view text) {
   return out;
 }
 
+namespace {
+
+std::string shown(std::string_view text) { return printable(text); }
+
+// The message's type, for a reason (shown, not raw).
+std::string type_of(const json& m) {
+  const auto t = m.find("type");
+  return t != m.end() && t->is_string() ? printable(t->get_ref<const std::string&>()) : "?";
+}
+
 const json& field(const json& m, const char* key) {
   const auto it = m.find(key);
-  if (it == m.end()) throw ControlError(std::string(m.value("type", "?")) + ": missing '" + key + "'");
+  if (it == m.end()) throw ControlError(type_of(m) + ": missing '" + key + "'");
   return *it;
 }
 
 std::int64_t integer(const json& m, const char* key, std::int64_t lo, std::int64_t hi) {
   const json& v = field(m, key);
   if (!v.is_number_integer()) {
-    throw ControlError(std::string(m.value("type", "?")) + ": '" + key + "' must be an integer");
+    throw ControlError(type_of(m) + ": '" + key + "' must be an integer");
   }
   // Unsigned values above INT64_MAX would wrap: compare as unsigned first.
   if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)) {
-    throw ControlError(std::string(m.value("type", "?")) + ": '" + key + "' out of range (" +
+    throw ControlError(type_of(m) + ": '" + key + "' out of range (" +
                        std::to_string(lo) + ".." + std::to_string(hi) + ")");
   }
   const std::int64_t x = v.get<std::int64_t>();
   if (x < lo || x > hi) {
-    throw ControlError(std::string(m.value("type", "?")) + ": '" + key + "' = " +
+    throw ControlError(type_of(m) + ": '" + key + "' = " +
                        std::to_string(x) + " out of range (" + std::to_string(lo) + ".." +
                        std::to_string(hi) + ")");
   }
@@ -64,11 +74,11 @@ std::int64_t integer(const json& m, const char* key, std::int64_t lo, std::int64
 const std::string& text(const json& m, const char* key, std::size_t max_bytes) {
   const json& v = field(m, key);
   if (!v.is_string()) {
-    throw ControlError(std::string(m.value("type", "?")) + ": '" + key + "' must be a string");
+    throw ControlError(type_of(m) + ": '" + key + "' must be a string");
   }
   const std::string& s = v.get_ref<const std::string&>();
   if (s.size() > max_bytes) {
-    throw ControlError(std::string(m.value("type", "?")) + ": '" + key + "' is longer than " +
+    throw ControlError(type_of(m) + ": '" + key + "' is longer than " +
                        std::to_string(max_bytes) + " bytes");
   }
   return s;
@@ -126,7 +136,7 @@ std::string encode(const json& message) {
 void check_keys(const json& message, std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, value] : message.items()) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      throw ControlError(message.value("type", std::string("?")) + ": unexpected field '" +
+      throw ControlError(type_of(message) + ": unexpected field '" +
                          shown(key) + "'");
     }
   }

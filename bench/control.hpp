@@ -97,6 +97,10 @@ SetupRequest parse_setup(const nlohmann::json& message, const ServerLimits& limi
 // port 1..65535; returns it.
 std::string parse_ready_address(const nlohmann::json& message, std::int32_t* peer_pid);
 
+// Text from the wire, safe for a one-line log or reason: at most 80
+// characters, control bytes shown as '?'.
+std::string printable(std::string_view text);
+
 // Same length, same bytes, in time that does not depend on where they
 // differ.
 bool tokens_equal(std::string_view a, std::string_view b) noexcept;

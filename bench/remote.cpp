@@ -25,7 +25,7 @@ json RemoteServer::expect(const char* type, std::chrono::milliseconds timeout) {
       throw std::runtime_error("server " + options_.address + ": " +
                                m.value("reason", std::string("refused")));
     }
-    throw control::ControlError("server " + options_.address + " sent '" + t + "', expected '" +
+    throw control::ControlError("server " + options_.address + " sent '" + control::printable(t) + "', expected '" +
                                 type + "'");
   }
 }

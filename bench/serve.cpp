@@ -338,7 +338,7 @@ class Server {
           throw Hangup{state == State::kCase ? "disconnected mid-case" : "disconnected", false};
         }
         while (m) {
-          const std::string type = (*m)["type"].get<std::string>();
+          const std::string type = control::printable((*m)["type"].get<std::string>());
           if (state == State::kHello) {
             if (type != "hello") throw Hangup{"expected hello, got '" + type + "'"};
             const std::string token = control::parse_hello(*m);
