@@ -1,6 +1,7 @@
 // Helpers shared by the Boost.Interprocess mechanisms (boost-shm, boost-mq):
 // error conversion, /dev/shm space checks and reservation, a pidfd watch on
-// the peer process and a guard that removes a named object. Header-only.
+// the peer process, the object log calls and a guard that removes a named
+// object. Header-only.
 #pragma once
 
 #include <fcntl.h>
@@ -22,21 +23,51 @@
 
 #include <boost/interprocess/exceptions.hpp>
 
+#include "ipcbench/object_log.hpp"
 #include "ipcbench/posix/fd.hpp"
-#include "ipcbench/posix/time.hpp"
+#include "ipcbench/posix/limits.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/time.hpp"
 
 namespace ipcbench::mech::boost_ipc {
 
 // Setup failures: a system_error naming the object (runtime_error if Boost
-// gives no errno); a full /dev/shm or memory cgroup says so.
+// gives no errno); an exhausted limit (full /dev/shm, descriptors) says which
+// and what to do.
 [[noreturn]] inline void rethrow_setup(const boost::interprocess::interprocess_exception& e,
                                        const std::string& what) {
   const int err = e.get_native_error();
   std::string message = what + " (" + e.what() + ")";
-  if (err == ENOSPC || err == ENOMEM) message += ": /dev/shm is full";
+  if (err == ENOSPC || err == ENOMEM) message += ": " + posix::dev_shm_full(0);
+  if (err == EMFILE || err == ENFILE) message += posix::fd_limit_hint(err);
   if (err != 0) throw std::system_error(err, std::generic_category(), message);
   throw std::runtime_error(message);
+}
+
+// The object log for Boost's named objects, which live in /dev/shm as POSIX
+// shared memory ("ipcbench.<pid>...." without the leading slash).
+inline objects::Object logged_object(const std::string& name) {
+  return objects::posix_shm("/" + name);
+}
+
+// Creates a named object with `create()` (Boost's create_only
+// constructor), recorded in the object log before it exists. When creation
+// fails, a half-made object is removed (not when the name was taken:
+// that object is someone else's) and the failure rethrown as rethrow_setup
+// does, naming `what`.
+template <class Object, class Create>
+auto create_logged(const std::string& name, const std::string& what, Create create)
+    -> decltype(create()) {
+  objects::creating(logged_object(name));
+  try {
+    return create();
+  } catch (const boost::interprocess::interprocess_exception& e) {
+    if (e.get_error_code() != boost::interprocess::already_exists_error) {
+      Object::remove(name.c_str());
+    }
+    objects::removed(logged_object(name));
+    rethrow_setup(e, what);
+  }
 }
 
 // Failures after setup: a system_error (EIO if Boost gives no errno) saying
@@ -58,9 +89,7 @@ inline void check_dev_shm_space(std::size_t bytes, const std::string& what) {
   const auto available = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
   if (available < bytes) {
     throw std::system_error(ENOSPC, std::generic_category(),
-                            "cannot create " + what + " of " + std::to_string(bytes >> 10) +
-                                " KiB: /dev/shm is full (" + std::to_string(available >> 10) +
-                                " KiB free)");
+                            "cannot create " + what + ": " + posix::dev_shm_full(bytes));
   }
 }
 
@@ -73,12 +102,7 @@ inline void reserve_pages(const std::string& name) {
   if (!fd) posix::throw_errno("cannot reopen /dev/shm/" + name);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat /dev/shm/" + name);
-  int err = EINTR;
-  while (err == EINTR) err = ::posix_fallocate(fd.get(), 0, st.st_size);
-  if (err == ENOSPC || err == ENOMEM) {
-    posix::throw_errno(err, "cannot back /dev/shm/" + name + ": /dev/shm is full");
-  }
-  // EOPNOTSUPP etc.: a file system without fallocate; carry on unreserved.
+  posix::reserve_shm(fd.get(), static_cast<std::size_t>(st.st_size), "/dev/shm/" + name);
 }
 
 // Watches the other process through a pidfd, readable once it has exited.
@@ -105,7 +129,7 @@ class PeerWatch {
 
 // Removes the named object on destruction (with Object::remove, e.g.
 // boost::interprocess::shared_memory_object or message_queue) unless already
-// removed. Arm it once the object exists.
+// removed, and says so in the object log. Arm it once the object exists.
 template <class Object>
 class NameGuard {
  public:
@@ -117,6 +141,7 @@ class NameGuard {
   void remove() noexcept {
     if (!name_.empty()) {
       Object::remove(name_.c_str());
+      objects::removed(logged_object(name_));
       name_.clear();
     }
   }

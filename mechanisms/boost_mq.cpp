@@ -271,14 +271,13 @@ class BoostMqChannel : public Channel {
 
 std::unique_ptr<bi::message_queue> create_queue(const std::string& name, std::size_t depth,
                                                 std::size_t msg_size) {
-  try {
-    // Mode 0600: Boost's default is 0644; it applies the mode with fchmod,
-    // so the umask cannot change it.
-    return std::make_unique<bi::message_queue>(bi::create_only, name.c_str(), depth, msg_size,
-                                               bi::permissions(0600));
-  } catch (const bi::interprocess_exception& e) {
-    rethrow_setup(e, "cannot create message queue /dev/shm/" + name);
-  }
+  // Mode 0600: Boost's default is 0644; it applies the mode with fchmod,
+  // so the umask cannot change it.
+  return boost_ipc::create_logged<bi::message_queue>(
+      name, "cannot create message queue /dev/shm/" + name, [&] {
+        return std::make_unique<bi::message_queue>(bi::create_only, name.c_str(), depth, msg_size,
+                                                   bi::permissions(0600));
+      });
 }
 
 std::unique_ptr<bi::message_queue> open_queue(const std::string& name) {

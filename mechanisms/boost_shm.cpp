@@ -307,14 +307,13 @@ class BoostShmEndpoint : public Endpoint {
     const std::size_t size =
         round_up(area_bytes + kSegmentOverhead, static_cast<std::size_t>(::getpagesize()));
     check_dev_shm_space(size, "/dev/shm/" + name_);
-    try {
-      // Mode 0600: Boost's default is 0644; it applies the mode with fchmod,
-      // so the umask cannot widen or narrow it.
-      segment_ = bi::managed_shared_memory(bi::create_only, name_.c_str(), size, nullptr,
+    // Mode 0600: Boost's default is 0644; it applies the mode with fchmod,
+    // so the umask cannot widen or narrow it.
+    segment_ = boost_ipc::create_logged<bi::shared_memory_object>(
+        name_, "cannot create shared memory segment /dev/shm/" + name_, [&] {
+          return bi::managed_shared_memory(bi::create_only, name_.c_str(), size, nullptr,
                                            bi::permissions(0600));
-    } catch (const bi::interprocess_exception& e) {
-      rethrow_setup(e, "cannot create shared memory segment /dev/shm/" + name_);
-    }
+        });
     guard_.arm(name_);
     reserve_pages(name_);
     try {

@@ -5,7 +5,8 @@
 // The peer opens both by name and sends a hello on the up queue; accept()
 // waits for it and unlinks both names at once, so from then on only the open
 // descriptors keep the queues alive and the kernel frees them with the last
-// close. Names outlive a process only if it dies between listen and accept.
+// close. Names outlive a process only if it dies between listen and accept;
+// its owner record (object_log.hpp) names them then.
 // Address: "UP_NAME,DOWN_NAME,MSGSIZE".
 //
 // Each message is one mq message. Queues have no end of file: a dead peer is
@@ -25,6 +26,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -36,7 +38,9 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
+#include "ipcbench/object_log.hpp"
 #include "ipcbench/posix/fd.hpp"
+#include "ipcbench/posix/limits.hpp"
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/posix/socket.hpp"
 #include "ipcbench/posix/time.hpp"
@@ -64,39 +68,31 @@ struct Limits {
   long max_depth = 0;           // largest mq_maxmsg (up to kMaxDepth)
 };
 
-std::string limit_hint(int err) {
-  switch (err) {
-    case EMFILE:
-      return " (POSIX message queue limit reached: RLIMIT_MSGQUEUE bytes per user, see "
-             "'ulimit -q', or the descriptor limit RLIMIT_NOFILE)";
-    case ENOSPC:
-      return " (POSIX message queue limit reached: /proc/sys/fs/mqueue/queues_max)";
-    case ENFILE:
-      return " (system-wide limit on open files reached: /proc/sys/fs/file-max)";
-    case EINVAL:
-      return " (queue size above /proc/sys/fs/mqueue/msg_max or msgsize_max, or the "
-             "kernel's hard limit for privileged processes)";
-    case ENOMEM:
-      return " (out of memory for the queue)";
-    case EEXIST:
-      return " (a queue of that name exists: left by a crashed run with the same pid?)";
-    case ENOSYS:
-      return " (this kernel has no POSIX message queues)";
-    default:
-      return "";
-  }
+[[noreturn]] void throw_mq_error(int err, const std::string& what, long maxmsg = 0,
+                                long msgsize = 0) {
+  posix::throw_errno(err, what + posix::mq_hint(err, maxmsg, msgsize));
 }
 
-[[noreturn]] void throw_mq_error(int err, const std::string& what) {
-  posix::throw_errno(err, what + limit_hint(err));
-}
-
-// Creates `name` exclusively (mode 0600); an empty Fd with errno set on failure.
+// Creates `name` exclusively (mode 0600), recorded in the object log before
+// it exists; an empty Fd with errno set on failure.
 posix::Fd create_queue(const std::string& name, int access, long depth, long msgsize) {
   mq_attr attr{};
   attr.mq_maxmsg = depth;
   attr.mq_msgsize = msgsize;
-  return posix::Fd(::mq_open(name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &attr));
+  objects::creating(objects::posix_mq(name));
+  posix::Fd q(::mq_open(name.c_str(), access | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &attr));
+  if (!q) {
+    const int err = errno;
+    objects::removed(objects::posix_mq(name));
+    errno = err;
+  }
+  return q;
+}
+
+// Unlinks a queue this process created and says so in the object log.
+void unlink_queue(const std::string& name) noexcept {
+  ::mq_unlink(name.c_str());
+  objects::removed(objects::posix_mq(name));
 }
 
 posix::Fd open_queue(const std::string& name, int flags) {
@@ -105,7 +101,7 @@ posix::Fd open_queue(const std::string& name, int flags) {
     const int err = errno;
     std::string what = "cannot open posix-mq queue " + name;
     if (err == ENOENT) what += " (the listener is gone, or the address is stale)";
-    throw_mq_error(err, what);
+    posix::throw_errno(err, what);  // no O_CREAT: EMFILE is RLIMIT_NOFILE
   }
   return q;
 }
@@ -119,10 +115,10 @@ bool can_create_pair(long depth, long msgsize) {
                            std::to_string(counter.fetch_add(1));
   posix::Fd a = create_queue(stem + ".a", O_RDONLY, depth, msgsize);
   if (!a) return false;
-  ::mq_unlink((stem + ".a").c_str());
+  unlink_queue(stem + ".a");
   posix::Fd b = create_queue(stem + ".b", O_RDONLY, depth, msgsize);
   if (!b) return false;
-  ::mq_unlink((stem + ".b").c_str());
+  unlink_queue(stem + ".b");
   return true;
 }
 
@@ -145,7 +141,17 @@ long largest_ok(long lo, long hi, Ok ok) {
 // depth 1 (the depth a channel of the largest messages gets), then on depth.
 Limits probe_limits() {
   Limits limits;
-  if (!can_create_pair(1, kMinMsgSize)) return limits;  // unusable: listen() will say why
+  if (!can_create_pair(1, kMinMsgSize)) {
+    // No queue at all now (a limit is reached): claim the sysctl's limit so
+    // the cases still run and listen() fails naming the limit, instead of
+    // every case being skipped as too large.
+    std::ifstream in("/proc/sys/fs/mqueue/msgsize_max");
+    long msgsize_max = 8192;
+    if (!(in >> msgsize_max) || msgsize_max < kMinMsgSize) msgsize_max = 8192;
+    limits.max_message = static_cast<std::size_t>(msgsize_max);
+    limits.max_depth = 1;
+    return limits;
+  }
   const long largest = largest_ok(kMinMsgSize, static_cast<long>(kMaxStreamMessage),
                                   [](long s) { return can_create_pair(1, s); });
   limits.max_message = static_cast<std::size_t>(largest);
@@ -324,7 +330,7 @@ class QueueName {
   const std::string& str() const noexcept { return name_; }
   void mark_linked() noexcept { linked_ = true; }
   void unlink() noexcept {
-    if (linked_) ::mq_unlink(name_.c_str());
+    if (linked_) unlink_queue(name_);
     linked_ = false;
   }
 
@@ -358,9 +364,10 @@ class PosixMqEndpoint : public Endpoint {
       }
       const bool retry = (err == EMFILE || err == EINVAL || err == ENOMEM) && depth > 1;
       if (!retry) {
-        throw_mq_error(err, "cannot create posix-mq queue " + failed->str() + " (mq_maxmsg " +
-                                std::to_string(depth) + ", mq_msgsize " + std::to_string(msgsize_) +
-                                ")");
+        throw_mq_error(err,
+                       "cannot create posix-mq queue " + failed->str() + " (mq_maxmsg " +
+                           std::to_string(depth) + ", mq_msgsize " + std::to_string(msgsize_) + ")",
+                       depth, msgsize_);
       }
       depth /= 2;
     }

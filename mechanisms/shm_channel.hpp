@@ -28,6 +28,8 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
+#include "ipcbench/object_log.hpp"
+#include "ipcbench/posix/limits.hpp"
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/posix/time.hpp"
@@ -302,26 +304,30 @@ class ShmEndpoint : public Endpoint {
       : name_(std::move(name)), same_cpu_(same_cpu) {
     const std::size_t capacity = ring_capacity_for(max_message);
     const std::size_t size = segment_size(capacity);
+    objects::creating(objects::posix_shm(name_));  // recorded before it exists
     posix::Fd fd(::shm_open(name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) posix::throw_errno("cannot create shared memory " + name_);
+    if (!fd) {
+      const int err = errno;
+      objects::removed(objects::posix_shm(name_));
+      posix::throw_errno(err, "cannot create shared memory " + name_);
+    }
     linked_ = true;
     try {
       if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-        posix::throw_errno("cannot size shared memory " + name_ + " to " + std::to_string(size) +
-                           " bytes (is /dev/shm full?)");
+        const int err = errno;
+        posix::throw_errno(err, "cannot size shared memory " + name_ + " to " +
+                                    std::to_string(size) + " bytes" + posix::shm_hint(err, size));
       }
+      // Back every page now: tmpfs allocates on first write, and a full
+      // /dev/shm then kills the first writer with SIGBUS; reserving makes it
+      // an error here, before anything is mapped or measured.
+      posix::reserve_shm(fd.get(), size, "shared memory " + name_);
       void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
                           fd.get(), 0);
       if (base == MAP_FAILED) posix::throw_errno("cannot map shared memory " + name_);
       mapping_ = std::make_unique<Mapping>(base, size);
       // Touch every page now (tmpfs allocates on first write): page faults
-      // must not be measured. A full /dev/shm shows up here as SIGBUS
-      // otherwise, so fallocate first to get an error instead.
-      if (::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)) != 0) {
-        throw std::system_error(ENOSPC, std::generic_category(),
-                                "cannot allocate " + std::to_string(size) +
-                                    " bytes of shared memory for " + name_ + " (/dev/shm full?)");
-      }
+      // must not be measured.
       std::memset(base, 0, size);
       auto* header = new (base) SegmentHeader{};
       header->magic = kMagic;
@@ -362,6 +368,7 @@ class ShmEndpoint : public Endpoint {
   void unlink_name() noexcept {
     if (linked_) {
       ::shm_unlink(name_.c_str());
+      objects::removed(objects::posix_shm(name_));
       linked_ = false;
     }
   }

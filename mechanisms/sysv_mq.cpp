@@ -5,12 +5,15 @@
 // would block the other, and a sender waiting for an acknowledgement could
 // deadlock; a shared queue would also make every msgrcv search by type.
 //
-// The listener creates both queues with IPC_PRIVATE keys (no key to collide
-// with) and mode 0600; the address is "msqid:UP,DOWN,MAX_MESSAGE" and the
-// peer uses the ids directly (any process with permission may). SysV queues
-// have no name to unlink early: they live until the listener removes them
-// with IPC_RMID when its channel (or, if accept never happened, its
-// endpoint) is destroyed, and a listener killed outright leaves them behind.
+// The listener creates both queues with fresh random keys (IPC_EXCL, so
+// never someone else's queue; a key rather than IPC_PRIVATE so that the
+// owner record can name a queue before it exists) and mode 0600; the
+// address is "msqid:UP,DOWN,MAX_MESSAGE" and the peer uses the ids directly
+// (any process with permission may). SysV queues have no name to unlink
+// early: they live until the listener removes them with IPC_RMID when its
+// channel (or, if accept never happened, its endpoint) is destroyed, and a
+// listener killed outright leaves them behind (its owner record names them
+// for the next run or `ipcbench clean`).
 // The peer's blocked calls then fail with EIDRM: PeerLost. Otherwise there is
 // no end of file: a dead peer is noticed by the harness's watchdog, which
 // interrupts the blocked call (EINTR -> PeerLost). An orderly close by the
@@ -36,6 +39,8 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
+#include "ipcbench/object_log.hpp"
+#include "ipcbench/posix/limits.hpp"
 #include "ipcbench/posix/retry.hpp"
 
 namespace ipcbench::mech {
@@ -58,54 +63,72 @@ constexpr auto kSetupPoll = milliseconds(1);
 constexpr auto kWaitSpin = microseconds(5);
 constexpr auto kWaitStep = microseconds(50);
 
-std::string limit_hint(int err) {
-  switch (err) {
-    case ENOSPC:
-    case EMFILE:
-      return " (System V message queue limit reached: /proc/sys/kernel/msgmni)";
-    case ENOMEM:
-      return " (out of memory for the queue)";
-    case ENOSYS:
-      return " (this kernel has no System V IPC)";
-    default:
-      return "";
-  }
-}
-
-// Owns a queue id: removes the queue (IPC_RMID) when destroyed. -1: none.
+// Owns a queue: removes it (IPC_RMID) when destroyed and says so in the
+// object log. Empty: id -1.
 class QueueId {
  public:
   QueueId() noexcept = default;
-  explicit QueueId(int id) noexcept : id_(id) {}
-  QueueId(QueueId&& other) noexcept : id_(std::exchange(other.id_, -1)) {}
+  explicit QueueId(objects::Object object) noexcept : object_(std::move(object)) {}
+  QueueId(QueueId&& other) noexcept : object_(std::exchange(other.object_, {})) {}
   QueueId& operator=(QueueId&& other) noexcept {
     if (this != &other) {
       reset();
-      id_ = std::exchange(other.id_, -1);
+      object_ = std::exchange(other.object_, {});
     }
     return *this;
   }
   ~QueueId() { reset(); }
 
-  int get() const noexcept { return id_; }
+  int get() const noexcept { return object_.id; }
   void reset() noexcept {
-    if (id_ >= 0) ::msgctl(id_, IPC_RMID, nullptr);
-    id_ = -1;
+    if (object_.id >= 0) {
+      ::msgctl(object_.id, IPC_RMID, nullptr);
+      objects::removed(object_);
+    }
+    object_ = {};
   }
 
  private:
-  int id_ = -1;
+  objects::Object object_;  // kind kSysvMsg; id -1 when empty
 };
 
-QueueId create_queue(const char* what) {
-  // IPC_PRIVATE always makes a new queue; IPC_EXCL only documents that.
-  const int id = ::msgget(IPC_PRIVATE, IPC_CREAT | IPC_EXCL | 0600);
-  if (id < 0) {
-    const int err = errno;
-    posix::throw_errno(
-        err, std::string("cannot create the sysv-mq ") + what + " queue" + limit_hint(err));
+// Creates a queue (mode 0600) under a fresh random key, never IPC_PRIVATE:
+// the key goes into the object log before the queue exists, so a run killed
+// at any instant leaves no queue its owner record cannot name. A key that is
+// taken (EEXIST: someone else's queue) is skipped. An empty QueueId with
+// errno set on failure.
+QueueId try_create_queue() {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    objects::Object object;
+    object.kind = objects::Kind::kSysvMsg;
+    object.key = objects::make_sysv_key();
+    objects::creating(object);
+    const int id = ::msgget(object.key, IPC_CREAT | IPC_EXCL | 0600);
+    if (id < 0) {
+      const int err = errno;
+      objects::removed(object);
+      errno = err;
+      if (err == EEXIST) continue;
+      return QueueId();
+    }
+    object.id = id;
+    msqid_ds ds{};
+    if (::msgctl(id, IPC_STAT, &ds) == 0) object.ctime = ds.msg_ctime;
+    objects::created(object);
+    return QueueId(std::move(object));
   }
-  return QueueId(id);
+  errno = EEXIST;
+  return QueueId();
+}
+
+QueueId create_queue(const char* what) {
+  QueueId queue = try_create_queue();
+  if (queue.get() < 0) {
+    const int err = errno;
+    posix::throw_errno(err, std::string("cannot create the sysv-mq ") + what + " queue" +
+                                posix::sysv_msg_hint(err));
+  }
+  return queue;
 }
 
 long read_proc_long(const char* path) {
@@ -120,9 +143,16 @@ long read_proc_long(const char* path) {
 // stream cap, then verified by sending one such message into a private
 // queue removed at once; if the kernel refuses, binary search below it.
 std::size_t probe_max_message() {
-  const int id = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-  if (id < 0) return 0;  // unusable: listen() will say why
-  QueueId queue(id);
+  QueueId queue = try_create_queue();
+  const int id = queue.get();
+  if (id < 0) {
+    // No queue at all now (kernel.msgmni reached?): claim what /proc says so
+    // the cases still run and listen() fails naming the limit, instead of
+    // every case being skipped as too large.
+    const long msgmax = read_proc_long("/proc/sys/kernel/msgmax");
+    return msgmax > 0 ? std::min<std::size_t>(static_cast<std::size_t>(msgmax), kMaxStreamMessage)
+                      : 8192;
+  }
   msqid_ds ds{};
   if (::msgctl(id, IPC_STAT, &ds) != 0) return 0;
   std::size_t candidate = std::min<std::size_t>(ds.msg_qbytes, kMaxStreamMessage);
