@@ -711,3 +711,79 @@ INSTANTIATE_TEST_SUITE_P(Mechanisms, PeerFaultEveryMechanism,
                          });
 
 }  // namespace
+
+namespace {
+
+// The IPC objects scripts/leftovers sees (run directories, POSIX shm and
+// queues, this user's SysV objects, peer processes), one per line.
+std::set<std::string> leftover_objects() {
+  std::set<std::string> out;
+  const std::string cmd = std::string(IPCBENCH_SOURCE_DIR) + "/scripts/leftovers";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return out;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    std::string l(line);
+    while (!l.empty() && l.back() == '\n') l.pop_back();
+    if (!l.empty()) out.insert(l);
+  }
+  ::pclose(f);
+  return out;
+}
+
+// SIGINT and SIGTERM in the middle of a case of every mechanism that creates
+// kernel objects (and two that do not): the run stops within a second, its
+// peer is killed and reaped, every object it created is removed, the status
+// is 128 + signal, and the result file is absent or marked incomplete.
+class SignalEveryMechanism
+    : public PeerFault,
+      public ::testing::WithParamInterface<std::tuple<std::string, int>> {};
+
+TEST_P(SignalEveryMechanism, StopsPromptlyAndLeavesNothing) {
+  const auto [mechanism, sig] = GetParam();
+  const std::set<std::string> before = leftover_objects();
+  RunnerProc& r = start_run("signal", {"--mechanisms", mechanism, "--modes", "sync", "--patterns",
+                                       "latency", "--sizes", "64,1KiB", "--min-time", "5",
+                                       "--timeout", "5", "--no-calibration"});
+  const auto peer = wait_for_peer(r, mechanism, 20s);
+  if (!peer) {
+    kill_and_reap(r);
+    return;
+  }
+  std::this_thread::sleep_for(300ms);  // into the case's first trial
+  ASSERT_FALSE(try_reap(r)) << "the run ended (" << describe_status(r.status)
+                            << ") before it could be stopped";
+  ASSERT_EQ(::kill(r.pid, sig), 0) << std::strerror(errno);
+  const auto sent_at = SteadyClock::now();
+  ASSERT_TRUE(wait_runner(r, 12s));
+  const double took = seconds_between(sent_at, r.exited);
+  EXPECT_LT(took, 1.0) << "the runner took " << took << " s to stop after " << ::strsignal(sig);
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 128 + sig)
+      << "expected exit status " << 128 + sig << ", got " << describe_status(r.status);
+  EXPECT_TRUE(wait_peer_gone(*peer, 1000ms)) << "peer " << peer->pid << " survived";
+  std::vector<std::string> leaked;
+  for (const std::string& o : leftover_objects()) {
+    if (!before.count(o)) leaked.push_back(o);
+  }
+  EXPECT_TRUE(leaked.empty()) << "left behind: " << leaked.front();
+  if (std::filesystem::exists(r.out_path)) {
+    const nlohmann::json doc = read_json(r.out_path);
+    ASSERT_TRUE(doc.contains("ipcbench")) << doc.dump();
+    EXPECT_EQ(doc["ipcbench"].value("complete", true), false)
+        << "a stopped run must be marked incomplete";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Mechanisms, SignalEveryMechanism,
+    ::testing::Combine(::testing::Values("pipe", "fifo", "uds-stream", "shm-spin", "shm-futex",
+                                         "boost-shm", "posix-mq", "sysv-mq", "boost-mq",
+                                         "zmq-ipc"),
+                       ::testing::Values(SIGINT, SIGTERM)),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& param) {
+      std::string name = std::get<0>(param.param);
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name + (std::get<1>(param.param) == SIGINT ? "_SIGINT" : "_SIGTERM");
+    });
+
+}  // namespace
