@@ -479,3 +479,38 @@ def test_a_remote_run_that_never_reached_serve_is_read(tmp_path):
     html, md, _csv = report(tmp_path, save(doc, tmp_path / "unreached.json"))
     assert "the run never got serve&#x27;s answer" in html and "cannot reach serve" in html
     assert "host unknown" in md
+
+
+RATIO_SORT_PROBE = """<script>(function () {
+  var t = document.getElementById('local-remote-table'), ths = t.tHead.rows[0].cells, col = -1;
+  for (var i = 0; i < ths.length; i++) { if (ths[i].textContent === 'remote / local') { col = i; } }
+  ths[col].click();
+  var asc = Array.prototype.map.call(t.tBodies[0].rows, function (r) {
+      return r.cells[col].getAttribute('data-v'); });
+  var out = document.createElement('pre'); out.id = 'probe';
+  out.textContent = JSON.stringify({ready: t.getAttribute('data-sortable'), asc: asc,
+      errors: window.__errors});
+  document.body.appendChild(out); })();</script>"""
+
+
+def test_side_by_side_table_in_chromium(tmp_path, chromium):
+    """The pair's report opens without errors and its side-by-side table sorts."""
+    import json
+
+    from test_chromium import ERROR_TRAP, chromium_run, console_errors
+    out = tmp_path / "out"
+    assert run_script("report", *remote_pair(tmp_path), "-o", out).returncode == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    page = page.replace("<head>", "<head>" + ERROR_TRAP, 1)
+    page = page.replace("</body>", RATIO_SORT_PROBE + "</body>", 1)
+    probe = tmp_path / "probe.html"
+    probe.write_text(page, encoding="utf-8")
+    proc = chromium_run(chromium, tmp_path, "--dump-dom", probe.as_uri())
+    match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert match, f"probe did not run: {proc.stderr[-2000:]}"
+    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["errors"] == [] and result["ready"] == "ready"
+    ratios = [float(v) for v in result["asc"]]
+    assert len(ratios) == 24 and ratios == sorted(ratios)
+    assert ratios[0] == pytest.approx(1 / 1.6) and ratios[-1] == pytest.approx(2.5, rel=1e-3)
+    assert not console_errors(proc.stderr), console_errors(proc.stderr)
