@@ -7,10 +7,14 @@
 // nothing behind.
 //
 // Every run uses a tiny --min-time so the whole binary stays well under a minute.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +40,7 @@
 #include <sstream>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -383,6 +388,7 @@ std::vector<int> allowed_cpus() {
 struct MechanismInfo {
   std::string name;
   bool lossy = false;
+  bool crosses_hosts = false;
 };
 
 std::vector<MechanismInfo> listed_mechanisms() {
@@ -391,7 +397,8 @@ std::vector<MechanismInfo> listed_mechanisms() {
   std::vector<MechanismInfo> out;
   try {
     for (const json& m : json::parse(r.out)) {
-      out.push_back({m.at("name").get<std::string>(), m.at("lossy").get<bool>()});
+      out.push_back({m.at("name").get<std::string>(), m.at("lossy").get<bool>(),
+                     m.at("crosses_hosts").get<bool>()});
     }
   } catch (const std::exception& e) {
     ADD_FAILURE() << "list --json: " << e.what() << "\n" << r;
@@ -1087,7 +1094,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"ZeroRepetitions", {{"--repetitions", "0"}}, {}, "--repetitions"},
         BadInput{"UnknownPlacement", {{"--placement", "cross-cpu,sideways"}}, {}, "sideways"},
         BadInput{"CpusAndPlacementTogether", {{"--cpus", "@CPU@,@CPU@"}, {"--placement", "same-cpu"}},
-                 {}, "--placement"}),
+                 {}, "--placement"},
+        BadInput{"RemoteWithAMechanismThatStaysOnOneHost",
+                 {{"--remote", "127.0.0.1:7070"}, {"--mechanisms", "tcp,pipe"}}, {}, "pipe"},
+        BadInput{"RemoteWithoutPort", {{"--remote", "somehost"}, {"--mechanisms", "tcp"}}, {},
+                 "somehost"},
+        BadInput{"RemotePortOutOfRange", {{"--remote", "127.0.0.1:99999"}, {"--mechanisms", "tcp"}},
+                 {}, "99999"},
+        BadInput{"TokenFileWithoutRemote", {{"--token-file", "@DIR@/token"}}, {}, "--token-file"},
+        BadInput{"RemoteTokenFileMissing",
+                 {{"--remote", "127.0.0.1:7070"}, {"--mechanisms", "tcp"},
+                  {"--token-file", "@DIR@/no-such-token"}},
+                 {}, "@DIR@/no-such-token"}),
     [](const ::testing::TestParamInfo<BadInput>& p) { return std::string(p.param.name); });
 
 TEST(Cli, UnknownMechanismExitsTwoAndNamesValidChoices) {
@@ -1378,3 +1396,181 @@ TEST(Cli, FinishedRunsLeaveNoRunDirectoryTemporaryFileOrPeer) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return "\n--- " + path + " ---\n" + ss.str();
+}
+
+// A free TCP port on loopback (bound once, then released).
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// `ipcbench serve` in the background, stopped with SIGTERM at the end.
+class ServeProcess {
+ public:
+  explicit ServeProcess(const Args& args, const std::string& log) {
+    std::vector<std::string> storage = {kBinary, "serve"};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(log_fd, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(log_fd);
+  }
+  ~ServeProcess() { stop(); }
+  // SIGTERM; returns the exit status (-1 if it had to be killed).
+  int stop() {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 300; ++i) {
+      int ws = 0;
+      if (::waitpid(pid_, &ws, WNOHANG) == pid_) {
+        status_ = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+        pid_ = -1;
+        return status_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    status_ = -1;
+    return status_;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+};
+
+// Waits until `port` on loopback accepts connections (serve is up).
+bool wait_listening(int port) {
+  for (int i = 0; i < 500; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (ok) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace
+
+// Across hosts on one host: serve on loopback, run --remote against it (the
+// namespace tests in tests/remote/ do it over a real link, as root).
+TEST(Remote, LoopbackServeMeasuresEveryHostCrossingMechanism) {
+  TempDir dir;
+  const int port = free_loopback_port();
+  ASSERT_GT(port, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  ServeProcess serve({"--listen", address}, dir.file("serve.log"));
+  ASSERT_TRUE(wait_listening(port)) << slurp_file(dir.file("serve.log"));
+  const std::string out = dir.file("cross.json");
+  const RunResult r = run_ipcbench({"run", "--remote", address, "--modes", "sync,async",
+                                    "--sizes", "64", "--min-time", "0.02", "--verify", "full",
+                                    "--no-calibration", "--out", out});
+  ASSERT_EQ(r.status, 0) << r << slurp_file(dir.file("serve.log"));
+  const auto doc = read_json(out);
+  ASSERT_TRUE(doc);
+  ASSERT_TRUE((*doc)["ipcbench"].contains("remote"));
+  EXPECT_EQ((*doc)["ipcbench"]["remote"]["address"], address);
+  EXPECT_TRUE((*doc)["ipcbench"]["remote"]["host"].contains("kernel"));
+  std::set<std::string> measured;
+  for (const json& b : (*doc)["benchmarks"]) {
+    SCOPED_TRACE(entry_label(b));
+    EXPECT_EQ(b.value("across_hosts", false), true);
+    EXPECT_TRUE(b["floor_ratio"].is_null());
+    EXPECT_FALSE(b.contains("oneway_p50_ns"));
+    if (is_measured_iteration(b)) measured.insert(b["mechanism"].get<std::string>());
+  }
+  std::set<std::string> crossing;
+  for (const MechanismInfo& m : listed_mechanisms()) {
+    if (m.crosses_hosts) crossing.insert(m.name);
+  }
+  EXPECT_EQ(measured, crossing);
+  const RunResult v = validate(out);
+  EXPECT_EQ(v.status, 0) << "the schema accepts a remote run\n" << v;
+  EXPECT_EQ(serve.stop(), 0) << slurp_file(dir.file("serve.log"));
+}
+
+TEST(Remote, ServeOffLoopbackWithoutTokenIsRefused) {
+  const RunResult r = run_ipcbench({"serve", "--listen", "0.0.0.0:7070"});
+  EXPECT_EQ(r.status, 2) << r;
+  EXPECT_TRUE(r.err.starts_with(kErrorPrefix)) << r;
+  EXPECT_TRUE(mentions(r.err, "--insecure")) << r;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r;
+}
+
+TEST(Remote, TokenFileReadableByOthersIsRefused) {
+  TempDir dir;
+  const std::string token = dir.file("token");
+  {
+    std::ofstream(token) << "secret\n";
+  }
+  ::chmod(token.c_str(), 0644);
+  const RunResult r =
+      run_ipcbench({"serve", "--listen", "0.0.0.0:7070", "--token-file", token});
+  EXPECT_EQ(r.status, 2) << r;
+  EXPECT_TRUE(mentions(r.err, "chmod 600")) << r;
+  ::chmod(token.c_str(), 0600);
+  const RunResult client = run_ipcbench({"run", "--remote", "127.0.0.1:1", "--mechanisms", "tcp",
+                                         "--token-file", token + "-missing"});
+  EXPECT_EQ(client.status, 2) << client;
+}
+
+TEST(Remote, WrongTokenFailsTheRunBeforeAnyCase) {
+  TempDir dir;
+  const int port = free_loopback_port();
+  ASSERT_GT(port, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  const std::string token = dir.file("token"), wrong = dir.file("wrong");
+  std::ofstream(token) << "right-token\n";
+  std::ofstream(wrong) << "wrong-token\n";
+  ::chmod(token.c_str(), 0600);
+  ::chmod(wrong.c_str(), 0600);
+  ServeProcess serve({"--listen", address, "--token-file", token}, dir.file("serve.log"));
+  ASSERT_TRUE(wait_listening(port));
+  const std::string out = dir.file("r.json");
+  const RunResult r = run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--sizes",
+                                    "64", "--min-time", "0.02", "--token-file", wrong, "--out", out});
+  EXPECT_EQ(r.status, 1) << r;
+  EXPECT_TRUE(mentions(r.err, "wrong token")) << r;
+  EXPECT_EQ(r.err.find("Running"), std::string::npos) << "no case ran\n" << r;
+  EXPECT_FALSE(fs::exists(out));
+  // The same server still serves a client with the right token.
+  const RunResult good = run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--modes",
+                                       "sync", "--patterns", "latency", "--sizes", "64",
+                                       "--min-time", "0.02", "--no-calibration", "--token-file",
+                                       token, "--out", out});
+  EXPECT_EQ(good.status, 0) << good << slurp_file(dir.file("serve.log"));
+  EXPECT_EQ(serve.stop(), 0);
+}
