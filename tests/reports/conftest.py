@@ -95,3 +95,42 @@ def browser_result(request):
     if os.environ.get("IPCBENCH_BINARY"):
         return request.getfixturevalue("real_result")
     return reportutil.DATA / "all-mechanisms.json"
+
+
+@pytest.fixture(scope="session")
+def real_remote_pair(tmp_path_factory):
+    """(local, remote) result files the suite produced: 'ipcbench serve' on
+    loopback and 'ipcbench run --remote' against it (the host-crossing
+    mechanisms). Skips when the built suite has no 'serve' yet."""
+    import socket
+    import time
+    binary = _binary()
+    if subprocess.run([binary, "serve", "--help"], capture_output=True).returncode != 0:
+        pytest.skip("this ipcbench has no 'serve' yet")
+    base = tmp_path_factory.mktemp("remote")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = base / "serve.log"
+    with open(log, "w") as out:
+        serve = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}"],
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while "listening on" not in log.read_text() and serve.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"ipcbench serve did not listen: {log.read_text()[-500:]}")
+            time.sleep(0.05)
+        assert serve.poll() is None, f"ipcbench serve exited: {log.read_text()[-500:]}"
+        args = ("--mechanisms", "tcp,udp,zmq-tcp", "--sizes", "64", "--min-time", "0.02")
+        local = _run_suite(tmp_path_factory, "remote-local", *args)
+        remote = _run_suite(tmp_path_factory, "remote-cross", "--remote", f"127.0.0.1:{port}",
+                            *args)
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
+    return local, remote

@@ -20,7 +20,7 @@ from remote_fixture import ADDRESS, FLOOR_NOTE, ONEWAY_FIELDS, ONEWAY_NOTE, REMO
 from reportutil import (HOSTCROSSING, ROOT, doctor, figure_svg, html_table, load, mixed_doc,
                         remote_doc, remote_pair, run_script, save)
 
-from ipcbench_report import compare, model
+from ipcbench_report import compare, model, units
 
 VALIDATE = ROOT / "tests" / "tools" / "validate_result.py"
 SCHEMA = ROOT / "docs" / "result.schema.json"
@@ -514,3 +514,25 @@ def test_side_by_side_table_in_chromium(tmp_path, chromium):
     assert len(ratios) == 24 and ratios == sorted(ratios)
     assert ratios[0] == pytest.approx(1 / 1.6) and ratios[-1] == pytest.approx(2.5, rel=1e-3)
     assert not console_errors(proc.stderr), console_errors(proc.stderr)
+
+
+def test_real_remote_run_keeps_the_contract(tmp_path, real_remote_pair):
+    """What the built suite writes with 'run --remote' (serve on loopback):
+    valid, remote throughout, and set beside the local run in a report."""
+    local, remote = real_remote_pair
+    doc = load(remote)
+    assert validate(tmp_path, doc, "remote.json") == (0, "")
+    assert doc["ipcbench"]["remote"]["address"].startswith("127.0.0.1:")
+    assert all(e.get("across_hosts") is True for e in doc["benchmarks"])
+    html, md, text = report(tmp_path, local, remote)
+    rows = html_table(html, "local-remote-table")
+    pairs = model.local_vs_remote(model.load_all([local, remote]))
+    assert rows and len(rows) == len(pairs)
+    for row, p in zip(rows, pairs):
+        assert row[:4] == [p.remote.key.mechanism, p.remote.key.mode, p.remote.key.pattern,
+                           "64 B"]
+        assert row[8] == units.ratio(p.remote_value / p.local_value)
+    assert "### Local vs across hosts" in md
+    assert "true" in {r["across_hosts"] for r in csv.DictReader(io.StringIO(text))}
+    result = compare.compare_runs(*model.load_all([local, remote]))
+    assert result.changes == [] and result.status_changes == []
