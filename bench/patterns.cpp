@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
@@ -36,6 +39,84 @@ void fail_echo(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq,
 // datagram costs little.
 constexpr auto kLossTimeout = std::chrono::milliseconds(200);
 
+bool is_control_reply(const MessageHeader& h, std::size_t n) noexcept {
+  const Kind k = kind_of(h);
+  return n == kControlBytes && length_of(h) == kControlBytes &&
+         (k == Kind::kAck || k == Kind::kStatsReply || k == Kind::kOneWayReply);
+}
+
+// Lossy mechanisms deliver late replies: the echo of a message already
+// counted lost, the answer to a control request that was asked again. Such a
+// reply is skipped, but only if it is one: older than the reply awaited,
+// shaped like an echo of the case or like a control reply, and newer than
+// every reply before it in the trial (datagrams between two processes on one
+// host are not reordered, and a repeat is never a late reply). Anything else
+// is left to the caller's check, which fails the case: garbage or a
+// duplicate is never skipped silently.
+class LateReplies {
+ public:
+  LateReplies(std::size_t size, Kind echo) : size_(size), echo_lk_(pack_length_kind(size, echo)) {}
+
+  // True when buf[0..n) is a late reply to skip (and remembers it).
+  bool skip(std::span<const std::byte> buf, std::size_t n, std::uint32_t awaited) noexcept {
+    if (n < kHeaderBytes) return false;
+    const MessageHeader h = read_header(buf.data());
+    if (static_cast<std::int32_t>(h.seq - awaited) >= 0) return false;
+    if (any_ && static_cast<std::int32_t>(h.seq - newest_) <= 0) return false;
+    if (!(n == size_ && h.length_kind == echo_lk_) && !is_control_reply(h, n)) return false;
+    seen(h.seq);
+    return true;
+  }
+  // Records the sequence number of a reply that was accepted.
+  void seen(std::uint32_t seq) noexcept {
+    newest_ = seq;
+    any_ = true;
+  }
+
+ private:
+  std::size_t size_;
+  std::uint32_t echo_lk_;
+  std::uint32_t newest_ = 0;
+  bool any_ = false;
+};
+
+// Checks an acknowledgement (kAck, kControlBytes, answering the message
+// `expected_seq`) and returns how many messages the peer says it received.
+AckPayload check_ack(std::span<const std::byte> buf, std::size_t n, std::uint32_t expected_seq) {
+  const std::string bad = check_message(buf, n, expected_seq, kControlBytes, Kind::kAck, false);
+  if (!bad.empty()) throw ProtocolError("acknowledgement: " + bad);
+  AckPayload ack;
+  std::memcpy(&ack, buf.data() + kHeaderBytes, sizeof ack);
+  return ack;
+}
+
+// Credit-based streaming asks for an acknowledgement with every `window`-th
+// message and the last one; the number of messages up to and including the
+// asking one that follows the first `acked`.
+std::uint64_t next_ask(std::uint64_t acked, std::uint64_t window, std::uint64_t total) noexcept {
+  return std::min(total, (acked / window + 1) * window);
+}
+
+// Lossy streaming: an acknowledgement may be late (its window was given up)
+// but must answer an asking message that was sent, after every other
+// acknowledgement received (`newest`, 0 for none). Returns the messages up to
+// the asking one; throws ProtocolError otherwise.
+std::uint64_t check_lossy_ack(std::span<const std::byte> buf, std::size_t n,
+                              std::uint32_t first_seq, std::uint64_t sent, std::uint64_t newest,
+                              std::uint64_t window, std::uint64_t total) {
+  const MessageHeader h = read_header(buf.data());
+  const std::uint64_t upto = static_cast<std::uint32_t>(h.seq - first_seq) + 1u;
+  const bool asked = upto > newest && upto <= sent && (upto % window == 0 || upto == total);
+  if (n < kHeaderBytes || !asked) {
+    // Named against the next acknowledgement that could come.
+    check_ack(buf, n, first_seq + static_cast<std::uint32_t>(next_ask(newest, window, total)) - 1);
+    throw ProtocolError("acknowledgement: sequence error: seq " + std::to_string(h.seq) +
+                        " answers no message that asked for one");
+  }
+  check_ack(buf, n, h.seq);  // kind and length
+  return upto;
+}
+
 // Brackets a trial with CPU and context-switch readings on both sides.
 class UsageSpan {
  public:
@@ -65,6 +146,7 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_roun
   Channel& ch = ctx.session.channel();
   const std::uint64_t end =
       Clock::monotonic_ns() + static_cast<std::uint64_t>(budget.count()) * 1'000'000u;
+  LateReplies late(ctx.size, Kind::kEcho);
   for (int i = 0; i < max_round_trips && (i < min_round_trips || Clock::monotonic_ns() < end);
        ++i) {
     const std::uint32_t seq = ctx.session.next_seq++;
@@ -73,11 +155,14 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_roun
     ch.send(ctx.send_buffer.first(ctx.size));
     std::size_t n = 0;
     if (ctx.session.lossy()) {
-      // A lost echo is no error here; a late one is skipped later.
-      const auto got = ch.receive_for(ctx.receive_buffer, kLossTimeout);
+      // A lost echo is no error here; a late one is skipped.
+      std::optional<std::size_t> got;
+      do {
+        got = ch.receive_for(ctx.receive_buffer, kLossTimeout);
+      } while (got && late.skip(ctx.receive_buffer, *got, seq));
       if (!got) continue;
       n = *got;
-      if (n >= kHeaderBytes && read_header(ctx.receive_buffer.data()).seq != seq) continue;
+      late.seen(seq);
     } else {
       n = ch.receive(ctx.receive_buffer);
     }
@@ -110,6 +195,7 @@ TrialResult run_lossy_latency_trial(benchmark::State& state, PatternContext& ctx
   UsageSpan usage(ctx.session);
   std::uint32_t seq = ctx.session.next_seq;
   std::uint64_t total_ticks = 0;
+  LateReplies late(ctx.size, Kind::kEcho);
   for (auto _ : state) {
     write_header(sbuf, seq, ctx.size, Kind::kEcho);
     if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
@@ -122,12 +208,13 @@ TrialResult run_lossy_latency_trial(benchmark::State& state, PatternContext& ctx
         ++r.messages_lost;
         break;
       }
+      if (late.skip(ctx.receive_buffer, *n, seq)) continue;
       const MessageHeader h = read_header(ctx.receive_buffer.data());
-      if (*n >= kHeaderBytes && static_cast<std::int32_t>(h.seq - seq) < 0) continue;  // late
       if (*n != ctx.size || h.seq != seq || h.length_kind != expect_lk ||
           (ctx.verify_full && check_pattern(ctx.receive_buffer.first(*n), seq) != *n)) {
         fail_message(ctx.receive_buffer, *n, seq, ctx.size, Kind::kEcho, ctx.verify_full);
       }
+      late.seen(seq);
       total_ticks += t1 - t0;
       hist.record(clock.to_ns(t1 - t0));
       ctx.progress.store(++progress, std::memory_order_relaxed);
@@ -169,8 +256,10 @@ TrialResult run_lossy_throughput_trial(benchmark::State& state, PatternContext& 
   std::uint32_t seq = first_seq;
   std::uint64_t sent = 0;
   std::uint64_t acked = 0;  // messages up to the newest acknowledged (or given-up) request
+  std::uint64_t newest_ack = 0;  // messages up to the newest acknowledgement received
   AckPayload last_ack{};
   bool final_acked = false;
+  LateReplies late(ctx.size, Kind::kEcho);  // control replies from before the trial
   // Waits for one acknowledgement; false on timeout.
   const auto await_ack = [&]() -> bool {
     const auto deadline = std::chrono::steady_clock::now() + kLossTimeout;
@@ -179,14 +268,22 @@ TrialResult run_lossy_throughput_trial(benchmark::State& state, PatternContext& 
       if (left <= std::chrono::nanoseconds::zero()) return false;
       const auto n = ch.receive_for(ctx.receive_buffer, left);
       if (!n) return false;
-      const MessageHeader h = read_header(ctx.receive_buffer.data());
-      if (*n != kControlBytes || kind_of(h) != Kind::kAck) {
-        fail_message(ctx.receive_buffer, *n, seq - 1, kControlBytes, Kind::kAck, false);
+      if (late.skip(ctx.receive_buffer, *n, first_seq)) continue;
+      const std::uint64_t upto =
+          check_lossy_ack(ctx.receive_buffer, *n, first_seq, sent, newest_ack, window, total);
+      newest_ack = upto;
+      const AckPayload ack =
+          check_ack(ctx.receive_buffer, *n, read_header(ctx.receive_buffer.data()).seq);
+      if (ack.received > upto || ack.received < last_ack.received) {
+        throw ProtocolError("peer acknowledged " + std::to_string(ack.received) + " of " +
+                            std::to_string(upto) + " messages after " +
+                            std::to_string(last_ack.received));
       }
-      const std::uint64_t upto = static_cast<std::uint32_t>(h.seq - first_seq) + 1u;
-      if (upto <= acked) continue;  // a late acknowledgement of an older window
+      last_ack = ack;
+      // Lossy sends never block: only an answer shows that the peer is there.
+      ctx.progress.store(++progress, std::memory_order_relaxed);
+      if (upto <= acked) continue;  // a late acknowledgement of a window given up
       acked = upto;
-      std::memcpy(&last_ack, ctx.receive_buffer.data() + kHeaderBytes, sizeof last_ack);
       if (upto == sent && sent == total) final_acked = true;
       return true;
     }
@@ -203,7 +300,6 @@ TrialResult run_lossy_throughput_trial(benchmark::State& state, PatternContext& 
     if (ctx.verify_full) fill_pattern(ctx.send_buffer.first(ctx.size), seq);
     ch.send(message);
     ++seq;
-    ctx.progress.store(++progress, std::memory_order_relaxed);
   }
   while (!final_acked && acked < sent) {
     if (!await_ack()) break;
@@ -266,11 +362,7 @@ TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx) {
   // The span ends when the peer confirms it has received (and checked) all.
   const std::size_t n = ch.receive(ctx.receive_buffer);
   const std::uint64_t t1 = ctx.clock.now();
-  const std::string bad =
-      check_message(ctx.receive_buffer, n, seq - 1, kControlBytes, Kind::kAck, false);
-  if (!bad.empty()) throw ProtocolError("acknowledgement: " + bad);
-  AckPayload ack;
-  std::memcpy(&ack, ctx.receive_buffer.data() + kHeaderBytes, sizeof ack);
+  const AckPayload ack = check_ack(ctx.receive_buffer, n, seq - 1);
   if (ack.received != sent) {
     throw ProtocolError("peer acknowledged " + std::to_string(ack.received) + " messages, " +
                         std::to_string(sent) + " were sent");
@@ -338,6 +430,10 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   std::optional<OpenLoopSchedule> schedule;
   if (ctx.rate > 0) schedule.emplace(t0, ctx.rate);
   std::uint64_t last_arrival = t0;
+  // The send stamp of every message in flight, by position: an echo must
+  // bring back the very stamp its round trip is timed from.
+  std::vector<std::uint64_t> stamps(std::min(window, std::max<std::uint64_t>(total, 1)));
+  LateReplies late(ctx.size, Kind::kEchoStamped);
 
   while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(total))) {
     while (accounted < total) {
@@ -363,6 +459,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
           send_blocked = true;
           break;
         }
+        stamps[sent % stamps.size()] = stamp;
         last_send_ns = now;
         ++sent;
         progressed = true;
@@ -375,7 +472,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
         const MessageHeader h = read_header(ctx.receive_buffer.data());
         const std::uint32_t want = first + static_cast<std::uint32_t>(accounted);
         const auto ahead = static_cast<std::int32_t>(h.seq - want);
-        if (lossy && *n >= kHeaderBytes && ahead < 0) continue;  // late, already counted lost
+        if (lossy && late.skip(ctx.receive_buffer, *n, want)) continue;  // already counted lost
         if (lossy && *n == ctx.size && ahead > 0 && h.length_kind == expect_lk &&
             accounted + static_cast<std::uint64_t>(ahead) < sent) {
           r.messages_lost += static_cast<std::uint64_t>(ahead);  // skipped ones were lost
@@ -387,6 +484,12 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
           fail_message(ctx.receive_buffer, *n, seq, ctx.size, Kind::kEchoStamped,
                        ctx.verify_full);
         }
+        if (h.stamp != stamps[accounted % stamps.size()]) {
+          throw ProtocolError("stamp error: the echo of seq " + std::to_string(seq) +
+                              " carries send stamp " + std::to_string(h.stamp) + ", not " +
+                              std::to_string(stamps[accounted % stamps.size()]));
+        }
+        late.seen(seq);
         const std::uint64_t rtt = t > h.stamp ? t - h.stamp : 0;
         hist.record(rtt);
         ++accounted;
@@ -418,6 +521,12 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   const std::uint64_t t_end = Clock::monotonic_ns();
   ctx.session.next_seq = first + static_cast<std::uint32_t>(sent);
   r.oneway = ctx.session.peer_oneway();
+  // The peer times every echo it receives: all that were sent, or (lossy)
+  // no more than that.
+  if (r.oneway->count > sent || (!lossy && r.oneway->count != sent)) {
+    throw ProtocolError("peer reported " + std::to_string(r.oneway->count) +
+                        " one-way samples, " + std::to_string(sent) + " messages were sent");
+  }
   usage.finish(r);
   r.messages = hist.count();
   r.seconds = static_cast<double>(t_end - t0) * 1e-9;
@@ -450,8 +559,10 @@ TrialResult run_async_throughput_trial(benchmark::State& state, PatternContext& 
   const std::uint32_t first = ctx.session.next_seq;
   std::uint64_t sent = 0;
   std::uint64_t acked = 0;  // messages up to the newest acknowledged (or given-up) request
+  std::uint64_t newest_ack = 0;  // messages up to the newest acknowledgement received
   AckPayload last_ack{};
   bool final_acked = false;
+  LateReplies late(ctx.size, Kind::kEcho);  // lossy: control replies from before the trial
   const std::uint64_t t0 = ctx.clock.now();
   std::uint64_t last_ack_ns = Clock::monotonic_ns();
 
@@ -470,22 +581,40 @@ TrialResult run_async_throughput_trial(benchmark::State& state, PatternContext& 
         }
         ++sent;
         progressed = true;
-        ctx.progress.store(++progress, std::memory_order_relaxed);
+        // Lossy sends never block: only answers show that the peer is there.
+        if (!lossy) ctx.progress.store(++progress, std::memory_order_relaxed);
       }
       while (auto n = ch.try_receive(ctx.receive_buffer)) {
-        const MessageHeader h = read_header(ctx.receive_buffer.data());
-        if (*n != kControlBytes || kind_of(h) != Kind::kAck) {
-          fail_message(ctx.receive_buffer, *n, first + static_cast<std::uint32_t>(acked),
-                       kControlBytes, Kind::kAck, false);
+        std::uint64_t upto = 0;
+        AckPayload ack{};
+        if (lossy) {
+          if (late.skip(ctx.receive_buffer, *n, first)) continue;
+          upto = check_lossy_ack(ctx.receive_buffer, *n, first, sent, newest_ack, window, total);
+          ack = check_ack(ctx.receive_buffer, *n, read_header(ctx.receive_buffer.data()).seq);
+        } else {
+          // Nothing is lost: acknowledgements come in order, one per asking
+          // message, each counting every message up to it.
+          upto = next_ask(acked, window, total);
+          ack = check_ack(ctx.receive_buffer, *n, first + static_cast<std::uint32_t>(upto) - 1);
+          if (upto > sent) {
+            throw ProtocolError("acknowledgement: sequence error: seq " +
+                                std::to_string(read_header(ctx.receive_buffer.data()).seq) +
+                                " answers a message not sent yet");
+          }
         }
-        const std::uint64_t upto = static_cast<std::uint32_t>(h.seq - first) + 1u;
-        if (upto > sent) throw ProtocolError("acknowledgement of a message not sent yet");
-        if (upto <= acked) continue;  // a late acknowledgement of an older window
-        acked = upto;
-        std::memcpy(&last_ack, ctx.receive_buffer.data() + kHeaderBytes, sizeof last_ack);
-        if (upto == total) final_acked = true;
+        if (ack.received > upto || ack.received < last_ack.received ||
+            (!lossy && ack.received != upto)) {
+          throw ProtocolError("peer acknowledged " + std::to_string(ack.received) + " of " +
+                              std::to_string(upto) + " messages sent");
+        }
+        newest_ack = upto;
+        last_ack = ack;
         last_ack_ns = Clock::monotonic_ns();
         progressed = true;
+        ctx.progress.store(++progress, std::memory_order_relaxed);
+        if (upto <= acked) continue;  // lossy: a late acknowledgement of a window given up
+        acked = upto;
+        if (upto == total) final_acked = true;
       }
       if (progressed || final_acked) continue;
       if (lossy && Clock::monotonic_ns() - last_ack_ns > loss_timeout_ns) {
