@@ -360,7 +360,8 @@ posix::Fd connect_tcp(const std::string& host_port, std::chrono::milliseconds ti
     }
   }
   ::freeaddrinfo(res);
-  if (!fd) throw std::runtime_error("cannot connect to " + host_port + (why.empty() ? "" : ": " + why));
+  // connect_with_timeout's reason already names the address.
+  if (!fd) throw std::runtime_error(why.empty() ? "cannot connect to " + host_port : why);
   const int one = 1;
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;

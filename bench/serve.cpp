@@ -331,12 +331,16 @@ class Server {
           peer_reported = true;
         }
         if (p[0].revents == 0) continue;
-        std::optional<json> m;
-        try {
-          m = conn.read_available();
-        } catch (const PeerLost&) {
-          throw Hangup{state == State::kCase ? "disconnected mid-case" : "disconnected", false};
-        }
+        // End-of-file may show on the first read or after a message already
+        // handled (a client that sends and closes at once): the same reason.
+        const auto next = [&]() -> std::optional<json> {
+          try {
+            return conn.read_available();
+          } catch (const PeerLost&) {
+            throw Hangup{state == State::kCase ? "disconnected mid-case" : "disconnected", false};
+          }
+        };
+        std::optional<json> m = next();
         while (m) {
           const std::string type = control::printable((*m)["type"].get<std::string>());
           if (state == State::kHello) {
@@ -389,7 +393,7 @@ class Server {
             throw Hangup{"unexpected '" + type + "' " +
                          (state == State::kCase ? "during a case" : "between cases")};
           }
-          m = conn.read_available();
+          m = next();
         }
       }
     } catch (const Hangup& h) {

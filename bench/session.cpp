@@ -74,8 +74,17 @@ void PeerSession::receive_hello(pid_t expected_pid) {
 void PeerSession::start_remote(const SessionConfig& config, Watchdog& watchdog) {
   remote_ = config.remote;
   const std::size_t max_message = std::max(config.max_message, kControlBytes);
-  const RemoteServer::Ready ready =
-      remote_->setup(std::string(config.mechanism->name()), max_message, config.verify_full);
+  // Armed (with nothing to watch yet) before the setup: arming clears the
+  // previous case's verdict, which would otherwise be blamed for a setup that
+  // fails (e.g. the server is gone), and bounds a stuck setup by --timeout.
+  watchdog.arm(-1, -1);
+  RemoteServer::Ready ready;
+  try {
+    ready = remote_->setup(std::string(config.mechanism->name()), max_message, config.verify_full);
+  } catch (...) {
+    watchdog.disarm();
+    throw;
+  }
   watchdog.arm(-1, remote_->control_fd());
   try {
     channel_ = config.mechanism->connect(
