@@ -714,7 +714,7 @@ int run_clean(bool dry_run) {
   }
   const SweepResult r = sweep(dir, dry_run);
   for (const std::string& line : r.lines) std::printf("%s\n", line.c_str());
-  std::printf("%s %d object%s of %d dead run%s; %d left (not ours)%s; %d live run%s untouched%s\n",
+  std::printf("total: %s %d object%s of %d dead run%s; %d left (not ours)%s; %d live run%s untouched%s\n",
               dry_run ? "would remove" : "removed", r.removed, r.removed == 1 ? "" : "s",
               r.dead_runs, r.dead_runs == 1 ? "" : "s", r.left,
               r.failed > 0 ? ("; " + std::to_string(r.failed) + " failed").c_str() : "",

@@ -1,0 +1,589 @@
+// Owner records and `ipcbench clean` (issue 9): a run killed with SIGKILL
+// leaves its objects and its record; `clean --dry-run` lists exactly those
+// objects and removes nothing, `clean` removes them and nothing else; a live
+// run's objects survive a concurrent clean and a second run's sweep; a
+// reused pid counts as dead; objects that are not ipcbench's are untouched;
+// the next run sweeps by itself; malformed records are reported, never fatal.
+//
+// Every test runs the real binary with a private IPCBENCH_OWNER_DIR, finds
+// what a run left independently of its record (/dev/shm, the names the
+// mechanisms derive from pid and case tag, /proc/sysvipc/msg by the runner's
+// pid), and leaves nothing behind.
+#include <fcntl.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef IPCBENCH_BINARY
+#error "IPCBENCH_BINARY must name the ipcbench executable"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Field 22 of /proc/<pid>/stat (start time in ticks), 0 if gone; `ppid` and
+// `state` filled when asked.
+unsigned long long start_time(pid_t pid, pid_t* ppid = nullptr, char* state = nullptr) {
+  const std::string text = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream in(text.substr(paren + 2));
+  std::string f;
+  unsigned long long start = 0;
+  for (int n = 3; n <= 22 && in >> f; ++n) {
+    if (n == 3 && state != nullptr) *state = f[0];
+    if (n == 4 && ppid != nullptr) *ppid = static_cast<pid_t>(std::stoi(f));
+    if (n == 22) start = std::stoull(f);
+  }
+  return start;
+}
+
+std::string boot_id() {
+  std::string id;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> id;
+  return id;
+}
+
+// A child process of ipcbench with its output in files.
+struct Child {
+  pid_t pid = -1;
+  std::string out_path, err_path;
+  std::string out() const { return slurp(out_path); }
+  std::string err() const { return slurp(err_path); }
+};
+
+class OwnersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ipcbench-owners-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    work_ = tmpl;
+    owner_dir_ = work_ + "/owners";
+    // A peer that never connects: the runner waits in accept() with its
+    // objects created and named.
+    hang_ = work_ + "/hang.sh";
+    std::ofstream(hang_) << "#!/bin/sh\nexec sleep 60\n";
+    fs::permissions(hang_, fs::perms::owner_all);
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // orphaned peers come to us to be reaped
+  }
+
+  void TearDown() override {
+    for (pid_t pid : children_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    reap_orphans();
+    // Nothing of ours may be left: the owner directory is empty (or gone).
+    if (fs::exists(owner_dir_)) {
+      std::vector<std::string> left;
+      for (const auto& e : fs::directory_iterator(owner_dir_)) left.push_back(e.path().string());
+      EXPECT_TRUE(left.empty()) << "owner records left: " << left.front();
+    }
+    std::error_code ec;
+    fs::remove_all(work_, ec);
+  }
+
+  static void reap_orphans() {
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+  }
+
+  Child spawn(const std::vector<std::string>& args, bool hanging_peer = false) {
+    Child c;
+    static int n = 0;
+    c.out_path = work_ + "/out" + std::to_string(++n);
+    c.err_path = work_ + "/err" + std::to_string(n);
+    std::vector<std::string> argv = {IPCBENCH_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("IPCBENCH_OWNER_DIR", owner_dir_.c_str(), 1);
+      if (hanging_peer) ::setenv("IPCBENCH_TEST_PEER_EXECUTABLE", hang_.c_str(), 1);
+      const int out = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int err = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      ::execv(cargv[0], cargv.data());
+      ::_exit(127);
+    }
+    c.pid = pid;
+    children_.push_back(pid);
+    return c;
+  }
+
+  // Waits for `c` (at most `limit`); its exit status, -1 if it had to be killed.
+  int wait(Child& c, std::chrono::seconds limit = 60s) {
+    const auto deadline = Clock::now() + limit;
+    int status = 0;
+    while (::waitpid(c.pid, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        ::kill(c.pid, SIGKILL);
+        ::waitpid(c.pid, &status, 0);
+        forget(c.pid);
+        ADD_FAILURE() << "ipcbench " << c.pid << " overran; stderr: " << c.err();
+        return -1;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    forget(c.pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  // Runs ipcbench to the end; {exit status, stdout}.
+  std::pair<int, std::string> run(const std::vector<std::string>& args) {
+    Child c = spawn(args);
+    const int status = wait(c);
+    last_err_ = c.err();
+    return {status, c.out()};
+  }
+
+  void forget(pid_t pid) { std::erase(children_, pid); }
+
+  // The child of `runner` (its peer), or -1.
+  static pid_t peer_of(pid_t runner) {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      const std::string name = e.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      pid_t ppid = -1;
+      if (start_time(std::stoi(name), &ppid) != 0 && ppid == runner) return std::stoi(name);
+    }
+    return -1;
+  }
+
+  // Polls `ready` for up to `limit`.
+  template <typename Ready>
+  static bool eventually(Ready ready, std::chrono::milliseconds limit = 20s) {
+    const auto deadline = Clock::now() + limit;
+    while (!ready()) {
+      if (Clock::now() > deadline) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  }
+
+  // SIGKILLs the runner, reaps it and waits for its peer to die with it.
+  void kill_runner(Child& c) {
+    const pid_t peer = peer_of(c.pid);
+    ASSERT_EQ(::kill(c.pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(c.pid, &status, 0), c.pid);
+    forget(c.pid);
+    if (peer > 0) {
+      EXPECT_TRUE(eventually([&] {
+        reap_orphans();
+        char state = '?';
+        return start_time(peer, nullptr, &state) == 0 || state == 'Z';
+      }, 5s)) << "the peer " << peer << " outlived its runner";
+      reap_orphans();
+    }
+  }
+
+  std::string record_text() const {
+    std::string all;
+    if (!fs::exists(owner_dir_)) return all;
+    for (const auto& e : fs::directory_iterator(owner_dir_)) all += slurp(e.path().string());
+    return all;
+  }
+
+  std::string work_, owner_dir_, hang_, last_err_;
+  std::vector<pid_t> children_;
+};
+
+// The objects run `pid` left, found without its record, as `clean` spells
+// them: "dir PATH", "posix-shm /NAME", "posix-mq /NAME", "sysv-msg id=N".
+std::set<std::string> objects_of(pid_t pid, pid_t peer = -1) {
+  std::set<std::string> found;
+  const std::string stem = "ipcbench." + std::to_string(pid) + ".";
+  for (const auto& e : fs::directory_iterator("/tmp")) {
+    if (e.path().filename().string().starts_with(stem)) found.insert("dir " + e.path().string());
+  }
+  for (const auto& e : fs::directory_iterator("/dev/shm")) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with(stem)) found.insert("posix-shm /" + name);
+  }
+  // POSIX queues: /dev/mqueue may not be mounted; the names are derived
+  // from the pid and the case tag ("case<index>-<pid>").
+  for (int index = 0; index < 4; ++index) {
+    for (const char* dir : {".up", ".down"}) {
+      const std::string name = "/" + stem + "case" + std::to_string(index) + "-" +
+                               std::to_string(pid) + dir;
+      const mqd_t q = ::mq_open(name.c_str(), O_RDONLY | O_NONBLOCK);
+      if (q >= 0) {
+        ::mq_close(q);
+        found.insert("posix-mq " + name);
+      }
+    }
+  }
+  // System V: queues the runner (or its peer) last sent to or received from.
+  std::istringstream sysv(slurp("/proc/sysvipc/msg"));
+  std::string line;
+  std::getline(sysv, line);  // header
+  while (std::getline(sysv, line)) {
+    std::istringstream f(line);
+    long key, id, perms, cbytes, qnum, lspid, lrpid;
+    if (!(f >> key >> id >> perms >> cbytes >> qnum >> lspid >> lrpid)) continue;
+    if (lspid == pid || lrpid == pid || (peer > 0 && (lspid == peer || lrpid == peer))) {
+      found.insert("sysv-msg id=" + std::to_string(id));
+    }
+  }
+  return found;
+}
+
+// The objects a `clean` output names after `verb` ("would remove", "removed"),
+// in the spelling of objects_of.
+std::set<std::string> listed(const std::string& output, const std::string& verb) {
+  std::set<std::string> found;
+  std::istringstream in(output);
+  std::string line;
+  const std::regex sysv("^sysv-msg key=0x[0-9a-f]+ id=([0-9]+).*");
+  while (std::getline(in, line)) {
+    if (!line.starts_with(verb + " ")) continue;
+    std::string rest = line.substr(verb.size() + 1);
+    if (rest.starts_with("empty owner record")) continue;
+    const auto whose = rest.find(" (run ");
+    if (whose != std::string::npos) rest.resize(whose);
+    std::smatch m;
+    if (std::regex_match(rest, m, sysv)) rest = "sysv-msg id=" + m[1].str();
+    found.insert(rest);
+  }
+  return found;
+}
+
+std::string joined(const std::set<std::string>& s) {
+  std::string out;
+  for (const auto& x : s) out += "\n  " + x;
+  return out;
+}
+
+const std::vector<std::string> kOneCase = {"--modes", "sync", "--patterns", "latency",
+                                           "--sizes", "64", "--no-calibration"};
+
+std::vector<std::string> run_args(const std::string& mechanism, const std::string& min_time) {
+  std::vector<std::string> args = {"run", "--mechanisms", mechanism, "--min-time", min_time,
+                                   "--timeout", "60"};
+  args.insert(args.end(), kOneCase.begin(), kOneCase.end());
+  return args;
+}
+
+// --- killed between listen and accept: the named objects are left --------
+
+class KilledBeforeAccept : public OwnersTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(KilledBeforeAccept, CleanListsExactlyTheLeftObjectsThenRemovesOnlyThem) {
+  const std::string mechanism = GetParam();
+  // Objects that are not this run's: one with an ipcbench-like name of
+  // another pid, one without; and a System V queue.
+  const std::string decoy = "/ipcbench-decoy." + std::to_string(::getpid());
+  const int decoy_fd = ::shm_open(decoy.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(decoy_fd, 0);
+  ::close(decoy_fd);
+  const int decoy_queue = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+  ASSERT_GE(decoy_queue, 0);
+
+  Child runner = spawn(run_args(mechanism, "1"), /*hanging_peer=*/true);
+  // The peer (the hanging script) exists once listen() is done.
+  ASSERT_TRUE(eventually([&] { return peer_of(runner.pid) > 0; })) << runner.err();
+  std::this_thread::sleep_for(200ms);
+  const std::set<std::string> left_before = objects_of(runner.pid);
+  kill_runner(runner);
+  const std::set<std::string> left = objects_of(runner.pid);
+  EXPECT_EQ(left, left_before);
+  // The run dir, and the named objects of those that have names.
+  const bool named = !mechanism.starts_with("fifo") && !mechanism.starts_with("uds") &&
+                     !mechanism.starts_with("zmq");
+  ASSERT_GE(left.size(), named ? 2u : 1u) << joined(left) << "\nrecord:\n" << record_text();
+
+  const auto [dry_status, dry] = run({"clean", "--dry-run"});
+  EXPECT_EQ(dry_status, 0) << last_err_;
+  EXPECT_EQ(listed(dry, "would remove"), left) << dry;
+  EXPECT_TRUE(listed(dry, "removed").empty()) << dry;
+  EXPECT_EQ(objects_of(runner.pid), left) << "the dry run removed something";
+  const std::string count = std::to_string(left.size()) + (left.size() == 1 ? " object" : " objects");
+  EXPECT_NE(dry.find("total: would remove " + count + " of 1 dead run"),
+            std::string::npos) << dry;
+
+  const auto [status, out] = run({"clean"});
+  EXPECT_EQ(status, 0) << last_err_;
+  EXPECT_EQ(listed(out, "removed"), left) << out;
+  EXPECT_TRUE(objects_of(runner.pid).empty()) << joined(objects_of(runner.pid));
+  // Not ours: untouched.
+  struct stat st {};
+  EXPECT_EQ(::stat(("/dev/shm" + decoy).c_str(), &st), 0);
+  msqid_ds ds{};
+  EXPECT_EQ(::msgctl(decoy_queue, IPC_STAT, &ds), 0);
+  ::shm_unlink(decoy.c_str());
+  ::msgctl(decoy_queue, IPC_RMID, nullptr);
+  // A second clean finds nothing.
+  const auto [again_status, again] = run({"clean"});
+  EXPECT_NE(again.find("removed 0 objects of 0 dead runs"), std::string::npos) << again;
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledBeforeAccept,
+                         ::testing::Values("shm-spin", "shm-futex", "boost-shm", "boost-mq",
+                                           "posix-mq", "fifo", "uds-stream", "zmq-ipc"),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// --- killed mid-case: SysV queues (and the run directory) are left ---------
+
+class KilledMidCase : public OwnersTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
+  const std::string mechanism = GetParam();
+  Child runner = spawn(run_args(mechanism, "30"));
+  pid_t peer = -1;
+  ASSERT_TRUE(eventually([&] { return (peer = peer_of(runner.pid)) > 0; })) << runner.err();
+  // Mid-case: messages are flowing (the progress line is not needed: the
+  // queues' last sender/receiver pids say so for sysv-mq).
+  std::this_thread::sleep_for(700ms);
+  const std::set<std::string> left_before = objects_of(runner.pid, peer);
+  kill_runner(runner);
+  const std::set<std::string> left = objects_of(runner.pid, peer);
+  EXPECT_EQ(left, left_before);
+  if (mechanism == "sysv-mq") {
+    EXPECT_EQ(std::count_if(left.begin(), left.end(),
+                            [](const std::string& s) { return s.starts_with("sysv-msg"); }),
+              2) << joined(left) << "\nrecord:\n" << record_text();
+  }
+  ASSERT_FALSE(left.empty());
+
+  const auto [dry_status, dry] = run({"clean", "--dry-run"});
+  EXPECT_EQ(listed(dry, "would remove"), left) << dry;
+  EXPECT_EQ(objects_of(runner.pid, peer), left);
+  const auto [status, out] = run({"clean"});
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(listed(out, "removed"), left) << out;
+  EXPECT_TRUE(objects_of(runner.pid, peer).empty()) << joined(objects_of(runner.pid, peer));
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledMidCase,
+                         ::testing::Values("sysv-mq", "shm-spin", "posix-mq"),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// --- a live run is never swept --------------------------------------------
+
+TEST_F(OwnersTest, LiveRunSurvivesConcurrentCleanAndAnotherRunsSweep) {
+  Child live = spawn(run_args("sysv-mq", "30"));
+  pid_t peer = -1;
+  ASSERT_TRUE(eventually([&] { return (peer = peer_of(live.pid)) > 0; })) << live.err();
+  std::this_thread::sleep_for(500ms);
+  const std::set<std::string> held = objects_of(live.pid, peer);
+  ASSERT_GE(held.size(), 3u) << joined(held);  // run dir + two queues
+
+  const auto [status, out] = run({"clean"});
+  EXPECT_EQ(status, 0);
+  EXPECT_TRUE(listed(out, "removed").empty()) << out;
+  EXPECT_NE(out.find("1 live run untouched"), std::string::npos) << out;
+  EXPECT_EQ(objects_of(live.pid, peer), held);
+
+  const auto [run_status, run_out] = run(run_args("pipe", "0.05"));
+  EXPECT_EQ(run_status, 0) << last_err_;
+  EXPECT_EQ(last_err_.find("left by"), std::string::npos) << last_err_;
+  EXPECT_EQ(objects_of(live.pid, peer), held);
+
+  // The live run ends normally (Ctrl-C) and takes everything with it.
+  ASSERT_EQ(::kill(live.pid, SIGINT), 0);
+  EXPECT_EQ(wait(live), 130) << live.err();
+  EXPECT_TRUE(objects_of(live.pid, peer).empty()) << joined(objects_of(live.pid, peer));
+  EXPECT_EQ(record_text(), "");
+}
+
+// --- the next run sweeps by itself -----------------------------------------
+
+TEST_F(OwnersTest, NextRunSweepsDeadOwnersObjects) {
+  Child dead = spawn(run_args("shm-spin", "1"), /*hanging_peer=*/true);
+  ASSERT_TRUE(eventually([&] { return peer_of(dead.pid) > 0; })) << dead.err();
+  std::this_thread::sleep_for(200ms);
+  kill_runner(dead);
+  const std::set<std::string> left = objects_of(dead.pid);
+  ASSERT_GE(left.size(), 2u) << joined(left);
+
+  const auto [status, out] = run(run_args("pipe", "0.05"));
+  EXPECT_EQ(status, 0) << last_err_;
+  EXPECT_NE(last_err_.find("removed " + std::to_string(left.size()) +
+                           " objects left by 1 dead run"),
+            std::string::npos)
+      << last_err_;
+  EXPECT_TRUE(objects_of(dead.pid).empty()) << joined(objects_of(dead.pid));
+}
+
+// --- records written by hand: reused pids, foreign objects, bad records ----
+
+class HandWrittenRecord : public OwnersTest {
+ protected:
+  void SetUp() override {
+    OwnersTest::SetUp();
+    fs::create_directory(owner_dir_);
+    fs::permissions(owner_dir_, fs::perms::owner_all);
+    // A live process that is not ipcbench; its pid is the "reused" one.
+    sleeper_ = ::fork();
+    if (sleeper_ == 0) {
+      ::execl("/bin/sleep", "sleep", "60", nullptr);
+      ::_exit(127);
+    }
+    children_.push_back(sleeper_);
+    ASSERT_TRUE(eventually([&] { return start_time(sleeper_) != 0; }));
+  }
+
+  void write_record(pid_t pid, unsigned long long start, const std::string& body) {
+    std::ofstream(owner_dir_ + "/" + std::to_string(pid) + "-" + std::to_string(start) + ".owner")
+        << "ipcbench-owner 1 pid=" << pid << " start=" << start << " boot=" << boot_id()
+        << " uid=" << ::geteuid() << " time=" << std::time(nullptr) - 10 << "\n"
+        << body;
+  }
+
+  std::string make_shm(const std::string& name) {
+    const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    EXPECT_GE(fd, 0) << name;
+    ::close(fd);
+    made_.push_back(name);
+    return name;
+  }
+
+  static bool shm_exists(const std::string& name) {
+    struct stat st {};
+    return ::stat(("/dev/shm" + name).c_str(), &st) == 0;
+  }
+
+  void TearDown() override {
+    for (const auto& n : made_) ::shm_unlink(n.c_str());
+    for (const auto& f : fs::directory_iterator(owner_dir_)) fs::remove(f.path());
+    OwnersTest::TearDown();
+  }
+
+  pid_t sleeper_ = -1;
+  std::vector<std::string> made_;
+};
+
+TEST_F(HandWrittenRecord, ReusedPidCountsAsDeadAndMatchingStartAsAlive) {
+  const std::string p = std::to_string(sleeper_);
+  const unsigned long long real_start = start_time(sleeper_);
+  // Same pid, other start time: an earlier owner that died.
+  const std::string dead_shm = make_shm("/ipcbench." + p + ".case0-" + p + ".spin");
+  const std::string dead_dir = "/tmp/ipcbench." + p + ".ownTst";
+  fs::create_directory(dead_dir);
+  write_record(sleeper_, real_start - 1, "+ dir " + dead_dir + "\n+ posix-shm " + dead_shm + "\n");
+  // Same pid and start time: alive, untouched.
+  const std::string live_shm = make_shm("/ipcbench." + p + ".case1-" + p + ".spin");
+  write_record(sleeper_, real_start, "+ posix-shm " + live_shm + "\n");
+
+  const auto [dry_status, dry] = run({"clean", "--dry-run"});
+  EXPECT_EQ(listed(dry, "would remove"),
+            (std::set<std::string>{"dir " + dead_dir, "posix-shm " + dead_shm}))
+      << dry;
+  EXPECT_NE(dry.find("1 live run untouched"), std::string::npos) << dry;
+  EXPECT_TRUE(shm_exists(dead_shm));
+  EXPECT_TRUE(fs::exists(dead_dir));
+
+  const auto [status, out] = run({"clean"});
+  EXPECT_EQ(status, 0);
+  EXPECT_FALSE(shm_exists(dead_shm));
+  EXPECT_FALSE(fs::exists(dead_dir));
+  EXPECT_TRUE(shm_exists(live_shm)) << out;
+  EXPECT_TRUE(fs::exists(owner_dir_ + "/" + p + "-" + std::to_string(real_start) + ".owner"));
+  EXPECT_FALSE(fs::exists(owner_dir_ + "/" + p + "-" + std::to_string(real_start - 1) + ".owner"));
+}
+
+TEST_F(HandWrittenRecord, ObjectsThatAreNotIpcbenchsAreLeft) {
+  // A dead owner (a pid that exited) whose record names foreign objects.
+  const pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  const std::string g = std::to_string(gone);
+  const std::string foreign_shm = make_shm("/notipcbench." + g);
+  const std::string other_pid_shm =
+      make_shm("/ipcbench." + std::to_string(sleeper_) + ".case0.spin");  // another run's pid
+  const std::string other_uid_shm = make_shm("/ipcbench." + g + ".case0-" + g + ".spin");
+  ASSERT_EQ(::chown(("/dev/shm" + other_uid_shm).c_str(), 65534, 65534), 0);
+  const int queue = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);  // key 0: not the recorded key
+  ASSERT_GE(queue, 0);
+  const std::string foreign_dir = work_ + "/not-a-run-dir";
+  fs::create_directory(foreign_dir);
+  write_record(gone, 12345,
+               "+ posix-shm " + foreign_shm + "\n+ posix-shm " + other_pid_shm +
+                   "\n+ posix-shm " + other_uid_shm + "\n+ sysv-msg key=0x1234abcd id=" +
+                   std::to_string(queue) + " ctime=1\n+ dir " + foreign_dir + "\n");
+
+  const auto [status, out] = run({"clean"});
+  EXPECT_EQ(status, 0);
+  EXPECT_TRUE(listed(out, "removed").empty()) << out;
+  EXPECT_EQ(listed(out, "left").size(), 5u) << out;
+  EXPECT_TRUE(shm_exists(foreign_shm));
+  EXPECT_TRUE(shm_exists(other_pid_shm));
+  EXPECT_TRUE(shm_exists(other_uid_shm));
+  msqid_ds ds{};
+  EXPECT_EQ(::msgctl(queue, IPC_STAT, &ds), 0);
+  EXPECT_TRUE(fs::exists(foreign_dir));
+  ::msgctl(queue, IPC_RMID, nullptr);
+  // What is not ours is never ours: the record has done its job.
+  EXPECT_TRUE(fs::is_empty(owner_dir_)) << out;
+}
+
+TEST_F(HandWrittenRecord, MalformedRecordsAreReportedNotFatal) {
+  const pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  const std::string g = std::to_string(gone);
+  std::ofstream(owner_dir_ + "/1-2.owner") << "not a record\n";
+  std::ofstream(owner_dir_ + "/" + g + "-99.owner");  // empty: died before its header
+  const std::string shm = make_shm("/ipcbench." + g + ".case0-" + g + ".spin");
+  write_record(gone, 98, "+ posix-shm " + shm + "\n+ bogus line\n+ posix-shm /ipcbench." + g +
+                             ".cut");  // last line cut short
+
+  const auto [status, out] = run({"clean"});
+  EXPECT_EQ(status, 0) << last_err_;
+  EXPECT_NE(out.find("left malformed owner record " + owner_dir_ + "/1-2.owner"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("removed empty owner record"), std::string::npos) << out;
+  EXPECT_NE(out.find("line 3 is malformed"), std::string::npos) << out;
+  EXPECT_NE(out.find("line 4 is cut short"), std::string::npos) << out;
+  // The good line was acted on; the malformed records stay for a human.
+  EXPECT_FALSE(shm_exists(shm)) << out;
+  EXPECT_TRUE(fs::exists(owner_dir_ + "/1-2.owner"));
+  EXPECT_FALSE(fs::exists(owner_dir_ + "/" + g + "-99.owner"));
+  EXPECT_TRUE(fs::exists(owner_dir_ + "/" + g + "-98.owner"));
+}
+
+}  // namespace
