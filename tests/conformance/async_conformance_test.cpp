@@ -34,7 +34,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -54,6 +53,7 @@
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/registry.hpp"
+#include "fork_peer.hpp"
 
 namespace ipcbench {
 namespace {
@@ -67,13 +67,10 @@ using namespace std::chrono_literals;
 constexpr milliseconds kAcceptTimeout{10'000};
 constexpr milliseconds kConnectTimeout{10'000};
 
-// The peer's own alarm (default action: it dies).
-constexpr unsigned kPeerAlarmSeconds = 60;
 // This process: the first alarm interrupts blocking calls, the second (after
-// the grace period) ends the process.
+// a grace period, see fork_peer.hpp) ends the process.
 constexpr unsigned kTestAlarmSeconds = 30;
 constexpr unsigned kWindowedTestAlarmSeconds = 75;
-constexpr unsigned kDeadlineGraceSeconds = 5;
 constexpr milliseconds kReapTimeout{10'000};
 
 // A readiness wait that lasts this long while the other side has already
@@ -507,120 +504,6 @@ PeerJob blocking_echo_job(bool lossy) {
   };
 }
 
-// ---------------------------------------------------------------------------
-// Process plumbing.
-
-// The child closes what exec would close: every close-on-exec descriptor
-// except those it must keep.
-void close_like_exec(const std::vector<int>& keep) {
-  std::vector<int> open;
-  if (DIR* dir = ::opendir("/proc/self/fd")) {
-    const int own = ::dirfd(dir);
-    while (const dirent* entry = ::readdir(dir)) {
-      if (std::isdigit(static_cast<unsigned char>(entry->d_name[0])) == 0) continue;
-      const int fd = std::atoi(entry->d_name);
-      if (fd != own) open.push_back(fd);
-    }
-    ::closedir(dir);
-  }
-  for (const int fd : open) {
-    if (std::find(keep.begin(), keep.end(), fd) != keep.end()) continue;
-    const int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0 && (flags & FD_CLOEXEC) != 0) ::close(fd);
-  }
-}
-
-[[noreturn]] void run_child(std::vector<int> keep, int report_fd,
-                            const std::function<void()>& body) {
-  ::signal(SIGALRM, SIG_DFL);
-  ::alarm(kPeerAlarmSeconds);
-  posix::clear_interrupt();
-  keep.push_back(report_fd);
-  int code = 0;
-  std::string report;
-  try {
-    close_like_exec(keep);
-    body();
-  } catch (const std::exception& e) {
-    report = e.what();
-    code = 1;
-  } catch (...) {
-    report = "unknown exception";
-    code = 1;
-  }
-  if (!report.empty()) {
-    report.resize(std::min<std::size_t>(report.size(), 4000));
-    (void)!::write(report_fd, report.data(), report.size());
-  }
-  ::_exit(code);
-}
-
-// fork() copies only the calling thread, so a lock another thread holds at
-// that moment stays locked in the child for good. glibc takes its own locks
-// (malloc, the thread-stack cache) around fork; the sanitizer runtimes of
-// GCC 12 do not. Under ASan, a ZeroMQ context's I/O and reaper threads are
-// still starting when listen() returns, and a starting thread holds a lock of
-// ASan's allocator (AsanThread::Init -> pthread_getattr_np -> calloc); a child
-// forked then blocks on that lock as soon as its own context starts its
-// threads, so it never connects (seen as zmq-ipc's accept timing out,
-// intermittently and only under ASan). A thread that holds such a lock is
-// running or runnable, never asleep in the kernel, so fork only once every
-// other thread of this process is sleeping (state S), seen twice in a row.
-void wait_until_other_threads_sleep() {
-  const auto self = std::to_string(::gettid());
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  std::string busy;
-  for (int quiet_rounds = 0; quiet_rounds < 2;) {
-    busy.clear();
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it("/proc/self/task", ec), end; !ec && it != end;
-         it.increment(ec)) {
-      const std::string tid = it->path().filename().string();
-      if (tid == self) continue;
-      std::ifstream in(it->path() / "stat");
-      std::string stat;
-      std::getline(in, stat);
-      const auto paren = stat.rfind(')');
-      if (paren == std::string::npos || paren + 2 >= stat.size()) continue;  // gone meanwhile
-      const char state = stat[paren + 2];
-      if (state != 'S') busy += " thread " + tid + " in state " + state;
-    }
-    if (!busy.empty()) {
-      quiet_rounds = 0;
-      if (Clock::now() > deadline) {
-        throw std::runtime_error("cannot fork the peer safely: other threads stayed busy:" + busy);
-      }
-    } else {
-      ++quiet_rounds;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-           ::strsignal(WTERMSIG(status)) + ")";
-  }
-  return "ended with wait status " + std::to_string(status);
-}
-
-volatile sig_atomic_t g_deadline_hits = 0;
-
-void on_deadline(int) {
-  if (g_deadline_hits == 0) {
-    g_deadline_hits = 1;
-    posix::request_interrupt("the test's deadline passed (a call hung)");
-    ::alarm(kDeadlineGraceSeconds);
-    return;
-  }
-  static const char kMessage[] =
-      "async_conformance_test: a call ignored the deadline interrupt; giving up\n";
-  (void)!::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-  ::_exit(3);
-}
-
 // The listening side's endpoint and channel; the endpoint outlives the
 // channel, as in the runner.
 struct Connection {
@@ -631,36 +514,19 @@ struct Connection {
 // ---------------------------------------------------------------------------
 // The fixture.
 
-class AsyncConformance : public ::testing::TestWithParam<std::string> {
+class AsyncConformance : public conformance::MechanismTest {
  protected:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    mech_ = find_mechanism(GetParam());
-    ASSERT_NE(mech_, nullptr) << "no mechanism named " << GetParam();
-    caps_ = mech_->capabilities();
-    char dir[] = "/tmp/ipcbench-async-XXXXXX";  // mkdtemp: mode 0700
-    ASSERT_NE(::mkdtemp(dir), nullptr) << std::strerror(errno);
-    run_dir_ = dir;
-    struct sigaction action {};
-    action.sa_handler = on_deadline;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;  // no SA_RESTART: a blocking call must see EINTR
-    ::sigaction(SIGALRM, &action, &saved_alarm_action_);
-    g_deadline_hits = 0;
-    posix::clear_interrupt();
-    ::alarm(kTestAlarmSeconds);
-  }
+  AsyncConformance()
+      : MechanismTest("async_conformance_test", "/tmp/ipcbench-async-", kTestAlarmSeconds) {}
 
   void TearDown() override {
-    if (peer_ > 0) {
+    if (peer_.running()) {
       // The test ended early: end the peer now and say how it fared.
-      ::kill(peer_, SIGKILL);
+      ::kill(peer_.pid(), SIGKILL);
       const auto reaped = reap_peer(kReapTimeout);
       if (!reaped) ADD_FAILURE() << "(test ended before its peer) " << reaped.message();
     }
-    ::alarm(0);
-    ::sigaction(SIGALRM, &saved_alarm_action_, nullptr);
-    posix::clear_interrupt();
+    deadline_.disarm();
     if (!run_dir_.empty()) {
       std::error_code ec;
       std::filesystem::remove_all(run_dir_, ec);
@@ -677,7 +543,7 @@ class AsyncConformance : public ::testing::TestWithParam<std::string> {
     if (gate != nullptr) keep.push_back(gate->peer_fd());
     const std::string address = c.endpoint->address();
     Mechanism* mech = mech_;
-    spawn_child(keep, [mech, address, max_message, job] {
+    peer_.spawn(keep, [mech, address, max_message, job] {
       std::unique_ptr<Channel> channel =
           mech->connect(address, {.max_message = max_message, .timeout = kConnectTimeout});
       job(*channel);
@@ -687,59 +553,9 @@ class AsyncConformance : public ::testing::TestWithParam<std::string> {
     return c;
   }
 
-  void spawn_child(const std::vector<int>& keep, const std::function<void()>& body) {
-    if (peer_ > 0) throw std::logic_error("a peer is already running");
-    int report[2];
-    if (::pipe2(report, O_CLOEXEC) != 0) posix::throw_errno("cannot create a report pipe");
-    posix::Fd read_end(report[0]);
-    posix::Fd write_end(report[1]);
-    wait_until_other_threads_sleep();
-    const pid_t pid = ::fork();
-    if (pid < 0) posix::throw_errno("fork failed");
-    if (pid == 0) run_child(keep, write_end.get(), body);
-    peer_ = pid;
-    peer_report_ = std::move(read_end);
-  }
-
   // Waits for the peer (killing it after `timeout`); success if it exited 0.
   ::testing::AssertionResult reap_peer(milliseconds timeout = kReapTimeout) {
-    if (peer_ <= 0) return ::testing::AssertionFailure() << "no peer was started";
-    const pid_t pid = std::exchange(peer_, -1);
-    const auto deadline = Clock::now() + timeout;
-    int status = 0;
-    bool killed = false;
-    for (;;) {
-      const pid_t r = ::waitpid(pid, &status, killed ? 0 : WNOHANG);
-      if (r == pid) break;
-      if (r < 0 && errno != EINTR) {
-        return ::testing::AssertionFailure() << "waitpid failed: " << std::strerror(errno);
-      }
-      if (!killed && Clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        killed = true;
-        continue;
-      }
-      std::this_thread::sleep_for(1ms);
-    }
-    std::string report;
-    char buf[1024];
-    for (;;) {
-      const ssize_t n = ::read(peer_report_.get(), buf, sizeof buf);
-      if (n > 0) {
-        report.append(buf, static_cast<std::size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        break;
-      }
-    }
-    peer_report_.reset();
-    if (!killed && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      return ::testing::AssertionSuccess();
-    }
-    auto failure = ::testing::AssertionFailure() << "peer ";
-    if (killed) failure << "did not exit within " << timeout.count() << " ms and ";
-    failure << describe_status(status);
-    if (!report.empty()) failure << ": " << report;
-    return failure;
+    return peer_.reap(timeout);
   }
 
   // Prints a line about this mechanism in the test's output and records it.
@@ -751,13 +567,7 @@ class AsyncConformance : public ::testing::TestWithParam<std::string> {
 
   void run_windowed_echo(bool blocking_peer);
 
-  Mechanism* mech_ = nullptr;
-  Capabilities caps_;
-  std::string run_dir_;
   int tags_ = 0;
-  pid_t peer_ = -1;
-  posix::Fd peer_report_;
-  struct sigaction saved_alarm_action_ {};
 };
 
 // This side keeps up to kEchoWindow messages in flight with try_send /

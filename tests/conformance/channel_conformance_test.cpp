@@ -43,6 +43,7 @@
 #include "ipcbench/posix/retry.hpp"
 #include "watchdog.hpp"
 #include "ipcbench/registry.hpp"
+#include "fork_peer.hpp"
 
 namespace ipcbench {
 namespace {
@@ -58,12 +59,9 @@ constexpr std::size_t kLargestTested = 64 * kMiB;
 
 constexpr milliseconds kAcceptTimeout{10'000};
 constexpr milliseconds kConnectTimeout{10'000};
-// A hung blocking call in this process is interrupted after this long...
+// A hung blocking call in this process is interrupted after this long (and
+// the process ended if the call ignores that; see fork_peer.hpp).
 constexpr unsigned kTestDeadlineSeconds = 30;
-// ...and the process is ended if the call ignores the interrupt.
-constexpr unsigned kDeadlineGraceSeconds = 5;
-// The peer's own alarm (default action: it dies).
-constexpr unsigned kPeerAlarmSeconds = 60;
 // A channel must notice a dead peer within this long; the deadline for that
 // check is armed a little later.
 constexpr unsigned kPeerLostWithinSeconds = 5;
@@ -346,113 +344,6 @@ std::string join(const std::vector<std::string>& items) {
   return text;
 }
 
-// The child closes what exec would close: every close-on-exec descriptor
-// except those it must keep (inherited pipe ends, its report pipe).
-void close_like_exec(const std::vector<int>& keep) {
-  for (const auto& [fd, what] : open_fds()) {
-    if (std::find(keep.begin(), keep.end(), fd) != keep.end()) continue;
-    const int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0 && (flags & FD_CLOEXEC) != 0) ::close(fd);
-  }
-}
-
-void write_report(int fd, const std::string& text) {
-  const std::string capped = text.substr(0, 4000);
-  (void)!::write(fd, capped.data(), capped.size());
-}
-
-[[noreturn]] void run_child(const std::vector<int>& keep, int report_fd,
-                            const std::function<void()>& body) {
-  ::signal(SIGALRM, SIG_DFL);
-  ::alarm(kPeerAlarmSeconds);
-  posix::clear_interrupt();
-  std::vector<int> keep_all = keep;
-  keep_all.push_back(report_fd);
-  int code = 0;
-  try {
-    close_like_exec(keep_all);
-    body();
-  } catch (const std::exception& e) {
-    write_report(report_fd, e.what());
-    code = 1;
-  } catch (...) {
-    write_report(report_fd, "unknown exception");
-    code = 1;
-  }
-  ::_exit(code);
-}
-
-// fork() copies only the calling thread, so a lock another thread holds at
-// that moment stays locked in the child for good. glibc takes its own locks
-// (malloc, the thread-stack cache) around fork; the sanitizer runtimes of
-// GCC 12 do not. Under ASan, a ZeroMQ context's I/O and reaper threads are
-// still starting when listen() returns, and a starting thread holds a lock of
-// ASan's allocator (AsanThread::Init -> pthread_getattr_np -> calloc); a child
-// forked then blocks on that lock as soon as its own context starts its
-// threads, so it never connects (seen as zmq-ipc's accept timing out,
-// intermittently and only under ASan). A thread that holds such a lock is
-// running or runnable, never asleep in the kernel, so fork only once every
-// other thread of this process is sleeping (state S), seen twice in a row.
-void wait_until_other_threads_sleep() {
-  const auto self = std::to_string(::gettid());
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  std::string busy;
-  for (int quiet_rounds = 0; quiet_rounds < 2;) {
-    busy.clear();
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it("/proc/self/task", ec), end; !ec && it != end;
-         it.increment(ec)) {
-      const std::string tid = it->path().filename().string();
-      if (tid == self) continue;
-      std::ifstream in(it->path() / "stat");
-      std::string stat;
-      std::getline(in, stat);
-      const auto paren = stat.rfind(')');
-      if (paren == std::string::npos || paren + 2 >= stat.size()) continue;  // gone meanwhile
-      const char state = stat[paren + 2];
-      if (state != 'S') busy += " thread " + tid + " in state " + state;
-    }
-    if (!busy.empty()) {
-      quiet_rounds = 0;
-      if (Clock::now() > deadline) {
-        throw std::runtime_error("cannot fork the peer safely: other threads stayed busy:" + busy);
-      }
-    } else {
-      ++quiet_rounds;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-           ::strsignal(WTERMSIG(status)) + ")";
-  }
-  return "ended with wait status " + std::to_string(status);
-}
-
-// Deadline in this process: the first alarm interrupts blocking calls (they
-// throw PeerLost), the second ends the process.
-volatile sig_atomic_t g_deadline_hits = 0;
-char g_current_test[256] = "";  // for the last words of on_deadline
-
-void on_deadline(int) {
-  if (g_deadline_hits == 0) {
-    g_deadline_hits = 1;
-    posix::request_interrupt("the test's deadline passed (a blocking call hung)");
-    ::alarm(kDeadlineGraceSeconds);
-    return;
-  }
-  static const char kMessage[] =
-      "conformance_test: a blocking call ignored the deadline interrupt; giving up in ";
-  (void)!::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-  (void)!::write(STDERR_FILENO, g_current_test, std::strlen(g_current_test));
-  (void)!::write(STDERR_FILENO, "\n", 1);
-  ::_exit(3);
-}
-
 // ---------------------------------------------------------------------------
 // System-wide kernel objects, for the teardown test.
 
@@ -542,38 +433,18 @@ struct Connection {
   }
 };
 
-class ChannelConformance : public ::testing::TestWithParam<std::string> {
+class ChannelConformance : public conformance::MechanismTest {
  protected:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    mech_ = find_mechanism(GetParam());
-    ASSERT_NE(mech_, nullptr) << "no mechanism named " << GetParam();
-    caps_ = mech_->capabilities();
-    char dir[] = "/tmp/ipcbench-conf-XXXXXX";  // mkdtemp: mode 0700
-    ASSERT_NE(::mkdtemp(dir), nullptr) << std::strerror(errno);
-    run_dir_ = dir;
-    struct sigaction action {};
-    action.sa_handler = on_deadline;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;  // no SA_RESTART: a blocking call must see EINTR
-    ::sigaction(SIGALRM, &action, &saved_alarm_action_);
-    g_deadline_hits = 0;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::snprintf(g_current_test, sizeof g_current_test, "%s.%s", info->test_suite_name(),
-                  info->name());
-    posix::clear_interrupt();
-    ::alarm(kTestDeadlineSeconds);
-  }
+  ChannelConformance()
+      : MechanismTest("conformance_test", "/tmp/ipcbench-conf-", kTestDeadlineSeconds) {}
 
   void TearDown() override {
-    if (peer_ > 0) {
+    if (peer_.running()) {
       // The test body ended early: say how the peer fared, it may explain why.
       const auto reaped = reap_peer(milliseconds(500));
       if (!reaped) ADD_FAILURE() << "(test ended before reaping its peer) " << reaped.message();
     }
-    ::alarm(0);
-    ::sigaction(SIGALRM, &saved_alarm_action_, nullptr);
-    posix::clear_interrupt();
+    deadline_.disarm();
     if (!run_dir_.empty()) {
       EXPECT_EQ(join(dir_entries(run_dir_)), "") << "names left in the run directory";
       std::error_code ec;
@@ -586,27 +457,11 @@ class ChannelConformance : public ::testing::TestWithParam<std::string> {
     return mech_->listen({.run_dir = run_dir_, .tag = last_tag_, .max_message = max_message});
   }
 
-  // Forks a child running `body`; it keeps `keep` (and its report pipe) open
-  // and closes every other close-on-exec descriptor, as exec would.
-  void spawn_child(const std::vector<int>& keep, const std::function<void()>& body) {
-    if (peer_ > 0) throw std::logic_error("a peer is already running");
-    int report[2];
-    if (::pipe2(report, O_CLOEXEC) != 0) posix::throw_errno("cannot create a report pipe");
-    posix::Fd read_end(report[0]);
-    posix::Fd write_end(report[1]);
-    wait_until_other_threads_sleep();
-    const pid_t pid = ::fork();
-    if (pid < 0) posix::throw_errno("fork failed");
-    if (pid == 0) run_child(keep, write_end.get(), body);
-    peer_ = pid;
-    peer_report_ = std::move(read_end);
-  }
-
   // Forks a peer that connects to `endpoint` and runs `job` on its channel.
   void start_peer(const Endpoint& endpoint, std::size_t max_message, PeerJob job) {
     const std::string address = endpoint.address();
     Mechanism* mech = mech_;
-    spawn_child(endpoint.inherited_fds(), [mech, address, max_message, job] {
+    peer_.spawn(endpoint.inherited_fds(), [mech, address, max_message, job] {
       std::unique_ptr<Channel> channel =
           mech->connect(address, {.max_message = max_message, .timeout = kConnectTimeout});
       job(*channel);
@@ -624,48 +479,7 @@ class ChannelConformance : public ::testing::TestWithParam<std::string> {
 
   // Waits for the peer (killing it after `timeout`); success if it exited 0.
   ::testing::AssertionResult reap_peer(milliseconds timeout = kReapTimeout) {
-    if (peer_ <= 0) return ::testing::AssertionFailure() << "no peer was started";
-    const pid_t pid = std::exchange(peer_, -1);
-    const auto deadline = Clock::now() + timeout;
-    int status = 0;
-    bool killed = false;
-    for (;;) {
-      const pid_t r = ::waitpid(pid, &status, killed ? 0 : WNOHANG);
-      if (r == pid) break;
-      if (r < 0 && errno != EINTR) {
-        return ::testing::AssertionFailure() << "waitpid failed: " << std::strerror(errno);
-      }
-      if (!killed && Clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        killed = true;
-        continue;
-      }
-      std::this_thread::sleep_for(milliseconds(1));
-    }
-    const std::string report = read_report();
-    if (!killed && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      return ::testing::AssertionSuccess();
-    }
-    auto failure = ::testing::AssertionFailure() << "peer ";
-    if (killed) failure << "did not exit within " << timeout.count() << " ms and ";
-    failure << describe_status(status);
-    if (!report.empty()) failure << ": " << report;
-    return failure;
-  }
-
-  std::string read_report() {
-    std::string text;
-    char buf[1024];
-    for (;;) {
-      const ssize_t n = ::read(peer_report_.get(), buf, sizeof buf);
-      if (n > 0) {
-        text.append(buf, static_cast<std::size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        break;
-      }
-    }
-    peer_report_.reset();
-    return text;
+    return peer_.reap(timeout);
   }
 
   // Echoes messages of each size in `sizes` through a fresh connection.
@@ -691,10 +505,10 @@ class ChannelConformance : public ::testing::TestWithParam<std::string> {
     Connection c = connect_peer(size, [orderly](Channel&) {
       if (!orderly) ::_exit(0);  // dies holding its channel; else it is destroyed first
     });
-    posix::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, peer_, 0)));
+    posix::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, peer_.pid(), 0)));
     ASSERT_TRUE(pidfd) << "pidfd_open: " << std::strerror(errno);
     Watchdog watchdog{std::chrono::seconds(kPeerLostDeadlineSeconds)};
-    watchdog.arm(peer_, pidfd.get());
+    watchdog.arm(peer_.pid(), pidfd.get());
     std::vector<std::byte> buf(size);
     make_message(buf, 0);
     ::alarm(kPeerLostDeadlineSeconds + 2);  // a hang fails in seconds, not at the test deadline
@@ -736,7 +550,7 @@ class ChannelConformance : public ::testing::TestWithParam<std::string> {
     Cycle cycle;
     {
       Connection c = connect_peer(largest, echo_job(sizes));
-      cycle = {last_tag_, peer_};
+      cycle = {last_tag_, peer_.pid()};
       exchange_echoes(*c.channel, sizes);
     }
     const auto reaped = reap_peer();
@@ -744,14 +558,8 @@ class ChannelConformance : public ::testing::TestWithParam<std::string> {
     return cycle;
   }
 
-  Mechanism* mech_ = nullptr;
-  Capabilities caps_;
-  std::string run_dir_;
   std::string last_tag_;
   int tags_ = 0;
-  pid_t peer_ = -1;
-  posix::Fd peer_report_;
-  struct sigaction saved_alarm_action_ {};
 };
 
 // ---------------------------------------------------------------------------
@@ -924,7 +732,7 @@ TEST_P(ChannelConformance, ConnectToMalformedAddressThrows) {
     std::replace(shown.begin(), shown.end(), '\0', '?');
     SCOPED_TRACE("address '" + shown + "' (" + std::to_string(address.size()) + " bytes)");
     Mechanism* mech = mech_;
-    spawn_child({}, [mech, address] {
+    peer_.spawn({}, [mech, address] {
       try {
         mech->connect(address, {.max_message = 64, .timeout = milliseconds(1000)});
       } catch (const std::invalid_argument&) {
