@@ -149,6 +149,7 @@ class ServerPeer {
       ::waitpid(pid_, &wait_status_, 0);  // SIGKILL cannot be ignored
       reaped_ = true;
       killed_ = true;
+      abandoned_ = grace.count() == 0;
     }
     status_ = describe();
     return status_;
@@ -167,7 +168,8 @@ class ServerPeer {
   std::string describe() noexcept {
     std::string what;
     if (killed_) {
-      what = "peer killed by the server (it did not leave in time)";
+      what = abandoned_ ? "peer killed by the server (case abandoned)"
+                        : "peer killed by the server (it did not leave in time)";
     } else if (WIFEXITED(wait_status_)) {
       what = "peer exited with status " + std::to_string(WEXITSTATUS(wait_status_));
     } else if (WIFSIGNALED(wait_status_)) {
@@ -195,6 +197,7 @@ class ServerPeer {
   int wait_status_ = 0;
   bool reaped_ = false;
   bool killed_ = false;
+  bool abandoned_ = false;  // killed at once, not after a grace period
   std::string status_;
 };
 
