@@ -60,6 +60,7 @@ void Watchdog::arm(pid_t pid, int pidfd) {
   // A stop signal that came before arming must not be forgotten.
   if (Runner::stop_signal() == 0) posix::clear_interrupt();
   armed_ = true;
+  rearmed_ = true;
   fired_ = false;
   pid_ = pid;
   pidfd_ = pidfd;
@@ -101,9 +102,13 @@ void Watchdog::loop() {
     cv_.wait_for(lock, kTick);
     if (stop_) break;
     const auto now = std::chrono::steady_clock::now();
-    if (!armed_) {
+    // A case armed right after another was disarmed must not inherit its
+    // no-progress clock (it would fail at once after a timed-out case).
+    if (!armed_ || rearmed_) {
       last_change = now;
-      continue;
+      last_progress = progress_.load(std::memory_order_relaxed);
+      rearmed_ = false;
+      if (!armed_) continue;
     }
     if (!fired_ && Runner::stop_signal() != 0) {
       // Ctrl-C / SIGTERM. A wake-up signal alone may never stop the runner:

@@ -82,6 +82,7 @@ class Watchdog {
   std::condition_variable cv_;
   bool stop_ = false;
   bool armed_ = false;
+  bool rearmed_ = false;  // armed since the loop last looked: restart the no-progress clock
   bool fired_ = false;
   pid_t pid_ = -1;
   int pidfd_ = -1;

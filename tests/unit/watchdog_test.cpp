@@ -108,6 +108,25 @@ TEST(Watchdog, ProgressKeepsAPeerAlive) {
   EXPECT_EQ(::kill(child.pid, 0), 0) << "the watchdog killed a peer that was making progress";
 }
 
+// A case armed right after the previous one was disarmed (within one of the
+// watchdog's ticks) gets its own --timeout: the clock of the case before
+// must not carry over and fail it at once.
+TEST(Watchdog, RearmingRestartsTheNoProgressClock) {
+  Watchdog wd(milliseconds(300));
+  Child first, second;
+  spawn_sleeper(first, 60'000);
+  spawn_sleeper(second, 60'000);
+  wd.arm(first.pid, first.pidfd.get());
+  std::this_thread::sleep_for(milliseconds(240));  // no progress, within the timeout
+  wd.disarm();
+  wd.arm(second.pid, second.pidfd.get());  // at once: the loop never sees it disarmed
+  std::this_thread::sleep_for(milliseconds(180));  // 420 ms since the first arm
+  wd.disarm();
+  EXPECT_FALSE(posix::interrupt_flag().load()) << posix::interrupt_reason();
+  EXPECT_EQ(::kill(second.pid, 0), 0) << "the watchdog killed a peer armed 180 ms before";
+  posix::clear_interrupt();
+}
+
 // A thread stuck where no signal reaches (a lock held by a dead peer) must
 // not hang the run: after the grace period the stuck handler is called.
 TEST(Watchdog, CallsTheStuckHandlerWhenTheRunnerCannotBeWoken) {
