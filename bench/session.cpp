@@ -205,7 +205,7 @@ const std::byte* PeerSession::control_round_trip(Kind request, Kind reply) {
       const auto n = channel_->receive_for(control_, left);
       if (!n) break;
       const MessageHeader h = read_header(control_.data());
-      if (*n >= kHeaderBytes && h.seq == seq && kind_of(h) == reply && *n == kControlBytes) {
+      if (*n == kControlBytes && h.seq == seq && kind_of(h) == reply && length_of(h) == kControlBytes) {
         return control_.data() + kHeaderBytes;
       }
       // Older than our request: a late reply or echo. Anything else is wrong.
