@@ -310,12 +310,6 @@ std::optional<json> Connection::read_available() {
   return decoder_.next();
 }
 
-bool Connection::pending() {
-  if (decoder_.buffered() >= 4) return true;
-  pollfd p{fd_.get(), POLLIN, 0};
-  return ::poll(&p, 1, 0) > 0;
-}
-
 std::pair<std::string, int> split_host_port(const std::string& text) {
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() ||

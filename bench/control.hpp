@@ -127,8 +127,6 @@ class Connection {
   // Reads what has arrived, without blocking, and returns the next whole
   // message if there is one. Throws like receive() (PeerLost on end-of-file).
   std::optional<nlohmann::json> read_available();
-  // True when a message (or end-of-file) is waiting, without blocking.
-  bool pending();
   int fd() const noexcept { return fd_.get(); }
 
  private:

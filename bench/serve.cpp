@@ -133,7 +133,7 @@ class ServerPeer {
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
       char c;
       const ssize_t n = ::read(stdout_.get(), &c, 1);
-      if (n <= 0) throw PeerLost("the peer could not start: " + reap_and_describe(std::chrono::milliseconds(500)));
+      if (n <= 0) throw PeerLost("the peer could not start: " + stop(std::chrono::milliseconds(500)));
       if (c == '\n') return line;
       if (line.size() > 300) throw ProtocolError("the peer printed no address");
       line.push_back(c);
@@ -154,8 +154,6 @@ class ServerPeer {
     status_ = describe();
     return status_;
   }
-
-  std::string reap_and_describe(std::chrono::milliseconds wait_for) noexcept { return stop(wait_for); }
 
  private:
   bool wait(std::chrono::milliseconds timeout) noexcept {
