@@ -638,7 +638,7 @@ int cli_main(int argc, char** argv) {
     std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
     return kExitUsage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ipcbench: %s\n", e.what());
+    std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
     return 1;
   }
 }

@@ -149,7 +149,8 @@ void Runner::start_session(std::size_t index) {
   c.peer_cpu = session_->peer_cpu();
   // Warm-up under the watchdog too: a peer can hang here as well.
   PatternContext ctx = context_for(c);
-  Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd());
+  Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
+                              &session_->channel());
   warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
 }
 
@@ -183,7 +184,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     TrialResult r;
     const bool async = c.mode == "async";
     {
-      Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd());
+      Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
+                              &session_->channel());
       if (c.pattern == "latency") {
         r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
       } else {

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/retry.hpp"
 #include "runner.hpp"
 
@@ -55,7 +56,7 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
-void Watchdog::arm(pid_t pid, int pidfd) {
+void Watchdog::arm(pid_t pid, int pidfd, Channel* channel) {
   std::lock_guard lock(mutex_);
   // A stop signal that came before arming must not be forgotten.
   if (Runner::stop_signal() == 0) posix::clear_interrupt();
@@ -64,6 +65,8 @@ void Watchdog::arm(pid_t pid, int pidfd) {
   fired_ = false;
   pid_ = pid;
   pidfd_ = pidfd;
+  channel_ = channel;
+  release_tried_ = false;
   runner_ = pthread_self();
 }
 
@@ -72,6 +75,7 @@ void Watchdog::disarm() {
   armed_ = false;
   pidfd_ = -1;
   pid_ = -1;
+  channel_ = nullptr;
 }
 
 void Watchdog::fire(const char* reason) {
@@ -119,6 +123,14 @@ void Watchdog::loop() {
       continue;
     }
     if (fired_) {
+      // A dead peer may have left a lock held that the runner now waits on
+      // (no signal ends that wait). The channel cannot go away meanwhile:
+      // disarm() takes mutex_ first.
+      if (channel_ != nullptr && !release_tried_ && pid_ > 0 && now - fired_at_ > kReleaseGrace &&
+          process_exited(pidfd_)) {
+        release_tried_ = true;
+        channel_->release_locks_of_dead_peer();
+      }
       if (stuck_handler_ && now - fired_at_ > kStuckGrace) {
         stuck_handler_(fired_reason_);  // does not return
       }

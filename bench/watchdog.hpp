@@ -23,6 +23,8 @@
 
 namespace ipcbench {
 
+class Channel;
+
 class Watchdog {
  public:
   // Starts the watchdog thread (with SIGINT/SIGTERM blocked, so those reach
@@ -38,7 +40,11 @@ class Watchdog {
   // the control connection to `ipcbench serve`, which becomes readable when
   // the server reports the peer's end or goes away; "killing" the peer then
   // means shutting that connection down (the server kills its peer).
-  void arm(pid_t pid, int pidfd);
+  // `channel`, if given, is the case's channel: once the peer is dead and
+  // the runner has not come back kReleaseGrace after the watchdog fired, the
+  // watchdog asks it to release what the dead peer held
+  // (Channel::release_locks_of_dead_peer). It must outlive the armed span.
+  void arm(pid_t pid, int pidfd, Channel* channel = nullptr);
   // Stops watching. Call from the thread that armed it.
   void disarm();
 
@@ -46,7 +52,9 @@ class Watchdog {
   // included.
   class Armed {
    public:
-    Armed(Watchdog& w, pid_t pid, int pidfd) : w_(w) { w_.arm(pid, pidfd); }
+    Armed(Watchdog& w, pid_t pid, int pidfd, Channel* channel = nullptr) : w_(w) {
+      w_.arm(pid, pidfd, channel);
+    }
     ~Armed() { w_.disarm(); }
     Armed(const Armed&) = delete;
     Armed& operator=(const Armed&) = delete;
@@ -68,6 +76,9 @@ class Watchdog {
     stuck_handler_ = std::move(handler);
   }
   static constexpr auto kStuckGrace = std::chrono::seconds(5);
+  // Every interruptible wait ends within ~20 ms of the interrupt: a runner
+  // still armed this long after a dead peer's verdict is blocked.
+  static constexpr auto kReleaseGrace = std::chrono::milliseconds(250);
 
  private:
   void loop();
@@ -86,6 +97,8 @@ class Watchdog {
   bool fired_ = false;
   pid_t pid_ = -1;
   int pidfd_ = -1;
+  Channel* channel_ = nullptr;
+  bool release_tried_ = false;
   pthread_t runner_{};
   std::chrono::steady_clock::time_point fired_at_{};
   std::string fired_reason_;

@@ -11,17 +11,23 @@
 // is seen within one slice. Destroying a channel sends an empty message
 // (senders never send one): the peer's receive then throws PeerLost.
 //
-// Limitation (Boost 1.74): message_queue takes its mutex with a plain lock()
-// even in timed_send / timed_receive / get_num_msg (only the condition wait
-// is timed) and copies the message while holding it. A peer killed inside
-// that critical section leaves the mutex locked for good, and our next call
-// on that queue blocks in pthread_mutex_lock, which no slice or signal ends
-// (reproduced with a sender stopped or killed mid-copy). Nothing in Boost's
-// public interface can bound that; only the harness can (end the process).
+// A dead peer's lock (Boost 1.74): message_queue takes its mutex with a
+// plain lock() even in timed_send / timed_receive / get_num_msg (only the
+// condition wait is timed), copies the message while holding it, and the
+// mutex is not robust. A peer killed inside that critical section leaves
+// the mutex locked for good, and our next call on that queue blocks in
+// pthread_mutex_lock, which no slice or signal ends. So each channel maps
+// the first page of both queues a second time (ipcbench/boost_mq_mutex.hpp
+// finds the mutex there), and release_locks_of_dead_peer() (the watchdog
+// calls it once the peer is dead and we have not come back) unlocks what
+// the dead peer held; the blocked call then goes on and every call after it
+// throws PeerLost naming the lock. What the peer was writing under the lock
+// is never delivered.
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -34,14 +40,18 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/date_time/posix_time/posix_time_types.hpp>
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/ipc/message_queue.hpp>
+#include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/permissions.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
 
 #include "boost_ipc.hpp"
+#include "ipcbench/boost_mq_mutex.hpp"
 #include "ipcbench/errors.hpp"
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/fd.hpp"
@@ -94,12 +104,60 @@ std::chrono::nanoseconds slice_until(std::optional<Clock::time_point> deadline) 
                                               std::chrono::nanoseconds::zero(), kSlice);
 }
 
+// A queue's mutex, through a second mapping of the queue's first page (made
+// while the name still exists), so that a lock a dead peer left held can be
+// released. Empty (releases nothing) when the layout is not what
+// ipcbench/boost_mq_mutex.hpp expects.
+class QueueLock {
+ public:
+  QueueLock() = default;
+  QueueLock(const std::string& name, const bi::message_queue& queue) {
+    try {
+      const bi::shared_memory_object shm(bi::open_only, name.c_str(), bi::read_write);
+      region_ = bi::mapped_region(shm, bi::read_write, 0, 4096);
+      mutex_ = boost_mq::queue_mutex(region_.get_address(), queue);
+    } catch (const bi::interprocess_exception&) {
+      mutex_ = nullptr;  // setup goes on; only the release is lost
+    }
+  }
+
+  QueueLock(QueueLock&& o) noexcept
+      : region_(std::move(o.region_)), mutex_(std::exchange(o.mutex_, nullptr)) {}
+  QueueLock& operator=(QueueLock&& o) noexcept {
+    region_ = std::move(o.region_);
+    mutex_ = std::exchange(o.mutex_, nullptr);
+    return *this;
+  }
+
+  // Whether someone holds the mutex now (false if it cannot be told).
+  bool held() noexcept {
+    if (mutex_ == nullptr) return false;
+    if (::pthread_mutex_trylock(mutex_) != 0) return true;
+    ::pthread_mutex_unlock(mutex_);
+    return false;
+  }
+
+  // Unlocks the mutex whoever holds it. Only for when the one other process
+  // that can hold it is dead and no thread of ours is inside the queue (a
+  // blocked call waits for the mutex, it does not hold it). A plain futex
+  // word: this wakes our waiter.
+  void force_unlock() noexcept {
+    if (mutex_ != nullptr) ::pthread_mutex_unlock(mutex_);
+  }
+
+ private:
+  bi::mapped_region region_;
+  pthread_mutex_t* mutex_ = nullptr;
+};
+
 class BoostMqChannel : public Channel {
  public:
   BoostMqChannel(std::unique_ptr<bi::message_queue> tx, std::unique_ptr<bi::message_queue> rx,
-                 PeerWatch peer)
+                 PeerWatch peer, QueueLock tx_lock, QueueLock rx_lock)
       : tx_(std::move(tx)),
         rx_(std::move(rx)),
+        tx_lock_(std::move(tx_lock)),
+        rx_lock_(std::move(rx_lock)),
         peer_(std::move(peer)),
         max_message_(std::min(tx_->get_max_msg_size(), rx_->get_max_msg_size())),
         queue_msg_size_(rx_->get_max_msg_size()),
@@ -109,7 +167,10 @@ class BoostMqChannel : public Channel {
   // known to be dead or an interrupt is pending: Boost's plain lock inside
   // try_send could then block for good (see the file comment).
   ~BoostMqChannel() override {
-    if (posix::interrupt_flag().load(std::memory_order_acquire) || peer_.exited()) return;
+    if (posix::interrupt_flag().load(std::memory_order_acquire) || peer_.exited() ||
+        released_.load(std::memory_order_acquire)) {
+      return;
+    }
     try {
       const std::byte none{};
       (void)tx_->try_send(&none, 0, 0);
@@ -121,13 +182,17 @@ class BoostMqChannel : public Channel {
     check_size(message.size());
     if (try_send_now(message)) return;
     for (;;) {
+      throw_if_released();
       posix::throw_if_interrupted();
       throw_if_peer_exited();
+      bool sent = false;
       try {
-        if (tx_->timed_send(message.data(), message.size(), 0, wall_deadline(kSlice))) return;
+        sent = tx_->timed_send(message.data(), message.size(), 0, wall_deadline(kSlice));
       } catch (const bi::interprocess_exception& e) {
         boost_ipc::rethrow_runtime(e, "boost-mq", "timed_send");
       }
+      throw_if_released();
+      if (sent) return;
     }
   }
 
@@ -137,20 +202,23 @@ class BoostMqChannel : public Channel {
     std::size_t size = 0;
     if (!try_receive_now(into, size)) {
       for (;;) {
+        throw_if_released();
         posix::throw_if_interrupted();
         if (peer_.exited()) {
           // What it sent before exiting is still delivered.
           if (try_receive_now(into, size)) break;
           throw_if_peer_exited();
         }
+        bool received = false;
         try {
           unsigned int priority = 0;
-          if (rx_->timed_receive(into.data(), into.size(), size, priority, wall_deadline(kSlice))) {
-            break;
-          }
+          received =
+              rx_->timed_receive(into.data(), into.size(), size, priority, wall_deadline(kSlice));
         } catch (const bi::interprocess_exception& e) {
           boost_ipc::rethrow_runtime(e, "boost-mq", "timed_receive");
         }
+        throw_if_released();
+        if (received) break;
       }
     }
     return deliver(into, size, buffer);
@@ -181,6 +249,20 @@ class BoostMqChannel : public Channel {
     return poll_until([this] { return num_messages(*tx_) < queue_depth_; }, timeout);
   }
 
+  // From the watchdog thread, while our thread may be blocked in a queue
+  // call: unlocks whatever mutex the dead peer held (see the file comment).
+  bool release_locks_of_dead_peer() noexcept override {
+    if (!peer_.exited()) return false;  // a live peer's lock is its own
+    const bool tx = tx_lock_.held();
+    const bool rx = rx_lock_.held();
+    if (!tx && !rx) return false;
+    // Before the unlock: the woken call must see it and deliver nothing.
+    released_.store(true, std::memory_order_release);
+    if (tx) tx_lock_.force_unlock();
+    if (rx) rx_lock_.force_unlock();
+    return true;
+  }
+
  private:
   void check_size(std::size_t size) const {
     if (size == 0 || size > max_message_) {
@@ -191,6 +273,15 @@ class BoostMqChannel : public Channel {
 
   void throw_if_closed() const {
     if (peer_closed_) throw PeerLost("boost-mq: the peer closed its channel");
+  }
+
+  // Once a dead peer's lock was released, nothing the queues hold can be
+  // trusted (the peer died inside a copy or an update of the index).
+  void throw_if_released() const {
+    if (released_.load(std::memory_order_acquire)) {
+      throw PeerLost("boost-mq: peer process " + std::to_string(peer_.pid()) +
+                     " died holding a queue's lock; released it to end the case");
+    }
   }
 
   void throw_if_peer_exited() const {
@@ -222,28 +313,37 @@ class BoostMqChannel : public Channel {
   }
 
   bool try_send_now(std::span<const std::byte> message) {
+    bool sent = false;
     try {
-      return tx_->try_send(message.data(), message.size(), 0);
+      sent = tx_->try_send(message.data(), message.size(), 0);
     } catch (const bi::interprocess_exception& e) {
       boost_ipc::rethrow_runtime(e, "boost-mq", "try_send");
     }
+    throw_if_released();
+    return sent;
   }
 
   bool try_receive_now(std::span<std::byte> into, std::size_t& size) {
+    bool received = false;
     try {
       unsigned int priority = 0;
-      return rx_->try_receive(into.data(), into.size(), size, priority);
+      received = rx_->try_receive(into.data(), into.size(), size, priority);
     } catch (const bi::interprocess_exception& e) {
       boost_ipc::rethrow_runtime(e, "boost-mq", "try_receive");
     }
+    throw_if_released();
+    return received;
   }
 
-  static std::size_t num_messages(const bi::message_queue& queue) {
+  std::size_t num_messages(const bi::message_queue& queue) const {
+    std::size_t n = 0;
     try {
-      return queue.get_num_msg();
+      n = queue.get_num_msg();
     } catch (const bi::interprocess_exception& e) {
       boost_ipc::rethrow_runtime(e, "boost-mq", "get_num_msg");
     }
+    throw_if_released();
+    return n;
   }
 
   template <typename Ready>
@@ -261,6 +361,10 @@ class BoostMqChannel : public Channel {
 
   std::unique_ptr<bi::message_queue> tx_;
   std::unique_ptr<bi::message_queue> rx_;
+  QueueLock tx_lock_;
+  QueueLock rx_lock_;
+  // Set by release_locks_of_dead_peer() (another thread).
+  std::atomic<bool> released_{false};
   PeerWatch peer_;
   std::size_t max_message_;
   std::size_t queue_msg_size_;  // what Boost requires of a receive buffer
@@ -304,6 +408,8 @@ class BoostMqEndpoint : public Endpoint {
     up_name_.arm(up);
     reserve_pages(down);
     reserve_pages(up);
+    down_lock_ = QueueLock(down, *down_);
+    up_lock_ = QueueLock(up, *up_);
   }
 
   std::string address() const override { return base_; }
@@ -339,7 +445,8 @@ class BoostMqEndpoint : public Endpoint {
     down_name_.remove();
     up_name_.remove();
     return std::make_unique<BoostMqChannel>(std::move(down_), std::move(up_),
-                                            PeerWatch(static_cast<pid_t>(hello.pid)));
+                                            PeerWatch(static_cast<pid_t>(hello.pid)),
+                                            std::move(down_lock_), std::move(up_lock_));
   }
 
  private:
@@ -349,6 +456,8 @@ class BoostMqEndpoint : public Endpoint {
   NameGuard up_name_;
   std::unique_ptr<bi::message_queue> down_;  // listener -> peer
   std::unique_ptr<bi::message_queue> up_;    // peer -> listener
+  QueueLock down_lock_;
+  QueueLock up_lock_;
 };
 
 // Parses "ipcbench.<pid>.<tag>" (the queues add .up / .down); returns <pid>.
@@ -417,6 +526,8 @@ class BoostMqMechanism : public Mechanism {
     const std::string base(address);
     auto rx = open_queue(base + std::string(kDown));
     auto tx = open_queue(base + std::string(kUp));
+    QueueLock rx_lock(base + std::string(kDown), *rx);
+    QueueLock tx_lock(base + std::string(kUp), *tx);
     const std::size_t limit = std::min(rx->get_max_msg_size(), tx->get_max_msg_size());
     if (options.max_message > limit) {
       throw std::invalid_argument("boost-mq: max_message " + std::to_string(options.max_message) +
@@ -437,7 +548,8 @@ class BoostMqMechanism : public Mechanism {
                       std::to_string(options.timeout.count()) + " ms");
       }
     }
-    return std::make_unique<BoostMqChannel>(std::move(tx), std::move(rx), std::move(watch));
+    return std::make_unique<BoostMqChannel>(std::move(tx), std::move(rx), std::move(watch),
+                                            std::move(tx_lock), std::move(rx_lock));
   }
 
  private:

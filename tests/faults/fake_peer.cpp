@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,7 @@
 #include "ipcbench/errors.hpp"
 #include "ipcbench/registry.hpp"
 #include "ipcbench/stream_framing.hpp"
+#include "boost_mq_lock.hpp"
 #include "peer.hpp"
 #include "protocol.hpp"
 #include "sysinfo.hpp"
@@ -78,10 +80,14 @@ namespace {
 //   close-mid-frame stream sockets: a frame's length and half its payload,
 //                   then the write side shut down (the process stays)
 //   silent          no reply, ever again (but keeps reading)
+//   die-holding-lock  boost-mq: takes the mutex of the queue the reply goes
+//                   on, then dies of SIGKILL holding it (Boost's mutex is
+//                   not robust: the runner's next call on it would block
+//                   for good)
 constexpr std::string_view kFaults[] = {
     "wrong-seq", "wrong-kind",  "wrong-length", "truncated", "short-header",
     "oversized", "garbage",     "duplicate",    "bad-payload", "bad-stamp",
-    "close-mid-frame", "silent"};
+    "close-mid-frame", "silent", "die-holding-lock"};
 
 struct FakeOptions {
   PeerOptions peer;
@@ -292,6 +298,8 @@ class FakePeer {
     } else if (f == "silent") {
       silent_ = true;
       return;
+    } else if (f == "die-holding-lock") {
+      die_holding_queue_lock(o_.peer.address + ".up");
     }
     ch_.send(out);
   }

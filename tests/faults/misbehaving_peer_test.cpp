@@ -2,7 +2,8 @@
 // which connects and greets like the real peer and then, inside the first
 // trial of a case, sends one wrong reply (a wrong sequence number, kind or
 // length, a truncated, oversized or short message, garbage, a duplicate, a
-// corrupted payload or stamp, a stream closed mid-frame) or stops answering.
+// corrupted payload or stamp, a stream closed mid-frame), stops answering,
+// or (boost-mq) dies holding the lock of the queue its reply goes on.
 //
 // Each run has two message sizes: the fake peer spoils every case of 64
 // bytes (--max-message 512) and hands those of 1024 bytes to the real peer,
@@ -332,6 +333,13 @@ TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
           << good << " (real peer) failed: " << g.value("error_message", "");
       EXPECT_GT(g.value("messages", 0.0), 0.0) << good << ": " << g.dump();
 
+      if (s.fault == "die-holding-lock" && nth < faults_ns.size()) {
+        // Not the runner's last resort (stuck 5 s: no result file at all).
+        const auto seen = r.line_seen_ns.find(bad.substr(0, bad.size() - 12));
+        ASSERT_NE(seen, r.line_seen_ns.end()) << "no progress line for " << bad;
+        const double after_s = static_cast<double>(seen->second - faults_ns[nth]) * 1e-9;
+        EXPECT_LT(after_s, 2.0) << bad << " failed " << after_s << " s after its peer died";
+      }
       if (s.fault == "silent" && nth < faults_ns.size()) {
         // Faults are logged in case order; the case's FAILED line must come
         // within --timeout (plus the watchdog's 50 ms polls and slack).
@@ -435,6 +443,12 @@ std::vector<Scenario> scenarios() {
     }
     v.push_back(mq);
   }
+  // boost-mq's mutex is not robust: a peer that dies holding it would block
+  // the runner's next call on that queue for good. The watchdog releases it
+  // (the error names the lock when the runner was blocked on it; "exited"
+  // when it noticed the death first), within a second or so of the death.
+  Scenario lock{"boost-mq", "die-holding-lock", {"holding a queue's lock", "exited"}};
+  v.push_back(lock);
   return v;
 }
 

@@ -525,7 +525,8 @@ class PeerFaultRun : public PeerFault {
       EXPECT_LT(delay, static_cast<double>(plan.failure_within.count()) / 1000.0)
           << "the case failed " << delay << " s after the fault";
     } else {
-      ADD_FAILURE() << "no '" << case_stem << ": FAILED' progress line on stderr";
+      ADD_FAILURE() << "no '" << case_stem << ": FAILED' progress line on stderr:\n"
+                    << slurp(r.stderr_path);
     }
 
     // The faulted peer is gone (the runner reaped it).

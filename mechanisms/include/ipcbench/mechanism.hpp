@@ -139,6 +139,15 @@ class Channel {
   // call try_receive until it returns nothing before waiting again.
   virtual int receive_fd() const noexcept { return -1; }
   virtual int send_fd() const noexcept { return -1; }
+
+  // Called from another thread (the watchdog's) once the peer process is
+  // dead and the thread using the channel has not come back from its call:
+  // releases what the dead peer held that such a call can wait on for good,
+  // i.e. a lock in shared memory that is not robust (boost-mq). The woken
+  // call, and every call after it, throws PeerLost. Returns whether it
+  // released anything. Nothing to release for most mechanisms: a dead peer
+  // ends their waits by itself (end-of-file, pidfd, interrupt flag).
+  virtual bool release_locks_of_dead_peer() noexcept { return false; }
 };
 
 // The listening side's half-open connection, waiting for the peer.
