@@ -311,22 +311,20 @@ std::optional<json> Connection::read_available() {
 }
 
 std::pair<std::string, int> split_host_port(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() ||
-      text.find('\0') != std::string::npos) {
+  posix::HostPort hp;
+  try {
+    hp = posix::split_host_port(text, "");
+  } catch (const std::invalid_argument&) {  // say it printable
     throw std::invalid_argument("malformed address '" + shown(text) + "' (expected HOST:PORT)");
   }
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string port_text = text.substr(colon + 1);
-  if (port_text.size() > 5 || !std::all_of(port_text.begin(), port_text.end(), ::isdigit)) {
+  if (hp.port.size() > 5 || !std::all_of(hp.port.begin(), hp.port.end(), ::isdigit)) {
     throw std::invalid_argument("malformed port in '" + shown(text) + "' (expected 1..65535)");
   }
-  const int port = std::stoi(port_text);
+  const int port = std::stoi(hp.port);
   if (port < 1 || port > 65535) {
-    throw std::invalid_argument("port " + port_text + " out of range (1..65535)");
+    throw std::invalid_argument("port " + hp.port + " out of range (1..65535)");
   }
-  return {host, port};
+  return {hp.host, port};
 }
 
 posix::Fd connect_tcp(const std::string& host_port, std::chrono::milliseconds timeout) {
@@ -361,32 +359,18 @@ posix::Fd connect_tcp(const std::string& host_port, std::chrono::milliseconds ti
   return fd;
 }
 
-namespace {
-std::string numeric_host(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-  } else {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-  }
-  return host;
-}
-}  // namespace
-
 std::string local_host(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  return numeric_host(ss);
+  return posix::numeric_host(ss);
 }
 
 std::string peer_host(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  return numeric_host(ss);
+  return posix::numeric_host(ss);
 }
 
 }  // namespace ipcbench::control

@@ -25,6 +25,7 @@
 #include "ipcbench/posix/time.hpp"
 #include "ipcbench/registry.hpp"
 #include "peer.hpp"
+#include "peer_process.hpp"
 #include "reporter.hpp"
 #include "sysinfo.hpp"
 
@@ -75,41 +76,11 @@ class ServerPeer {
                                      "--timeout-ms",
                                      std::to_string(options.peer_timeout.count())};
     if (mech->capabilities().lossy) args.emplace_back("--lossy");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) posix::throw_errno("cannot create a pipe for the peer");
-    posix::Fd out_read(out[0]), out_write(out[1]);
-    if (::pipe2(err, O_CLOEXEC) != 0) posix::throw_errno("cannot create a pipe for the peer");
-    posix::Fd err_read(err[0]), err_write(err[1]);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) posix::throw_errno("cannot fork the peer process");
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(kPeerExitRunnerLost);
-      ::setpgid(0, 0);
-      ::dup2(out_write.get(), STDOUT_FILENO);
-      ::dup2(err_write.get(), STDERR_FILENO);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    pid_ = pid;
-    pidfd_ = posix::pidfd_open(pid);
-    if (!pidfd_) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      reaped_ = true;
-      posix::throw_errno("pidfd_open failed for the peer");
-    }
-    stdout_ = std::move(out_read);
-    stderr_ = std::move(err_read);
-    ::fcntl(stderr_.get(), F_SETFL, O_NONBLOCK);
+    PeerProcess p = spawn_peer_process(std::move(args), {}, true);
+    pid_ = p.pid;
+    pidfd_ = std::move(p.pidfd);
+    stdout_ = std::move(p.stdout_read);
+    stderr_ = std::move(p.stderr_read);
   }
 
   ~ServerPeer() { stop(std::chrono::milliseconds(0)); }
@@ -168,24 +139,10 @@ class ServerPeer {
     if (killed_) {
       what = abandoned_ ? "peer killed by the server (case abandoned)"
                         : "peer killed by the server (it did not leave in time)";
-    } else if (WIFEXITED(wait_status_)) {
-      what = "peer exited with status " + std::to_string(WEXITSTATUS(wait_status_));
-    } else if (WIFSIGNALED(wait_status_)) {
-      what = "peer was killed by signal " + std::to_string(WTERMSIG(wait_status_));
     } else {
-      what = "peer ended";
+      what = describe_exit(wait_status_);
     }
-    char buf[1024];
-    std::string err;
-    for (;;) {
-      const ssize_t n = ::read(stderr_.get(), buf, sizeof buf);
-      if (n <= 0 || err.size() > 2048) break;
-      err.append(buf, static_cast<std::size_t>(n));
-    }
-    while (!err.empty() && (err.back() == '\n' || err.back() == '\r')) err.pop_back();
-    for (char& c : err) {
-      if (c == '\n') c = ' ';
-    }
+    const std::string err = read_stderr(stderr_.get(), true);
     if (!err.empty()) what += ": " + err;
     return what;
   }

@@ -16,6 +16,7 @@
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/posix/time.hpp"
 #include "peer.hpp"
+#include "peer_process.hpp"
 #include "remote.hpp"
 #include "watchdog.hpp"
 
@@ -124,9 +125,6 @@ std::string PeerSession::kill_and_describe() noexcept {
 
 void PeerSession::spawn(const SessionConfig& config, const std::string& address,
                         const std::vector<int>& inherited) {
-  // Everything the child needs is prepared before fork: after fork only
-  // async-signal-safe calls are allowed (we may have other threads).
-  const pid_t parent = ::getpid();
   std::vector<std::string> args = {config.executable,
                                    "peer",
                                    "--mechanism",
@@ -140,45 +138,13 @@ void PeerSession::spawn(const SessionConfig& config, const std::string& address,
                                    "--verify",
                                    config.verify_full ? "full" : "header",
                                    "--parent",
-                                   std::to_string(parent)};
+                                   std::to_string(::getpid())};
   if (lossy_) args.emplace_back("--lossy");
   if (config.same_cpu) args.emplace_back("--same-cpu");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  int err_pipe[2];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) posix::throw_errno("cannot create pipe for peer stderr");
-  posix::Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
-
-  const pid_t pid = ::fork();
-  if (pid < 0) posix::throw_errno("cannot fork the peer process");
-  if (pid == 0) {
-    // Child. Die with the thread that spawned us (it stays alive for the
-    // whole run); if the parent is already gone, give up at once.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(kPeerExitRunnerLost);
-    // Own process group: a terminal's Ctrl-C reaches only the runner, which
-    // then tears the case down in order.
-    ::setpgid(0, 0);
-    ::dup2(err_write.get(), STDERR_FILENO);
-    for (int fd : inherited) ::fcntl(fd, F_SETFD, 0);  // keep across exec
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  pid_ = pid;
-  pidfd_ = posix::pidfd_open(pid);
-  if (!pidfd_) {
-    const int e = errno;
-    ::kill(pid, SIGKILL);
-    wait_exit(std::chrono::milliseconds(1000));
-    posix::throw_errno(e, "pidfd_open failed for the peer");
-  }
-  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
-  stderr_ = std::move(err_read);
+  PeerProcess p = spawn_peer_process(std::move(args), inherited, false);
+  pid_ = p.pid;
+  pidfd_ = std::move(p.pidfd);
+  stderr_ = std::move(p.stderr_read);
 }
 
 const std::byte* PeerSession::control_round_trip(Kind request, Kind reply) {
@@ -273,33 +239,12 @@ bool PeerSession::wait_exit(std::chrono::milliseconds timeout) noexcept {
   return reaped_;
 }
 
-std::string PeerSession::read_peer_stderr() noexcept {
-  std::string text;
-  if (!stderr_) return text;
-  char buf[1024];
-  for (;;) {
-    const ssize_t n = ::read(stderr_.get(), buf, sizeof buf);
-    if (n <= 0 || text.size() > 4096) break;
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text;
-}
-
 std::string PeerSession::peer_epitaph() {
   if (remote_ != nullptr) return remote_->epitaph(std::chrono::milliseconds(500));
   if (pid_ < 0) return "peer was never started";
   if (!wait_exit(std::chrono::milliseconds(500))) return "peer is still running";
-  std::string what;
-  if (WIFEXITED(wait_status_)) {
-    what = "peer exited with status " + std::to_string(WEXITSTATUS(wait_status_));
-  } else if (WIFSIGNALED(wait_status_)) {
-    const int sig = WTERMSIG(wait_status_);
-    what = "peer was killed by signal " + std::to_string(sig) + " (" + ::strsignal(sig) + ")";
-  } else {
-    what = "peer ended";
-  }
-  const std::string err = read_peer_stderr();
+  std::string what = describe_exit(wait_status_);
+  const std::string err = read_stderr(stderr_.get(), false);
   if (!err.empty()) what += ": " + err;
   return what;
 }

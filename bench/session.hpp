@@ -84,7 +84,6 @@ class PeerSession {
              const std::vector<int>& inherited);
   bool wait_exit(std::chrono::milliseconds timeout) noexcept;
   void say_bye() noexcept;
-  std::string read_peer_stderr() noexcept;
   std::string kill_and_describe() noexcept;
 
   RemoteServer* remote_ = nullptr;

@@ -1,7 +1,9 @@
 // Socket helpers shared by the socket mechanisms.
 #include "ipcbench/posix/socket.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <ctime>
+#include <stdexcept>
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
@@ -111,6 +114,41 @@ void set_socket_option(int fd, int level, int option, int value, const char* wha
   if (::setsockopt(fd, level, option, &value, sizeof value) != 0) {
     throw_errno(std::string("cannot set ") + what);
   }
+}
+
+HostPort split_host_port(std::string_view address, std::string_view what) {
+  const auto colon = address.rfind(':');
+  if (address.find('\0') != std::string_view::npos || colon == std::string_view::npos ||
+      colon == 0 || colon + 1 == address.size()) {
+    throw std::invalid_argument("malformed " + std::string(what) + " address '" +
+                                std::string(address.substr(0, 100)) + "' (expected HOST:PORT)");
+  }
+  std::string host(address.substr(0, colon));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return {host, std::string(address.substr(colon + 1))};
+}
+
+std::string numeric_host(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+  } else {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+  }
+  return host;
+}
+
+std::string format_address(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET6) {
+    const auto port = ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+    std::string out(1, '[');  // (append: GCC 12 warns falsely on "[" + string)
+    out.append(numeric_host(ss)).append("]:").append(std::to_string(port));
+    return out;
+  }
+  const auto port = ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+  return numeric_host(ss) + ":" + std::to_string(port);
 }
 
 }  // namespace ipcbench::posix

@@ -23,23 +23,10 @@
 namespace ipcbench::mech {
 namespace {
 
-struct HostPort {
-  std::string host;
-  std::string port;
-};
-
-HostPort split_host_port(std::string_view address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) {
-    throw std::invalid_argument("malformed tcp address '" + std::string(address) +
-                                "' (expected HOST:PORT)");
-  }
-  std::string host(address.substr(0, colon));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return {host, std::string(address.substr(colon + 1))};
-}
+using posix::format_address;
+using posix::HostPort;
+using posix::numeric_host;
+using posix::split_host_port;
 
 // Resolves numerically or by name; the caller owns the result.
 addrinfo* resolve(const HostPort& hp, bool passive) {
@@ -54,31 +41,6 @@ addrinfo* resolve(const HostPort& hp, bool passive) {
                                 "': " + ::gai_strerror(rc));
   }
   return res;
-}
-
-// The numeric host of `ss` ("127.0.0.1", "::1"), without the port.
-std::string host_of(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
-  } else {
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
-  }
-  return host;
-}
-
-std::string format_address(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    std::string out(1, '[');  // (append: GCC 12 warns falsely on "[" + string)
-    out.append(host).append("]:").append(std::to_string(ntohs(a->sin6_port)));
-    return out;
-  }
-  const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-  ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
 }
 
 class TcpEndpoint : public Endpoint {
@@ -123,7 +85,7 @@ class TcpEndpoint : public Endpoint {
       sockaddr_storage ss{};
       socklen_t len = sizeof ss;
       if (::getpeername(conn.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
-          host_of(ss) == allowed_peer_) {
+          numeric_host(ss) == allowed_peer_) {
         break;
       }
       conn.reset();  // not the client that set up the case: refused, keep waiting
@@ -159,7 +121,7 @@ class TcpMechanism : public Mechanism {
 
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {
-    addrinfo* res = resolve(split_host_port(address), false);
+    addrinfo* res = resolve(split_host_port(address, "tcp"), false);
     posix::Fd fd;
     int err = 0;
     for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {

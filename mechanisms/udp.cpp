@@ -38,6 +38,11 @@
 namespace ipcbench::mech {
 namespace {
 
+using posix::format_address;
+using posix::HostPort;
+using posix::numeric_host;
+using posix::split_host_port;
+
 using AddrInfo = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
 using Clock = std::chrono::steady_clock;
 
@@ -45,25 +50,6 @@ bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 // Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header).
 constexpr std::size_t kMaxIpv4Payload = 65507;
-
-struct HostPort {
-  std::string host;
-  std::string port;
-};
-
-HostPort split_host_port(std::string_view address) {
-  const auto colon = address.rfind(':');
-  if (address.find('\0') != std::string_view::npos || colon == std::string_view::npos ||
-      colon == 0 || colon + 1 == address.size()) {
-    throw std::invalid_argument("malformed udp address '" + std::string(address.substr(0, 100)) +
-                                "' (expected HOST:PORT)");
-  }
-  std::string host(address.substr(0, colon));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return {host, std::string(address.substr(colon + 1))};
-}
 
 AddrInfo resolve(const HostPort& hp, bool passive) {
   addrinfo hints{};
@@ -77,31 +63,6 @@ AddrInfo resolve(const HostPort& hp, bool passive) {
                                 "': " + ::gai_strerror(rc));
   }
   return AddrInfo(res, &::freeaddrinfo);
-}
-
-// The numeric host of `ss` ("127.0.0.1", "::1"), without the port.
-std::string host_of(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
-  } else {
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
-  }
-  return host;
-}
-
-std::string format_address(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    std::string out(1, '[');
-    out.append(host).append("]:").append(std::to_string(ntohs(a->sin6_port)));
-    return out;
-  }
-  const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-  ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
 }
 
 // Two UDP sockets on the loopback address of `family`, connected to each
@@ -237,7 +198,7 @@ class UdpEndpoint : public Endpoint {
         posix::throw_errno("receive on udp " + address_ + " failed");
       }
       if (n != 0) continue;  // not a hello: a stray datagram, dropped
-      if (!allowed_peer_.empty() && host_of(from) != allowed_peer_) continue;  // not our client
+      if (!allowed_peer_.empty() && numeric_host(from) != allowed_peer_) continue;  // not our client
       if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&from), len) != 0) {
         posix::throw_errno("cannot connect udp " + address_ + " to the peer at " +
                            format_address(from));
@@ -274,7 +235,7 @@ class UdpMechanism : public Mechanism {
   // (an implicit bind) and makes it hear only the listener.
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {
-    const AddrInfo res = resolve(split_host_port(address), false);
+    const AddrInfo res = resolve(split_host_port(address, "udp"), false);
     posix::Fd fd;
     int err = 0;
     for (const addrinfo* ai = res.get(); ai != nullptr; ai = ai->ai_next) {

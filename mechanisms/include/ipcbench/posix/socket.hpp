@@ -3,8 +3,10 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 
 struct sockaddr;
+struct sockaddr_storage;
 
 #include "ipcbench/posix/fd.hpp"
 
@@ -30,5 +32,20 @@ bool poll_for(int fd, short events, std::chrono::nanoseconds timeout);
 
 // Sets an int socket option; throws std::system_error naming `what`.
 void set_socket_option(int fd, int level, int option, int value, const char* what);
+
+// "HOST:PORT" split at the last colon, brackets of "[v6]:PORT" dropped; the
+// port is not checked (getaddrinfo does that). Throws std::invalid_argument
+// "malformed <what> address '...' (expected HOST:PORT)" (`what` e.g. "tcp").
+struct HostPort {
+  std::string host;
+  std::string port;
+};
+HostPort split_host_port(std::string_view address, std::string_view what);
+
+// The numeric host of `ss` ("127.0.0.1", "::1"), without the port.
+std::string numeric_host(const sockaddr_storage& ss);
+
+// The numeric host and port of `ss`: "127.0.0.1:5000", "[::1]:5000".
+std::string format_address(const sockaddr_storage& ss);
 
 }  // namespace ipcbench::posix
