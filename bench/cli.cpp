@@ -9,15 +9,20 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include "calibration.hpp"
 #include "clock.hpp"
+#include "ipcbench/object_log.hpp"
 #include "ipcbench/registry.hpp"
 #include "owners.hpp"
 #include "peer.hpp"
@@ -301,20 +306,42 @@ std::size_t count_selected(const std::vector<Case>& cases, const std::vector<std
 
 // The run's private directory (0700) for sockets and FIFOs; its name carries
 // our pid so a later cleanup can tell whose it is.
+// The run directory, /tmp/ipcbench.<pid>.XXXXXX (mode 0700). Its name is
+// chosen first and written to the owner record before mkdir, as every
+// object is (mkdtemp would create it before the record could name it).
 class RunDir {
  public:
   RunDir() {
     const char* tmp = std::getenv("TMPDIR");
-    std::string base = (tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 40) ? tmp : "/tmp";
-    path_ = base + "/ipcbench." + std::to_string(::getpid()) + ".XXXXXX";
-    if (::mkdtemp(path_.data()) == nullptr) {
-      throw std::system_error(errno, std::generic_category(), "cannot create run directory");
+    const std::string base =
+        (tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 40) ? tmp : "/tmp";
+    static constexpr char kChars[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    std::random_device random;
+    for (int attempt = 0;; ++attempt) {
+      std::string suffix(6, 'x');
+      for (char& c : suffix) c = kChars[random() % (sizeof kChars - 1)];
+      const std::string path = base + "/ipcbench." + std::to_string(::getpid()) + "." + suffix;
+      objects::creating(objects::named(objects::Kind::kDirectory, path));
+      if (::mkdir(path.c_str(), 0700) == 0) {
+        path_ = path;
+        return;
+      }
+      const int err = errno;
+      objects::removed(objects::named(objects::Kind::kDirectory, path));
+      if (err != EEXIST || attempt == 100) {
+        throw std::system_error(err, std::generic_category(),
+                                "cannot create run directory " + path);
+      }
     }
   }
   ~RunDir() {
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
+    objects::removed(objects::named(objects::Kind::kDirectory, path_));
   }
+  RunDir(const RunDir&) = delete;
+  RunDir& operator=(const RunDir&) = delete;
   const std::string& path() const { return path_; }
 
  private:
@@ -389,8 +416,6 @@ int do_run(Settings& settings) {
   }
   set_thread_affinity(settings.allowed_cpus);  // each case pins the runner for its placement
   RunDir run_dir;
-  // Sweeps what dead runs left behind, then records what this run creates.
-  const std::unique_ptr<OwnerRecord> owner = OwnerRecord::start(run_dir.path());
   // Starts the watchdog thread (unpinned).
   Runner runner(settings, clock, run_dir.path(), calibration ? &*calibration : nullptr);
   // Last resort, from the watchdog thread: the runner cannot be woken. Leave
@@ -632,6 +657,9 @@ int cli_main(int argc, char** argv) {
       peer_options.timeout = std::chrono::milliseconds(timeout_ms);
       return run_peer(peer_options);
     }
+    // Before validation: the capability probes it runs create objects too.
+    // Sweeps what dead runs left behind, then records what this run creates.
+    const std::unique_ptr<OwnerRecord> owner = OwnerRecord::start();
     Settings settings = validate(r, argc, argv);
     return do_run(settings);
   } catch (const UsageError& e) {

@@ -559,16 +559,16 @@ SweepResult sweep(const std::string& dir, bool dry_run) {
 
 class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
  public:
-  FileOwnerRecord(std::string path, posix::Fd fd, std::string run_dir)
-      : path_(std::move(path)), fd_(std::move(fd)), run_dir_(std::move(run_dir)) {}
+  FileOwnerRecord(std::string path, posix::Fd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
 
   ~FileOwnerRecord() override {
     objects::set_observer(nullptr);
     std::vector<std::string> left;
+    std::vector<std::string> dirs;
     {
       std::lock_guard lock(mutex_);
       for (const auto& [id, o] : live_) {
-        if (o.kind != Kind::kDirectory) left.push_back(describe(o));
+        (o.kind == Kind::kDirectory ? dirs : left).push_back(o.kind == Kind::kDirectory ? o.name : describe(o));
       }
     }
     if (!left.empty()) {
@@ -580,8 +580,11 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
                            "(left for `ipcbench clean`)\n", list.c_str());
       return;
     }
-    std::error_code ec;
-    std::filesystem::remove_all(run_dir_, ec);
+    // A run directory still listed (its owner did not get to remove it).
+    for (const std::string& d : dirs) {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
     ::unlink(path_.c_str());
   }
 
@@ -612,9 +615,6 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
     if (!append("- " + describe(o) + "\n")) warn();
   }
 
-  // The first object, written by start().
-  void record_run_dir() { creating(objects::named(Kind::kDirectory, run_dir_)); }
-
  private:
   // One write(2) per line: O_APPEND puts it whole at the end, so a SIGKILL
   // leaves whole lines. No fsync: a killed process loses nothing the kernel
@@ -639,7 +639,6 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
 
   std::string path_;
   posix::Fd fd_;  // O_APPEND, holds our flock until we exit
-  std::string run_dir_;
   std::mutex mutex_;
   std::map<std::pair<int, std::string>, Object> live_;
   bool warned_ = false;
@@ -647,7 +646,7 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
 
 }  // namespace
 
-std::unique_ptr<OwnerRecord> OwnerRecord::start(const std::string& run_dir) {
+std::unique_ptr<OwnerRecord> OwnerRecord::start() {
   const std::string dir = owner_dir();
   try {
     check_owner_dir(dir, true);
@@ -688,12 +687,7 @@ std::unique_ptr<OwnerRecord> OwnerRecord::start(const std::string& run_dir) {
     ::unlink(path.c_str());
     return nullptr;
   }
-  auto record = std::make_unique<FileOwnerRecord>(path, std::move(fd), run_dir);
-  try {
-    record->record_run_dir();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ipcbench: warning: %s\n", e.what());
-  }
+  auto record = std::make_unique<FileOwnerRecord>(path, std::move(fd));
   objects::set_observer(record.get());
   return record;
 }

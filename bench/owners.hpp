@@ -44,14 +44,14 @@ namespace ipcbench {
 class OwnerRecord {
  public:
   // Sweeps the objects of dead owners (one line on stderr if it removed
-  // any), then starts this process's record (the run directory `run_dir` is
-  // its first object) and has the mechanisms report every object they
-  // create or remove into it (objects::set_observer). Returns nullptr, after
-  // a warning on stderr, when no record can be kept (the run then goes on
-  // unrecorded).
-  static std::unique_ptr<OwnerRecord> start(const std::string& run_dir);
-  // Stops recording, removes the run directory and then the record; a
-  // record that still lists other objects stays for the next sweep.
+  // any), then starts this process's record and has the mechanisms (and the
+  // run directory) report every object they create or remove into it
+  // (objects::set_observer). Started before anything creates an object,
+  // capability probes included. Returns nullptr, after a warning on
+  // stderr, when no record can be kept (the run then goes on unrecorded).
+  static std::unique_ptr<OwnerRecord> start();
+  // Stops recording and removes the record; a record that still lists
+  // objects (the run directory aside) stays for the next sweep.
   virtual ~OwnerRecord() = default;
 };
 
