@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -24,6 +25,7 @@
 #include "clock.hpp"
 #include "ipcbench/object_log.hpp"
 #include "ipcbench/registry.hpp"
+#include "output_file.hpp"
 #include "owners.hpp"
 #include "peer.hpp"
 #include "protocol.hpp"
@@ -78,7 +80,7 @@ struct RunArgs {
   bool no_calibration = false;
   double min_time = 0.2;
   long long window = 16;
-  long long rate = 0;
+  std::optional<long long> rate;  // unset: closed loop
   int repetitions = 1;
   double timeout = 10;
   std::vector<std::string> passthrough;
@@ -245,10 +247,11 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   s.verify_full = a.verify == "full";
   if (a.window < 1 || a.window > 4096) throw UsageError("--window must be between 1 and 4096");
   s.window = static_cast<std::uint64_t>(a.window);
-  if (a.rate < 0 || a.rate > 100'000'000) {
-    throw UsageError("--rate must be between 1 and 100000000 messages per second");
+  if (a.rate && (*a.rate < 1 || *a.rate > 100'000'000)) {
+    throw UsageError("--rate must be between 1 and 100000000 messages per second (leave it out "
+                     "for the closed loop)");
   }
-  s.rate = static_cast<std::uint64_t>(a.rate);
+  s.rate = a.rate ? static_cast<std::uint64_t>(*a.rate) : 0;
   if (s.rate > 0 && std::find(s.modes.begin(), s.modes.end(), "async") == s.modes.end()) {
     throw UsageError("--rate applies to async latency: add async to --modes");
   }
@@ -270,11 +273,7 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   }
   s.benchmark_args = a.passthrough;
 
-  if (!a.out.empty()) {
-    const std::string why = check_writable(a.out);
-    if (!why.empty()) throw UsageError(why);
-    s.out = a.out;
-  }
+  s.out = a.out;  // opened (and checked) by cli_main, once validation passed
   return s;
 }
 
@@ -350,7 +349,7 @@ class RunDir {
 
 void on_stop_signal(int sig) { Runner::request_stop(sig); }
 
-int do_run(Settings& settings) {
+int do_run(Settings& settings, OutputFile* output) {
   // Google Benchmark parses its own flags; anything it does not know is a
   // usage error, reported before anything runs.
   std::vector<std::string> gb_args = {"ipcbench",
@@ -442,13 +441,19 @@ int do_run(Settings& settings) {
 
   const int stop = Runner::stop_signal();
   const auto failed = reporter.failed();
-  if (!settings.out.empty()) {
+  bool written = true;
+  if (output != nullptr) {
     const bool complete = stop == 0;
     const nlohmann::ordered_json doc = reporter.result(settings, host, clock, complete,
                                                             remote ? &remote->welcome() : nullptr);
-    write_file_atomically(settings.out, doc.dump(2) + "\n");
-    std::fprintf(stderr, "ipcbench: wrote %s%s\n", settings.out.c_str(),
-                 complete ? "" : " (marked incomplete)");
+    try {
+      output->write(doc.dump(2) + "\n");
+      std::fprintf(stderr, "ipcbench: wrote %s%s\n", output->name().c_str(),
+                   complete ? "" : " (marked incomplete)");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
+      written = false;
+    }
   }
   if (!failed.empty()) {
     std::fprintf(stderr, "ipcbench: %zu case(s) failed:\n", failed.size());
@@ -463,7 +468,7 @@ int do_run(Settings& settings) {
     for (const auto& [name, why] : flagged) std::fprintf(stderr, "  %s: %s\n", name.c_str(), why.c_str());
   }
   if (stop != 0) return 128 + stop;
-  return failed.empty() && flagged.empty() ? kExitOk : kExitCaseFailed;
+  return written && failed.empty() && flagged.empty() ? kExitOk : kExitCaseFailed;
 }
 
 struct ServeArgs {
@@ -661,7 +666,17 @@ int cli_main(int argc, char** argv) {
     // Sweeps what dead runs left behind, then records what this run creates.
     const std::unique_ptr<OwnerRecord> owner = OwnerRecord::start();
     Settings settings = validate(r, argc, argv);
-    return do_run(settings);
+    std::optional<OutputFile> output;
+    if (!settings.out.empty()) {
+      try {
+        output.emplace(OutputFile::open(settings.out));
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+      }
+      // `--out -`: the JSON alone on stdout, everything else on stderr.
+      if (output->is_stdout()) redirect_stdout_to_stderr();
+    }
+    return do_run(settings, output ? &*output : nullptr);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
     return kExitUsage;

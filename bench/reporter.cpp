@@ -39,13 +39,6 @@ nlohmann::ordered_json spectrum(const Histogram& h) {
   return out;
 }
 
-std::string directory_of(const std::string& path) {
-  const auto slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 std::string fmt_ns(double ns) { return format_ns(ns); }
 
 std::string fmt_rate(double per_second, const char* unit) {
@@ -534,51 +527,6 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
                              : "skipped: --no-calibration";
   }
   return doc;
-}
-
-std::string check_writable(const std::string& path) {
-  if (path.empty()) return "output path is empty";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    return "output path '" + path + "' is a directory";
-  }
-  std::string probe = directory_of(path) + "/.ipcbench-probe-XXXXXX";
-  const int fd = ::mkstemp(probe.data());
-  if (fd < 0) {
-    return "cannot write output file '" + path + "': " + std::strerror(errno);
-  }
-  ::close(fd);
-  ::unlink(probe.c_str());
-  return {};
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot create " + tmp);
-  ::fchmod(fd, 0644);
-  std::size_t off = 0;
-  while (off < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::system_error(e, std::generic_category(), "cannot write " + tmp);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    throw std::system_error(e, std::generic_category(), "cannot write " + tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    throw std::system_error(e, std::generic_category(), "cannot rename " + tmp + " to " + path);
-  }
 }
 
 }  // namespace ipcbench

@@ -74,12 +74,4 @@ void annotate(nlohmann::ordered_json& row, const Case& c);
 // values or a mean of zero.
 std::optional<double> coefficient_of_variation(const std::vector<double>& values);
 
-// Writes `text` to `path` through a temporary file in the same directory and
-// a rename, so a reader never sees a partial file. Throws std::system_error.
-void write_file_atomically(const std::string& path, const std::string& text);
-
-// Checks before the run that `path` can be written (creates and removes a
-// temporary file beside it). Returns an empty string or the reason.
-std::string check_writable(const std::string& path);
-
 }  // namespace ipcbench
