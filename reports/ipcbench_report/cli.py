@@ -1,7 +1,14 @@
 """Command line: report, compare and merge over ipcbench result files.
 
 Exit status: 0 success (compare: no regression); 1 compare found a
-regression; 2 bad input, with one line on stderr naming the file and why.
+regression, or an output could not be written at the end (one line on
+stderr: 'cannot write PATH: reason'); 2 bad input or an output path refused
+before any work, with one line on stderr naming the file and why.
+
+Outputs follow output.py's rules: each is opened or checked before the
+inputs are loaded; a regular file is replaced atomically, a FIFO or a
+character device (or /dev/stdout, /dev/fd/N) is written through, a symlink
+stays a symlink, merge -o - writes to standard output.
 """
 
 import argparse
@@ -9,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import model
+from . import model, output
 
 PROG = "ipcbench-report"
 SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|K|M|G)?\s*$", re.IGNORECASE)
@@ -48,7 +55,9 @@ def build_parser():
     rep = sub.add_parser("report", help="HTML report, Markdown summary and CSV of one or more runs")
     rep.add_argument("files", nargs="+", type=Path, help="result files (several: one per host)")
     rep.add_argument("-o", "--out", type=Path, default=Path("results/report"),
-                     help="output directory (default results/report)")
+                     help="output directory, created if missing (default results/report); "
+                          "report.html, summary.md and cases.csv in it may be FIFOs, "
+                          "devices or symlinks")
     rep.add_argument("--size", type=parse_size, default=None,
                      help="message size for the distribution and CPU plots (default 64 B)")
     rep.add_argument("--title", default=None, help="title of the HTML report")
@@ -71,32 +80,37 @@ def build_parser():
 
     mrg = sub.add_parser("merge", help="pool the repetitions of several runs of one host")
     mrg.add_argument("files", nargs="+", type=Path)
-    mrg.add_argument("-o", "--out", type=Path, required=True, help="merged result file")
+    mrg.add_argument("-o", "--out", required=True,
+                     help="merged result file ('-': standard output; a FIFO or a device is "
+                          "written through, a symlink's target replaced)")
     mrg.add_argument("--allow-incomplete", action="store_true")
     return parser
 
 
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def cmd_report(args):
     from . import csv, html, markdown
-    runs = model.load_all(args.files, args.allow_incomplete)
-    out = args.out
-    written = [
-        write(out / "report.html", html.render_report(runs, args.size, args.title)),
-        write(out / "summary.md", markdown.render_summary(runs)),
-        write(out / "cases.csv", csv.render_csv(runs)),
-    ]
-    for path in written:
-        print(f"{PROG}: wrote {path}")
+    with output.Outputs() as outs:
+        out = outs.directory(args.out)
+        targets = [outs.file(out / name) for name in ("report.html", "summary.md", "cases.csv")]
+        runs = model.load_all(args.files, args.allow_incomplete)
+        texts = (html.render_report(runs, args.size, args.title),
+                 markdown.render_summary(runs), csv.render_csv(runs))
+        for target, text in zip(targets, texts):
+            target.write(text)
+            print(f"{PROG}: wrote {target}", file=target.info)
     return 0
 
 
 def cmd_compare(args):
+    with output.Outputs() as outs:
+        targets = []
+        if args.out:
+            out = outs.directory(args.out)
+            targets = [outs.file(out / "compare.html"), outs.file(out / "compare.md")]
+        return _compare(args, targets)
+
+
+def _compare(args, targets):
     from . import compare, html
     base, new = model.load_all([args.base, args.new], args.allow_incomplete)
     warnings = []
@@ -124,14 +138,21 @@ def cmd_compare(args):
     for w in warnings:
         print(f"{PROG}: warning: {w}", file=sys.stderr)
     sys.stdout.write(compare.render_console(result))
-    if args.out:
-        for path in (write(args.out / "compare.html", html.render_compare(result)),
-                     write(args.out / "compare.md", compare.render_markdown(result))):
-            print(f"{PROG}: wrote {path}")
+    if targets:
+        texts = (html.render_compare(result), compare.render_markdown(result))
+        for target, text in zip(targets, texts):
+            target.write(text)
+            print(f"{PROG}: wrote {target}", file=target.info)
     return result.exit_code
 
 
 def cmd_merge(args):
+    with output.Outputs() as outs:
+        target = outs.file(args.out, allow_stdout=True, make_parents=True)
+        return _merge(args, target)
+
+
+def _merge(args, target):
     from . import merge
     runs = model.load_all(args.files, args.allow_incomplete)
     for run in runs[1:]:
@@ -148,10 +169,11 @@ def cmd_merge(args):
                 or runs[0].remote_address != run.remote_address):
             raise model.InputError(run.path, "a different remote host from the first file's; "
                                              "merging would pool figures against two peers")
-    doc = merge.merge(runs)
-    merge.write_json(doc, args.out)
-    model.load(args.out, allow_incomplete=True)  # the merged file must stay valid
-    print(f"{PROG}: wrote {args.out} ({len(runs)} runs merged)")
+    text = merge.dumps(merge.merge(runs))
+    model.load(args.out, allow_incomplete=True, text=text)  # the merged file must stay valid
+    target.write(text)
+    where = "standard output" if args.out == output.STDOUT else args.out
+    print(f"{PROG}: wrote {where} ({len(runs)} runs merged)", file=target.info)
     return 0
 
 
@@ -162,9 +184,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except model.InputError as e:
+    except (model.InputError, output.OutputError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
+    except output.WriteError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"{PROG}: {e.filename or ''}: {e.strerror}", file=sys.stderr)
         return 2

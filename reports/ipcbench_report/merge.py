@@ -15,9 +15,8 @@ merge a local run with a remote one, or runs against two remote hosts.
 
 import copy
 import json
-import os
-import tempfile
-from pathlib import Path
+
+from . import output
 
 
 def merge(runs):
@@ -75,12 +74,13 @@ def _failed(runs):
     return out
 
 
+def dumps(doc):
+    """The merged file's text."""
+    return json.dumps(doc, indent=1) + "\n"
+
+
 def write_json(doc, path):
-    """Writes atomically (temp file + rename) so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Writes as every output of the tool is written (output.py: atomically
+    for a file, through for a FIFO or device, '-' for standard output)."""
+    with output.Outputs() as outs:
+        outs.file(path, allow_stdout=True, make_parents=True).write(dumps(doc))

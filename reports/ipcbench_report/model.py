@@ -640,11 +640,12 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse(path):
+def _parse(path, text=None):
     """The file's JSON, strictly (NaN/Infinity refused, as the suite never
     writes them)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if text is None:
+            text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(path, f"cannot read: {e.strerror if isinstance(e, OSError) else e}")
     try:
@@ -717,14 +718,16 @@ def _cases(data):
     return cases
 
 
-def load(path, allow_incomplete=False, schema_path=SCHEMA_PATH):
+def load(path, allow_incomplete=False, schema_path=SCHEMA_PATH, text=None):
     """Reads and validates one result file into a Run, or raises InputError.
+    With text, validates that text as the file's content (merge checks the
+    file it is about to write).
 
     Checks run from the most to the least basic (readable, JSON, a suite
     result, a schema version we know, the schema, complete) so the one line
     reported is the most useful one."""
     path = Path(path)
-    data = _parse(path)
+    data = _parse(path, text)
     _check_shape(path, data)
     _check_schema(path, data, schema_path)
     if not data["ipcbench"]["complete"] and not allow_incomplete:
