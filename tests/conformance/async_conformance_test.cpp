@@ -1053,8 +1053,10 @@ TEST_P(AsyncConformance, ReceiveForReturnsNothingOnTimeoutAndTheMessageWhenItCom
   ASSERT_TRUE(n.has_value()) << "receive_for(5 s) returned nothing although the peer sent";
   EXPECT_EQ(check_message(std::span(buf).first(*n), kEchoSize, 0), "");
   EXPECT_LT(latency, kPrompt) << "receive_for did not return promptly";
-  // The second message was sent right after the first: it is pending now.
-  std::this_thread::sleep_for(100ms);
+  // The second message was sent right after the first; wait until the
+  // channel says it is there (wait_receivable consumes nothing), so it is
+  // pending when receive_for starts, however slowly the peer was scheduled.
+  ASSERT_TRUE(channel.wait_receivable(5s)) << "the peer's second message never arrived";
   const auto t1 = Clock::now();
   n = channel.receive_for(buf, kIdleWait);
   const auto pending_latency = Clock::now() - t1;
