@@ -23,8 +23,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -104,13 +106,23 @@ class OwnersTest : public ::testing::Test {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
+    children_.clear();
     reap_orphans();
     // Nothing of ours may be left: the owner directory is empty (or gone).
+    std::vector<std::string> left;
     if (fs::exists(owner_dir_)) {
-      std::vector<std::string> left;
       for (const auto& e : fs::directory_iterator(owner_dir_)) left.push_back(e.path().string());
       EXPECT_TRUE(left.empty()) << "owner records left: " << left.front();
     }
+    // A test that failed after killing a runner (or before its own clean)
+    // leaves a record naming the run's objects: clean them with it before
+    // the record goes with the work directory, or they are orphaned.
+    if (!left.empty()) {
+      const auto [status, out] = run({"clean"});
+      EXPECT_EQ(status, 0) << "clean in TearDown: " << out << last_err_;
+    }
+    for (const std::string& name : decoy_shms_) ::shm_unlink(name.c_str());
+    for (int id : decoy_queues_) ::msgctl(id, IPC_RMID, nullptr);
     std::error_code ec;
     fs::remove_all(work_, ec);
   }
@@ -220,8 +232,59 @@ class OwnersTest : public ::testing::Test {
     return all;
   }
 
+  // Objects that are not ipcbench's, made by a test: removed in TearDown,
+  // whatever assertion ended the test.
+  std::string make_decoy_shm(const std::string& name) {
+    const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    EXPECT_GE(fd, 0) << name << ": " << std::strerror(errno);
+    if (fd >= 0) {
+      ::close(fd);
+      decoy_shms_.push_back(name);
+    }
+    return name;
+  }
+  int make_decoy_queue() {
+    const int id = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    EXPECT_GE(id, 0) << "msgget: " << std::strerror(errno);
+    if (id >= 0) decoy_queues_.push_back(id);
+    return id;
+  }
+
+  // What the owner records hold now (added and not removed again), in the
+  // spelling of objects_of. A sysv-msg line without an id only announces a
+  // queue about to be created; the line with its id follows.
+  std::set<std::string> held_by_records() const {
+    std::set<std::string> held;
+    std::istringstream in(record_text());
+    const std::regex sysv("^sysv-msg key=0x[0-9a-f]+ id=([0-9]+).*");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.starts_with("+ ") && !line.starts_with("- ")) continue;
+      std::string object = line.substr(2);
+      std::smatch m;
+      if (object.starts_with("sysv-msg")) {
+        if (!std::regex_match(object, m, sysv)) continue;
+        object = "sysv-msg id=" + m[1].str();
+      }
+      if (line[0] == '+') {
+        held.insert(object);
+      } else {
+        held.erase(object);
+      }
+    }
+    return held;
+  }
+
+  // Mid-case, with what the case holds no longer changing until it ends.
+  // sysv-mq: messages went both ways: objects_of sees both queues (it finds
+  // them by their last sender/receiver pid, 0 until used) and the record
+  // holds them. The others: the runner accepted the peer and unlinked the
+  // case's names (the record's "- " lines are written after the unlink).
+  bool mid_case(const std::string& mechanism, pid_t runner, pid_t peer) const;
+
   std::string work_, owner_dir_, hang_, last_err_;
   std::vector<pid_t> children_;
+  std::vector<std::string> decoy_shms_;
+  std::vector<int> decoy_queues_;
 };
 
 // The objects run `pid` left, found without its record, as `clean` spells
@@ -262,6 +325,25 @@ std::set<std::string> objects_of(pid_t pid, pid_t peer = -1) {
     }
   }
   return found;
+}
+
+bool OwnersTest::mid_case(const std::string& mechanism, pid_t runner, pid_t peer) const {
+  const std::set<std::string> held = held_by_records();
+  if (mechanism == "sysv-mq") {
+    const std::set<std::string> seen = objects_of(runner, peer);
+    return std::count_if(seen.begin(), seen.end(), [&](const std::string& o) {
+             return o.starts_with("sysv-msg") && held.contains(o);
+           }) == 2;
+  }
+  const std::string case_names = "/ipcbench." + std::to_string(runner) + ".case";
+  bool unlinked = false;
+  std::istringstream in(record_text());
+  for (std::string line; std::getline(in, line);) {
+    unlinked = unlinked || (line.starts_with("- ") && line.find(case_names) != std::string::npos);
+  }
+  return unlinked && std::none_of(held.begin(), held.end(), [&](const std::string& o) {
+           return o.find(case_names) != std::string::npos;
+         });
 }
 
 // The objects a `clean` output names after `verb` ("would remove", "removed"),
@@ -308,12 +390,10 @@ TEST_P(KilledBeforeAccept, CleanListsExactlyTheLeftObjectsThenRemovesOnlyThem) {
   const std::string mechanism = GetParam();
   // Objects that are not this run's: one with an ipcbench-like name of
   // another pid, one without; and a System V queue.
-  const std::string decoy = "/ipcbench-decoy." + std::to_string(::getpid());
-  const int decoy_fd = ::shm_open(decoy.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  ASSERT_GE(decoy_fd, 0);
-  ::close(decoy_fd);
-  const int decoy_queue = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-  ASSERT_GE(decoy_queue, 0);
+  // (TearDown removes them.)
+  const std::string decoy = make_decoy_shm("/ipcbench-decoy." + std::to_string(::getpid()));
+  const int decoy_queue = make_decoy_queue();
+  ASSERT_FALSE(HasFailure());
 
   Child runner = spawn(run_args(mechanism, "1"), /*hanging_peer=*/true);
   // The peer (the hanging script) exists once listen() is done.
@@ -346,8 +426,6 @@ TEST_P(KilledBeforeAccept, CleanListsExactlyTheLeftObjectsThenRemovesOnlyThem) {
   EXPECT_EQ(::stat(("/dev/shm" + decoy).c_str(), &st), 0);
   msqid_ds ds{};
   EXPECT_EQ(::msgctl(decoy_queue, IPC_STAT, &ds), 0);
-  ::shm_unlink(decoy.c_str());
-  ::msgctl(decoy_queue, IPC_RMID, nullptr);
   // A second clean finds nothing.
   const auto [again_status, again] = run({"clean"});
   EXPECT_NE(again.find("removed 0 objects of 0 dead runs"), std::string::npos) << again;
@@ -371,9 +449,9 @@ TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
   Child runner = spawn(run_args(mechanism, "30"));
   pid_t peer = -1;
   ASSERT_TRUE(eventually([&] { return (peer = peer_of(runner.pid)) > 0; })) << runner.err();
-  // Mid-case: messages are flowing (the progress line is not needed: the
-  // queues' last sender/receiver pids say so for sysv-mq).
-  std::this_thread::sleep_for(700ms);
+  ASSERT_TRUE(eventually([&] { return mid_case(mechanism, runner.pid, peer); }))
+      << "the case never got going: objects " << joined(objects_of(runner.pid, peer))
+      << "\nrecord:\n" << record_text() << "\nstderr: " << runner.err();
   const std::set<std::string> left_before = objects_of(runner.pid, peer);
   kill_runner(runner);
   const std::set<std::string> left = objects_of(runner.pid, peer);
@@ -408,7 +486,10 @@ TEST_F(OwnersTest, LiveRunSurvivesConcurrentCleanAndAnotherRunsSweep) {
   Child live = spawn(run_args("sysv-mq", "30"));
   pid_t peer = -1;
   ASSERT_TRUE(eventually([&] { return (peer = peer_of(live.pid)) > 0; })) << live.err();
-  std::this_thread::sleep_for(500ms);
+  // Both queues used, so what the run holds no longer changes.
+  ASSERT_TRUE(eventually([&] { return mid_case("sysv-mq", live.pid, peer); }))
+      << "no messages both ways: " << joined(objects_of(live.pid, peer)) << "\nrecord:\n"
+      << record_text() << "\nstderr: " << live.err();
   const std::set<std::string> held = objects_of(live.pid, peer);
   ASSERT_GE(held.size(), 3u) << joined(held);  // run dir + two queues
 
@@ -537,7 +618,7 @@ TEST_F(HandWrittenRecord, ObjectsThatAreNotIpcbenchsAreLeft) {
       make_shm("/ipcbench." + std::to_string(sleeper_) + ".case0.spin");  // another run's pid
   const std::string other_uid_shm = make_shm("/ipcbench." + g + ".case0-" + g + ".spin");
   ASSERT_EQ(::chown(("/dev/shm" + other_uid_shm).c_str(), 65534, 65534), 0);
-  const int queue = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);  // key 0: not the recorded key
+  const int queue = make_decoy_queue();  // key 0: not the recorded key
   ASSERT_GE(queue, 0);
   const std::string foreign_dir = work_ + "/not-a-run-dir";
   fs::create_directory(foreign_dir);
@@ -556,7 +637,6 @@ TEST_F(HandWrittenRecord, ObjectsThatAreNotIpcbenchsAreLeft) {
   msqid_ds ds{};
   EXPECT_EQ(::msgctl(queue, IPC_STAT, &ds), 0);
   EXPECT_TRUE(fs::exists(foreign_dir));
-  ::msgctl(queue, IPC_RMID, nullptr);
   // What is not ours is never ours: the record has done its job.
   EXPECT_TRUE(fs::is_empty(owner_dir_)) << out;
 }
