@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <thread>
@@ -25,6 +27,10 @@ struct Ring {
   RingControl control;
   std::vector<std::byte> data;
 };
+
+// Fill loops stop here: a ring that never refused would otherwise spin
+// forever (far above what any ring in these tests can hold).
+constexpr std::size_t kMaxPushes = 10'000;
 
 std::vector<std::byte> filled(std::size_t n, std::uint32_t word) {
   std::vector<std::byte> v(n);
@@ -78,7 +84,7 @@ TEST(ShmRing, AtMostKSlotsMessagesAreInFlight) {
   RingConsumer c(&ring.control, ring.data.data());
   const auto msg = filled(16, 5);
   std::size_t pushed = 0;
-  while (p.try_push(msg)) ++pushed;
+  while (pushed < kMaxPushes && p.try_push(msg)) ++pushed;
   EXPECT_EQ(pushed, kSlots) << "the lengths of all messages in flight share one line";
   std::vector<std::byte> out(64);
   ASSERT_TRUE(c.ready());
@@ -92,9 +98,9 @@ TEST(ShmRing, RefusesWhatDoesNotFitAndAcceptsAgainAfterAPop) {
   RingProducer p(&ring.control, ring.data.data());
   RingConsumer c(&ring.control, ring.data.data());
   const auto msg = filled(200, 7);
-  int pushed = 0;
-  while (p.try_push(msg)) ++pushed;
-  EXPECT_EQ(pushed, 4) << "200 bytes take 256 of the 1024";
+  std::size_t pushed = 0;
+  while (pushed < kMaxPushes && p.try_push(msg)) ++pushed;
+  EXPECT_EQ(pushed, 4u) << "200 bytes take 256 of the 1024";
   EXPECT_FALSE(p.has_room(200));
   std::vector<std::byte> out(1024);
   ASSERT_TRUE(c.ready());
@@ -112,26 +118,53 @@ TEST(ShmRing, ConcurrentProducerAndConsumerKeepEveryMessageIntact) {
   RingProducer p(&ring.control, ring.data.data());
   RingConsumer c(&ring.control, ring.data.data());
   const auto size_of = [](int i) { return 1 + (static_cast<std::size_t>(i) * 7919) % 1500; };
+  // A ring that loses a message (or never frees room) leaves a side spinning
+  // forever: each gives up at the deadline and the test says where. Far
+  // above what the test takes under TSan on a busy machine.
+  constexpr auto kLimit = std::chrono::seconds(60);
+  const auto deadline = std::chrono::steady_clock::now() + kLimit;
+  std::atomic<bool> consumer_done{false};
+  int producer_stuck_at = -1;
   std::thread producer([&] {
     std::vector<std::byte> m(2048);
     for (int i = 0; i < kMessages; ++i) {
       const std::size_t n = size_of(i);
       for (std::size_t k = 0; k < n; ++k) m[k] = static_cast<std::byte>((i + k) & 0xff);
-      while (!p.try_push({m.data(), n})) std::this_thread::yield();
+      while (!p.try_push({m.data(), n})) {
+        if (consumer_done.load()) return;  // it stopped early, having failed
+        if (std::chrono::steady_clock::now() > deadline) {
+          producer_stuck_at = i;
+          return;
+        }
+        std::this_thread::yield();
+      }
     }
   });
   std::vector<std::byte> out(2048);
-  int bad = 0;
-  for (int i = 0; i < kMessages && bad == 0; ++i) {
-    while (!c.ready()) std::this_thread::yield();
-    const std::size_t n = c.pop(out);
-    if (n != size_of(i)) ++bad;
-    for (std::size_t k = 0; k < n && bad == 0; ++k) {
-      if (out[k] != static_cast<std::byte>((i + k) & 0xff)) ++bad;
+  int bad = -1;      // the first message that arrived wrong
+  int missing = -1;  // the first message that never arrived
+  for (int i = 0; i < kMessages && bad < 0 && missing < 0; ++i) {
+    while (!c.ready()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        missing = i;
+        break;
+      }
+      std::this_thread::yield();
     }
-    ASSERT_EQ(bad, 0) << "message " << i;
+    if (missing >= 0) break;
+    const std::size_t n = c.pop(out);
+    if (n != size_of(i)) bad = i;
+    for (std::size_t k = 0; k < n && bad < 0; ++k) {
+      if (out[k] != static_cast<std::byte>((i + k) & 0xff)) bad = i;
+    }
   }
+  consumer_done = true;
   producer.join();
+  EXPECT_EQ(bad, -1) << "message " << bad << " arrived wrong";
+  EXPECT_EQ(missing, -1) << "message " << missing << " never arrived (waited "
+                         << kLimit.count() << " s)";
+  EXPECT_EQ(producer_stuck_at, -1) << "no room for message " << producer_stuck_at << " for "
+                                   << kLimit.count() << " s";
 }
 
 }  // namespace
