@@ -2,11 +2,15 @@
 // whole messages out of a byte stream, and no trust in the length field.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <optional>
 #include <cstring>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -16,13 +20,28 @@
 namespace ipcbench {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// No test waits longer than this for bytes or room: a framing bug that loses
+// or withholds bytes fails the test instead of hanging the binary (it also
+// runs under TSan/ASan, straight from CI).
+constexpr std::chrono::seconds kHang{20};
+
 struct Pair {
   posix::Fd a, b;
 };
 
+// Blocking reads and writes on the pair give up after kHang: they fail with
+// EAGAIN, which the channel reports as "receive failed" / "send failed:
+// Resource temporarily unavailable".
 Pair socket_pair() {
   int fds[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  const timeval limit{static_cast<time_t>(kHang.count()), 0};
+  for (int fd : fds) {
+    EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), 0);
+    EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit), 0);
+  }
   return {posix::Fd(fds[0]), posix::Fd(fds[1])};
 }
 
@@ -52,16 +71,29 @@ TEST(FramedStreamChannel, MessagesOfManySizesArriveWhole) {
   FramedStreamChannel tx(std::move(a), posix::Fd(), 1 << 20, true);
   FramedStreamChannel rx(std::move(b), posix::Fd(), 1 << 20, true);
   const std::vector<std::size_t> sizes = {1, 3, 4, 5, 100, 4095, 65535, 65536, 65537, 1 << 20};
-  std::thread sender([&] {
-    for (std::size_t i = 0; i < sizes.size(); ++i) tx.send(bytes(sizes[i], static_cast<int>(i)));
+  std::string send_error;
+  // Joined on every way out; its sends give up after kHang once we stop reading.
+  std::jthread sender([&] {
+    try {
+      for (std::size_t i = 0; i < sizes.size(); ++i) tx.send(bytes(sizes[i], static_cast<int>(i)));
+    } catch (const std::exception& e) {
+      send_error = e.what();
+    }
   });
   std::vector<std::byte> buf(1 << 20);
   for (std::size_t i = 0; i < sizes.size(); ++i) {
-    const std::size_t n = rx.receive(buf);
+    std::size_t n = 0;
+    try {
+      n = rx.receive(buf);
+    } catch (const std::system_error& e) {
+      FAIL() << "message " << i << " did not arrive whole within " << kHang.count()
+             << " s: " << e.what();
+    }
     ASSERT_EQ(n, sizes[i]);
     EXPECT_EQ(std::memcmp(buf.data(), bytes(n, static_cast<int>(i)).data(), n), 0) << i;
   }
   sender.join();
+  EXPECT_EQ(send_error, "");
 }
 
 TEST(FramedStreamChannel, FrameSplitAcrossReadsIsReassembled) {
@@ -69,7 +101,7 @@ TEST(FramedStreamChannel, FrameSplitAcrossReadsIsReassembled) {
   FramedStreamChannel rx(std::move(b), posix::Fd(), 1024, true);
   const std::uint32_t len = htole32(10);
   const auto body = bytes(10, 7);
-  std::thread writer([fd = a.get(), &len, &body] {
+  std::jthread writer([fd = a.get(), &len, &body] {  // joined on every way out
     // Byte by byte, with pauses, so each read sees a fragment.
     const auto* h = reinterpret_cast<const char*>(&len);
     for (int i = 0; i < 4; ++i) {
@@ -172,23 +204,37 @@ TEST(FramedStreamChannel, NonBlockingLargeMessagesArriveWhole) {
   FramedStreamChannel tx(std::move(a), posix::Fd(), 1 << 20, true);
   FramedStreamChannel rx(std::move(b), posix::Fd(), 1 << 20, true);
   const std::vector<std::size_t> sizes = {300000, 5, 70000, 1 << 20, 64};
-  std::thread sender([&] {
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
-      const auto m = bytes(sizes[i], static_cast<int>(i));
-      while (!tx.try_send(m)) tx.wait_sendable(std::chrono::milliseconds(100));
+  // Both sides give up retrying at the deadline.
+  const auto deadline = Clock::now() + kHang;
+  std::string send_stuck;
+  std::jthread sender([&] {  // joined on every way out
+    // The last message (1 byte) flushes what try_send kept back.
+    for (std::size_t i = 0; i <= sizes.size(); ++i) {
+      const auto m = i < sizes.size() ? bytes(sizes[i], static_cast<int>(i)) : bytes(1, 99);
+      while (!tx.try_send(m)) {
+        if (Clock::now() > deadline) {
+          send_stuck = "try_send refused message " + std::to_string(i) + " for " +
+                       std::to_string(kHang.count()) + " s";
+          return;
+        }
+        tx.wait_sendable(std::chrono::milliseconds(100));
+      }
     }
-    // Flush what try_send kept back.
-    while (!tx.try_send(bytes(1, 99))) tx.wait_sendable(std::chrono::milliseconds(100));
   });
   std::vector<std::byte> buf(1 << 20);
   for (std::size_t i = 0; i <= sizes.size(); ++i) {
     std::optional<std::size_t> n;
-    while (!(n = rx.try_receive(buf))) rx.wait_receivable(std::chrono::milliseconds(100));
+    while (!(n = rx.try_receive(buf))) {
+      ASSERT_TRUE(Clock::now() < deadline)
+          << "message " << i << " did not arrive whole within " << kHang.count() << " s";
+      rx.wait_receivable(std::chrono::milliseconds(100));
+    }
     const std::size_t want = i < sizes.size() ? sizes[i] : 1;
     ASSERT_EQ(*n, want) << i;
     EXPECT_EQ(std::memcmp(buf.data(), bytes(want, i < sizes.size() ? static_cast<int>(i) : 99).data(), want), 0) << i;
   }
   sender.join();
+  EXPECT_EQ(send_stuck, "");
 }
 
 TEST(FramedStreamChannel, WaitReceivableTimesOutWhenIdle) {
