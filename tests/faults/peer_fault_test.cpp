@@ -7,6 +7,9 @@
 // process or run directory is left behind. Every wait has a deadline: a
 // runner that overruns is killed and the test fails.
 //
+// The runs skip the calibration (--no-calibration): the faults happen in the
+// cases, and the floors would only add a second or two to each run.
+//
 // The test process makes itself a child subreaper, so a peer orphaned by a
 // dead runner is re-parented to us (and can be seen and reaped here) instead
 // of disappearing under the system's init.
@@ -546,7 +549,7 @@ class PeerFaultRun : public PeerFault {
 TEST_F(PeerFaultRun, PeerKilledMidCaseFailsOnlyThatCase) {
   FaultPlan plan;
   plan.args = {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync", "--patterns", "latency",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "5"};
+               "--sizes", "64", "--min-time", "1.0", "--timeout", "5", "--no-calibration"};
   plan.victim_mechanism = "pipe";
   plan.victim_case = "pipe/sync/latency/64/manual_time";
   plan.measured_cases = {"uds-stream/sync/latency/64/manual_time",
@@ -561,7 +564,7 @@ TEST_F(PeerFaultRun, PeerKilledMidCaseFailsOnlyThatCase) {
 TEST_F(PeerFaultRun, HungPeerFailsWithinTimeout) {
   FaultPlan plan;
   plan.args = {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync", "--patterns", "latency",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "1"};
+               "--sizes", "64", "--min-time", "1.0", "--timeout", "1", "--no-calibration"};
   plan.victim_mechanism = "pipe";
   plan.victim_case = "pipe/sync/latency/64/manual_time";
   plan.measured_cases = {"uds-stream/sync/latency/64/manual_time",
@@ -580,7 +583,7 @@ TEST_F(PeerFaultRun, PeerKilledMidThroughputCaseFailsOnlyThatCase) {
   FaultPlan plan;
   // Cases run in the registry's order: pipe first, then tcp (the victim).
   plan.args = {"--mechanisms", "tcp,pipe", "--modes", "sync", "--patterns", "throughput",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "5"};
+               "--sizes", "64", "--min-time", "1.0", "--timeout", "5", "--no-calibration"};
   plan.victim_mechanism = "tcp";
   plan.victim_case = "tcp/sync/throughput/64/manual_time";
   plan.measured_cases = {"pipe/sync/throughput/64/manual_time"};
@@ -597,7 +600,7 @@ TEST_F(PeerFaultRun, PeerKilledMidThroughputCaseFailsOnlyThatCase) {
 void PeerFault::kill_runner_and_check_peer(bool stop_peer_first) {
   RunnerProc& r = start_run("run", {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync",
                                     "--patterns", "latency", "--sizes", "64", "--min-time", "5",
-                                    "--timeout", "5"});
+                                    "--timeout", "5", "--no-calibration"});
   const auto peer = wait_for_peer(r, "pipe", 20s);
   if (!peer) {
     kill_and_reap(r);
@@ -641,7 +644,7 @@ TEST_F(PeerFault, NoStoppedPeerOutlivesTheRunner) { kill_runner_and_check_peer(t
 void PeerFault::interrupt_run(const std::string& pattern, std::chrono::milliseconds after) {
   RunnerProc& r = start_run("run", {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync",
                                     "--patterns", pattern, "--sizes", "64", "--min-time", "5",
-                                    "--timeout", "5"});
+                                    "--timeout", "5", "--no-calibration"});
   const auto peer = wait_for_peer(r, "pipe", 20s);
   if (!peer) {
     kill_and_reap(r);
@@ -692,7 +695,7 @@ TEST_P(PeerFaultEveryMechanism, PeerKilledMidCaseFailsOnlyThatCase) {
   const std::string other = victim == "pipe" ? "uds-stream" : "pipe";
   FaultPlan plan;
   plan.args = {"--mechanisms", victim + "," + other, "--modes", "sync", "--patterns", "latency",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "5"};
+               "--sizes", "64", "--min-time", "1.0", "--timeout", "5", "--no-calibration"};
   plan.victim_mechanism = victim;
   plan.victim_case = victim + "/sync/latency/64/manual_time";
   plan.measured_cases = {other + "/sync/latency/64/manual_time"};
