@@ -20,10 +20,13 @@
 //                                for mechanisms whose limit is local: udp,
 //                                uds-seqpacket)
 //   IPCBENCH_FAKE_PEER_LOG=PATH  appends "start <mech> <pid> <ns>" on start
-//                                and "fault <mech> <fault> <pid> <ns>" when
-//                                it misbehaves (CLOCK_MONOTONIC ns), so the
-//                                test knows the fault really happened, when,
-//                                and which process to look for afterwards.
+//                                and "fault <mech> <fault> <pid> <ns>
+//                                <reply-ns>" when it misbehaves
+//                                (CLOCK_MONOTONIC ns; reply-ns: when it began
+//                                to send its last good echo or
+//                                acknowledgement, 0 if none), so the test
+//                                knows the fault really happened, when, and
+//                                which process to look for afterwards.
 //
 // After the fault it goes on serving correctly (one bad message among good
 // ones is the hardest case to catch), except "silent", which keeps reading
@@ -198,7 +201,8 @@ class FakePeer {
     }
     done_ = true;
     log_line(o_, "fault " + o_.peer.mechanism + " " + o_.fault + " " +
-                     std::to_string(::getpid()) + " " + std::to_string(monotonic_ns()));
+                     std::to_string(::getpid()) + " " + std::to_string(monotonic_ns()) + " " +
+                     std::to_string(last_reply_ns_));
     return true;
   }
 
@@ -211,6 +215,7 @@ class FakePeer {
       spoil(msg);
       return;
     }
+    last_reply_ns_ = monotonic_ns();
     ch_.send(msg);
   }
 
@@ -226,6 +231,7 @@ class FakePeer {
       spoil({b, kControlBytes});
       return;
     }
+    last_reply_ns_ = monotonic_ns();
     ch_.send({b, kControlBytes});
   }
 
@@ -315,6 +321,9 @@ class FakePeer {
   bool trial_started_ = false;
   bool done_ = false;
   bool silent_ = false;
+  // Before the send: the runner cannot take (and count as progress) a reply
+  // before this instant.
+  std::uint64_t last_reply_ns_ = 0;
 };
 
 std::string env(const char* name) {
