@@ -120,12 +120,15 @@ TEST(Watchdog, KillsAPeerThatMakesNoProgress) {
   posix::clear_interrupt();
 }
 
+// Progress every 20 ms for twice the timeout: the 880 ms of room between two
+// bumps is for a sleep that oversleeps on a busy machine (at 300 ms, with
+// 280 ms of room, a stalled VM could fail it).
 TEST(Watchdog, ProgressKeepsAPeerAlive) {
-  Watchdog wd(milliseconds(300));
+  Watchdog wd(milliseconds(900));
   Child child;
   spawn_sleeper(child, 60'000);
   wd.arm(child.pid, child.pidfd.get());
-  const auto end = Clock::now() + milliseconds(1000);
+  const auto end = Clock::now() + milliseconds(1800);
   while (Clock::now() < end) {
     wd.progress().fetch_add(1, std::memory_order_relaxed);
     std::this_thread::sleep_for(milliseconds(20));
