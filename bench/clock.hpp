@@ -8,8 +8,11 @@
 
 #include <time.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -20,9 +23,35 @@ namespace ipcbench {
 
 __extension__ typedef unsigned __int128 Uint128;  // GCC/Clang builtin
 
+// One calibration span: TSC ticks and CLOCK_MONOTONIC ns between the same two
+// endpoints.
+struct TscSpan {
+  std::uint64_t ticks = 0;
+  std::uint64_t ns = 0;
+};
+
+// What fit_tsc_spans made of the spans.
+struct TscFit {
+  bool use_tsc = false;                   // enough spans, plausible and in agreement
+  double ticks_per_ns = 0;                // median of the spans (computed even when rejected)
+  std::vector<double> span_ticks_per_ns;  // each span's ratio, in measurement order
+  double spread = 0;                      // (max - min) / median of the spans' ratios
+  std::string note;                       // why not the TSC (empty when use_tsc)
+};
+
+inline constexpr std::size_t kMinTscSpans = 3;
+inline constexpr double kMaxTscSpread = 0.001;  // 0.1%
+
+// The decision, apart from the timing so it can be tested: the median of the
+// spans' ticks per ns, kept only when there are at least kMinTscSpans spans,
+// the median is plausible (0.01-100 ticks per ns) and the spans' spread is at
+// most kMaxTscSpread.
+TscFit fit_tsc_spans(std::span<const TscSpan> spans);
+
 class Clock {
  public:
-  // Chooses the source and calibrates it (takes ~20 ms with the TSC).
+  // Chooses the source and calibrates it: with the TSC, 5 spans of ~10 ms
+  // against CLOCK_MONOTONIC (~50 ms), see clock.cpp.
   static Clock calibrate();
 
   // Current time in ticks (TSC cycles or ns). Monotonic within one process.
@@ -51,6 +80,13 @@ class Clock {
   const char* source() const noexcept { return use_tsc_ ? "tsc" : "clock_monotonic"; }
   // Ticks per ns (1.0 for clock_monotonic).
   double ticks_per_ns() const noexcept { return ticks_per_ns_; }
+  // Why the clock is not the TSC, one sentence; empty exactly when it is.
+  const std::string& note() const noexcept { return note_; }
+  // Each calibration span's TSC ticks per ns, and their spread ((max - min) /
+  // median). Kept when the spans were rejected (they show why); empty when no
+  // span was measured.
+  const std::vector<double>& span_ticks_per_ns() const noexcept { return span_ticks_per_ns_; }
+  double span_spread() const noexcept { return span_spread_; }
 
   static std::uint64_t monotonic_ns() noexcept {
     timespec ts;
@@ -64,6 +100,10 @@ class Clock {
   bool use_tsc_ = false;
   std::uint64_t mult_ = 1ull << kShift;  // ns per tick, fixed point
   double ticks_per_ns_ = 1.0;
+  // Calibration record, off the hot path (after the fields now() and to_ns() read).
+  std::vector<double> span_ticks_per_ns_;
+  double span_spread_ = 0;
+  std::string note_;
 };
 
 // True when the CPU has an invariant TSC and the kernel's clocksource is the
