@@ -1,9 +1,15 @@
 """Command line: report, compare and merge over ipcbench result files.
 
-Exit status: 0 success (compare: no regression); 1 compare found a
-regression, or an output could not be written at the end (one line on
-stderr: 'cannot write PATH: reason'); 2 bad input or an output path refused
-before any work, with one line on stderr naming the file and why.
+Exit status: 0 success (compare: no regression among the paired cases); 1
+compare found a regression, or an output could not be written at the end
+(one line on stderr: 'cannot write PATH: reason'); 2 bad input or an output
+path refused before any work, with one line on stderr naming the file and
+why. compare and merge also exit 2 for files whose schema versions give
+real_time different meanings ('A has schema_version 1 and B has 2: ...'),
+merge for a case measured under different settings in two of its files, and
+compare, after writing its outputs, when cases are in both files but none
+under the same settings ('nothing compared: ...'); compare's cases under
+different settings are otherwise listed, not failed.
 
 Outputs follow output.py's rules: each is opened or checked before the
 inputs are loaded; a regular file is replaced atomically, a FIFO or a
@@ -112,7 +118,7 @@ def cmd_compare(args):
 
 def _compare(args, targets):
     from . import compare, html
-    base, new = model.load_all([args.base, args.new], args.allow_incomplete)
+    base, new = model.load_all([args.base, args.new], args.allow_incomplete, comparable=True)
     warnings = []
     if not model.same_host(base, new):
         what = (f"base is from {base.host.get('hostname')} ({base.host.get('cpu_model')}), "
@@ -143,6 +149,8 @@ def _compare(args, targets):
         for target, text in zip(targets, texts):
             target.write(text)
             print(f"{PROG}: wrote {target}", file=target.info)
+    if result.nothing_paired:
+        print(f"{PROG}: {compare.nothing_paired_line(result)}", file=sys.stderr)
     return result.exit_code
 
 
@@ -154,7 +162,7 @@ def cmd_merge(args):
 
 def _merge(args, target):
     from . import merge
-    runs = model.load_all(args.files, args.allow_incomplete)
+    runs = model.load_all(args.files, args.allow_incomplete, comparable=True)
     for run in runs[1:]:
         if not model.same_host(runs[0], run):
             raise model.InputError(run.path, "different host from the first file; merging "
@@ -169,6 +177,15 @@ def _merge(args, target):
                 or runs[0].remote_address != run.remote_address):
             raise model.InputError(run.path, "a different remote host from the first file's; "
                                              "merging would pool figures against two peers")
+    conflicts = merge.setting_conflicts(runs)
+    if conflicts:
+        run, label, first, differences = conflicts[0]
+        more = len(conflicts) - 1
+        raise model.InputError(run.path, (
+            f"{label}: not merged: "
+            f"{model.differences_text(differences, str(first.path), str(run.path))}; pooling "
+            "the two would mix two experiments"
+            + (f" ({more} more case(s) differ)" if more else "")))
     text = merge.dumps(merge.merge(runs))
     model.load(args.out, allow_incomplete=True, text=text)  # the merged file must stay valid
     target.write(text)

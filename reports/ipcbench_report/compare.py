@@ -13,12 +13,24 @@ is listed as flagged.
 A local case (peer on this host) is never paired with a remote one (peer on
 the remote host of 'ipcbench run --remote'): where a case was measured is
 part of its key, also when failed cases are paired regardless of placement.
+
+Like is compared with like: a case in both files is paired only when every
+setting that changes what its figures mean is the same on both sides (the
+key, and model.Run.settings: cpus, verify, engine, rate, window where it
+applies, the async throughput in-flight limits). A case measured under
+different settings is not compared: it is listed, one line per case, with
+the settings that differ ('not compared: window 16 (base) vs 1 (new)'), and
+counts neither as improved nor as regressed. The exit status reflects the
+paired cases only; when cases are in both files but none could be paired,
+the exit status is 2 (nothing was compared). Files whose schema versions
+give real_time different meanings are refused before any of this
+(model.check_comparable).
 """
 
 import math
 from dataclasses import dataclass, field
 
-from . import units
+from . import model, units
 
 MIN_REPETITIONS = 5
 DEFAULT_THRESHOLD = 5.0
@@ -53,6 +65,27 @@ class MetricChange:
                 "verdict": self.verdict}
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """A case in both files measured under different settings: not compared.
+    differences is [(setting, base value, new value)] (model.setting_differences)."""
+
+    case: str
+    differences: tuple
+
+    @property
+    def settings(self):
+        return [name for name, _b, _n in self.differences]
+
+    def what(self):
+        """'not compared: window 16 (base) vs 1 (new)'."""
+        return "not compared: " + model.differences_text(self.differences)
+
+    def text(self):
+        """One line: 'pipe/async/latency/64 B (cross-cpu): not compared: window 16 (base) vs 1 (new)'."""
+        return f"{self.case}: {self.what()}"
+
+
 @dataclass
 class Comparison:
     """Everything compare found, for the console, Markdown and HTML outputs."""
@@ -68,6 +101,10 @@ class Comparison:
     flagged: list = field(default_factory=list)
     only_base: list = field(default_factory=list)
     only_new: list = field(default_factory=list)
+    # [Mismatch]: cases in both files under different settings
+    mismatched: list = field(default_factory=list)
+    # how many cases were paired (same key and same settings), whatever their status
+    paired: int = 0
     warnings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -102,7 +139,23 @@ class Comparison:
         return sorted({ch.case for ch in self.changes if ch.method == "U test"})
 
     @property
+    def nothing_paired(self):
+        """True when cases are in both files but none under the same settings:
+        compare judged nothing, which must not pass as 'no regression'."""
+        return bool(self.mismatched) and self.paired == 0
+
+    def mismatched_settings(self):
+        """The settings that differ, over every mismatched case, in SETTINGS order."""
+        names = {name for m in self.mismatched for name in m.settings}
+        return [n for n in model.SETTINGS if n in names]
+
+    @property
     def exit_code(self):
+        """0 no regression among the paired cases; 1 a paired case regressed;
+        2 nothing could be paired (every case in both files differs in a
+        setting). Mismatched cases never change 0 into 1."""
+        if self.nothing_paired:
+            return 2
         return 1 if self.regressed else 0
 
 
@@ -198,6 +251,11 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
                             "or placements?): nothing was compared")
     for b, n in pairs:
         label = b.key.label() if b.ok else n.key.label()
+        differences = model.setting_differences(base, b, new, n)
+        if differences:
+            result.mismatched.append(Mismatch(label, tuple(differences)))
+            continue
+        result.paired += 1
         if b.flagged or n.flagged:
             label = b.key.label() if b.flagged else n.key.label()
             result.flagged.append((label, b.status, n.status, flagged_reasons(b, n)))
@@ -248,10 +306,28 @@ def summary_line(result):
     unchanged = sum(1 for v in verdicts.values() if v == "unchanged")
     flagged = (f"; {len(result.flagged)} flagged as measurement errors (not compared)"
                if result.flagged else "")
+    mismatched = (f"; {len(result.mismatched)} not compared (measured under different "
+                  f"settings: {', '.join(result.mismatched_settings())})"
+                  if result.mismatched else "")
     return (f"{compared} case(s) compared: {len(result.regressed)} regressed, "
             f"{len(result.improved)} improved, {unchanged} unchanged; "
             f"{len(result.only_base)} only in base, {len(result.only_new)} only in new"
-            f"{flagged}.")
+            f"{flagged}{mismatched}.")
+
+
+def nothing_paired_line(result):
+    """Why compare judged nothing (exit 2), as one line."""
+    return (f"nothing compared: all {len(result.mismatched)} case(s) in both files were "
+            f"measured under different settings ({', '.join(result.mismatched_settings())}); "
+            "rerun one side with the other's settings")
+
+
+def result_line(result):
+    if result.nothing_paired:
+        return "Result: " + nothing_paired_line(result) + "."
+    if result.regressed:
+        return "Result: REGRESSION: " + ", ".join(result.regressed)
+    return "Result: no regression."
 
 
 def remote_text(run):
@@ -288,18 +364,21 @@ def render_console(result):
         out.append(f"{label}: {note}" + (" (REGRESSED)" if note == "now fails" else ""))
     for item in result.flagged:
         out.append(flagged_text(item))
+    for m in result.mismatched:
+        out.append(m.text())
     for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
         for c in cases:
             out.append(f"{c.key.label()}: {title} ({c.status})")
-    out += ["", summary_line(result),
-            "Result: REGRESSION: " + ", ".join(result.regressed) if result.regressed
-            else "Result: no regression."]
+    out += ["", summary_line(result), result_line(result)]
     return "\n".join(out) + "\n"
 
 
 def render_markdown(result):
     """The diff as Markdown, for a PR comment or a job summary."""
-    head = "## ipcbench compare: " + ("**regression**" if result.regressed else "no regression")
+    head = "## ipcbench compare: " + ("**nothing compared** (different settings)"
+                                      if result.nothing_paired
+                                      else "**regression**" if result.regressed
+                                      else "no regression")
     out = [head, "", f"- base: `{result.base.path.name}`: {_ctx(result.base)}",
            f"- new: `{result.new.path.name}`: {_ctx(result.new)}"]
     out += [f"\n> **Warning:** {w}" for w in result.warnings + result.notes]
@@ -314,11 +393,14 @@ def render_markdown(result):
     extra = [f"- `{label}`: **{note}**" for label, _b, _n, note in result.status_changes]
     extra += [f"- `{label}`: **flagged as a measurement error** ({reasons})"
               for label, _b, _n, reasons in result.flagged]
+    extra += [f"- `{m.case}`: **{m.what()}**" for m in result.mismatched]
     extra += [f"- `{c.key.label()}`: only in base ({c.status})" for c in result.only_base]
     extra += [f"- `{c.key.label()}`: only in new ({c.status})" for c in result.only_new]
     if extra:
         out += ["", "Not compared:", *extra]
     out += ["", summary_line(result)]
+    if result.nothing_paired:
+        out += ["", f"**{nothing_paired_line(result)}.**"]
     return "\n".join(out) + "\n"
 
 

@@ -772,8 +772,12 @@ def render_compare(result):
     """The compare diff page: verdict, the runs, a change chart and table."""
     from . import compare as cmp
     regressed = escape(", ".join(result.regressed))
-    verdict = (f'<p class="warning"><strong>Regression</strong>: {regressed}</p>'
-               if result.regressed else note("No regression."))
+    if result.nothing_paired:
+        verdict = (f'<p class="warning"><strong>Nothing compared</strong>: '
+                   f"{escape(cmp.nothing_paired_line(result))}.</p>")
+    else:
+        verdict = (f'<p class="warning"><strong>Regression</strong>: {regressed}</p>'
+                   if result.regressed else note("No regression."))
     verdict += "".join(f"<p>{escape(line)}</p>" for line in cmp.method_lines(result))
     rows = [ch.as_row() for ch in result.changes]
     chart = (figure(plots.compare_changes(rows, result.threshold), "compare", "Changes",
@@ -819,12 +823,15 @@ def compare_table(result):
 
 
 def unmatched_html(result):
-    """Cases not compared: status changes and cases present on one side only."""
+    """Cases not compared: status changes, flagged cases, cases measured
+    under different settings and cases present on one side only."""
     items = [f"<li><code>{escape(label)}</code>: base {escape(b)}, new {escape(n)}: "
              f"<strong>{escape(what)}</strong></li>" for label, b, n, what in result.status_changes]
     items += [f'<li class="flagged"><code>{escape(label)}</code>: <strong>flagged as a '
               f"measurement error</strong>, not compared ({escape(reasons)})</li>"
               for label, _b, _n, reasons in result.flagged]
+    items += [f'<li class="mismatched"><code>{escape(m.case)}</code>: '
+              f"<strong>{escape(m.what())}</strong></li>" for m in result.mismatched]
     items += [f"<li><code>{escape(c.key.label())}</code>: only in base ({escape(c.status)})</li>"
               for c in result.only_base]
     items += [f"<li><code>{escape(c.key.label())}</code>: only in new ({escape(c.status)})</li>"

@@ -11,12 +11,17 @@ first run's; the flagged cases are those of every run (a case one round
 flagged stays flagged). Entries measured across hosts (across_hosts) are
 grouped apart from local ones of the same name; the command line refuses to
 merge a local run with a remote one, or runs against two remote hosts.
+
+Only one experiment is pooled: the command line refuses files whose schema
+versions give real_time different meanings (model.check_comparable) and a
+case measured in two files under different settings (setting_conflicts:
+cpus, verify, engine, rate, window, the in-flight limits; model.Run.settings).
 """
 
 import copy
 import json
 
-from . import output
+from . import model, output
 
 
 def merge(runs):
@@ -50,6 +55,24 @@ def merge(runs):
 
 
 PER_ROUND_FIELDS = ("cv", "cv_metric", "unstable")
+
+
+def setting_conflicts(runs):
+    """[(run, case label, first run, differences)]: every case of a run that
+    an earlier run measured under different settings (compared with the
+    first run that has the case; model.setting_differences), in file order."""
+    first_seen = {}
+    out = []
+    for run in runs:
+        for key, case in run.cases.items():
+            if key not in first_seen:
+                first_seen[key] = (run, case)
+                continue
+            first, first_case = first_seen[key]
+            differences = model.setting_differences(first, first_case, run, case)
+            if differences:
+                out.append((run, key.label(), first, differences))
+    return out
 
 
 def _flagged(runs):

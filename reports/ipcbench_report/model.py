@@ -13,7 +13,16 @@ from pathlib import Path
 
 from . import units
 
-SUPPORTED_SCHEMA_VERSION = 1
+# The newest result format this tool reads; every version up to it is read
+# (a single file of any of them is reported as it is).
+SUPPORTED_SCHEMA_VERSION = 2
+# Versions from which a figure means something else than in the version
+# before: files on the two sides of one are never paired or pooled (compare,
+# merge, the CI gate), because the same field would be two different figures.
+MEANING_CHANGES = {
+    2: "real_time changed meaning in version 2 (latency rows: mean round trip; "
+       "throughput rows: ns per delivered message)",
+}
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "result.schema.json"
 
 # The order in which statistics of a case are read: the median is robust to
@@ -63,13 +72,30 @@ class InputError(Exception):
         return f"{self.path}: {self.reason}"
 
 
+class VersionMismatch(InputError):
+    """Two files whose schema versions give their figures different meanings
+    (MEANING_CHANGES), named in the order they were given; the line says
+    which to rerun (the older one)."""
+
+    def __init__(self, first, first_version, other, other_version, change):
+        super().__init__(other, change)
+        self.files = ((str(first), first_version), (str(other), other_version))
+
+    def __str__(self):
+        (a, va), (b, vb) = self.files
+        older, newest = (a, vb) if va < vb else (b, va)
+        return (f"{a} has schema_version {va} and {b} has {vb}: {self.reason}; "
+                f"rerun {older} with a suite that writes version {newest}")
+
+
 @dataclass(frozen=True, order=True)
 class CaseKey:
     """The identity compare matches on: a case measured twice under the same
-    key is the same experiment. where is 'local' (the peer on this host) or
-    'remote' (the peer on the remote host of a remote run: across_hosts), so
-    a local and a remote case of one mechanism and size are never the same
-    case."""
+    key is the same case; it is the same experiment when its settings
+    (Run.settings: cpus, verify, window, rate, ...) agree too. where is
+    'local' (the peer on this host) or 'remote' (the peer on the remote host
+    of a remote run: across_hosts), so a local and a remote case of one
+    mechanism and size are never the same case."""
 
     mechanism: str
     mode: str
@@ -398,6 +424,10 @@ class Run:
         return self.meta["host"]
 
     @property
+    def schema_version(self):
+        return self.meta["schema_version"]
+
+    @property
     def config(self):
         return self.meta["configuration"]
 
@@ -601,6 +631,125 @@ class Run:
         f = self.floor(case)
         return f.ratio if f is not None else None
 
+    def settings(self, case):
+        """{setting: value} of every setting besides the case key that changes
+        what the case's figures mean (SETTINGS): two cases of one key are the
+        same experiment only when these agree (setting_differences).
+
+        Each is read from the case's first measured entry (else its first
+        entry) and, where the entry lacks it, from ipcbench.configuration
+        (version-1 files have verify, window and rate only there); MISSING
+        when neither says. Only the settings that apply are present:
+          cpus      measured cases ([runner, peer]; [] unpinned); a failed or
+                    skipped case records none (placement 'unknown')
+          verify    every case
+          engine    every case; none written means 'default' (one engine)
+          rate      async latency (None: closed loop)
+          window    async latency in a closed loop; and any async case whose
+                    entry has a window (version 1: the open loop's cap and
+                    throughput's acknowledgement window; version 2 writes
+                    null there)
+          in_flight_limit_messages, in_flight_limit_bytes: async throughput,
+                    from the entry only: they are the limits the case ran
+                    under (from --in-flight-limit and the receive buffer), and
+                    the configuration's in_flight_limit_bytes is only the cap
+                    asked for; a failed entry has none (MISSING)
+        """
+        measured = case.iterations
+        entry = measured[0] if measured else (case.entries[0] if case.entries else {})
+        cfg = self.config if isinstance(self.config, dict) else {}
+        mode, pattern = case.key.mode, case.key.pattern
+        out = {}
+        if measured:
+            cpus = entry.get("cpus")
+            out["cpus"] = list(cpus) if isinstance(cpus, list) else MISSING
+        out["verify"] = _setting(entry, cfg, "verify")
+        engine = entry.get("engine")
+        if engine is None and mode == "async":
+            engine = cfg.get("engine")
+        out["engine"] = engine if isinstance(engine, str) and engine else "default"
+        if mode != "async":
+            return out
+        if pattern == "latency":
+            rate = _setting(entry, cfg, "rate")
+            out["rate"] = rate
+            window = (entry["window"] if "window" in entry
+                      else cfg.get("window", MISSING) if rate is None else None)
+            if rate is None or window is not None:
+                out["window"] = window
+        else:
+            if entry.get("window") is not None:
+                out["window"] = entry["window"]
+            for name in ("in_flight_limit_messages", "in_flight_limit_bytes"):
+                out[name] = entry.get(name, MISSING)
+        return out
+
+
+class _Missing:
+    """A setting neither the entry nor the configuration records."""
+
+    def __repr__(self):
+        return "MISSING"
+
+
+MISSING = _Missing()
+# The settings that change what a case's figures mean, besides the case key
+# (mechanism, mode, pattern, size, placement, where), in the order they are
+# reported.
+SETTINGS = ("cpus", "verify", "engine", "rate", "window", "in_flight_limit_messages",
+            "in_flight_limit_bytes")
+
+
+def _setting(entry, config, name):
+    if name in entry:
+        return entry[name]
+    return config.get(name, MISSING)
+
+
+def setting_differences(run_a, case_a, run_b, case_b):
+    """[(setting, value in a, value in b)]: the settings under which two cases
+    of one key were measured differently ([] when they are the same
+    experiment). A setting one side does not record (MISSING) counts as
+    different only when both cases were measured: a failed or skipped case
+    records less, and is still the same case that now fails."""
+    sa, sb = run_a.settings(case_a), run_b.settings(case_b)
+    both_measured = bool(case_a.iterations) and bool(case_b.iterations)
+    out = []
+    for name in SETTINGS:
+        if name not in sa or name not in sb:
+            continue  # does not apply on a side (decided by a setting compared here)
+        va, vb = sa[name], sb[name]
+        if va is MISSING and vb is MISSING:
+            continue
+        if (va is MISSING or vb is MISSING) and not both_measured:
+            continue
+        if va is MISSING or vb is MISSING or va != vb:
+            out.append((name, va, vb))
+    return out
+
+
+def setting_text(name, value):
+    """A setting's value as the mismatch lines print it."""
+    if value is MISSING:
+        return "not recorded"
+    if name == "rate":
+        return "closed loop" if value is None else f"{value} msg/s"
+    if name == "cpus":
+        return "[" + ", ".join(str(c) for c in value) + "]" if value else "[] (unpinned)"
+    if value is None:
+        return "none"
+    if name == "in_flight_limit_bytes" and units.is_number(value):
+        return units.size(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # counters are written as doubles
+    return str(value)
+
+
+def differences_text(differences, a="base", b="new"):
+    """'window 16 (base) vs 1 (new); verify header (base) vs full (new)'."""
+    return "; ".join(f"{name} {setting_text(name, va)} ({a}) vs {setting_text(name, vb)} ({b})"
+                     for name, va, vb in differences)
+
 
 def _ordered(items):
     """Unique items in first-seen order."""
@@ -718,29 +867,70 @@ def _cases(data):
     return cases
 
 
-def load(path, allow_incomplete=False, schema_path=SCHEMA_PATH, text=None):
+def read(path, text=None):
+    """The file's JSON once it is known to be a suite result of a schema
+    version this tool reads (not yet checked against the schema), or raises
+    InputError. With text, reads that text as the file's content."""
+    path = Path(path)
+    data = _parse(path, text)
+    _check_shape(path, data)
+    return data
+
+
+def load(path, allow_incomplete=False, schema_path=None, text=None, data=None):
     """Reads and validates one result file into a Run, or raises InputError.
     With text, validates that text as the file's content (merge checks the
-    file it is about to write).
+    file it is about to write); with data, the file's JSON as read() gave it.
 
     Checks run from the most to the least basic (readable, JSON, a suite
     result, a schema version we know, the schema, complete) so the one line
     reported is the most useful one."""
     path = Path(path)
-    data = _parse(path, text)
-    _check_shape(path, data)
-    _check_schema(path, data, schema_path)
+    if data is None:
+        data = read(path, text)
+    _check_schema(path, data, SCHEMA_PATH if schema_path is None else schema_path)
     if not data["ipcbench"]["complete"] and not allow_incomplete:
         raise InputError(path, "incomplete run ('complete': false: the run was interrupted); "
                                "rerun it, or pass --allow-incomplete")
     return Run(path=path, raw=data, cases=_cases(data))
 
 
-def load_all(paths, allow_incomplete=False, schema_path=SCHEMA_PATH):
-    """Loads several files and labels them so a reader can tell them apart."""
-    runs = [load(p, allow_incomplete, schema_path) for p in paths]
+def load_all(paths, allow_incomplete=False, schema_path=None, comparable=False):
+    """Loads several files and labels them so a reader can tell them apart.
+    With comparable (compare, merge), refuses files whose schema versions
+    give their figures different meanings (check_comparable), right after
+    reading them and before the schema: the version is the more basic
+    reason, and a schema that describes one version would refuse the other."""
+    paths = [Path(p) for p in paths]
+    docs = [read(p) for p in paths]
+    if comparable:
+        check_comparable([(p, d["ipcbench"].get("schema_version")) for p, d in zip(paths, docs)])
+    runs = [load(p, allow_incomplete, schema_path, data=d) for p, d in zip(paths, docs)]
     assign_labels(runs)
     return runs
+
+
+def meaning_change(version_a, version_b):
+    """The reason (MEANING_CHANGES) why figures of two schema versions are
+    not comparable, or None when they mean the same."""
+    if not (units.is_number(version_a) and units.is_number(version_b)):
+        return None  # not a version at all: the schema says so, with its location
+    low, high = sorted((version_a, version_b))
+    for version in sorted(MEANING_CHANGES, reverse=True):
+        if low < version <= high:
+            return MEANING_CHANGES[version]
+    return None
+
+
+def check_comparable(versions):
+    """Raises VersionMismatch for the first file, in order, whose schema
+    version means something else than the first file's: versions is
+    [(path, schema_version)]."""
+    first, v0 = versions[0]
+    for path, v in versions[1:]:
+        change = meaning_change(v0, v)
+        if change is not None:
+            raise VersionMismatch(first, v0, path, v, change)
 
 
 def assign_labels(runs):

@@ -286,3 +286,101 @@ def mixed_doc(doc=None):
     remote = remote_doc(local)
     remote["benchmarks"] = local["benchmarks"] + remote["benchmarks"]
     return remote
+
+
+# --- Schema version 2 and the settings compare keys on ---------------------------
+# Version 2 changes what real_time means (latency rows: the mean round trip;
+# throughput rows: ns per delivered message) and writes the settings on every
+# row: verify everywhere; window null in the open loop and on async
+# throughput, whose flow control is in_flight_limit_messages/_bytes.
+
+def entries(doc, mode=None, pattern=None):
+    """Every entry of doc of that mode and pattern (None: any)."""
+    return [e for e in doc["benchmarks"] if (mode is None or e["mode"] == mode)
+            and (pattern is None or e["pattern"] == pattern)]
+
+
+def set_fields(doc, mode=None, pattern=None, config=None, **fields):
+    """A copy of doc with fields set on every entry of that mode and pattern
+    and, with config, those keys set in ipcbench.configuration."""
+    doc = copy.deepcopy(doc)
+    for e in entries(doc, mode, pattern):
+        e.update(fields)
+    doc["ipcbench"]["configuration"].update(config or {})
+    return doc
+
+
+def open_loop(doc, rate=20000):
+    """A copy of doc whose async latency cases ran in the open loop at rate
+    (rate_kept_up, as the suite writes it for an open loop)."""
+    doc = set_fields(doc, "async", "latency", config={"rate": rate}, rate=rate,
+                     rate_kept_up=True)
+    if doc["ipcbench"]["schema_version"] >= 2:
+        for e in entries(doc, "async", "latency"):
+            e["window"] = None  # version 2: no window in the open loop
+    return doc
+
+
+IN_FLIGHT_MESSAGES, IN_FLIGHT_BYTES = 32, 65536
+
+
+def as_v2(doc=None):
+    """A copy of a version-1 result (default: the host-crossing run) as the
+    suite writes version 2: schema_version 2, verify on every row, latency
+    real_time the mean round trip, window null where it does not apply
+    (open loop, async throughput) and the in-flight limits on async
+    throughput rows."""
+    doc = copy.deepcopy(load(HOSTCROSSING) if doc is None else doc)
+    meta = doc["ipcbench"]
+    meta["schema_version"] = 2
+    verify = meta["configuration"]["verify"]
+    for e in doc["benchmarks"]:
+        e["verify"] = verify
+        if e["pattern"] == "latency" and "mean_ns" in e:
+            e["real_time"] = e["mean_ns"]
+        if e["mode"] != "async":
+            continue
+        if e["pattern"] == "latency":
+            if e.get("rate") is not None:
+                e["window"] = None
+        else:
+            e["window"] = None
+            e["in_flight_limit_messages"] = IN_FLIGHT_MESSAGES
+            e["in_flight_limit_bytes"] = IN_FLIGHT_BYTES
+    return doc
+
+
+def schema_accepting_v2(schema):
+    """A copy of the result schema changed as little as version 2 needs, for
+    as long as docs/result.schema.json describes version 1 only:
+    ipcbench.schema_version 1 or 2 (it says const 1) and an entry's window
+    null (version 2 writes null in the open loop and on async throughput).
+    Returns (schema, changes); no changes once the schema has them."""
+    schema = copy.deepcopy(schema)
+    changes = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            props = node.get("properties")
+            props = props if isinstance(props, dict) else {}
+            version = props.get("schema_version")
+            if isinstance(version, dict):
+                accepted = version.get("enum", [version["const"]] if "const" in version
+                                       else None)
+                if accepted is not None and 2 not in accepted:
+                    version.pop("const", None)
+                    version["enum"] = sorted(set(accepted) | {2})
+                    changes.append(f"{where}.properties.schema_version: {accepted} -> "
+                                   f"{version['enum']}")
+            window = props.get("window") if not where.endswith(".configuration") else None
+            if isinstance(window, dict) and window.get("type") == "integer":
+                window["type"] = ["integer", "null"]
+                changes.append(f"{where}.properties.window: integer -> [integer, null]")
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(schema, "$")
+    return schema, changes

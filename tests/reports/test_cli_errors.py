@@ -7,7 +7,7 @@ from reportutil import DATA, load, run_script, save
 
 def _bad_files(tmp_path):
     doc = load(DATA / "all-mechanisms.json")
-    newer = dict(doc, ipcbench=dict(doc["ipcbench"], schema_version=2))
+    newer = dict(doc, ipcbench=dict(doc["ipcbench"], schema_version=3))  # this tool reads 1, 2
     wrong = load(DATA / "all-mechanisms.json")
     wrong["benchmarks"][0]["placement"] = "on-the-moon"
     (tmp_path / "notjson.json").write_text("this is not JSON\n")

@@ -55,9 +55,10 @@ def test_refuses_non_results(tmp_path, text, expect):
 
 def test_refuses_newer_schema_version(tmp_path):
     doc = load(DATA / "all-mechanisms.json")
-    doc["ipcbench"]["schema_version"] = 2
-    with pytest.raises(model.InputError, match="schema_version 2 is newer"):
-        model.load(save(doc, tmp_path / "v2.json"))
+    doc["ipcbench"]["schema_version"] = model.SUPPORTED_SCHEMA_VERSION + 1
+    with pytest.raises(model.InputError, match=r"schema_version 3 is newer than this report "
+                                               r"tool supports \(2\)"):
+        model.load(save(doc, tmp_path / "v3.json"))
 
 
 def test_refuses_schema_violation_with_location(tmp_path):
