@@ -3,12 +3,18 @@
 # on loopback, pinned the same way: sockperf ping-pong (TCP and UDP,
 # --full-rtt) against ipcbench's tcp/udp sync latency at the same message
 # size, and iperf3 (one TCP stream) against ipcbench's tcp sync throughput.
+# Beside each sockperf ping-pong, `ipcbench bare` runs the bare reference
+# loop of the same kernel object (tcp, udp: plain send/recv, no adapter) at
+# the same size and CPUs: it must come within 10% of sockperf's round trip
+# (PASS/FAIL in the table), or the reference the adapter_ratio divides by is
+# off.
 # Three rounds, each tool and ipcbench back to back (interleaved), then a
 # table of medians: tool, figure, the tool's figure, ipcbench's, the ratio.
 #
 # Usage: scripts/crosscheck.sh            (installs sockperf and iperf3 if missing)
 #   IPCBENCH_CROSSCHECK_ROUNDS=3  IPCBENCH_CROSSCHECK_SECONDS=3  (per tool run)
 #   IPCBENCH_CROSSCHECK_SIZE=64   IPCBENCH_CROSSCHECK_STREAM_SIZE=131072
+#   IPCBENCH_BUILD_DIR=build      IPCBENCH_BINARY=path  (an ipcbench built elsewhere: no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,10 +33,18 @@ for tool in sockperf iperf3; do
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "$tool" >/dev/null
   fi
 done
-build="${IPCBENCH_BUILD_DIR:-build}"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target ipcbench >/dev/null
-ipcbench="$build/bin/ipcbench"
+if [ -n "${IPCBENCH_BINARY:-}" ]; then
+  ipcbench="$IPCBENCH_BINARY"
+else
+  build="${IPCBENCH_BUILD_DIR:-build}"
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target ipcbench >/dev/null
+  ipcbench="$build/bin/ipcbench"
+fi
+if ! "$ipcbench" bare --help >/dev/null 2>&1; then
+  echo "crosscheck: $ipcbench has no 'bare' command (bench/cli.cpp must call add_bare_command)" >&2
+  exit 1
+fi
 
 # The CPUs ipcbench's cross-cpu placement uses: the first two allowed.
 read -r cpu_a cpu_b < <("$python" -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else c[0])')
@@ -95,15 +109,31 @@ ipcbench_figure() {  # $1 mechanism, $2 pattern, $3 size, $4 field
     "$work/ib.json" "$4"
 }
 
+bare_p50() {  # $1 family (tcp, udp); prints the bare loop's p50 round trip in ns
+  "$ipcbench" bare --family "$1" --pattern latency --size "$size" --cpus "$cpu_a,$cpu_b" \
+    --seconds "$seconds" >"$work/bare.json" 2>"$work/bare.err" ||
+    { cat "$work/bare.err" >&2; return 1; }
+  "$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["p50_ns"])' "$work/bare.json"
+}
+
+record() {  # $1 figure, $2 who, then the command that prints the value; a failure ends the check
+  local key=$1 who=$2 value
+  shift 2
+  value=$("$@")
+  echo "$key $who $value" >>"$work/figures"
+}
+
 : >"$work/figures"
 for round in $(seq 1 "$rounds"); do
   echo "crosscheck: round $round of $rounds"
-  echo "tcp_rtt sockperf $(sockperf_p50 --tcp "$tcp_port")" >>"$work/figures"
-  echo "tcp_rtt ipcbench $(ipcbench_figure tcp latency "$size" p50_ns)" >>"$work/figures"
-  echo "udp_rtt sockperf $(sockperf_p50 "" "$udp_port")" >>"$work/figures"
-  echo "udp_rtt ipcbench $(ipcbench_figure udp latency "$size" p50_ns)" >>"$work/figures"
-  echo "tcp_stream iperf3 $(iperf_bps)" >>"$work/figures"
-  echo "tcp_stream ipcbench $(ipcbench_figure tcp throughput "$stream" bytes_per_second)" >>"$work/figures"
+  record tcp_rtt sockperf sockperf_p50 --tcp "$tcp_port"
+  record tcp_rtt bare bare_p50 tcp
+  record tcp_rtt ipcbench ipcbench_figure tcp latency "$size" p50_ns
+  record udp_rtt sockperf sockperf_p50 "" "$udp_port"
+  record udp_rtt bare bare_p50 udp
+  record udp_rtt ipcbench ipcbench_figure udp latency "$size" p50_ns
+  record tcp_stream iperf3 iperf_bps
+  record tcp_stream ipcbench ipcbench_figure tcp throughput "$stream" bytes_per_second
 done
 
 "$python" - "$work/figures" "$size" "$stream" "$rounds" "$cpu_a" "$cpu_b" <<'PY'
@@ -114,17 +144,31 @@ for line in open(path):
     key, tool, value = line.split()
     fig.setdefault((key, tool), []).append(float(value))
 med = {k: statistics.median(v) for k, v in fig.items()}
+# (tool, figure, key, ours: ipcbench's adapter or its bare loop, scale, gated)
 rows = [
-    ("sockperf", f"TCP round trip p50, {size} B (us)", "tcp_rtt", 1e3, False),
-    ("sockperf", f"UDP round trip p50, {size} B (us)", "udp_rtt", 1e3, False),
-    ("iperf3", f"TCP one stream, {int(stream) // 1024} KiB writes (GB/s)", "tcp_stream", 1e9, True),
+    ("sockperf", f"TCP round trip p50, {size} B (us)", "tcp_rtt", "ipcbench", 1e3, False),
+    ("sockperf", f"TCP round trip p50, {size} B (us), bare loop", "tcp_rtt", "bare", 1e3, True),
+    ("sockperf", f"UDP round trip p50, {size} B (us)", "udp_rtt", "ipcbench", 1e3, False),
+    ("sockperf", f"UDP round trip p50, {size} B (us), bare loop", "udp_rtt", "bare", 1e3, True),
+    ("iperf3", f"TCP one stream, {int(stream) // 1024} KiB writes (GB/s)", "tcp_stream", "ipcbench",
+     1e9, False),
 ]
 print(f"\nMedians of {rounds} interleaved rounds; runner/client on CPU {a}, peer/server on CPU {b}, loopback.")
 print("ratio = ipcbench / tool (round trip: below 1.10 means within 10% or faster;"
-      " throughput: above 0.90 means within 10% or higher)\n")
-print("| tool | figure | tool | ipcbench | ratio |")
-print("|---|---|---:|---:|---:|")
-for tool, label, key, scale, higher_better in rows:
-    t, i = med[(key, tool)], med[(key, "ipcbench")]
-    print(f"| {tool} | {label} | {t / scale:.2f} | {i / scale:.2f} | {i / t:.2f} |")
+      " throughput: above 0.90 means within 10% or higher)")
+print("bare loop = `ipcbench bare`, the reference adapter_ratio divides by: PASS when its round"
+      " trip is within 1.10x of the tool's\n")
+print("| tool | figure | tool | ipcbench | ratio | within 10% |")
+print("|---|---|---:|---:|---:|---|")
+failed = []
+for tool, label, key, ours, scale, gated in rows:
+    t, i = med[(key, tool)], med[(key, ours)]
+    mark = "-"
+    if gated:
+        mark = "PASS" if i / t <= 1.10 else "FAIL"
+        if mark == "FAIL":
+            failed.append(label)
+    print(f"| {tool} | {label} | {t / scale:.2f} | {i / scale:.2f} | {i / t:.2f} | {mark} |")
+if failed:
+    print("\nFAIL: " + "; ".join(failed) + ": the bare loop is more than 10% slower than the tool")
 PY
