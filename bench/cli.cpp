@@ -21,6 +21,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "bare_loops.hpp"
 #include "calibration.hpp"
 #include "clock.hpp"
 #include "ipcbench/object_log.hpp"
@@ -79,8 +80,9 @@ struct RunArgs {
   int remote_cpu = -1;
   bool no_calibration = false;
   double min_time = 0.2;
-  long long window = 16;
-  std::optional<long long> rate;  // unset: closed loop
+  std::optional<long long> window;  // unset: 1 (closed loop only)
+  std::optional<long long> rate;    // unset: closed loop
+  std::string in_flight_limit;      // unset: kDefaultInFlightBytes
   int repetitions = 1;
   double timeout = 10;
   std::vector<std::string> passthrough;
@@ -245,13 +247,31 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     throw UsageError("unknown --verify '" + a.verify + "' (valid: header, full)");
   }
   s.verify_full = a.verify == "full";
-  if (a.window < 1 || a.window > 4096) throw UsageError("--window must be between 1 and 4096");
-  s.window = static_cast<std::uint64_t>(a.window);
+  if (a.window && (*a.window < 1 || *a.window > 4096)) {
+    throw UsageError("--window must be between 1 and 4096");
+  }
+  s.window = a.window ? static_cast<std::uint64_t>(*a.window) : 1;
   if (a.rate && (*a.rate < 1 || *a.rate > 100'000'000)) {
     throw UsageError("--rate must be between 1 and 100000000 messages per second (leave it out "
                      "for the closed loop)");
   }
   s.rate = a.rate ? static_cast<std::uint64_t>(*a.rate) : 0;
+  if (a.rate && a.window) {
+    throw UsageError("--window applies to the closed loop; the open loop (--rate) has no window "
+                     "(messages in flight are bounded by a memory cap): leave one out");
+  }
+  if (!a.in_flight_limit.empty()) {
+    std::size_t bytes = 0;
+    try {
+      bytes = parse_size(a.in_flight_limit);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--in-flight-limit: ") + e.what());
+    }
+    if (bytes < 64 || bytes > (std::size_t{1} << 30)) {
+      throw UsageError("--in-flight-limit must be between 64 bytes and 1GiB");
+    }
+    s.in_flight_bytes = bytes;
+  }
   if (s.rate > 0 && std::find(s.modes.begin(), s.modes.end(), "async") == s.modes.end()) {
     throw UsageError("--rate applies to async latency: add async to --modes");
   }
@@ -540,6 +560,7 @@ int do_list(bool json) {
                      {"pollable", c.pollable},
                      {"lossy", c.lossy},
                      {"waiting", to_string(c.waiting)},
+                     {"readiness", to_string(c.readiness)},
                      {"copies", c.copies}});
     }
     std::cout << out.dump(2) << "\n";
@@ -592,7 +613,11 @@ int cli_main(int argc, char** argv) {
   run->add_option("--verify", r.verify, "Payload check: header (every message) or full "
                                         "(every byte)")
       ->capture_default_str();
-  run->add_option("--window", r.window, "Async: messages in flight at most")->capture_default_str();
+  run->add_option("--window", r.window,
+                  "Async latency, closed loop: messages in flight (default 1; more includes "
+                  "queueing)");
+  run->add_option("--in-flight-limit", r.in_flight_limit,
+                  "Async and lossy throughput: flow-control budget in bytes (default 64MiB)");
   run->add_option("--rate", r.rate, "Async latency: open loop at N messages/s (default: closed "
                                     "loop)");
   run->add_option("--out", r.out, "Write the JSON result file here");
@@ -643,6 +668,7 @@ int cli_main(int argc, char** argv) {
   peer->add_option("--timeout-ms", timeout_ms);
   peer->add_flag("--lossy", peer_options.lossy);
   peer->add_flag("--same-cpu", peer_options.same_cpu);
+  add_bare_command(app);
 
   try {
     app.parse(argc, argv);

@@ -70,6 +70,7 @@ int serve(Channel& ch, const PeerOptions& options) {
 
   std::uint32_t expected = 1;  // seq 0 is the hello; the runner starts at 1
   std::uint64_t received = 0;
+  std::uint64_t verify_ns = 0;
   Histogram oneway = make_latency_histogram();
   TestStall stall;
   for (;;) {
@@ -95,15 +96,11 @@ int serve(Channel& ch, const PeerOptions& options) {
       case Kind::kEcho:
       case Kind::kEchoStamped:
       case Kind::kSink:
-      case Kind::kSinkAck:
-        if (options.verify_full) {
-          const std::size_t bad = check_pattern({buf.data(), n}, h.seq);
-          if (bad != n) {
-            std::fprintf(stderr, "ipcbench peer: corrupted payload at byte %zu (seq %u)\n", bad,
-                         h.seq);
-            return kPeerExitVerify;
-          }
-        }
+      case Kind::kSinkAck: {
+        // An echo goes back before its payload is checked, so the check is
+        // not inside the runner's round trip (the runner checks the echo
+        // too); a sink's check is timed and reported (verify_ns).
+        const bool echo = kind == Kind::kEcho || kind == Kind::kEchoStamped;
         ++received;
         if (kind == Kind::kEchoStamped) {
           // Both processes read the same CLOCK_MONOTONIC: the one-way time is
@@ -112,13 +109,23 @@ int serve(Channel& ch, const PeerOptions& options) {
           const std::uint64_t now = Clock::monotonic_ns();
           oneway.record(now > h.stamp ? now - h.stamp : 0);
           stall.maybe_stall();
-          ch.send({buf.data(), n});
-        } else if (kind == Kind::kEcho) {
-          ch.send({buf.data(), n});
-        } else if (kind == Kind::kSinkAck) {
+        }
+        if (echo) ch.send({buf.data(), n});
+        if (options.verify_full) {
+          const std::uint64_t v0 = echo ? 0 : Clock::monotonic_ns();
+          const std::size_t bad = check_pattern({buf.data(), n}, h.seq);
+          if (!echo) verify_ns += Clock::monotonic_ns() - v0;
+          if (bad != n) {
+            std::fprintf(stderr, "ipcbench peer: corrupted payload at byte %zu (seq %u)\n", bad,
+                         h.seq);
+            return kPeerExitVerify;
+          }
+        }
+        if (kind == Kind::kSinkAck) {
           send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received});
         }
         break;
+      }
       case Kind::kCount:
         send_control(ch, control.data(), h.seq, Kind::kAck, AckPayload{received});
         break;
@@ -134,11 +141,15 @@ int serve(Channel& ch, const PeerOptions& options) {
         send_control(ch, control.data(), h.seq, Kind::kOneWayReply, p);
         break;
       }
-      case Kind::kStats:
+      case Kind::kStats: {
         received = 0;
         oneway.reset();
-        send_control(ch, control.data(), h.seq, Kind::kStatsReply, process_usage());
+        StatsPayload stats = process_usage();
+        stats.verify_ns = verify_ns;
+        verify_ns = 0;
+        send_control(ch, control.data(), h.seq, Kind::kStatsReply, stats);
         break;
+      }
       case Kind::kBye:
         return 0;
       default:

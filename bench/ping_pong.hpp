@@ -21,7 +21,7 @@ namespace ipcbench {
 
 struct PingPongResult {
   std::uint32_t next_seq = 0;
-  std::uint64_t ticks = 0;  // first stamp to last stamp
+  std::uint64_t ticks = 0;  // sum of the round trips (first to last stamp without --verify full)
 };
 
 // Called with the reply's size and expected sequence number when a reply is
@@ -31,7 +31,9 @@ using PingPongFailure = void (*)(std::span<const std::byte> buf, std::size_t n, 
 
 // `iterations` is anything a range-for can drive: Google Benchmark's State,
 // or a Countdown. Every reply's header (sequence, length, kind) is checked;
-// with `verify_full` every payload byte too.
+// with `verify_full` every payload byte too, outside the timed round trip:
+// the stamp that starts a round trip is then taken after the fill (one more
+// clock read), and the check runs before it.
 template <typename Iterations>
 PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock, Histogram& hist,
                          std::span<std::byte> send_buffer, std::span<std::byte> receive_buffer,
@@ -41,11 +43,14 @@ PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock
   const std::span<const std::byte> message = send_buffer.first(size);
   const std::uint32_t expect_lk = pack_length_kind(size, Kind::kEcho);
   std::uint64_t beats = progress.load(std::memory_order_relaxed);
-  const std::uint64_t first = clock.now();
-  std::uint64_t prev = first;
+  std::uint64_t prev = clock.now();
+  std::uint64_t total = 0;
   for (auto _ : iterations) {
     write_header(sbuf, seq, size, Kind::kEcho);
-    if (verify_full) fill_pattern(send_buffer.first(size), seq);
+    if (verify_full) {
+      fill_pattern(send_buffer.first(size), seq);
+      prev = clock.now();
+    }
     ch.send(message);
     const std::size_t n = ch.receive(receive_buffer);
     const std::uint64_t now = clock.now();
@@ -57,12 +62,13 @@ PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock
     if (verify_full && check_pattern(receive_buffer.first(n), seq) != n) {
       fail(receive_buffer, n, seq, size, true);
     }
+    total += now - prev;
     hist.record(clock.to_ns(now - prev));
     prev = now;
     ++seq;
     progress.store(++beats, std::memory_order_relaxed);
   }
-  return {seq, prev - first};
+  return {seq, total};
 }
 
 // A range of `n` iterations for ping_pong outside Google Benchmark.

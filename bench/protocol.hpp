@@ -75,6 +75,7 @@ struct HelloPayload {
 struct StatsPayload {
   std::uint64_t cpu_ns;              // user + system CPU time of the peer
   std::uint64_t context_switches;    // voluntary + involuntary
+  std::uint64_t verify_ns = 0;       // --verify full: checking sinks since the last kStats
 };
 
 struct AckPayload {

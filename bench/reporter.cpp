@@ -24,12 +24,29 @@ const std::set<std::string> kConsoleThroughput = {"items_per_second", "bytes_per
 const std::set<std::string> kIntegerFields = {
     "messages",      "messages_lost", "samples",       "min_ns",        "p50_ns",
     "p90_ns",        "p99_ns",        "p999_ns",       "p9999_ns",      "max_ns",
-    "window",        "oneway_samples", "oneway_min_ns", "oneway_p50_ns", "oneway_p90_ns",
-    "oneway_p99_ns", "oneway_p999_ns", "oneway_max_ns"};
+    "oneway_samples", "oneway_min_ns", "oneway_p50_ns", "oneway_p90_ns",
+    "oneway_p99_ns", "oneway_p999_ns", "oneway_max_ns", "late", "max_in_flight",
+    "in_flight_limit_messages", "in_flight_limit_bytes", "lateness_p50_ns", "lateness_p99_ns",
+    "lateness_max_ns"};
 
 // An open-loop run counts as keeping up when it sent at least this share of
 // the requested rate.
 constexpr double kRateKeptUp = 0.95;
+
+// How the runner waits for a message in this mode: sync calls block in the
+// kernel or wait as the mechanism does; async waits poll descriptors, or use
+// the mechanism's readiness wait when it has none.
+std::string wait_of(const Mechanism& m, const std::string& mode) {
+  const Capabilities caps = m.capabilities();
+  const Waiting w = mode == "async" ? caps.readiness : caps.waiting;
+  if (mode == "async" && caps.pollable) return "poll";
+  switch (w) {
+    case Waiting::kSpin: return "spin";
+    case Waiting::kSpinThenSleep: return "spin-then-block";
+    case Waiting::kSleep: break;
+  }
+  return "block";
+}
 
 nlohmann::ordered_json spectrum(const Histogram& h) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
@@ -169,8 +186,12 @@ bool IpcbenchReporter::ReportContext(const Context& context) {
   return true;
 }
 
-void IpcbenchReporter::ReportRuns(const std::vector<Run>& runs) {
-  if (runs.empty()) return;
+void IpcbenchReporter::ReportRuns(const std::vector<Run>& reported_runs) {
+  if (reported_runs.empty()) return;
+  // Self-timed cases register one iteration per trial; Google Benchmark
+  // would then append "/iterations:1" to the name. The name stays the case's.
+  std::vector<Run> runs = reported_runs;
+  for (Run& run : runs) run.run_name.iterations.clear();
   const int case_index = runner_.find_case(runs.front().run_name.function_name);
   std::vector<Run> for_json = runs;
   std::vector<std::int64_t> batch_trials;
@@ -408,13 +429,27 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       b["across_hosts"] = true;
       b["remote"] = {{"address", settings.remote}, {"peer_cpu", c.peer_cpu}};
     }
+    b["verify"] = settings.verify_full ? "full" : "header";
+    b["wait"] = wait_of(*c.mechanism, c.mode);
     if (c.mode == "async") {
       const std::uint64_t rate = runner_.settings().rate;
-      b["window"] = runner_.settings().window;
-      b["rate"] = rate > 0 && c.pattern == "latency" ? nlohmann::ordered_json(rate)
-                                                     : nlohmann::ordered_json(nullptr);
-      if (rate > 0 && c.pattern == "latency" && b.contains("rate_achieved")) {
-        b["rate_kept_up"] = b["rate_achieved"].get<double>() >= kRateKeptUp * static_cast<double>(rate);
+      const bool open_loop = rate > 0 && c.pattern == "latency";
+      const bool closed_loop = rate == 0 && c.pattern == "latency";
+      // The window applies to the closed loop only: the open loop has none
+      // and throughput has its own flow control (in_flight_limit_*).
+      b["window"] = closed_loop ? nlohmann::ordered_json(runner_.settings().window)
+                                : nlohmann::ordered_json(nullptr);
+      b["rate"] = open_loop ? nlohmann::ordered_json(rate) : nlohmann::ordered_json(nullptr);
+      if (closed_loop) b["includes_queueing"] = runner_.settings().window > 1;
+      if (open_loop && b.contains("rate_achieved")) {
+        const bool kept_up =
+            b["rate_achieved"].get<double>() >= kRateKeptUp * static_cast<double>(rate);
+        b["rate_kept_up"] = kept_up;
+        // The sender, not the mechanism, fell behind: too slow on average, or
+        // more than 1% of its sends later than one period.
+        const double period_ns = 1e9 / static_cast<double>(rate);
+        b["sender_behind"] = !kept_up || (b.contains("lateness_p99_ns") &&
+                                          b["lateness_p99_ns"].get<double>() > period_ns);
       }
       if (c.pattern == "latency") {
         b["oneway_note"] =
@@ -436,6 +471,13 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
           b[key] = static_cast<std::uint64_t>(std::llround(b[key].get<double>()));
         }
       }
+    }
+    if (b.contains("in_flight_limit_receive_buffer")) {
+      // Who set the streaming flow limit: the receiver's socket buffer (the
+      // mechanism's own limit) or the harness's budget.
+      b["in_flight_limit_source"] =
+          b["in_flight_limit_receive_buffer"].get<double>() > 0.5 ? "receive_buffer" : "harness";
+      b.erase("in_flight_limit_receive_buffer");
     }
     annotate(b, c);
     if (c.pattern != "latency") continue;
@@ -484,7 +526,13 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       {"git_revision", kGitRevision},
       {"complete", complete},
       {"host", host_json(host)},
-      {"clock", {{"source", clock.source()}, {"ticks_per_ns", clock.ticks_per_ns()}}},
+      {"clock",
+       {{"source", clock.source()},
+        {"ticks_per_ns", clock.ticks_per_ns()},
+        {"calibration_spans_ticks_per_ns", clock.span_ticks_per_ns()},
+        {"calibration_spread", clock.span_spread()},
+        {"note", clock.note().empty() ? nlohmann::ordered_json(nullptr)
+                                      : nlohmann::ordered_json(clock.note())}}},
       {"configuration",
        {{"mechanisms", settings.mechanisms},
         {"modes", settings.modes},
@@ -499,6 +547,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
         {"verify", settings.verify_full ? "full" : "header"},
         {"window", settings.window},
+        {"in_flight_limit_bytes", settings.in_flight_bytes},
         {"rate", settings.rate > 0 ? nlohmann::ordered_json(settings.rate)
                                    : nlohmann::ordered_json(nullptr)},
         {"benchmark_args", settings.benchmark_args},

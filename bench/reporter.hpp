@@ -20,7 +20,10 @@
 
 namespace ipcbench {
 
-inline constexpr int kSchemaVersion = 1;
+// 2: real_time is the mean round trip on every latency row (sync, async,
+// open loop) and ns per delivered message on every throughput row; async
+// throughput has its own flow control; --window is closed-loop latency only.
+inline constexpr int kSchemaVersion = 2;
 
 class IpcbenchReporter : public benchmark::BenchmarkReporter {
  public:

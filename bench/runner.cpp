@@ -1,6 +1,7 @@
 #include "runner.hpp"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,7 +55,11 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
       run_dir_(std::move(run_dir)),
       executable_(self_executable()),
       watchdog_(settings.timeout),
-      histogram_(make_latency_histogram()) {
+      histogram_(make_latency_histogram()),
+      lateness_(make_latency_histogram()) {
+  // Open-loop pacing sleeps to shortly before a due time: the least timer
+  // slack keeps that sleep's overshoot small (the spin covers the rest).
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   // The name gains the placement only when more than one runs, so a
   // single-placement run keeps the names comparable with older files.
   const bool several_placements = settings.placements.size() > 1;
@@ -72,6 +77,7 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
             c.size = size;
             c.placement = p;
             c.name = mech_name + "/" + mode + "/" + pattern + "/" + std::to_string(size);
+            c.self_timed = self_timed(mode == "async", caps.lossy);
             if (several_placements) c.name += "/" + settings.placements[p].name;
             if (size > caps.max_message) {
               c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
@@ -96,10 +102,14 @@ Runner::~Runner() { finish(); }
 
 void Runner::register_benchmarks() {
   for (std::size_t i = 0; i < cases_.size(); ++i) {
-    benchmark::RegisterBenchmark(cases_[i].name.c_str(),
-                                 [this, i](benchmark::State& state) { run_case(state, i); })
-        ->UseManualTime()
-        ->Unit(benchmark::kNanosecond);
+    auto* b = benchmark::RegisterBenchmark(
+        cases_[i].name.c_str(), [this, i](benchmark::State& state) { run_case(state, i); });
+    b->UseManualTime()->Unit(benchmark::kNanosecond);
+    // A self-timed trial runs its own loop for --min-time of wall time and
+    // reports the mean round trip (or ns per message) as its one
+    // iteration's time: Google Benchmark 1.7 would otherwise stop on the
+    // accumulated manual time, minutes of wall time for an open loop.
+    if (cases_[i].self_timed) b->Iterations(1);
   }
 }
 
@@ -155,10 +165,24 @@ void Runner::start_session(std::size_t index) {
 }
 
 PatternContext Runner::context_for(const Case& c) {
-  return {*session_,      clock_,          histogram_,
-          watchdog_.progress(), send_buffer_, receive_buffer_,
-          c.size,         settings_.verify_full, settings_.window,
-          settings_.rate};
+  const Placement& p = placement_of(c);
+  return {.session = *session_,
+          .clock = clock_,
+          .histogram = histogram_,
+          .lateness = lateness_,
+          .progress = watchdog_.progress(),
+          .send_buffer = send_buffer_,
+          .receive_buffer = receive_buffer_,
+          .size = c.size,
+          .verify_full = settings_.verify_full,
+          .same_cpu = remote_ == nullptr && p.runner_cpu >= 0 && p.runner_cpu == p.peer_cpu,
+          .spin_wait = !c.mechanism->capabilities().pollable &&
+                       c.mechanism->capabilities().readiness == Waiting::kSpin,
+          .window = settings_.window,
+          .rate = settings_.rate,
+          .in_flight_bytes = settings_.in_flight_bytes,
+          .min_time = std::chrono::nanoseconds(
+              static_cast<std::int64_t>(settings_.min_time * 1e9))};
 }
 
 void Runner::run_case(benchmark::State& state, std::size_t index) {
@@ -208,6 +232,19 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     k["peer_cpu_ns_per_msg"] = static_cast<double>(r.peer_cpu_ns) / msgs;
     k["runner_ctx_switches_per_msg"] = static_cast<double>(r.runner_context_switches) / msgs;
     k["peer_ctx_switches_per_msg"] = static_cast<double>(r.peer_context_switches) / msgs;
+    if (r.flow) {
+      k["in_flight_limit_messages"] = static_cast<double>(r.flow->messages);
+      k["in_flight_limit_bytes"] = static_cast<double>(r.flow->bytes);
+      k["in_flight_limit_receive_buffer"] = r.flow->receive_buffer ? 1.0 : 0.0;  // see reporter
+      k["flow_stall_fraction"] = r.flow_stall_fraction;
+      k["channel_full_fraction"] = r.channel_full_fraction;
+      if (session_->lossy()) k["lost_ack_wait_fraction"] = r.lost_ack_wait_fraction;
+    }
+    if (settings_.verify_full && c.pattern == "throughput") {
+      k["runner_verify_ns_per_msg"] = static_cast<double>(r.runner_verify_ns) / msgs;
+      k["peer_verify_ns_per_msg"] = static_cast<double>(r.peer_verify_ns) / msgs;
+    }
+    if (session_->lossy() && c.pattern == "latency") k["late"] = static_cast<double>(r.late);
 
     Trial trial{index, r, std::nullopt, std::nullopt};
     if (c.pattern == "latency") {
@@ -220,13 +257,20 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["p999_ns"] = static_cast<double>(h.value_at_percentile(99.9));
       k["p9999_ns"] = static_cast<double>(h.value_at_percentile(99.99));
       k["max_ns"] = static_cast<double>(h.max());
-      k["mean_ns"] = h.mean();
+      k["mean_ns"] = r.mean_ns;  // exact (the histogram's mean is within half a slot)
       k["stddev_ns"] = h.stddev();
       trial.histogram = histogram_;
     }
-    if (async) {
-      k["window"] = static_cast<double>(settings_.window);
-      if (c.pattern == "latency") k["rate_achieved"] = r.rate_achieved;
+    if (async && c.pattern == "latency") {
+      k["rate_achieved"] = r.rate_achieved;
+      k["max_in_flight"] = static_cast<double>(r.max_in_flight);
+      if (settings_.rate > 0) {
+        const Histogram& l = lateness_;
+        k["lateness_p50_ns"] = static_cast<double>(l.value_at_percentile(50));
+        k["lateness_p99_ns"] = static_cast<double>(l.value_at_percentile(99));
+        k["lateness_max_ns"] = static_cast<double>(l.max());
+        k["runner_pacing_ns_per_msg"] = static_cast<double>(r.runner_pacing_ns) / msgs;
+      }
     }
     // Across hosts the peer's clock is not ours: its one-way times are
     // meaningless and are not reported (the JSON says why).

@@ -32,6 +32,7 @@ struct Case {
   std::size_t size = 0;
   std::size_t placement = 0;  // index into Settings::placements
   std::string name;         // <mechanism>/<mode>/<pattern>/<size>[/<placement>]
+  bool self_timed = false;  // one Google Benchmark iteration per trial (see patterns.hpp)
   std::string skip_reason;  // non-empty: never run, reported as skipped
   std::string error;        // set when the case failed
   int runner_cpu = -1;      // read back after pinning
@@ -105,6 +106,7 @@ class Runner {
   std::unique_ptr<PeerSession> session_;
   std::size_t session_case_ = static_cast<std::size_t>(-1);
   Histogram histogram_;
+  Histogram lateness_;  // open loop: send lateness
   std::vector<std::byte> send_buffer_;
   std::vector<std::byte> receive_buffer_;
 };

@@ -15,6 +15,11 @@ inline const std::vector<std::string> kPatterns = {"latency", "throughput"};
 inline const std::vector<std::string> kPlacements = {"cross-cpu", "same-cpu", "unpinned"};
 inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
 
+// Async streaming and lossy streaming: the flow-control budget (bytes in
+// flight) when --in-flight-limit is not given. Chosen so that it does not
+// set the rate (README, "What limits each figure").
+inline constexpr std::uint64_t kDefaultInFlightBytes = 64u << 20;
+
 // Where the runner and the peer run. CPUs are -1 for "unpinned".
 struct Placement {
   std::string name;  // "cross-cpu", "same-cpu" or "unpinned"
@@ -38,8 +43,9 @@ struct Settings {
   bool calibration = true;              // measure the floors first (--no-calibration: off)
   std::chrono::milliseconds timeout{10'000};
   bool verify_full = false;
-  std::uint64_t window = 16;            // async: messages in flight
+  std::uint64_t window = 1;             // async closed-loop latency: messages in flight
   std::uint64_t rate = 0;               // async latency: messages/s; 0 = closed loop
+  std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow control
   std::string out;                      // result file; empty: none
   // Across hosts (`--remote HOST:PORT`): the peer runs under `ipcbench
   // serve` there; placements then place the runner only.

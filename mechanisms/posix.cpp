@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -29,6 +30,11 @@ std::string_view to_string(Waiting w) noexcept {
     case Waiting::kSleep: break;
   }
   return "sleep";
+}
+
+bool Channel::wait_either(std::chrono::nanoseconds timeout) {
+  const auto slice = std::min<std::chrono::nanoseconds>(timeout, std::chrono::microseconds(100));
+  return wait_receivable(slice) || wait_sendable(slice);
 }
 
 namespace posix {

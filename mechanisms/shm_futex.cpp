@@ -15,7 +15,8 @@ class ShmFutexMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = false,
             .lossy = false,
-            .waiting = Waiting::kSpinThenSleep};
+            .waiting = Waiting::kSpinThenSleep,
+            .readiness = Waiting::kSpinThenSleep};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kFutex>>(

@@ -15,7 +15,8 @@ class ShmSpinMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = false,
             .lossy = false,
-            .waiting = Waiting::kSpin};
+            .waiting = Waiting::kSpin,
+            .readiness = Waiting::kSpin};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kSpin>>(

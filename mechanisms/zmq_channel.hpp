@@ -210,6 +210,12 @@ class ZmqChannel final : public Channel {
   bool wait_sendable(std::chrono::nanoseconds timeout) override {
     return call_interruptible([&] { return poll_for(socket_, ZMQ_POLLOUT, timeout); });
   }
+  // One zmq_poll for both: its timeout has millisecond steps, so waiting for
+  // each in turn slept a whole millisecond whenever the other came first.
+  bool wait_either(std::chrono::nanoseconds timeout) override {
+    return call_interruptible(
+        [&] { return poll_for(socket_, static_cast<short>(ZMQ_POLLIN | ZMQ_POLLOUT), timeout); });
+  }
 
   // Not pollable: ZMQ_FD is edge-triggered and only means "look at
   // ZMQ_EVENTS"; an epoll user that does not know that would miss messages

@@ -734,7 +734,7 @@ TEST_F(ShortRun, ExitsZeroAndWritesTwelveEntriesOfACompleteRun) {
   ASSERT_TRUE(doc().contains("context") && doc()["context"].is_object());
   ASSERT_TRUE(doc().contains("ipcbench") && doc()["ipcbench"].is_object());
   const json& ib = doc()["ipcbench"];
-  EXPECT_EQ(ib.value("schema_version", 0), 1);
+  EXPECT_EQ(ib.value("schema_version", 0), 2);
   EXPECT_EQ(ib.value("complete", false), true);
   ASSERT_TRUE(ib.contains("failed") && ib["failed"].is_array());
   EXPECT_TRUE(ib["failed"].empty()) << ib["failed"].dump(2);
@@ -857,7 +857,7 @@ TEST_F(ShortRun, SchemaValidatorEnforcesTheConditionalRules) {
        }},
       {"error_occurred without error_message", false,
        [&](json& d) { first(d, "latency")["error_occurred"] = true; }},
-      {"schema_version 2", false, [](json& d) { d["ipcbench"]["schema_version"] = 2; }},
+      {"schema_version 3", false, [](json& d) { d["ipcbench"]["schema_version"] = 3; }},
       {"failed entry without error", false,
        [](json& d) { d["ipcbench"]["failed"].push_back({{"name", "x"}}); }},
       {"skipped entry without measurements", true,

@@ -87,7 +87,7 @@ TEST_F(OpenLoop, AchievedRateIsReportedNextToTheRequestedOne) {
   EXPECT_GT(achieved, 0);
   // The flag must agree with the figure it summarises.
   EXPECT_EQ(open["rate_kept_up"].get<bool>(), achieved >= 0.95 * 20000) << open.dump();
-  EXPECT_EQ(open["window"], 16);
+  EXPECT_TRUE(open["window"].is_null()) << "the open loop has no window";
   EXPECT_TRUE(open.contains("oneway_p50_ns"));
   EXPECT_TRUE(open.contains("oneway_histogram"));
   // The file, async fields included, is valid against the contract.

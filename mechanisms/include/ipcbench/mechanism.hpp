@@ -43,6 +43,10 @@ struct Capabilities {
   bool pollable = false;       // has a file descriptor for poll/epoll
   bool lossy = false;          // may drop messages under load (datagrams)
   Waiting waiting = Waiting::kSleep;
+  // How wait_receivable()/wait_sendable() wait, which is what the async mode
+  // uses when there is no descriptor to poll (a pollable mechanism is waited
+  // on with poll). Recorded on every async row as `wait`.
+  Waiting readiness = Waiting::kSleep;
   // Copies the payload at least once on each side (every mechanism so far;
   // a zero-copy one would say false): its throughput can then never beat
   // memcpy on one core, and the harness flags a result that does.
@@ -116,6 +120,11 @@ class Channel {
   // descriptor, futex, spinning); its comment says which.
   virtual bool wait_receivable(std::chrono::nanoseconds timeout) = 0;
   virtual bool wait_sendable(std::chrono::nanoseconds timeout) = 0;
+  // Waits until a receive or a send would probably succeed, whichever comes
+  // first (an async sender whose channel is full also waits for replies).
+  // The default alternates waits of at most 100 us of each kind; a
+  // mechanism that can wait for both at once overrides it.
+  virtual bool wait_either(std::chrono::nanoseconds timeout);
 
   // Blocking receive with a deadline: a message's size, or std::nullopt when
   // none arrived within `timeout`. Lossy mechanisms use it so one lost
