@@ -497,6 +497,15 @@ void BarePair::make_objects(posix::Fd& peer_in, posix::Fd& peer_out) {
       check(::pipe2(b, O_CLOEXEC) == 0, "pipe2");
       in_ = posix::Fd(b[0]);
       peer_out = posix::Fd(b[1]);
+      // The same pipes as the adapter's: it grows a pipe that cannot hold a
+      // whole frame (4-byte length + message; stream_framing.cpp), so both
+      // pipes hold one message and the comparison is of the code alone.
+      for (int fd : {out_.get(), peer_out.get()}) {
+        const int capacity = ::fcntl(fd, F_GETPIPE_SZ);
+        if (capacity > 0 && size_ + 4 > static_cast<std::size_t>(capacity)) {
+          (void)::fcntl(fd, F_SETPIPE_SZ, static_cast<int>(size_ + 4));
+        }
+      }
       return;
     }
     case BareFamily::kUnixStream: {

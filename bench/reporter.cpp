@@ -431,6 +431,13 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     }
     b["verify"] = settings.verify_full ? "full" : "header";
     b["wait"] = wait_of(*c.mechanism, c.mode);
+    if (b.contains("adapter_ratio")) {
+      if (const auto family = bare_family_for(c.mechanism->name())) {
+        b["bare_family"] = bare_family_name(*family);
+      }
+    } else if (!c.adapter_note.empty()) {
+      b["adapter_note"] = c.adapter_note;
+    }
     if (c.mode == "async") {
       const std::uint64_t rate = runner_.settings().rate;
       const bool open_loop = rate > 0 && c.pattern == "latency";

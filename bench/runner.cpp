@@ -121,11 +121,13 @@ int Runner::find_case(const std::string& name) const {
 }
 
 void Runner::finish() {
+  bare_.reset();
   session_.reset();
   session_case_ = static_cast<std::size_t>(-1);
 }
 
 void Runner::start_session(std::size_t index) {
+  bare_.reset();
   session_.reset();  // the previous case's peer goes first
   session_case_ = static_cast<std::size_t>(-1);
   Case& c = cases_[index];
@@ -162,6 +164,36 @@ void Runner::start_session(std::size_t index) {
   Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
                               &session_->channel());
   warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
+  // The bare reference loop of the mechanism's kernel object, on the same
+  // CPUs; its blocks alternate with the case's trials (run_bare_block).
+  const auto family = bare_family_for(c.mechanism->name());
+  if (family && c.mode == "sync" && remote_ == nullptr && c.size <= bare_max_message(*family)) {
+    try {
+      bare_ = std::make_unique<BarePair>(*family, c.size, placement.runner_cpu,
+                                         placement.peer_cpu, clock_);
+    } catch (const std::exception& e) {
+      c.adapter_note = std::string("the bare reference loop could not start: ") + e.what();
+    }
+  }
+}
+
+std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
+  if (!bare_) return std::nullopt;
+  // Google Benchmark's first, short trials only estimate the iterations;
+  // the trials it reports last about --min-time.
+  const double min_time = settings_.min_time;
+  if (r.seconds < 0.5 * min_time) return std::nullopt;
+  const auto duration = std::chrono::nanoseconds(
+      static_cast<std::int64_t>(std::min(r.seconds, min_time) * 1e9));
+  try {
+    if (c.pattern == "latency") return bare_->run_latency_for(duration).p50_ns;
+    return bare_->run_stream_for(duration).bytes_per_second;
+  } catch (const std::exception& e) {
+    c.adapter_note = std::string("the bare reference loop failed: ") + e.what();
+    bare_.reset();
+    if (posix::interrupt_flag().load()) throw;  // a stop signal: end the case
+    return std::nullopt;
+  }
 }
 
 PatternContext Runner::context_for(const Case& c) {
@@ -217,6 +249,9 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       }
     }
 
+    // The bare reference block right after the trial: both see the same
+    // moment of the machine.
+    const std::optional<double> bare = run_bare_block(c, r);
     const double msgs = static_cast<double>(std::max<std::uint64_t>(r.messages, 1));
     const double secs = r.seconds > 0 ? r.seconds : 1e-9;
     // Rates are computed here from the timed span: Google Benchmark's kIsRate
@@ -246,7 +281,20 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     }
     if (session_->lossy() && c.pattern == "latency") k["late"] = static_cast<double>(r.late);
 
-    Trial trial{index, r, std::nullopt, std::nullopt};
+    Trial trial{index, r, std::nullopt, std::nullopt, bare};
+    if (bare && *bare > 0) {
+      // Oriented like floor_ratio: how many times slower than the bare loop.
+      const double figure = c.pattern == "latency"
+                                ? static_cast<double>(histogram_.value_at_percentile(50))
+                                : k["bytes_per_second"].value;
+      if (c.pattern == "latency") {
+        k["bare_p50_ns"] = *bare;
+        k["adapter_ratio"] = figure / *bare;
+      } else if (figure > 0) {
+        k["bare_bytes_per_second"] = *bare;
+        k["adapter_ratio"] = *bare / figure;
+      }
+    }
     if (c.pattern == "latency") {
       const Histogram& h = histogram_;
       k["samples"] = static_cast<double>(h.count());

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bare_loops.hpp"
 #include "calibration.hpp"
 #include "clock.hpp"
 #include "histogram.hpp"
@@ -42,6 +43,7 @@ struct Case {
   Floor floor;                      // the physical floor it is compared with
   std::string measurement_error;    // the sanity gate's verdict; empty: plausible
   std::optional<double> cv;         // across repetitions (p50 or bytes/s)
+  std::string adapter_note;         // why a case of a bare family has no adapter_ratio
 };
 
 // What one Google Benchmark trial of a case produced.
@@ -50,6 +52,9 @@ struct Trial {
   TrialResult result;
   std::optional<Histogram> histogram;  // latency cases only
   std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
+  // The bare reference loop's block run right after this trial (sync cases
+  // of pipe, fifo, uds-stream, tcp, udp): p50 ns or bytes/s.
+  std::optional<double> bare;
 };
 
 class Runner {
@@ -88,6 +93,9 @@ class Runner {
  private:
   void run_case(benchmark::State& state, std::size_t index);
   void start_session(std::size_t index);
+  // Runs the bare reference block that follows a trial; nullopt when the
+  // case has none (or it failed: the case's adapter_note says why).
+  std::optional<double> run_bare_block(Case& c, const TrialResult& r);
   // The pattern's view of the current session for case `c`.
   PatternContext context_for(const Case& c);
 
@@ -104,6 +112,7 @@ class Runner {
 
   Watchdog watchdog_;
   std::unique_ptr<PeerSession> session_;
+  std::unique_ptr<BarePair> bare_;  // the current case's bare reference loop
   std::size_t session_case_ = static_cast<std::size_t>(-1);
   Histogram histogram_;
   Histogram lateness_;  // open loop: send lateness

@@ -59,6 +59,7 @@ class FramedStreamChannel : public Channel {
   // Writes what it can of pending_ without blocking; true when it is empty.
   bool flush_pending();
   void check_send_size(std::size_t size) const;
+  void fit_pipe_to_frame(int fd) const;
 
   posix::Fd read_fd_;
   posix::Fd write_fd_;  // empty when read_fd_ is a bidirectional socket
@@ -74,6 +75,13 @@ class FramedStreamChannel : public Channel {
   std::vector<std::byte> assembly_;  // a large frame arriving in pieces (try_receive)
   std::size_t assembly_len_ = 0;     // its length (0: none in progress)
   std::size_t assembly_got_ = 0;
+  // The length of the last message receive() returned. When it was large
+  // and nothing is buffered, the next frame is read with one readv straight
+  // into the caller's buffer (header apart), saving the copy out of buf_.
+  std::size_t last_len_ = 0;
+  std::byte direct_header_[kFrameHeaderBytes] = {};
+  // Returns the message's length, or 0 when it fell back to buf_.
+  std::size_t receive_direct(std::span<std::byte> buffer);
 };
 
 // Makes writes to a closed pipe fail with EPIPE instead of killing the
