@@ -52,6 +52,15 @@ std::size_t decode_frame_length(std::span<const std::byte, kFrameHeaderBytes> he
 
 void ignore_sigpipe() noexcept { ::signal(SIGPIPE, SIG_IGN); }
 
+namespace {
+void check_fits(std::size_t len, std::size_t capacity) {
+  if (len > capacity) {
+    throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
+                        std::to_string(capacity) + "-byte receive buffer");
+  }
+}
+}  // namespace
+
 FramedStreamChannel::FramedStreamChannel(posix::Fd read_fd, posix::Fd write_fd,
                                          std::size_t max_message, bool is_socket)
     : read_fd_(std::move(read_fd)),
@@ -224,10 +233,7 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
     }
     const std::size_t len = assembly_len_;
     assembly_len_ = assembly_got_ = 0;
-    if (len > buffer.size()) {
-      throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
-                          std::to_string(buffer.size()) + "-byte receive buffer");
-    }
+    check_fits(len, buffer.size());
     std::memcpy(buffer.data(), assembly_.data(), len);
     return len;
   }
@@ -238,16 +244,20 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
   const std::size_t len = decode_frame_length(
       std::span<const std::byte, kFrameHeaderBytes>(buf_.get() + pos_, kFrameHeaderBytes),
       max_message_);
-  if (len > buffer.size()) {
-    throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
-                        std::to_string(buffer.size()) + "-byte receive buffer");
-  }
+  check_fits(len, buffer.size());
   pos_ += kFrameHeaderBytes;
   std::size_t got = std::min(len, end_ - pos_);
   std::memcpy(buffer.data(), buf_.get() + pos_, got);
   pos_ += got;
   // The rest of a large message goes straight into the caller's buffer;
   // asking for exactly what is missing never reads into the next frame.
+  read_rest(buffer, got, len);
+  return last_len_ = len;
+}
+
+// The rest of a message, straight into the caller's buffer (blocking).
+void FramedStreamChannel::read_rest(std::span<std::byte> buffer, std::size_t got,
+                                    std::size_t len) {
   while (got < len) {
     const ssize_t n = posix::retry_eintr(
         [&] { return ::read(read_fd_.get(), buffer.data() + got, len - got); });
@@ -255,7 +265,6 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
     if (n < 0) throw_io("receive");
     got += static_cast<std::size_t>(n);
   }
-  return last_len_ = len;
 }
 
 std::size_t FramedStreamChannel::receive_direct(std::span<std::byte> buffer) {
@@ -278,10 +287,7 @@ std::size_t FramedStreamChannel::receive_direct(std::span<std::byte> buffer) {
   const std::size_t len = decode_frame_length(
       std::span<const std::byte, kFrameHeaderBytes>(direct_header_, kFrameHeaderBytes),
       max_message_);
-  if (len > buffer.size()) {
-    throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
-                        std::to_string(buffer.size()) + "-byte receive buffer");
-  }
+  check_fits(len, buffer.size());
   got -= kFrameHeaderBytes;
   if (got > len) {  // a shorter message: what follows it belongs to the next
     pos_ = 0;
@@ -289,13 +295,7 @@ std::size_t FramedStreamChannel::receive_direct(std::span<std::byte> buffer) {
     std::memcpy(buf_.get(), buffer.data() + len, end_);
     got = len;
   }
-  while (got < len) {
-    const ssize_t m = posix::retry_eintr(
-        [&] { return ::read(read_fd_.get(), buffer.data() + got, len - got); });
-    if (m == 0) throw PeerLost("peer closed the connection in the middle of a message");
-    if (m < 0) throw_io("receive");
-    got += static_cast<std::size_t>(m);
-  }
+  read_rest(buffer, got, len);
   return len;
 }
 
@@ -311,10 +311,7 @@ std::optional<std::size_t> FramedStreamChannel::try_receive(std::span<std::byte>
     const std::size_t len = decode_frame_length(
         std::span<const std::byte, kFrameHeaderBytes>(buf_.get() + pos_, kFrameHeaderBytes),
         max_message_);
-    if (len > buffer.size()) {
-      throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
-                          std::to_string(buffer.size()) + "-byte receive buffer");
-    }
+    check_fits(len, buffer.size());
     if (kFrameHeaderBytes + len <= cap_) {
       // Fits the read buffer: fill until whole (fill compacts as needed).
       while (end_ - pos_ < kFrameHeaderBytes + len) {
@@ -347,10 +344,7 @@ std::optional<std::size_t> FramedStreamChannel::try_receive(std::span<std::byte>
     assembly_got_ += static_cast<std::size_t>(n);
   }
   const std::size_t len = assembly_len_;
-  if (len > buffer.size()) {
-    throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
-                        std::to_string(buffer.size()) + "-byte receive buffer");
-  }
+  check_fits(len, buffer.size());
   assembly_len_ = assembly_got_ = 0;
   std::memcpy(buffer.data(), assembly_.data(), len);
   return len;

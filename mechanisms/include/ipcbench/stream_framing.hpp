@@ -82,6 +82,7 @@ class FramedStreamChannel : public Channel {
   std::byte direct_header_[kFrameHeaderBytes] = {};
   // Returns the message's length, or 0 when it fell back to buf_.
   std::size_t receive_direct(std::span<std::byte> buffer);
+  void read_rest(std::span<std::byte> buffer, std::size_t got, std::size_t len);
 };
 
 // Makes writes to a closed pipe fail with EPIPE instead of killing the
