@@ -168,6 +168,18 @@ def _cell(value, fmt):
     return (value, fmt(value)) if units.is_number(value) else (None, "")
 
 
+def _marked(field, fmt, limit):
+    """A figure cell with the marker of a limit that set it (e.g. p50 † when
+    the sender fell behind); the sort value stays the number."""
+    def cell(run, case):
+        value, text = _cell(case.value(field), fmt)
+        mark = next((lim.mark for lim in case.limits() if lim.name == limit), "")
+        if mark and text:
+            return value, f"{text} {mark}", {"class": "num limited"}
+        return value, text
+    return cell
+
+
 UNSTABLE_MARK = "⚠ unstable"
 
 
@@ -218,13 +230,14 @@ CASE_COLUMNS = [
     ("status", False, lambda r, c: (c.status, c.status)),
     ("reps", True, lambda r, c: (c.repetitions, str(c.repetitions))),
     ("cv", True, stability_cell),
-    ("p50", True, _num("p50_ns", units.ns)),
+    ("p50", True, _marked("p50_ns", units.ns, "sender_behind")),
     ("p90", True, _num("p90_ns", units.ns)),
     ("p99", True, _num("p99_ns", units.ns)),
     ("p99.9", True, _num("p999_ns", units.ns)),
     ("max", True, _num("max_ns", units.ns)),
     ("time/msg", True, _num("real_time", units.ns)),
-    ("throughput", True, _num("bytes_per_second", units.bytes_per_second)),
+    ("throughput", True, _marked("bytes_per_second", units.bytes_per_second,
+                                 "harness_flow_control")),
     ("msg rate", True, _num("items_per_second", units.per_second)),
     ("runner CPU/msg", True, _num("runner_cpu_ns_per_msg", units.ns)),
     ("peer CPU/msg", True, _num("peer_cpu_ns_per_msg", units.ns)),
@@ -270,6 +283,46 @@ WHERE_COLUMN = ("where", False, where_cell)
 ONEWAY_COLUMN = ("one-way p50 / p99", True, oneway_cell)
 
 
+def in_flight_cell(run, case):
+    """How the case kept messages in flight: an async latency case's window
+    ('1', '16 (queueing)') or open-loop rate, a stream's in-flight limit and
+    what set it; '' for sync."""
+    flight = run.in_flight(case)
+    text = flight.text()
+    if not text:
+        return None, ""
+    attrs = {"title": {"closed": "closed loop: messages kept in flight",
+                       "open": "open loop: messages sent per second on a fixed schedule",
+                       "stream": "most messages sent ahead of the peer's acknowledgements"
+                       }.get(flight.loop, "")}
+    if flight.queueing or flight.loop == "open":
+        attrs["class"] = "not-like-sync"
+    return text, text, attrs
+
+
+def limits_cell(run, case):
+    """What besides the mechanism set the case's figure (marked: † sender
+    behind, ‡ harness flow control) and the mechanism's own buffer limit."""
+    limits = case.limits()
+    if not limits:
+        return None, ""
+    text = "; ".join(lim.text() for lim in limits)
+    marked = any(lim.mark for lim in limits)
+    return text, text, {"class": "limited" if marked else "",
+                        "title": " ".join(lim.legend for lim in limits)}
+
+
+IN_FLIGHT_COLUMN = ("in flight", False, in_flight_cell)
+WAIT_COLUMN = ("wait", False, lambda r, c: (c.wait or None, c.wait))
+LIMITS_COLUMN = ("limited by", False, limits_cell)
+
+
+def limit_legend(runs):
+    """The legend lines of the limits the listed cases carry, in LIMITS order."""
+    names = {lim.name for r in runs for c in table_cases(r) for lim in c.limits()}
+    return [lim.legend for name, lim in model.LIMITS.items() if name in names]
+
+
 def has_oneway_column(runs):
     """True when some listed case is async latency with one-way figures or a
     note saying why it has none."""
@@ -302,6 +355,15 @@ def cases_table(runs):
     if any(r.has_remote_cases() for r in runs):
         at = [h for h, _n, _f in columns].index("placement") + 1
         columns.insert(at, WHERE_COLUMN)
+    listed = [(r, c) for r in runs for c in table_cases(r)]
+    if any(c.limits() for _r, c in listed):
+        at = [h for h, _n, _f in columns].index("status") + 1
+        columns.insert(at, LIMITS_COLUMN)
+    at = [h for h, _n, _f in columns].index("status")
+    if any(c.wait for _r, c in listed):
+        columns.insert(at, WAIT_COLUMN)
+    if any(r.in_flight(c).text() for r, c in listed):
+        columns.insert(at, IN_FLIGHT_COLUMN)
     if len(runs) > 1:
         columns.insert(0, HOST_COLUMN)
     head = "".join(f'<th data-type="{"num" if num else "text"}">{escape(h)}</th>'
@@ -531,17 +593,102 @@ def per_size_sections(runs, styles, size):
     return out
 
 
+MODES_INTRO = (
+    "Each mechanism's sync figure beside its async figure of the same case, only where the "
+    "two mean the same thing: throughput always (both stream); latency only when the async "
+    "case is a closed loop at window 1 (one message at a time, like sync). A pair whose "
+    "sides waited differently is labelled (e.g. 'sync blocks, async spins'): a spinning "
+    "async beating a sleeping sync is the harness's choice of waiting, not a property of "
+    "the mechanism.")
+
+
+def loop_note(runs):
+    """The two sentences on closed- and open-loop async latency, when the
+    runs have async latency (else '')."""
+    if not any(c.key.mode == "async" and c.key.pattern == "latency"
+               for r in runs for c in table_cases(r)):
+        return ""
+    return (f'<p class="note" id="async-loops">{escape(model.CLOSED_LOOP_TEXT)} '
+            f"{escape(model.OPEN_LOOP_TEXT)}</p>")
+
+
 def modes_section(runs, size):
+    """The sync-vs-async view: the pairs that mean the same thing as bars
+    and a table, a line on the pairs left out and why."""
     title = "Sync vs async"
-    if not any(plots.multi_mode_mechanisms(r) for r in runs):
-        modes = sorted({m for r in runs for m in r.modes()})
+    pairs = model.sync_vs_async(runs)
+    loops = loop_note(runs)
+    if not pairs:
+        if not any(plots.multi_mode_mechanisms(r) for r in runs):
+            modes = sorted({m for r in runs for m in r.modes()})
+            return ("modes", title, note(
+                f"Only the {', '.join(modes)} mode was measured, so there is nothing to set "
+                "side by side. Run with --modes sync,async (when the suite has async) to "
+                "compare them.") + loops)
         return ("modes", title, note(
-            f"Only the {', '.join(modes)} mode was measured, so there is nothing to set side "
-            "by side. Run with --modes sync,async (when the suite has async) to compare them."))
-    return ("modes", title, figure(
-        plots.modes_side_by_side(runs, size), "modes", title,
-        f"p50 latency at {units.size(size)} and throughput per mechanism measured in more "
-        "than one mode, one bar per mode. Log axes."))
+            "No case was measured in both modes (the same mechanism, pattern, size and "
+            "placement, sync and async), so there is nothing to set side by side.") + loops)
+    body = note(MODES_INTRO) + loops
+    fig = plots.modes_side_by_side(runs, size, pairs)
+    if fig is not None:
+        body += figure(fig, "modes", title,
+                       f"Sync and async bars per mechanism: p50 latency at {units.size(size)} "
+                       "(closed-loop async at window 1 only) and throughput. A second line "
+                       "under a mechanism says how the two sides waited when they differ, "
+                       "and what limited a throughput figure (‡ harness-limited: the "
+                       "harness's flow control held the sender; buffer full: the "
+                       "mechanism's own buffer was full most of the time). Log axes.")
+    line = model.left_out_line(pairs)
+    if line:
+        body += f'<p class="note" id="modes-left-out">{escape(line)}</p>'
+    shown = [p for p in pairs if not p.left_out]
+    if shown:
+        body += sync_async_table(shown, runs)
+    return ("modes", title, body)
+
+
+def pair_wait_text(pair):
+    """'sync blocks, async spins' when the sides waited differently, 'both
+    block' when alike, '' when a side does not say."""
+    label = pair.wait_label()
+    if label:
+        return label
+    w = pair.sync.wait
+    return f"both {w}" if w and w == pair.async_case.wait else ""
+
+
+def sync_async_table(pairs, runs):
+    """One row per sync-vs-async pair shown: the two figures, async / sync,
+    how the async case kept messages in flight, how each side waited and
+    what else limited a figure."""
+    multi = len(runs) > 1
+    head = ([("host", "text")] if multi else []) + [
+        ("mechanism", "text"), ("pattern", "text"), ("size", "num"), ("placement", "text"),
+        ("sync", "num"), ("async", "num"), ("async / sync", "num"),
+        ("async in flight", "text"), ("wait", "text"), ("note", "text")]
+    body = []
+    for p in pairs:
+        k = p.key
+        fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
+        wait = pair_wait_text(p)
+        notes = "; ".join(p.notes())
+        cells = ([(p.run.label, p.run.label, "")] if multi else []) + [
+            (k.series(), k.series(), ""),
+            (k.pattern, ("p50 " if k.pattern == "latency" else "") + k.pattern, ""),
+            (k.size, units.size(k.size), "num"), (k.placement, k.placement, ""),
+            (p.sync_value, fmt(p.sync_value), "num"), (p.async_value, fmt(p.async_value), "num"),
+            (p.ratio, units.ratio(p.ratio) if p.ratio is not None else "", "num ratio"),
+            (p.in_flight.text(), p.in_flight.text(), ""),
+            (wait, wait, "wait-differs" if p.wait_label() else ""),
+            (notes, notes, "limited" if notes else "")]
+        body.append("<tr>" + "".join(
+            f'<td class="{cls}" data-v="{"" if v is None else escape(str(v), quote=True)}">'
+            f"{escape(text)}</td>" for v, text, cls in cells) + "</tr>")
+    thead = "".join(f'<th data-type="{t}">{escape(h)}</th>' for h, t in head)
+    return (f'<div class="table-wrap"><table class="data sortable" id="sync-async-table">'
+            f"<thead><tr>{thead}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+            + note("async / sync: the async figure over the sync one (latency under 1×: "
+                   "async is faster; throughput over 1×: async moves more)."))
 
 
 FLOOR_CAPTION = (
@@ -720,7 +867,8 @@ def render_report(runs, size=None, title=None):
         "not listed here."
         + (" where: local (the peer on this host) or remote (the peer on the remote host; "
            "no floor, and no one-way latency, across hosts)."
-           if any(r.has_remote_cases() for r in runs) else "")) + cases_table(runs)))
+           if any(r.has_remote_cases() for r in runs) else "")
+        + cases_columns_text(runs)) + limits_legend_html(runs) + cases_table(runs)))
     sections.append(("flagged", "Flagged as measurement errors", flagged_table(runs)))
     sections.append(("problems", "Failed and skipped cases", problems_table(runs)))
     return template("report.html").substitute(
@@ -735,6 +883,31 @@ def render_report(runs, size=None, title=None):
         style=asset("style.css"),
         script=asset("sortable.js"),
     )
+
+
+def cases_columns_text(runs):
+    """What the in-flight and wait columns say, when the table has them."""
+    listed = [(r, c) for r in runs for c in table_cases(r)]
+    text = ""
+    if any(r.in_flight(c).text() for r, c in listed):
+        text += (" in flight: for async latency, the messages a closed loop kept in flight "
+                 "('1', or e.g. '16 (queueing)': the round trips include queueing) or an "
+                 "open loop's rate ('open loop 2000/s'; see Sync vs async); for a stream with "
+                 "acknowledgements, its in-flight limit and what set it (the harness's "
+                 "budget or the receiver's buffer).")
+    if any(c.wait for _r, c in listed):
+        text += (" wait: how the runner waited for a message (block, poll, spin, "
+                 "spin-then-block).")
+    return text
+
+
+def limits_legend_html(runs):
+    """The legend of the limit markers the case table carries, one line each."""
+    lines = limit_legend(runs)
+    if not lines:
+        return ""
+    return ('<ul class="note limits-legend" id="limits-legend">'
+            + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>")
 
 
 def default_title(runs):

@@ -8,7 +8,11 @@ is from the floor that applies to it; unstable figures carry a marker, and
 cases flagged as measurement errors are listed, never tabulated. Cases
 measured across hosts (a remote run) have their own rows ('`tcp` (remote)'),
 and when the inputs hold both, a "Local vs across hosts" table sets each
-remote case beside the same case measured locally.
+remote case beside the same case measured locally. Async rows say how their
+latency kept messages in flight (window, open-loop rate); a "Sync vs async"
+table pairs sync and async figures only where they mean the same thing;
+† and ‡ mark figures a sender behind its schedule or the harness's flow
+control set.
 """
 
 from . import model, units
@@ -129,9 +133,13 @@ def cell_text(run, mech, mode, place, column, value, best, where=model.LOCAL):
     if value is None:
         return "–"
     text = fmt(value)
-    text = f"**{text}**" if value == best else text
+    text = f"**{text}**" if best is not None and value == best else text
     if case.unstable and fld != "p99_ns":
         text += f" {UNSTABLE_MARK}"
+    marks = [lim.mark for lim in case.limits() if lim.mark
+             and (lim.name == "sender_behind") == (pattern == "latency")]
+    if marks:
+        text += " " + "".join(marks)
     return text
 
 
@@ -147,25 +155,64 @@ def floor_cell(run, mech, mode, place, size, where=model.LOCAL):
     return "–" if parts == ["–", "–"] else " / ".join(parts)
 
 
+def has_async(runs):
+    """True when some tabulated case is async: the table then says, per row,
+    how its async latency kept messages in flight."""
+    return any(c.key.mode == "async" for r in runs for c in r.case_list())
+
+
+def in_flight_text(run, mech, mode, place, sizes, where=model.LOCAL):
+    """An async row's latency loop at the summary's sizes: '1', '16
+    (queueing)', 'open loop 2000/s'; per size ('64 B: 1; 4 KiB: 16
+    (queueing)') when the sizes differ; '–' for sync or without async
+    latency."""
+    texts = []
+    for size in sizes:
+        case = _find(run, mech, mode, place, "latency", size, where=where)
+        text = run.in_flight(case).text() if case is not None else ""
+        if text:
+            texts.append((size, text))
+    if len({t for _s, t in texts}) > 1:
+        return "; ".join(f"{units.size(s)}: {t}" for s, t in texts)
+    return texts[0][1] if texts else "–"
+
+
+def _like_sync(run, case):
+    """False for an async latency case that is not one message at a time
+    (open loop, queueing): its figure is no round trip to rank against."""
+    return case is None or case.key.pattern != "latency" or case.key.mode != "async" \
+        or run.in_flight(case).like_sync
+
+
 def table(runs):
-    """The Markdown table, best value per column in bold."""
+    """The Markdown table, best value per column in bold (latency: only
+    among figures that are round trips of one message at a time)."""
     sizes = summary_sizes(runs)
     cols = columns(sizes, has_floors(runs))
     rows = row_keys(runs)
     grid = [[cell_value(run, m, mo, pl, col, where=row.where) if col[1] else None
              for col in cols] for row in rows for run, m, mo, pl in [row]]
-    best = [_best([g[j] for g in grid], cols[j][4]) if cols[j][1] else None
+    ranked = [[v if col[1] is None or _like_sync(row[0], _find(
+        row[0], row[1], row[2], row[3], col[1], col[5], where=row.where)) else None
+               for v, col in zip(values, cols)] for row, values in zip(rows, grid)]
+    best = [_best([g[j] for g in ranked], cols[j][4]) if cols[j][1] else None
             for j in range(len(cols))]
     multi = len(runs) > 1
-    head = (["host"] if multi else []) + ["mechanism"] + [c[0] for c in cols]
-    align = (["---"] if multi else []) + ["---"] + ["--:"] * len(cols)
+    flight = has_async(runs)
+    head = ((["host"] if multi else []) + ["mechanism"] + (["in flight"] if flight else [])
+            + [c[0] for c in cols])
+    align = ((["---"] if multi else []) + ["---"] + (["---"] if flight else [])
+             + ["--:"] * len(cols))
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
-    for row, values in zip(rows, grid):
+    for row, values, ranks in zip(rows, grid, ranked):
         run, m, mo, pl = row
         cells = [run.label] if multi else []
         cells.append(row_label(m, mo, pl, runs, row.where))
+        if flight:
+            cells.append(in_flight_text(run, m, mo, pl, sizes, row.where))
         for j, v in enumerate(values):
-            cells.append(cell_text(run, m, mo, pl, cols[j], v, best[j], row.where))
+            cells.append(cell_text(run, m, mo, pl, cols[j], v,
+                                   best[j] if ranks[j] is not None else None, row.where))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -311,22 +358,85 @@ def problems_lines(runs):
     return out
 
 
+def sync_async_lines(runs):
+    """The "Sync vs async" table (Markdown lines): each pair that means the
+    same thing (model.sync_vs_async: throughput always, latency only with the
+    async case in a closed loop at window 1), labelled when the two sides
+    waited differently, then one line on the pairs left out; [] without
+    pairs."""
+    pairs = model.sync_vs_async(runs)
+    if not pairs:
+        return []
+    shown = [p for p in pairs if not p.left_out]
+    multi = len(runs) > 1
+    lines = ["### Sync vs async", ""]
+    if shown:
+        head = (["host"] if multi else []) + ["mechanism", "figure", "sync", "async",
+                                              "async / sync", "async in flight", "note"]
+        lines += ["| " + " | ".join(head) + " |",
+                  "|" + "|".join("--:" if h in ("sync", "async", "async / sync") else "---"
+                                 for h in head) + "|"]
+        places = len({p.key.placement for p in pairs}) > 1
+        for p in shown:
+            k = p.key
+            fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
+            label = f"`{k.mechanism}`" + (" (remote)" if k.remote else "") + (
+                f" {k.placement}" if places else "")
+            notes = [n for n in [p.wait_label()] + p.notes() if n]
+            cells = ([p.run.label] if multi else []) + [
+                label, f"{'p50' if p.metric == 'p50_ns' else 'throughput'} "
+                       f"{units.size(k.size)}",
+                fmt(p.sync_value), fmt(p.async_value),
+                units.ratio(p.ratio) if p.ratio is not None else "–",
+                p.in_flight.text() or "–", "; ".join(notes) or "–"]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines += ["", "Paired only where sync and async mean the same thing: throughput "
+                      "(both stream), and latency with the async case in a closed loop at "
+                      "window 1. A note such as 'sync blocks, async spins' means the two "
+                      "waited differently: the difference is the harness's choice, not the "
+                      "mechanism's."]
+    left = model.left_out_line(pairs)
+    if left:
+        lines += ["", left]
+    return lines
+
+
+def footnote(runs):
+    """The paragraph under the table: what the columns and markers mean."""
+    text = ("p50/p99: round-trip latency of the latency pattern (ping-pong); throughput: "
+            "payload bytes per second of the throughput pattern (decimal units). "
+            "**Bold**: best in its column.")
+    if has_async(runs):
+        text += (" in flight: how an async row's latency kept messages in flight: a closed "
+                 "loop's window ('16 (queueing)' above 1) or an open loop's rate; an async "
+                 "latency figure that is not one message at a time is never bold.")
+    if any(c.key.mode == "async" and c.key.pattern == "latency"
+           for r in runs for c in r.case_list()):
+        text += f" {model.CLOSED_LOOP_TEXT} {model.OPEN_LOOP_TEXT}"
+    if has_floors(runs):
+        text += (" × floor: latency p50 / its floor, then the floor's bandwidth / "
+                 "throughput (1× is at the floor).")
+    if any(c.unstable for r in runs for c in r.case_list()):
+        text += f" {UNSTABLE_MARK}: unstable (cv across repetitions over 5%)."
+    if any(r.flagged_cases() for r in runs):
+        text += f" {FLAGGED_CELL}: a measurement error (see below), not a result."
+    if any(r.has_remote_cases() for r in runs):
+        text += (" (remote): measured across hosts (the peer on the remote host); no "
+                 "floor applies there.")
+    marks = {lim.name for r in runs for c in r.case_list() for lim in c.limits() if lim.mark}
+    for name, lim in model.LIMITS.items():
+        if name in marks:
+            text += f" {lim.legend}"
+    return text
+
+
 def render_summary(runs):
     """The whole summary document."""
     parts = ["## ipcbench results", "", *context_lines(runs), "", table(runs), "",
-             "p50/p99: round-trip latency of the latency pattern (ping-pong); throughput: "
-             "payload bytes per second of the throughput pattern (decimal units). "
-             "**Bold**: best in its column."]
-    if has_floors(runs):
-        parts[-1] += (" × floor: latency p50 / its floor, then the floor's bandwidth / "
-                      "throughput (1× is at the floor).")
-    if any(c.unstable for r in runs for c in r.case_list()):
-        parts[-1] += (f" {UNSTABLE_MARK}: unstable (cv across repetitions over 5%).")
-    if any(r.flagged_cases() for r in runs):
-        parts[-1] += f" {FLAGGED_CELL}: a measurement error (see below), not a result."
-    if any(r.has_remote_cases() for r in runs):
-        parts[-1] += (" (remote): measured across hosts (the peer on the remote host); no "
-                      "floor applies there.")
+             footnote(runs)]
+    modes = sync_async_lines(runs)
+    if modes:
+        parts += ["", *modes]
     side_by_side = local_remote_table(runs)
     if side_by_side:
         parts += ["", *side_by_side]

@@ -58,6 +58,68 @@ LOCAL, REMOTE = "local", "remote"
 ONEWAY_FIELDS = ("oneway_min_ns", "oneway_p50_ns", "oneway_p90_ns", "oneway_p99_ns",
                  "oneway_p999_ns", "oneway_max_ns", "oneway_mean_ns", "oneway_samples")
 
+# What set a streaming figure (schema version 2): from this share of the span
+# held by the harness's credits (flow_stall_fraction) the harness, not the
+# mechanism, set the throughput; from this share with the mechanism's own
+# buffer full (channel_full_fraction) the mechanism's limit was reached
+# most of the time (informative, not an error).
+FLOW_STALL_LIMIT = 0.05
+CHANNEL_FULL_LIMIT = 0.5
+# How the runner waited (the entry's wait), as a pair label says it.
+WAIT_VERBS = {"block": "blocks", "poll": "polls", "spin": "spins",
+              "spin-then-block": "spins then blocks"}
+# How the two kinds of async latency differ, one sentence each: the report
+# and the summary say them wherever async latency is shown.
+CLOSED_LOOP_TEXT = (
+    "Closed-loop async latency keeps a window of messages in flight and times each round "
+    "trip: at window 1 it is the round trip of the non-blocking path (comparable with the "
+    "sync round trip); with more in flight it includes queueing behind the other messages.")
+OPEN_LOOP_TEXT = (
+    "Open-loop async latency sends at a fixed rate and counts each round trip from the "
+    "message's intended send time, so queueing is not hidden by a slowed sender; the "
+    "sender's own lateness is reported separately (lateness, sender behind).")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Something other than the mechanism's speed that set a case's figure,
+    or the mechanism's own limit: name (the CSV's limited_by), the marker
+    the tables put on the case (may be ''), a short text and the legend
+    line that explains the marker; fraction: the share of the span."""
+
+    name: str
+    mark: str
+    short: str
+    legend: str
+    fraction: float | None = None
+
+    def _with(self, fraction):
+        return Limit(self.name, self.mark, self.short, self.legend, fraction)
+
+    def text(self):
+        """'‡ harness flow control (12% of the span)'."""
+        share = (f" ({100 * self.fraction:.0f}% of the span)"
+                 if units.is_number(self.fraction) else "")
+        return f"{self.mark + ' ' if self.mark else ''}{self.short}{share}"
+
+
+LIMITS = {
+    "sender_behind": Limit(
+        "sender_behind", "†", "sender behind schedule",
+        "† sender behind: in the open loop the sender fell behind its schedule "
+        "(sender_behind), so part of the latency is the sender's lateness, not the "
+        "mechanism's."),
+    "harness_flow_control": Limit(
+        "harness_flow_control", "‡", "harness flow control",
+        f"‡ limited by the harness's flow control: its in-flight credits held the sender "
+        f"for {FLOW_STALL_LIMIT:.0%} of the span or more (flow_stall_fraction), so the "
+        "harness, not the mechanism, set this throughput."),
+    "mechanism_buffer_full": Limit(
+        "mechanism_buffer_full", "", "mechanism's buffer full",
+        f"mechanism's buffer full: the mechanism refused more for {CHANNEL_FULL_LIMIT:.0%} "
+        "of the span or more (channel_full_fraction): its own limit, not an error."),
+}
+
 
 class InputError(Exception):
     """A file the tool refuses. str() is the single line the CLI prints, so
@@ -405,6 +467,60 @@ class Case:
             return None
         return runner + peer
 
+    @property
+    def wait(self):
+        """How the runner waited for a message (schema version 2: block,
+        poll, spin, spin-then-block); '' when the file does not say."""
+        w = self.field("wait")[1]
+        return w if isinstance(w, str) else ""
+
+    @property
+    def sender_behind(self):
+        """Open loop: True when a repetition's sender fell behind its
+        schedule (sender_behind), so the sender, not the mechanism, set part
+        of the figure."""
+        entry = self._representative_entry()
+        measured = self.iterations + ([entry] if entry is not None else [])
+        return any(e.get("sender_behind") is True for e in measured)
+
+    def flow_stall(self):
+        """Share of the span the harness's credits held the sender
+        (flow_stall_fraction), or None."""
+        return self.value("flow_stall_fraction")
+
+    def channel_full(self):
+        """Share of the span the mechanism's own buffer was full
+        (channel_full_fraction), or None."""
+        return self.value("channel_full_fraction")
+
+    @property
+    def harness_limited(self):
+        """True when the harness's flow control held the sender for at least
+        FLOW_STALL_LIMIT of the span: the harness set the figure."""
+        v = self.flow_stall()
+        return v is not None and v >= FLOW_STALL_LIMIT
+
+    @property
+    def buffer_full(self):
+        """True when the mechanism's buffer was full for at least
+        CHANNEL_FULL_LIMIT of the span: the mechanism's own limit
+        (informative, not an error)."""
+        v = self.channel_full()
+        return v is not None and v >= CHANNEL_FULL_LIMIT
+
+    def limits(self):
+        """[Limit] of what, besides the mechanism, set the case's figure
+        (sender behind, harness flow control) and the mechanism's own buffer
+        limit, in that order; [] for most cases."""
+        out = []
+        if self.sender_behind:
+            out.append(LIMITS["sender_behind"])
+        if self.harness_limited:
+            out.append(LIMITS["harness_flow_control"]._with(self.flow_stall()))
+        if self.buffer_full:
+            out.append(LIMITS["mechanism_buffer_full"]._with(self.channel_full()))
+        return out
+
 
 @dataclass
 class Run:
@@ -683,6 +799,127 @@ class Run:
             for name in ("in_flight_limit_messages", "in_flight_limit_bytes"):
                 out[name] = entry.get(name, MISSING)
         return out
+
+    def in_flight(self, case):
+        """How the case kept messages in flight, as an InFlight (see
+        in_flight_of), from its first measured entry (else its first) and,
+        for what a version-1 entry lacks, the configuration."""
+        measured = case.iterations
+        entry = measured[0] if measured else (case.entries[0] if case.entries else {})
+        return in_flight_of(entry, self.config, case.key.mode, case.key.pattern)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """How a case kept messages in flight. loop is 'sync' (one at a time,
+    or a sync stream without a recorded limit), 'closed' (async latency:
+    window messages in flight; queueing when more than one), 'open' (async
+    latency at a fixed rate: messages per second) or 'stream' (throughput
+    with acknowledgements: limit_messages and what set it, limit_source
+    'harness' or 'receive_buffer'; version 1: its acknowledgement window)."""
+
+    loop: str
+    window: int | None = None
+    rate: float | None = None
+    queueing: bool = False
+    limit_messages: float | None = None
+    limit_source: str = ""
+
+    @property
+    def like_sync(self):
+        """True when the figure means what a sync round trip means: an
+        async closed loop at window 1 (no queueing)."""
+        return self.loop == "closed" and self.window == 1 and not self.queueing
+
+    def text(self):
+        """'1', '16 (queueing)', 'open loop 2000/s', 'limit 65536 msgs
+        (harness)', 'ack window 16'; '' for sync."""
+        if self.loop == "closed":
+            if self.window is None:
+                return "closed loop, window not recorded"
+            return f"{self.window}" + (" (queueing)" if self.queueing else "")
+        if self.loop == "open":
+            return f"open loop {_plain(self.rate)}/s"
+        if self.loop == "stream":
+            if self.limit_messages is not None:
+                source = {"harness": "harness", "receive_buffer": "receive buffer"}.get(
+                    self.limit_source, self.limit_source)
+                return (f"limit {_plain(self.limit_messages)} msgs"
+                        + (f" ({source})" if source else ""))
+            if self.window is not None:
+                return f"ack window {self.window}"
+        return ""
+
+    def why_not_like_sync(self):
+        """Why an async latency figure is not comparable with the sync round
+        trip ('' when it is)."""
+        if self.like_sync or self.loop not in ("closed", "open"):
+            return ""
+        if self.loop == "open":
+            return (f"open loop {_plain(self.rate)}/s: latency from the intended send "
+                    "times")
+        if self.window is None:
+            return "closed loop, window not recorded"
+        return f"window {self.window}: includes queueing"
+
+
+def _plain(value):
+    """A count or rate without a unit or exponent: '2000', '65536'."""
+    if not units.is_number(value):
+        return "?"
+    return str(int(value)) if float(value).is_integer() else units.count(value)
+
+
+def in_flight_of(entry, config, mode, pattern):
+    """The InFlight of one entry (config: ipcbench.configuration, for the
+    window and rate a version-1 entry may leave there). Async latency: an
+    open loop when rate is a number, else a closed loop of window messages,
+    queueing when includes_queueing says so (version 1: window over 1).
+    Throughput: the in-flight limit when the entry has one (async and lossy
+    streams), else an async entry's acknowledgement window (version 1)."""
+    cfg = config if isinstance(config, dict) else {}
+    entry = entry if isinstance(entry, dict) else {}
+    if pattern == "latency":
+        if mode != "async":
+            return InFlight("sync")
+        rate = entry["rate"] if "rate" in entry else cfg.get("rate")
+        if units.is_number(rate) and rate > 0:
+            return InFlight("open", rate=rate)
+        window = entry.get("window")
+        if not units.is_number(window):  # a version-1 row may leave it to the run's
+            window = cfg.get("window")
+        window = int(window) if units.is_number(window) and window >= 1 else None
+        queueing = entry.get("includes_queueing")
+        if not isinstance(queueing, bool):
+            queueing = window is not None and window > 1
+        return InFlight("closed", window=window, queueing=queueing)
+    limit = entry.get("in_flight_limit_messages")
+    if units.is_number(limit):
+        source = entry.get("in_flight_limit_source")
+        return InFlight("stream", limit_messages=limit,
+                        limit_source=source if isinstance(source, str) else "")
+    if mode == "async":
+        window = entry.get("window")
+        return InFlight("stream", window=int(window) if units.is_number(window)
+                        and window >= 1 else None)
+    return InFlight("sync")
+
+
+def entry_limits(entry):
+    """[Limit] of one entry, as Case.limits() for a case (the CSV's
+    limited_by); [] on a spread aggregate (stddev, cv), whose fractions are
+    not shares of a span."""
+    if not isinstance(entry, dict) or entry.get("aggregate_name") in ("stddev", "cv"):
+        return []
+    out = []
+    if entry.get("sender_behind") is True:
+        out.append(LIMITS["sender_behind"])
+    stall, full = entry.get("flow_stall_fraction"), entry.get("channel_full_fraction")
+    if units.is_number(stall) and stall >= FLOW_STALL_LIMIT:
+        out.append(LIMITS["harness_flow_control"]._with(stall))
+    if units.is_number(full) and full >= CHANNEL_FULL_LIMIT:
+        out.append(LIMITS["mechanism_buffer_full"]._with(full))
+    return out
 
 
 class _Missing:
@@ -1012,6 +1249,101 @@ def local_vs_remote(runs):
                 out.append(LocalRemote(local_run, twin, run, case, fld, local_value,
                                        remote_value))
     return out
+
+
+@dataclass(frozen=True)
+class SyncAsync:
+    """A mechanism's sync case and its async twin (same pattern, size,
+    placement and where) in one run, with the async case's InFlight;
+    left_out says why the pair is not shown ('' when it is): async latency
+    pairs with sync only in a closed loop at window 1."""
+
+    run: object
+    sync: Case
+    async_case: Case
+    in_flight: InFlight
+    left_out: str = ""
+
+    @property
+    def key(self):
+        return self.sync.key
+
+    @property
+    def metric(self):
+        return CV_METRICS.get(self.key.pattern, "p50_ns")
+
+    @property
+    def sync_value(self):
+        return self.sync.value(self.metric)
+
+    @property
+    def async_value(self):
+        return self.async_case.value(self.metric)
+
+    @property
+    def ratio(self):
+        """async / sync of the headline figure, or None."""
+        s, a = self.sync_value, self.async_value
+        return a / s if s and a is not None else None
+
+    def wait_label(self):
+        """'sync blocks, async spins' when the two waited differently (the
+        harness's choice, not the mechanism's); '' when they waited alike
+        or a side does not say (version 1)."""
+        s, a = self.sync.wait, self.async_case.wait
+        if not s or not a or s == a:
+            return ""
+        return f"sync {WAIT_VERBS.get(s, s)}, async {WAIT_VERBS.get(a, a)}"
+
+    def notes(self):
+        """What else set a side's figure, e.g. 'async: limited by the
+        harness's flow control (12% of the span)'; [] for most pairs."""
+        out = []
+        for side, case in (("sync", self.sync), ("async", self.async_case)):
+            if case.harness_limited:
+                out.append(f"{side}: limited by the harness's flow control "
+                           f"({100 * case.flow_stall():.0f}% of the span)")
+            if case.buffer_full:
+                out.append(f"{side}: the mechanism's buffer was full most of the time "
+                           f"({100 * case.channel_full():.0f}% of the span)")
+            if case.sender_behind:
+                out.append(f"{side}: the sender fell behind its schedule")
+        return out
+
+
+def sync_vs_async(runs):
+    """[SyncAsync] of every measured async case whose sync twin was measured
+    in the same run, in the order of the runs' cases; async latency not in
+    a closed loop at window 1 (open loop, queueing) has left_out set."""
+    out = []
+    for run in runs:
+        sync = {(c.key.mechanism, c.key.pattern, c.key.size, c.key.placement, c.key.where): c
+                for c in run.case_list() if c.key.mode == "sync"}
+        for case in run.case_list():
+            k = case.key
+            twin = sync.get((k.mechanism, k.pattern, k.size, k.placement, k.where))
+            if k.mode != "async" or twin is None:
+                continue
+            flight = run.in_flight(case)
+            why = flight.why_not_like_sync() if k.pattern == "latency" else ""
+            out.append(SyncAsync(run, twin, case, flight, why))
+    return out
+
+
+def left_out_line(pairs):
+    """One line: how many latency pairs were left out and why, naming each
+    ('' when none was)."""
+    left = [p for p in pairs if p.left_out]
+    if not left:
+        return ""
+    multi = len({id(p.run) for p in left}) > 1
+    places = len({p.key.placement for p in pairs}) > 1
+    items = "; ".join(f"{p.run.label + ': ' if multi else ''}{p.key.series()} "
+                      f"{units.size(p.key.size)}{' ' + p.key.placement if places else ''} "
+                      f"({p.left_out})" for p in left)
+    return (f"{len(left)} sync vs async latency pair(s) left out: the async round trip is "
+            "comparable with the sync one only in a closed loop at window 1 (one message "
+            f"at a time): {items}.")
 
 
 def same_remote_host(a, b):

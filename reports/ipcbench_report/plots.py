@@ -506,27 +506,76 @@ def multi_mode_mechanisms(run):
             if len({c.key.mode for c in run.case_list() if c.key.series() == s}) > 1]
 
 
-def modes_side_by_side(runs, size):
-    """p50 latency and throughput per mechanism with one bar per mode, for
-    the mechanisms measured in more than one mode."""
-    runs = [r for r in runs if multi_mode_mechanisms(r)]
-    fig, axes = new_figure(len(runs), 2, height=bars_height(
-        max(len(multi_mode_mechanisms(r)) for r in runs), max(len(r.modes()) for r in runs)))
-    for r, run in enumerate(runs):
-        modes, mechs = run.modes(), multi_mode_mechanisms(run)
-        lat = {(c.key.series(), c.key.mode): c.value("p50_ns")
-               for c in run.case_list("latency") if c.key.size == size}
-        tput_size = _nearest(run.sizes("throughput"), size)
-        tput = {(c.key.series(), c.key.mode): c.value("bytes_per_second")
-                for c in run.case_list("throughput") if c.key.size == tput_size}
-        grouped_bars(axes[2 * r], mechs, modes, lat, PALETTE, ns_formatter(),
-                     f"p50 round-trip latency at {units.size(size)} (log scale)", "modes-lat")
-        grouped_bars(axes[2 * r + 1], mechs, modes, tput, PALETTE, bps_formatter(),
-                     f"throughput at {units.size(tput_size)} (bytes/s, log scale)",
-                     "modes-tput")
-        axes[2 * r].legend(fontsize=8, loc="lower right")
-        if len(runs) > 1:
-            axes[2 * r].set_title(run.label, fontsize=10, loc="left")
+MODES = ("sync", "async")
+
+
+def pair_group(pair, several_places):
+    """A sync-vs-async group's label: the mechanism (and placement when
+    several), then, on a second line, how the two sides waited when they
+    differ and the marks of what limited a throughput figure."""
+    label = pair.key.series() + (f" [{pair.key.placement}]" if several_places else "")
+    extra = [pair.wait_label()]
+    extra += [f"{side} {LIMIT_SHORT[name]}" for side, case in
+              (("sync", pair.sync), ("async", pair.async_case))
+              for name in [lim.name for lim in case.limits()] if name in LIMIT_SHORT]
+    extra = [e for e in extra if e]
+    return label + ("\n" + "; ".join(extra) if extra else "")
+
+
+# How a group label marks a limit (the table below the figure says it in full).
+LIMIT_SHORT = {"harness_flow_control": "‡ harness-limited",
+               "mechanism_buffer_full": "buffer full", "sender_behind": "† sender behind"}
+
+
+def modes_side_by_side(runs, size, pairs):
+    """Sync and async bars per mechanism for the sync-vs-async pairs shown
+    (model.sync_vs_async, left-out pairs excluded): p50 latency at size
+    (only async closed loops at window 1 pair with sync) and throughput at
+    the measured size nearest to it; one row of panels per run with pairs,
+    a panel only where there is something to draw. None when nothing is."""
+    rows = []
+    several_places = len({p.key.placement for p in pairs}) > 1
+    for run in runs:
+        mine = [p for p in pairs if p.run is run and not p.left_out]
+        lat = [p for p in mine if p.key.pattern == "latency" and p.key.size == size]
+        tsize = _nearest(sorted({p.key.size for p in mine if p.key.pattern == "throughput"}),
+                         size)
+        tput = [p for p in mine if p.key.pattern == "throughput" and p.key.size == tsize]
+        panels = [(kind, chosen, sz) for kind, chosen, sz in
+                  (("latency", lat, size), ("throughput", tput, tsize)) if chosen]
+        if panels:
+            rows.append((run, panels))
+    if not rows:
+        return None
+    cols = max(len(panels) for _run, panels in rows)
+    groups = max(len(chosen) for _run, panels in rows for _k, chosen, _s in panels)
+    fig, axes = new_figure(len(rows), cols, height=bars_height(groups, 2) + 0.3)
+    for r, (run, panels) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r * cols + c]
+            if c >= len(panels):
+                ax.set_visible(False)
+                continue
+            kind, chosen, sz = panels[c]
+            names = [pair_group(p, several_places) for p in chosen]
+            values = {}
+            for name, p in zip(names, chosen):
+                values[(name, "sync")] = p.sync_value
+                values[(name, "async")] = p.async_value
+            if kind == "latency":
+                grouped_bars(ax, names, MODES, values, PALETTE, ns_formatter(),
+                             f"p50 round-trip latency at {units.size(sz)} (log scale)",
+                             "modes-lat")
+            else:
+                grouped_bars(ax, names, MODES, values, PALETTE, bps_formatter(),
+                             f"throughput at {units.size(sz)} (bytes/s, log scale)",
+                             "modes-tput")
+            ax.set_ylim(groups - 0.5, -0.5)  # the same bar height in every panel
+            if c == len(panels) - 1:  # beside the row, where it hides no bar
+                ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                          frameon=False, borderaxespad=0.0)
+            if c == 0 and len(rows) > 1:
+                ax.set_title(run.label, fontsize=10, loc="left")
     return fig
 
 

@@ -384,3 +384,65 @@ def schema_accepting_v2(schema):
 
     walk(schema, "$")
     return schema, changes
+
+
+# --- Schema version 2: how async figures were measured (issue 15 point 11) -------
+# A version-2 row says how the runner waited (wait), how async latency kept
+# messages in flight (window and includes_queueing in the closed loop; rate,
+# lateness and sender_behind in the open loop) and what limited a stream
+# (in_flight_limit_*, flow_stall_fraction, channel_full_fraction).
+
+def closed_loop(doc, window=1, mechanism=None, size=None):
+    """A copy of a version-2 doc whose async latency cases (of mechanism
+    and size, None: all) ran in a closed loop of window messages, as the
+    suite writes it: rate null, includes_queueing above 1, max_in_flight."""
+    doc = copy.deepcopy(doc)
+    for e in entries(doc, "async", "latency"):
+        if (mechanism is None or e["mechanism"] == mechanism) and (
+                size is None or e["message_size"] == size):
+            e.update(window=window, rate=None, includes_queueing=window > 1,
+                     max_in_flight=window)
+            for k in ("lateness_p50_ns", "lateness_p99_ns", "lateness_max_ns",
+                      "sender_behind", "rate_kept_up"):
+                e.pop(k, None)
+    return doc
+
+
+def open_loop_v2(doc, rate=2000, mechanism=None, sender_behind=False):
+    """A copy of a version-2 doc whose async latency cases (of mechanism,
+    None: all) ran in the open loop at rate: window null, the sender's
+    lateness and sender_behind (rate_kept_up false when behind)."""
+    doc = copy.deepcopy(doc)
+    period = 1e9 / rate
+    for e in entries(doc, "async", "latency"):
+        if mechanism is None or e["mechanism"] == mechanism:
+            e.pop("includes_queueing", None)
+            e.update(rate=rate, window=None, max_in_flight=3, rate_kept_up=not sender_behind,
+                     sender_behind=sender_behind, lateness_p50_ns=800.0,
+                     lateness_p99_ns=2 * period if sender_behind else 4000.0,
+                     lateness_max_ns=3 * period if sender_behind else 9000.0)
+    return doc
+
+
+def set_wait(doc, sync="block", async_wait="spin", mechanism=None):
+    """A copy of doc with wait on every row (of mechanism, None: all): sync
+    rows wait as sync, async rows as async_wait."""
+    doc = copy.deepcopy(doc)
+    for e in doc["benchmarks"]:
+        if mechanism is None or e["mechanism"] == mechanism:
+            e["wait"] = sync if e["mode"] == "sync" else async_wait
+    return doc
+
+
+def set_stream(doc, mechanism, flow_stall=0.0, channel_full=0.0, mode="async"):
+    """A copy of doc whose throughput rows of mechanism (and mode) carry
+    the flow-control shares of the span: flow_stall (the harness's credits
+    held the sender) and channel_full (the mechanism's buffer was full)."""
+    doc = copy.deepcopy(doc)
+    for e in entries(doc, mode, "throughput"):
+        if e["mechanism"] == mechanism:
+            e.setdefault("in_flight_limit_messages", IN_FLIGHT_MESSAGES)
+            e.setdefault("in_flight_limit_bytes", IN_FLIGHT_BYTES)
+            e.update(in_flight_limit_source="harness", flow_stall_fraction=flow_stall,
+                     channel_full_fraction=channel_full)
+    return doc

@@ -86,3 +86,42 @@ def test_dom_no_errors_and_table_sorts(tmp_path, chromium, browser_result):
     assert asc and asc == sorted(asc) and desc == sorted(desc, reverse=True)
     assert result["asc"][-1] == "" and result["desc"][-1] == "", "empty cells sort last"
     assert not console_errors(proc.stderr), console_errors(proc.stderr)
+
+
+# Injected at the end: clicks the 'async / sync' header of the sync-vs-async
+# table and reports the order and the page's errors.
+PAIR_PROBE = """<script>(function () {
+  var t = document.getElementById('sync-async-table'), ths = t.tHead.rows[0].cells, col = -1;
+  for (var i = 0; i < ths.length; i++) { if (ths[i].textContent === 'async / sync') { col = i; } }
+  ths[col].click();
+  var asc = Array.prototype.map.call(t.tBodies[0].rows, function (r) {
+      return r.cells[col].getAttribute('data-v'); });
+  var out = document.createElement('pre'); out.id = 'probe';
+  out.textContent = JSON.stringify({asc: asc, errors: window.__errors,
+      legend: (document.getElementById('limits-legend') || {}).textContent || '',
+      left: (document.getElementById('modes-left-out') || {}).textContent || ''});
+  document.body.appendChild(out); })();</script>"""
+
+
+def test_sync_async_view_in_browser(tmp_path, chromium):
+    """A version-2 report with the sync-vs-async view, markers and a left-out
+    pair opens without errors and its pair table sorts."""
+    from reportutil import as_v2, closed_loop, open_loop_v2, save, set_stream, set_wait
+    doc = set_stream(open_loop_v2(set_wait(closed_loop(as_v2())), 2000, mechanism="udp",
+                                  sender_behind=True), "zmq-tcp", flow_stall=0.2)
+    page = make_report(tmp_path, save(doc, tmp_path / "v2.json"))
+    html = page.read_text(encoding="utf-8")
+    html = html.replace("<head>", "<head>" + ERROR_TRAP, 1)
+    html = html.replace("</body>", PAIR_PROBE + "</body>", 1)
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text(html, encoding="utf-8")
+    proc = chromium_run(chromium, tmp_path, "--dump-dom", probe_page.as_uri())
+    match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert match, f"probe did not run: {proc.stderr[-2000:]}"
+    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["errors"] == []
+    asc = [float(v) for v in result["asc"] if v]
+    assert len(asc) == 10 and asc == sorted(asc)
+    assert "† sender behind" in result["legend"] and "‡ limited by" in result["legend"]
+    assert result["left"].startswith("2 sync vs async latency pair(s) left out")
+    assert not console_errors(proc.stderr), console_errors(proc.stderr)

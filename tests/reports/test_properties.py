@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from reportutil import DATA, HOSTCROSSING, load, mixed_doc, remote_doc
+from reportutil import (DATA, HOSTCROSSING, as_v2, load, mixed_doc, open_loop_v2, remote_doc,
+                        set_stream, set_wait)
 
 from ipcbench_report import compare, csv, html, markdown, model
 
@@ -139,8 +140,23 @@ def read_everything(run):
     compare.compare_runs(run, run)
     for p in model.local_vs_remote([run]):
         _ = p.ratio
+    # How async figures were measured and what limited them (schema version 2).
+    for case in run.cases.values():
+        flight = run.in_flight(case)
+        _ = (flight.text(), flight.like_sync, flight.why_not_like_sync(), case.wait,
+             case.sender_behind, case.harness_limited, case.buffer_full)
+        for limit in case.limits():
+            limit.text()
+    pairs = model.sync_vs_async([run, run])
+    for p in pairs:
+        _ = (p.ratio, p.wait_label(), p.notes())
+    model.left_out_line(pairs)
     # The report's tables and run context (not its plots: matplotlib is slow).
     html.cases_table([run])
+    html.limits_legend_html([run])
+    html.cases_columns_text([run])
+    if pairs:
+        html.sync_async_table([p for p in pairs if not p.left_out], [run, run])
     html.local_remote_section([run, run])
     html.context_block(run, run.label)
 
@@ -176,6 +192,12 @@ def seeds(tmp_path_factory):
                                           lambda i, e: e["mechanism"] == "udp"
                                           and e["message_size"] == 64)),
                         lambda i, e: True),
+        # schema version 2: wait on every row, an open loop whose sender fell
+        # behind, a stream the harness's flow control held
+        "v2": set_stream(open_loop_v2(set_wait(_small(as_v2(), lambda i, e: e["mechanism"]
+                                                      == "udp" and e["message_size"] == 64)),
+                                      2000, sender_behind=True), "udp", flow_stall=0.2,
+                         channel_full=0.6),
     }
     out = tmp_path_factory.mktemp("seeds")
     for name, doc in docs.items():
