@@ -30,9 +30,11 @@
 //
 // After the fault it goes on serving correctly (one bad message among good
 // ones is the hardest case to catch), except "silent", which keeps reading
-// but never answers again. It never writes the fault's name to stderr: the
-// runner quotes a dead peer's stderr in its error, and the tests check that
-// the runner itself names what was wrong.
+// but never answers again. "late" is no error at all: a lossy mechanism's
+// runner must take its reply as a late latency sample, not a loss. It
+// never writes the fault's name to stderr: the runner quotes a dead peer's
+// stderr in its error, and the tests check that the runner itself names
+// what was wrong.
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -40,6 +42,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -49,6 +52,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "ipcbench/errors.hpp"
@@ -80,6 +84,10 @@ namespace {
 //   duplicate       the reply, sent twice
 //   bad-payload     one payload byte flipped (caught with --verify full)
 //   bad-stamp       an async echo's send stamp moved 1 ms earlier
+//   late            an echo sent unchanged but 300 ms late (sleep, then
+//                   send), beyond the runner's 200 ms loss timeout for
+//                   lossy mechanisms (bench/patterns.cpp): there it is a
+//                   late reply, a sample and not a loss; serving goes on
 //   close-mid-frame stream sockets: a frame's length and half its payload,
 //                   then the write side shut down (the process stays)
 //   silent          no reply, ever again (but keeps reading)
@@ -90,7 +98,11 @@ namespace {
 constexpr std::string_view kFaults[] = {
     "wrong-seq", "wrong-kind",  "wrong-length", "truncated", "short-header",
     "oversized", "garbage",     "duplicate",    "bad-payload", "bad-stamp",
-    "close-mid-frame", "silent", "die-holding-lock"};
+    "close-mid-frame", "silent", "die-holding-lock", "late"};
+
+// "late": how late the reply is; the runner gives a lossy reply up after
+// 200 ms (kLossTimeout in bench/patterns.cpp).
+constexpr std::chrono::milliseconds kLateBy{300};
 
 struct FakeOptions {
   PeerOptions peer;
@@ -225,8 +237,9 @@ class FakePeer {
     write_header(b, seq, kControlBytes, Kind::kAck);
     const AckPayload p{received_};
     std::memcpy(b + kHeaderBytes, &p, sizeof p);
-    // bad-stamp and bad-payload spoil echoes only.
-    const bool echo_only = o_.fault == "bad-stamp" || o_.fault == "bad-payload";
+    // bad-stamp, bad-payload and late spoil echoes only.
+    const bool echo_only =
+        o_.fault == "bad-stamp" || o_.fault == "bad-payload" || o_.fault == "late";
     if (!echo_only && spoil_now()) {
       spoil({b, kControlBytes});
       return;
@@ -306,6 +319,10 @@ class FakePeer {
       return;
     } else if (f == "die-holding-lock") {
       die_holding_queue_lock(o_.peer.address + ".up");
+    } else if (f == "late") {
+      // The reply itself is good; only its time is not. The runner's
+      // messages meanwhile wait in the channel and are served after it.
+      std::this_thread::sleep_for(kLateBy);
     }
     ch_.send(out);
   }

@@ -483,4 +483,61 @@ std::string scenario_name(const ::testing::TestParamInfo<Scenario>& info) {
 INSTANTIATE_TEST_SUITE_P(Faults, MisbehavingPeer, ::testing::ValuesIn(scenarios()),
                          scenario_name);
 
+// Not a misbehaviour but a slow answer: over a lossy mechanism, a reply that
+// comes after the runner's 200 ms loss timeout is a latency sample (counted
+// `late`, with its full round trip), not a loss. The fake peer sends its
+// 21st echo of the first trial 300 ms late, once per case; each case has
+// its own peer process, and at 64 bytes every case's --max-message is 512,
+// so every case gets the fake peer: each row has exactly one late reply.
+// The run must succeed.
+class LateReply : public MisbehavingPeer {};
+
+TEST_F(LateReply, IsALatencySampleNotALoss) {
+  const std::vector<std::string> env = {
+      "IPCBENCH_TEST_PEER_EXECUTABLE=" IPCBENCH_FAKE_PEER_BINARY,
+      "IPCBENCH_FAKE_PEER=late",
+      "IPCBENCH_FAKE_PEER_AFTER=20",
+      "IPCBENCH_FAKE_PEER_MAX_MESSAGE=512",
+      "IPCBENCH_FAKE_PEER_LOG=" + log_path(),
+  };
+  const std::vector<std::string> modes = {"sync", "async"};
+  const std::vector<std::string> args = {
+      "--mechanisms", "udp", "--modes", join(modes), "--patterns", "latency",
+      "--sizes", std::to_string(kBadSize), "--min-time", "0.5", "--no-calibration"};
+  const RunResult r = run(args, env, 60s);
+  ASSERT_TRUE(r.finished);
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
+      << "expected exit status 0, got " << r.status;
+
+  // The fault happened once in each case, each in its own fake peer.
+  std::vector<pid_t> peers;
+  std::vector<std::uint64_t> faults_ns, replies_ns;
+  parse_log(r.log, peers, faults_ns, replies_ns);
+  EXPECT_EQ(peers.size(), modes.size()) << "fake peer log:\n" << slurp(log_path());
+  EXPECT_EQ(faults_ns.size(), modes.size()) << "fake peer log:\n" << slurp(log_path());
+  for (const std::string& line : r.log) {
+    if (line.starts_with("fault ")) {
+      EXPECT_TRUE(line.starts_with("fault udp late ")) << line;
+    }
+  }
+
+  for (const std::string& mode : modes) {
+    const std::string name =
+        "udp/" + mode + "/latency/" + std::to_string(kBadSize) + "/manual_time";
+    const nlohmann::json b = row(r.doc, name);
+    ASSERT_FALSE(b.is_null()) << name << " is missing";
+    EXPECT_FALSE(b.value("error_occurred", false))
+        << name << " failed: " << b.value("error_message", "");
+    EXPECT_EQ(b.value("late", -1.0), 1.0) << name << ": " << b.dump();
+    EXPECT_EQ(b.value("messages_lost", -1.0), 0.0) << name << ": " << b.dump();
+    // The late sample is recorded with its whole round trip (>= 300 ms,
+    // less the histogram's 1% resolution).
+    EXPECT_GE(b.value("max_ns", 0.0), 290e6) << name << ": " << b.dump();
+  }
+  EXPECT_TRUE(r.doc.value("ipcbench", nlohmann::json::object())
+                  .value("failed", nlohmann::json::array())
+                  .empty())
+      << r.doc.value("ipcbench", nlohmann::json::object()).dump();
+}
+
 }  // namespace

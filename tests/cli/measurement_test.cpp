@@ -1,0 +1,398 @@
+// What the async, open-loop and lossy rows measure (issue 15): the figures
+// are the mechanism's, not the harness's. Each test runs the real binary and
+// checks properties of its JSON rows that the earlier harness did not have:
+// real_time is the mean round trip on every latency row (it was the wall time
+// per message on async rows); async throughput has its own flow control
+// (it used --window as its credit window) and says when that flow control,
+// not the mechanism, set the pace; lossy streaming is limited by the
+// receiver's socket buffer (it was two credit windows of ~32 KiB); the open
+// loop spins to its due times (it slept to them and overshot) and records
+// its lateness; the closed loop keeps one message in flight unless told
+// otherwise (it kept 16); queues without readiness descriptors spin in async
+// (they slept 50 us); --verify full costs are timed in throughput.
+//
+// Nothing here is a speed target: every bound is a ratio, a count, or a
+// margin of orders of magnitude, so a shared, noisy machine passes.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef IPCBENCH_BINARY
+#error "IPCBENCH_BINARY must name the ipcbench executable"
+#endif
+#ifndef IPCBENCH_SOURCE_DIR
+#error "IPCBENCH_SOURCE_DIR must name the source tree"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A number field of a row; a failure (and NaN, which fails every
+// comparison) when it is missing or not a number.
+double num(const json& row, const char* key) {
+  if (!row.contains(key) || !row[key].is_number()) {
+    ADD_FAILURE() << "no number " << key << " in " << row.value("name", "?") << ": " << row.dump();
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  return row[key].get<double>();
+}
+
+std::string str(const json& row, const char* key) {
+  if (!row.contains(key) || !row[key].is_string()) {
+    ADD_FAILURE() << "no string " << key << " in " << row.value("name", "?") << ": " << row.dump();
+    return "";
+  }
+  return row[key].get<std::string>();
+}
+
+class Measurement : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ipcbench-measurement-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::string out_path(const std::string& name) const { return dir_ + "/" + name + ".json"; }
+  std::string log_path(const std::string& name) const { return dir_ + "/" + name + ".log"; }
+
+  // Runs `ipcbench run ARGS --no-calibration --out DIR/NAME.json`, console
+  // output to DIR/NAME.log; returns the exit status (-1 if it did not exit).
+  int run_raw(const std::string& args, const std::string& name) {
+    const std::string cmd = std::string(IPCBENCH_BINARY) + " run " + args +
+                            " --no-calibration --out " + out_path(name) + " >" + log_path(name) +
+                            " 2>&1 </dev/null";
+    const int status = std::system(cmd.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  // A run that must succeed: exit 0, a result file valid against the
+  // contract, no failed case. Returns the file.
+  json run(const std::string& args, const std::string& name) {
+    const int code = run_raw(args, name);
+    EXPECT_EQ(code, 0) << "ipcbench run " << args << "\n" << slurp(log_path(name));
+    std::ifstream in(out_path(name));
+    if (!in) {
+      ADD_FAILURE() << "no result file for: ipcbench run " << args;
+      return json::object();
+    }
+    json doc;
+    try {
+      doc = json::parse(in);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "result file is not JSON: " << e.what();
+      return json::object();
+    }
+    const std::string validate = "/usr/bin/python3 " IPCBENCH_SOURCE_DIR
+                                 "/tests/tools/validate_result.py " IPCBENCH_SOURCE_DIR
+                                 "/docs/result.schema.json " +
+                                 out_path(name);
+    EXPECT_EQ(std::system(validate.c_str()), 0) << validate;
+    for (const json& b : doc.value("benchmarks", json::array())) {
+      EXPECT_FALSE(b.value("error_occurred", false))
+          << b.value("name", "?") << " failed: " << b.value("error_message", "");
+    }
+    return doc;
+  }
+
+  std::string dir_;
+};
+
+// The measured row of case `stem` ("mech/mode/pattern/size"); null if absent.
+json row(const json& doc, const std::string& stem) {
+  for (const json& b : doc.value("benchmarks", json::array())) {
+    const std::string name = b.value("name", "");
+    if (b.value("run_type", "iteration") != "iteration") continue;
+    if (name == stem || name.rfind(stem + "/", 0) == 0) return b;
+  }
+  ADD_FAILURE() << "no row " << stem << " in " << doc.dump().substr(0, 4000);
+  return json::object();
+}
+
+std::vector<json> rows_of(const json& doc, const std::string& pattern) {
+  std::vector<json> out;
+  for (const json& b : doc.value("benchmarks", json::array())) {
+    if (b.value("run_type", "iteration") != "iteration") continue;
+    if (b.value("pattern", "") == pattern) out.push_back(b);
+  }
+  return out;
+}
+
+void expect_real_time_is_mean(const json& b) {
+  const double real = num(b, "real_time"), mean = num(b, "mean_ns");
+  EXPECT_GT(mean, 0) << b.dump();
+  EXPECT_LE(std::abs(real - mean), 0.01 * mean) << b.value("name", "?") << ": real_time " << real
+                                                << " is not the mean round trip " << mean << "\n"
+                                                << b.dump();
+}
+
+TEST_F(Measurement, RealTimeIsTheMeanRoundTripOnEveryLatencyRow) {
+  const json closed =
+      run("--mechanisms uds-stream,udp --modes sync,async --patterns latency --sizes 64 "
+          "--min-time 0.1",
+          "closed");
+  const std::vector<json> closed_rows = rows_of(closed, "latency");
+  EXPECT_EQ(closed_rows.size(), 4u);
+  for (const json& b : closed_rows) expect_real_time_is_mean(b);
+
+  // The open loop: real_time was the wall time per message, ~1e9/rate.
+  const json open =
+      run("--mechanisms uds-stream,udp --modes async --patterns latency --sizes 64 --min-time 0.2 "
+          "--rate 2000",
+          "open");
+  const std::vector<json> open_rows = rows_of(open, "latency");
+  EXPECT_EQ(open_rows.size(), 2u);
+  for (const json& b : open_rows) expect_real_time_is_mean(b);
+
+  // Throughput: real_time is ns per delivered message, 1e9 / items_per_second.
+  const json tp = run(
+      "--mechanisms uds-stream --modes sync,async --patterns throughput --sizes 64 --min-time 0.1",
+      "throughput");
+  const std::vector<json> tp_rows = rows_of(tp, "throughput");
+  EXPECT_EQ(tp_rows.size(), 2u);
+  for (const json& b : tp_rows) {
+    const double product = num(b, "real_time") * num(b, "items_per_second");
+    EXPECT_LE(std::abs(product - 1e9), 1e-3 * 1e9)
+        << b.value("name", "?") << ": real_time * items_per_second = " << product << "\n"
+        << b.dump();
+  }
+}
+
+TEST_F(Measurement, AsyncThroughputIgnoresTheWindow) {
+  // The window was the async throughput's credit window; now it applies to
+  // the closed-loop latency only.
+  for (const char* window : {"1", "4096"}) {
+    SCOPED_TRACE(std::string("--window ") + window);
+    const json doc = run(std::string("--mechanisms pipe --modes async --patterns throughput "
+                                     "--sizes 64 --min-time 0.1 --window ") +
+                             window,
+                         std::string("window") + window);
+    const json b = row(doc, "pipe/async/throughput/64");
+    ASSERT_TRUE(b.contains("window")) << b.dump();
+    EXPECT_TRUE(b["window"].is_null()) << b.dump();
+    // The default 64 MiB budget over 64-byte messages, clamped to 65536.
+    EXPECT_EQ(num(b, "in_flight_limit_messages"), 65536) << b.dump();
+    EXPECT_EQ(num(b, "in_flight_limit_bytes"), 65536.0 * 64) << b.dump();
+    EXPECT_EQ(str(b, "in_flight_limit_source"), "harness") << b.dump();
+  }
+}
+
+TEST_F(Measurement, ATinyFlowLimitShowsAsStallAndTheDefaultDoesNot) {
+  // --in-flight-limit 64: 4 messages of 64 bytes (the floor), an
+  // acknowledgement per message: the harness's credits set the pace, and
+  // the row must say so. Two attempts for the stall share (a run starved of
+  // CPU by a neighbour spends its time elsewhere); the bound is the same.
+  double stall = 0;
+  json tiny;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const json doc =
+        run("--mechanisms pipe --modes async --patterns throughput --sizes 64 --min-time 0.1 "
+            "--in-flight-limit 64",
+            "tiny" + std::to_string(attempt));
+    tiny = row(doc, "pipe/async/throughput/64");
+    EXPECT_EQ(num(tiny, "in_flight_limit_messages"), 4) << tiny.dump();
+    EXPECT_EQ(num(tiny, "in_flight_limit_bytes"), 256) << tiny.dump();
+    EXPECT_EQ(str(tiny, "in_flight_limit_source"), "harness") << tiny.dump();
+    stall = num(tiny, "flow_stall_fraction");
+    if (stall > 0.2) break;
+  }
+  EXPECT_GT(stall, 0.2) << "a 4-message limit does not show as a flow stall: " << tiny.dump();
+  EXPECT_LE(stall, 1.0) << tiny.dump();
+
+  // The default (65536 messages): the pipe's 64 KiB buffer fills long
+  // before, so the mechanism, not the harness, sets the pace.
+  const json doc = run(
+      "--mechanisms pipe --modes async --patterns throughput --sizes 64 --min-time 0.1", "default");
+  const json b = row(doc, "pipe/async/throughput/64");
+  EXPECT_EQ(num(b, "in_flight_limit_messages"), 65536) << b.dump();
+  EXPECT_LT(num(b, "flow_stall_fraction"), 0.05) << b.dump();
+  const double full = num(b, "channel_full_fraction");
+  EXPECT_GE(full, 0) << b.dump();
+  EXPECT_LE(full, 1) << b.dump();
+}
+
+TEST_F(Measurement, LossyStreamingIsLimitedByTheReceiveBuffer) {
+  const json doc =
+      run("--mechanisms udp --modes sync,async --patterns throughput --sizes 16KiB --min-time 0.1",
+          "udp");
+  for (const char* stem : {"udp/sync/throughput/16384", "udp/async/throughput/16384"}) {
+    SCOPED_TRACE(stem);
+    const json b = row(doc, stem);
+    EXPECT_EQ(str(b, "in_flight_limit_source"), "receive_buffer") << b.dump();
+    // Credits that stand for the receiver's buffer are the mechanism's
+    // limit: waiting for them is channel_full_fraction, never a flow stall.
+    EXPECT_EQ(num(b, "flow_stall_fraction"), 0) << b.dump();
+    // The old credit window: two windows of ~32 KiB, 2 messages of 16 KiB.
+    EXPECT_GT(num(b, "in_flight_limit_messages"), 8) << b.dump();
+    EXPECT_EQ(num(b, "in_flight_limit_bytes"), num(b, "in_flight_limit_messages") * 16384)
+        << b.dump();
+    const double lost_wait = num(b, "lost_ack_wait_fraction");
+    EXPECT_GE(lost_wait, 0) << b.dump();
+    EXPECT_LE(lost_wait, 1) << b.dump();
+    const double full = num(b, "channel_full_fraction");
+    EXPECT_GE(full, 0) << b.dump();
+    EXPECT_LE(full, 1) << b.dump();
+    EXPECT_GT(num(b, "messages"), 0) << b.dump();
+  }
+}
+
+TEST_F(Measurement, OpenLoopRecordsLatenessAndHasNoWindow) {
+  constexpr double kRate = 1000, kMinTime = 0.3;
+  // The lateness and the sample count depend on the runner having its CPU:
+  // a neighbour's process on the runner's CPU deschedules a spinning sender
+  // for milliseconds (seen here: lateness p50 3 ms with the runner on its
+  // CPU 27% of the trial). Two attempts for those two, with the same bounds;
+  // everything else must hold in every attempt.
+  std::string why;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const json doc =
+        run("--mechanisms shm-spin,pipe --modes async --patterns latency --sizes 64 --rate 1000 "
+            "--min-time 0.3",
+            "open" + std::to_string(attempt));
+    why.clear();
+    for (const char* stem : {"shm-spin/async/latency/64", "pipe/async/latency/64"}) {
+      SCOPED_TRACE(stem);
+      const json b = row(doc, stem);
+      ASSERT_TRUE(b.contains("window")) << b.dump();
+      EXPECT_TRUE(b["window"].is_null()) << "the open loop has no window: " << b.dump();
+      EXPECT_EQ(num(b, "rate"), kRate) << b.dump();
+      EXPECT_FALSE(b.contains("includes_queueing")) << b.dump();
+      const double p50 = num(b, "lateness_p50_ns"), p99 = num(b, "lateness_p99_ns"),
+                   max = num(b, "lateness_max_ns");
+      EXPECT_LE(p50, p99) << b.dump();
+      EXPECT_LE(p99, max) << b.dump();
+      const double achieved = num(b, "rate_achieved");
+      ASSERT_TRUE(b.contains("rate_kept_up") && b["rate_kept_up"].is_boolean()) << b.dump();
+      ASSERT_TRUE(b.contains("sender_behind") && b["sender_behind"].is_boolean()) << b.dump();
+      const bool kept_up = b["rate_kept_up"].get<bool>();
+      EXPECT_EQ(kept_up, achieved >= 0.95 * kRate) << b.dump();
+      EXPECT_EQ(b["sender_behind"].get<bool>(), !kept_up || p99 > 1e9 / kRate) << b.dump();
+      EXPECT_GE(num(b, "runner_pacing_ns_per_msg"), 0) << b.dump();
+      EXPECT_GE(num(b, "max_in_flight"), 1) << b.dump();
+      // The sender spins to its due time (measured: ~50 ns late). Sleeping
+      // to it overshot by 25-80 us on these machines, and that oversleep
+      // counted as the mechanism's latency. 20 us is a 1000x margin, not a
+      // speed target.
+      if (!(p50 < 20000)) {
+        why += std::string(stem) + ": the sender is late (lateness_p50_ns " + std::to_string(p50) +
+               " >= 20000; runner CPU " + std::to_string(num(b, "cpu_time") * 1e-9 / kMinTime) +
+               " of the trial): " + b.dump() + "\n";
+      }
+      // One message per period over --min-time (the trial is its own timer).
+      if (!(num(b, "samples") >= 0.9 * kRate * kMinTime)) {
+        why +=
+            std::string(stem) + ": fewer than 90% of rate * min_time samples: " + b.dump() + "\n";
+      }
+    }
+    if (why.empty()) break;
+  }
+  EXPECT_TRUE(why.empty()) << why;
+}
+
+TEST_F(Measurement, ClosedLoopDefaultsToOneInFlight) {
+  const json one =
+      run("--mechanisms pipe --modes async --patterns latency --sizes 64 --min-time 0.1", "one");
+  const json b1 = row(one, "pipe/async/latency/64");
+  EXPECT_EQ(num(b1, "window"), 1) << b1.dump();
+  ASSERT_TRUE(b1.contains("includes_queueing") && b1["includes_queueing"].is_boolean())
+      << b1.dump();
+  EXPECT_FALSE(b1["includes_queueing"].get<bool>()) << b1.dump();
+  EXPECT_EQ(num(b1, "max_in_flight"), 1) << b1.dump();
+  EXPECT_TRUE(b1.contains("rate") && b1["rate"].is_null()) << b1.dump();
+
+  const json eight =
+      run("--mechanisms pipe --modes async --patterns latency --sizes 64 --min-time 0.1 --window 8",
+          "eight");
+  const json b8 = row(eight, "pipe/async/latency/64");
+  EXPECT_EQ(num(b8, "window"), 8) << b8.dump();
+  ASSERT_TRUE(b8.contains("includes_queueing") && b8["includes_queueing"].is_boolean())
+      << b8.dump();
+  EXPECT_TRUE(b8["includes_queueing"].get<bool>()) << b8.dump();
+  const double in_flight = num(b8, "max_in_flight");
+  EXPECT_GE(in_flight, 1) << b8.dump();
+  EXPECT_LE(in_flight, 8) << b8.dump();
+}
+
+TEST_F(Measurement, WindowAndRateExcludeEachOther) {
+  const int code = run_raw(
+      "--mechanisms pipe --modes async --patterns latency --sizes 64 --min-time 0.05 "
+      "--window 4 --rate 1000",
+      "both");
+  const std::string output = slurp(log_path("both"));
+  EXPECT_EQ(code, 2) << output;
+  std::vector<std::string> lines;
+  std::istringstream in(output);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 1u) << "expected one line:\n" << output;
+  EXPECT_NE(lines[0].find("--window"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("--rate"), std::string::npos) << lines[0];
+  EXPECT_FALSE(fs::exists(out_path("both"))) << "a usage error wrote the --out file";
+}
+
+TEST_F(Measurement, QueuesWithoutReadinessSpinInAsync) {
+  const json doc =
+      run("--mechanisms sysv-mq,boost-mq,pipe --modes sync,async --patterns latency --sizes 64 "
+          "--min-time 0.05",
+          "wait");
+  for (const char* mech : {"sysv-mq", "boost-mq"}) {
+    const json sync = row(doc, std::string(mech) + "/sync/latency/64");
+    const json async = row(doc, std::string(mech) + "/async/latency/64");
+    EXPECT_EQ(str(sync, "wait"), "block") << sync.dump();
+    // No descriptor to poll: the async readiness wait spins (it slept in
+    // 50 us slices, which the round trips then carried).
+    EXPECT_EQ(str(async, "wait"), "spin") << async.dump();
+  }
+  const json pipe_sync = row(doc, "pipe/sync/latency/64");
+  const json pipe_async = row(doc, "pipe/async/latency/64");
+  EXPECT_EQ(str(pipe_sync, "wait"), "block") << pipe_sync.dump();
+  EXPECT_EQ(str(pipe_async, "wait"), "poll") << pipe_async.dump();
+  for (const json& b : rows_of(doc, "latency")) {
+    EXPECT_EQ(str(b, "verify"), "header") << b.dump();
+  }
+}
+
+TEST_F(Measurement, VerifyFullCostIsRecordedInThroughput) {
+  const json full =
+      run("--mechanisms pipe --modes sync --patterns throughput --sizes 4KiB --min-time 0.1 "
+          "--verify full",
+          "full");
+  const json f = row(full, "pipe/sync/throughput/4096");
+  EXPECT_EQ(str(f, "verify"), "full") << f.dump();
+  EXPECT_GT(num(f, "runner_verify_ns_per_msg"), 0) << f.dump();
+  EXPECT_GT(num(f, "peer_verify_ns_per_msg"), 0) << f.dump();
+
+  const json header = run(
+      "--mechanisms pipe --modes sync --patterns throughput --sizes 4KiB --min-time 0.1", "header");
+  const json h = row(header, "pipe/sync/throughput/4096");
+  EXPECT_EQ(str(h, "verify"), "header") << h.dump();
+  EXPECT_FALSE(h.contains("runner_verify_ns_per_msg")) << h.dump();
+  EXPECT_FALSE(h.contains("peer_verify_ns_per_msg")) << h.dump();
+}
+
+}  // namespace
