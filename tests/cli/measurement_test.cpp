@@ -395,4 +395,41 @@ TEST_F(Measurement, VerifyFullCostIsRecordedInThroughput) {
   EXPECT_FALSE(h.contains("peer_verify_ns_per_msg")) << h.dump();
 }
 
+TEST_F(Measurement, SyncCasesOfBareFamiliesCarryTheAdapterRatio) {
+  const json doc =
+      run("--mechanisms pipe,fifo,tcp,shm-spin --modes sync,async --patterns latency,throughput "
+          "--sizes 64 --min-time 0.1",
+          "adapter");
+  const auto family = [](const std::string& mech) -> std::string {
+    return mech == "tcp" ? "tcp" : "pipe";  // a FIFO is a pipe in the kernel
+  };
+  for (const char* mech : {"pipe", "fifo", "tcp"}) {
+    for (const char* pattern : {"latency", "throughput"}) {
+      const json b = row(doc, std::string(mech) + "/sync/" + pattern + "/64");
+      ASSERT_TRUE(b.contains("adapter_ratio")) << b.dump();
+      EXPECT_GT(num(b, "adapter_ratio"), 0) << b.dump();
+      EXPECT_EQ(str(b, "bare_family"), family(mech)) << b.dump();
+      // Oriented like floor_ratio: the case's figure against the bare loop's.
+      if (std::string(pattern) == "latency") {
+        EXPECT_NEAR(num(b, "adapter_ratio"), num(b, "p50_ns") / num(b, "bare_p50_ns"),
+                    1e-6 * num(b, "adapter_ratio"))
+            << b.dump();
+      } else {
+        EXPECT_NEAR(num(b, "adapter_ratio"),
+                    num(b, "bare_bytes_per_second") / num(b, "bytes_per_second"),
+                    1e-6 * num(b, "adapter_ratio"))
+            << b.dump();
+      }
+    }
+    // The bare loop is the reference for the blocking calls: async rows
+    // have none.
+    const json a = row(doc, std::string(mech) + "/async/latency/64");
+    EXPECT_FALSE(a.contains("adapter_ratio")) << a.dump();
+  }
+  // Shared memory has no kernel object to compare with.
+  const json shm = row(doc, "shm-spin/sync/latency/64");
+  EXPECT_FALSE(shm.contains("adapter_ratio")) << shm.dump();
+  EXPECT_FALSE(shm.contains("adapter_note")) << shm.dump();
+}
+
 }  // namespace
