@@ -67,17 +67,23 @@ def test_screenshot_is_not_blank(tmp_path, chromium, browser_result):
     assert not console_errors(proc.stderr), console_errors(proc.stderr)
 
 
-def test_dom_no_errors_and_table_sorts(tmp_path, chromium, browser_result):
-    page = make_report(tmp_path, browser_result)
+def run_probe(tmp_path, chromium, page, probe):
+    """Opens `page` with the error trap and `probe` (a script that writes a
+    JSON <pre id="probe">) injected; returns the probe's result and the run."""
     html = page.read_text(encoding="utf-8")
     html = html.replace("<head>", "<head>" + ERROR_TRAP, 1)
-    html = html.replace("</body>", SORT_PROBE + "</body>", 1)
+    html = html.replace("</body>", probe + "</body>", 1)
     probe_page = tmp_path / "probe.html"
     probe_page.write_text(html, encoding="utf-8")
     proc = chromium_run(chromium, tmp_path, "--dump-dom", probe_page.as_uri())
     match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
     assert match, f"probe did not run: {proc.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&")), proc
+
+
+def test_dom_no_errors_and_table_sorts(tmp_path, chromium, browser_result):
+    page = make_report(tmp_path, browser_result)
+    result, proc = run_probe(tmp_path, chromium, page, SORT_PROBE)
     assert result["errors"] == []
     assert result["ready"] == "ready"
     assert result["svgs"] >= 4
@@ -110,15 +116,7 @@ def test_sync_async_view_in_browser(tmp_path, chromium):
     doc = set_stream(open_loop_v2(set_wait(closed_loop(as_v2())), 2000, mechanism="udp",
                                   sender_behind=True), "zmq-tcp", flow_stall=0.2)
     page = make_report(tmp_path, save(doc, tmp_path / "v2.json"))
-    html = page.read_text(encoding="utf-8")
-    html = html.replace("<head>", "<head>" + ERROR_TRAP, 1)
-    html = html.replace("</body>", PAIR_PROBE + "</body>", 1)
-    probe_page = tmp_path / "probe.html"
-    probe_page.write_text(html, encoding="utf-8")
-    proc = chromium_run(chromium, tmp_path, "--dump-dom", probe_page.as_uri())
-    match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
-    assert match, f"probe did not run: {proc.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result, proc = run_probe(tmp_path, chromium, page, PAIR_PROBE)
     assert result["errors"] == []
     asc = [float(v) for v in result["asc"] if v]
     assert len(asc) == 10 and asc == sorted(asc)
