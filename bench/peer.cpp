@@ -73,6 +73,7 @@ int serve(Channel& ch, const PeerOptions& options) {
   std::uint64_t verify_ns = 0;
   Histogram oneway = make_latency_histogram();
   TestStall stall;
+  DeferredStamp arrival;
   for (;;) {
     const std::size_t n = ch.receive(buf);
     if (n < kHeaderBytes) {
@@ -105,12 +106,15 @@ int serve(Channel& ch, const PeerOptions& options) {
         if (kind == Kind::kEchoStamped) {
           // Both processes read the same CLOCK_MONOTONIC: the one-way time is
           // our receive time minus the sender's (or, open loop, the
-          // intended) send time.
-          const std::uint64_t now = Clock::monotonic_ns();
-          oneway.record(now > h.stamp ? now - h.stamp : 0);
+          // intended) send time. Marked now, read after the echo is sent.
+          arrival.mark();
           stall.maybe_stall();
         }
         if (echo) ch.send({buf.data(), n});
+        if (kind == Kind::kEchoStamped) {
+          const std::uint64_t at = arrival.monotonic_at_mark();
+          oneway.record(at > h.stamp ? at - h.stamp : 0);
+        }
         if (options.verify_full) {
           const std::uint64_t v0 = echo ? 0 : Clock::monotonic_ns();
           const std::size_t bad = check_pattern({buf.data(), n}, h.seq);
