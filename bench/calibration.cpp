@@ -21,6 +21,7 @@
 
 #include "histogram.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/spin.hpp"
 #include "ping_pong.hpp"
 #include "sysinfo.hpp"
 #include "units.hpp"
@@ -44,14 +45,6 @@ constexpr std::uint64_t kGrace = 2000 * kMs;
 
 constexpr std::uint64_t kStop = ~std::uint64_t{0};
 constexpr std::uint32_t kStop32 = ~std::uint32_t{0};
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-#endif
-}
 
 // Keeps a copy the compiler would otherwise drop as dead.
 inline void keep(const void* p) noexcept { asm volatile("" : : "r"(p) : "memory"); }
@@ -157,7 +150,7 @@ class Shared {
       std::uint64_t last = 0;
       for (;;) {
         std::uint64_t v;
-        while ((v = c.ping.v.load(std::memory_order_acquire)) == last) cpu_relax();
+        while ((v = c.ping.v.load(std::memory_order_acquire)) == last) posix::cpu_relax();
         if (v == kStop) break;
         if (op == kPayload) {
           // Receive into our own buffer, send from it: what a peer does.
@@ -196,7 +189,7 @@ class Shared {
             finished = true;
             break;
           }
-          cpu_relax();
+          posix::cpu_relax();
         }
         if (finished) break;
         std::memcpy(sh.child_buffer(), sh.a((n % slots) * stride), size);
@@ -282,7 +275,7 @@ class Prober {
       if (size != 0) std::memcpy(shared_.a(at), src_.data(), size);
       c.ping.v.store(i, std::memory_order_release);
       for (unsigned spins = 1; c.pong.v.load(std::memory_order_acquire) != i; ++spins) {
-        cpu_relax();
+        posix::cpu_relax();
         if (spins % 65536 == 0) check_alive(hard);
       }
       if (size != 0) {
@@ -381,7 +374,7 @@ class Prober {
     for (;;) {
       for (unsigned spins = 1; n - consumed >= slots; ++spins) {
         consumed = c.pong.v.load(std::memory_order_acquire);
-        cpu_relax();
+        posix::cpu_relax();
         if (spins % 65536 == 0) check_alive(hard);
       }
       std::memcpy(shared_.a((n % slots) * stride), src_.data(), size);

@@ -657,6 +657,8 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   const std::uint64_t end = t0 + ns_of(ctx.min_time);
   std::optional<OpenLoopSchedule> schedule;
   if (open) schedule.emplace(t0, ctx.rate);
+  std::uint64_t due = 0;              // open loop: when message `due_of` is due
+  std::uint64_t due_of = UINT64_MAX;
   std::uint64_t last_arrival = t0;
 
   while (state.KeepRunningBatch(1)) {
@@ -678,7 +680,10 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
         }
         std::uint64_t stamp = now;
         if (open) {
-          const std::uint64_t due = schedule->due_ns(sent);
+          if (due_of != sent) {  // once per message, not once per spin
+            due = schedule->due_ns(sent);
+            due_of = sent;
+          }
           if (due > now) {
             next_due = due;
             break;
@@ -781,11 +786,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
         if (ctx.spin_wait) {
           // The mechanism's own wait spins: so does the pacing, all the way,
           // looking for echoes meanwhile as its wait would.
-          if (ctx.same_cpu) {
-            ::sched_yield();
-          } else {
-            posix::cpu_relax();
-          }
+          posix::relax(ctx.same_cpu);
           continue;
         }
         if (left <= kPacingSpinNs) {
@@ -793,13 +794,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
           // channel here would turn a mechanism that is waited for with
           // poll into a spinning one; an echo that comes meanwhile is
           // taken right after the send.
-          while (Clock::monotonic_ns() < next_due) {
-            if (ctx.same_cpu) {
-              ::sched_yield();
-            } else {
-              posix::cpu_relax();
-            }
-          }
+          while (Clock::monotonic_ns() < next_due) posix::relax(ctx.same_cpu);
           continue;
         }
         spinning_since = 0;

@@ -32,17 +32,10 @@
 #include "ipcbench/posix/limits.hpp"
 #include "ipcbench/posix/fd.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/spin.hpp"
 #include "ipcbench/posix/time.hpp"
 #include "ipcbench/shm_ring.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define IPCBENCH_CPU_RELAX() _mm_pause()
-#elif defined(__aarch64__)
-#define IPCBENCH_CPU_RELAX() asm volatile("yield" ::: "memory")
-#else
-#define IPCBENCH_CPU_RELAX() std::atomic_signal_fence(std::memory_order_seq_cst)
-#endif
 
 namespace ipcbench::shm {
 
@@ -215,11 +208,7 @@ class ShmChannel : public Channel {
   bool spin(Done done, unsigned limit, std::chrono::steady_clock::time_point deadline) {
     for (unsigned i = 1; i <= limit; ++i) {
       if (done()) return true;
-      if (same_cpu_) {
-        sched_yield();  // the other side needs this CPU to make progress
-      } else {
-        IPCBENCH_CPU_RELAX();
-      }
+      posix::relax(same_cpu_);  // yields when the other side needs this CPU
       if (i % kSpinsPerCheck == 0) {
         posix::throw_if_interrupted();
         if (deadline != std::chrono::steady_clock::time_point::max() &&

@@ -1,7 +1,8 @@
-// Busy-waiting for mechanisms that have no readiness source (SysV and Boost
-// message queues): the caller's check is retried with a pause between
-// tries, and the CPU is yielded on every try when both sides share one CPU
-// (a spinner would otherwise wait out the other side's time slice).
+// Busy-waiting, in one place for every spinner (shared memory's waits, the
+// queues without a readiness source, the open loop's pacing, calibration):
+// a pause between tries, and the CPU yielded on every try when both sides
+// share one CPU (a spinner would otherwise wait out the other side's time
+// slice).
 #pragma once
 
 #include <sched.h>
@@ -27,6 +28,16 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// One pause of a spin loop: yield the CPU when the side we wait for shares
+// it, pause otherwise.
+inline void relax(bool same_cpu) noexcept {
+  if (same_cpu) {
+    ::sched_yield();
+  } else {
+    cpu_relax();
+  }
+}
+
 // Retries `ready()` until it returns true (true) or `timeout` passes
 // (false). `check()` runs every 64 tries (interrupt flag, peer alive) and
 // may throw. A fixed sleep would be cheaper for the CPU but would set the
@@ -44,11 +55,7 @@ bool spin_until(std::chrono::nanoseconds timeout, bool same_cpu, Ready ready, Ch
       check();
       if (SteadyClock::now() >= deadline) return false;
     }
-    if (same_cpu) {
-      ::sched_yield();
-    } else {
-      cpu_relax();
-    }
+    relax(same_cpu);
   }
 }
 
