@@ -1,10 +1,22 @@
 """Compare two result files case by case and decide whether the new one regressed.
 
 A case regresses when a metric moved in the worse direction by more than the
-threshold. With at least MIN_REPETITIONS repetitions on both sides the move
-must also be statistically significant (Mann-Whitney U, two-sided, as Google
-Benchmark's tools/compare.py does), because a threshold alone flags noise on
-a busy machine; with fewer, the threshold alone decides and the output says so.
+threshold (the smallest effect worth flagging). With at least MIN_REPETITIONS
+repetitions on both sides the move must also be statistically significant
+(Mann-Whitney U, two-sided, as Google Benchmark's tools/compare.py does),
+because a threshold alone flags noise on a busy machine; with fewer, the
+threshold alone decides and the output says so.
+
+Many figures are tested at once, so the significance level is for the whole
+comparison, not for each figure: Holm's step-down correction over every
+U-tested metric (with ~50 figures each tested at 0.05, identical code would
+be flagged almost every time). For each tested metric the output also gives
+the noise of each side (the spread of its repetitions) and the smallest
+change the test could have detected with those samples; a metric that even
+fully separated samples of this size could not make significant under the
+correction is "cannot judge (too few samples)", and one whose detectable
+change exceeds MAX_DETECTABLE_FACTOR x the threshold is "too noisy to
+judge", never "unchanged".
 
 A case the suite's sanity gate flagged as a measurement error (on either
 side) is never judged: it is neither an improvement nor a regression, and it
@@ -28,6 +40,7 @@ give real_time different meanings are refused before any of this
 """
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from . import model, units
@@ -35,6 +48,12 @@ from . import model, units
 MIN_REPETITIONS = 5
 DEFAULT_THRESHOLD = 5.0
 DEFAULT_ALPHA = 0.05
+# A metric whose smallest detectable change is beyond this many thresholds
+# is reported as too noisy to judge rather than as unchanged.
+MAX_DETECTABLE_FACTOR = 3.0
+# The detectable change is searched up to this (a doubling, or a halving of
+# a throughput, is always visible by eye).
+MAX_DETECTABLE_PCT = 100.0
 
 # pattern -> [(metric label, field, higher_is_worse, formatter)]
 METRICS = {
@@ -59,6 +78,17 @@ class MetricChange:
     fmt: object = units.count
     n_base: int = 0
     n_new: int = 0
+    # the spread of each side's repetitions, percent of its median (None: < 2)
+    noise_base_pct: float | None = None
+    noise_new_pct: float | None = None
+    # the smallest worse-direction change (percent) the test could have
+    # flagged with these samples at the corrected level; None when untested
+    # or beyond MAX_DETECTABLE_PCT
+    detectable_pct: float | None = None
+    # the level this metric's p-value was held to after Holm's correction
+    level: float | None = None
+    higher_worse: bool = field(default=True, repr=False)
+    samples: tuple = field(default=((), ()), repr=False)  # (base, new) per repetition
 
     def as_row(self):
         return {"case": self.case, "metric": self.metric, "worse_pct": self.worse_pct,
@@ -111,14 +141,12 @@ class Comparison:
     def case_verdicts(self):
         """{case label: verdict}; a case's worst metric decides."""
         out = {}
+        rank = {"regressed": 3, "improved": 2, "cannot judge": 1, "unchanged": 0}
         for ch in self.changes:
+            v = ("cannot judge" if ch.verdict in ("too noisy", "too few samples")
+                 else ch.verdict if ch.verdict in rank else "unchanged")
             prev = out.get(ch.case, "unchanged")
-            if ch.verdict == "regressed" or prev == "regressed":
-                out[ch.case] = "regressed"
-            elif ch.verdict == "improved" or prev == "improved":
-                out[ch.case] = "improved"
-            else:
-                out[ch.case] = prev
+            out[ch.case] = v if rank[v] > rank[prev] else prev
         for label, _b, _n, verdict in self.status_changes:
             if verdict == "now fails":
                 out[label] = "regressed"
@@ -131,6 +159,12 @@ class Comparison:
     @property
     def improved(self):
         return sorted(c for c, v in self.case_verdicts().items() if v == "improved")
+
+    @property
+    def cannot_judge(self):
+        """Cases some metric of which was too noisy, or had too few samples,
+        to judge (and none regressed or improved)."""
+        return sorted(c for c, v in self.case_verdicts().items() if v == "cannot judge")
 
     def threshold_only_cases(self):
         return sorted({ch.case for ch in self.changes if ch.method == "threshold"})
@@ -181,16 +215,66 @@ def match_cases(base, new):
 
 def significance(base_samples, new_samples):
     """Two-sided Mann-Whitney U p-value, or None when it cannot be computed
-    (identical samples give no evidence of a change either way)."""
+    (identical samples give no evidence of a change either way). Exact
+    distribution when there are no ties and the samples are small (the
+    normal approximation understates how small p can get: 10 vs 10 fully
+    separated samples are p 1.1e-5 exactly, 1.8e-4 approximated)."""
     from scipy.stats import mannwhitneyu
-    if len(set(base_samples) | set(new_samples)) < 2:
+    pooled = list(base_samples) + list(new_samples)
+    if len(set(pooled)) < 2:
         return 1.0
-    p = float(mannwhitneyu(base_samples, new_samples, alternative="two-sided").pvalue)
+    exact = len(set(pooled)) == len(pooled) and max(len(base_samples), len(new_samples)) <= 50
+    p = float(mannwhitneyu(base_samples, new_samples, alternative="two-sided",
+                           method="exact" if exact else "asymptotic").pvalue)
     return None if math.isnan(p) else p
 
 
+def smallest_p(n_base, n_new):
+    """The smallest p-value samples of these sizes can give (fully separated)."""
+    return significance(list(range(n_base)), list(range(n_base, n_base + n_new)))
+
+
+def noise_pct(samples):
+    """The spread of a side's repetitions, percent of their median: the
+    median absolute deviation scaled to a standard deviation (robust to the
+    odd outlier a shared machine produces). None for fewer than 2."""
+    if len(samples) < 2:
+        return None
+    med = statistics.median(samples)
+    if not med:
+        return None
+    mad = statistics.median(abs(x - med) for x in samples)
+    return 1.4826 * mad / abs(med) * 100.0
+
+
+def detectable_change(base_samples, new_samples, higher_worse, level):
+    """The smallest worse-direction change (percent) that the U test would
+    call significant at `level` with samples spread like these: the new
+    samples are moved onto the base median, then shifted further until the
+    test rejects. None when not even MAX_DETECTABLE_PCT is enough."""
+    mb, mn = statistics.median(base_samples), statistics.median(new_samples)
+    if not mb or not mn:
+        return None
+    centred = [x * mb / mn for x in new_samples]
+
+    def rejects(pct):
+        factor = 1 + pct / 100.0 if higher_worse else 1 - pct / 100.0
+        p = significance(base_samples, [x * factor for x in centred])
+        return p is not None and p <= level
+
+    if not rejects(MAX_DETECTABLE_PCT):
+        return None
+    lo, hi = 0.0, MAX_DETECTABLE_PCT
+    while hi - lo > 0.25:  # the p-value only falls as the shift grows
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if rejects(mid) else (mid, hi)
+    return hi
+
+
 def compare_metric(label, b, n, metric, threshold, alpha):
-    """The change of one metric and its verdict."""
+    """The change of one metric, its p-value and noise. The verdict is left
+    to decide(), once every metric's p-value is known (Holm's correction
+    needs them all)."""
     name, fld, higher_worse, fmt = metric
     bv, nv = b.value(fld), n.value(fld)
     if bv is None or nv is None:
@@ -202,16 +286,58 @@ def compare_metric(label, b, n, metric, threshold, alpha):
     if len(bs) >= MIN_REPETITIONS and len(ns_) >= MIN_REPETITIONS:
         method = "U test"
         p_value = significance(bs, ns_)
-    significant = method == "threshold" or (p_value is not None and p_value < alpha)
-    verdict = "unchanged"
-    if worse is not None and significant and worse > threshold:
-        verdict = "regressed"
-    elif worse is not None and significant and worse < -threshold:
-        verdict = "improved"
-    elif worse is not None and abs(worse) > threshold and not significant:
-        verdict = "noise"
-    return MetricChange(label, name, bv, nv, change, worse, p_value, method, verdict, fmt,
-                        len(bs), len(ns_))
+    return MetricChange(label, name, bv, nv, change, worse, p_value, method, "unchanged", fmt,
+                        len(bs), len(ns_), noise_pct(bs), noise_pct(ns_),
+                        higher_worse=higher_worse, samples=(bs, ns_))
+
+
+def holm_levels(changes, alpha):
+    """Holm's step-down procedure over the U-tested metrics: sets each one's
+    level (alpha / (m - rank)) and returns the set of ids of those it
+    rejects (in p order, until the first that misses its level)."""
+    tested = sorted((c for c in changes if c.method == "U test"),
+                    key=lambda c: 1.0 if c.p_value is None else c.p_value)
+    m = len(tested)
+    rejected, going = set(), True
+    for rank, c in enumerate(tested):
+        c.level = alpha / (m - rank)
+        if going and c.p_value is not None and c.p_value <= c.level:
+            rejected.add(id(c))
+        else:
+            going = False
+    return rejected
+
+
+def decide(changes, threshold, alpha):
+    """Every metric's verdict, the whole comparison at once."""
+    rejected = holm_levels(changes, alpha)
+    m = sum(1 for c in changes if c.method == "U test")
+    for c in changes:
+        worse = c.worse_pct
+        if c.method == "threshold":
+            if worse is not None and worse > threshold:
+                c.verdict = "regressed"
+            elif worse is not None and worse < -threshold:
+                c.verdict = "improved"
+            continue
+        # The level a change in this metric alone would face: the first step.
+        first = alpha / m
+        c.detectable_pct = detectable_change(*c.samples, c.higher_worse, first)
+        if c.detectable_pct is not None:
+            c.detectable_pct = max(c.detectable_pct, threshold)
+        significant = id(c) in rejected
+        if worse is not None and significant and worse > threshold:
+            c.verdict = "regressed"
+        elif worse is not None and significant and worse < -threshold:
+            c.verdict = "improved"
+        elif smallest_p(c.n_base, c.n_new) > first:
+            c.verdict = "too few samples"
+        elif c.detectable_pct is None or c.detectable_pct > MAX_DETECTABLE_FACTOR * threshold:
+            c.verdict = "too noisy"
+        elif worse is not None and abs(worse) > threshold:
+            c.verdict = "noise"
+        else:
+            c.verdict = "unchanged"
 
 
 def status_change(b, n):
@@ -267,6 +393,7 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
             ch = compare_metric(label, b, n, metric, threshold, alpha)
             if ch is not None:
                 result.changes.append(ch)
+    decide(result.changes, threshold, alpha)
     return result
 
 
@@ -276,7 +403,24 @@ def _where_text(wheres):
 
 def verdict_text(v):
     return {"regressed": "REGRESSED", "improved": "improved",
-            "noise": "unchanged (not significant)", "unchanged": "unchanged"}.get(v, v)
+            "noise": "unchanged (not significant)", "unchanged": "unchanged",
+            "too noisy": "too noisy to judge",
+            "too few samples": "cannot judge (too few samples)"}.get(v, v)
+
+
+def noise_text(ch):
+    """'±3.1% / ±4.0%' (base / new), '–' when a side has too few samples."""
+    if ch.noise_base_pct is None and ch.noise_new_pct is None:
+        return "–"
+    f = lambda v: "–" if v is None else f"±{v:.1f}%"
+    return f"{f(ch.noise_base_pct)} / {f(ch.noise_new_pct)}"
+
+
+def detectable_text(ch):
+    """'7.5%', '>100%' (nothing up to a doubling would show), '–' untested."""
+    if ch.method != "U test":
+        return "–"
+    return f">{MAX_DETECTABLE_PCT:g}%" if ch.detectable_pct is None else f"{ch.detectable_pct:.1f}%"
 
 
 def p_text(p):
@@ -289,10 +433,17 @@ def method_lines(result):
     lines = [f"Threshold {result.threshold:g}% in the worse direction "
              "(latency up, throughput down)."]
     if tested:
+        m = sum(1 for c in result.changes if c.method == "U test")
         lines.append(f"{len(tested)} case(s) with >= {MIN_REPETITIONS} repetitions on both sides: "
-                     f"Mann-Whitney U test (two-sided, alpha {result.alpha:g}) on the "
-                     "per-repetition values; a case regresses only when the change is "
-                     "significant AND beyond the threshold.")
+                     f"Mann-Whitney U test (two-sided) on the per-repetition values, "
+                     f"{m} metrics held together to alpha {result.alpha:g} (Holm's correction: "
+                     f"the smallest p-value must be below {result.alpha / m:.2g}); a case "
+                     "regresses only when the change is significant AND beyond the threshold.")
+        lines.append("noise: each side's spread over its repetitions (robust standard "
+                     "deviation, % of the median); detectable: the smallest worse-direction "
+                     "change this test could have flagged with such samples (a case whose "
+                     f"detectable change is above {MAX_DETECTABLE_FACTOR:g}x the threshold is "
+                     "reported as too noisy to judge).")
     if thr:
         lines.append(f"{len(thr)} case(s) with fewer than {MIN_REPETITIONS} repetitions on a side: "
                      "threshold only, no significance test (run with --repetitions "
@@ -309,8 +460,10 @@ def summary_line(result):
     mismatched = (f"; {len(result.mismatched)} not compared (measured under different "
                   f"settings: {', '.join(result.mismatched_settings())})"
                   if result.mismatched else "")
+    judge = (f", {len(result.cannot_judge)} too noisy or too few samples to judge"
+             if result.cannot_judge else "")
     return (f"{compared} case(s) compared: {len(result.regressed)} regressed, "
-            f"{len(result.improved)} improved, {unchanged} unchanged; "
+            f"{len(result.improved)} improved, {unchanged} unchanged{judge}; "
             f"{len(result.only_base)} only in base, {len(result.only_new)} only in new"
             f"{flagged}{mismatched}.")
 
@@ -351,14 +504,15 @@ def render_console(result):
     out = [f"base: {run_line(result.base)}", f"new:  {run_line(result.new)}"]
     out += [f"WARNING: {w}" for w in result.warnings + result.notes]
     out += method_lines(result)
-    header = ("case", "metric", "base", "new", "change", "p-value", "method", "verdict")
+    header = ("case", "metric", "base", "new", "change", "p-value", "noise", "detectable",
+              "method", "verdict")
     rows = [(ch.case, ch.metric, ch.fmt(ch.base), ch.fmt(ch.new),
-             units.percent_change(ch.change_pct), p_text(ch.p_value), ch.method,
-             verdict_text(ch.verdict)) for ch in result.changes]
+             units.percent_change(ch.change_pct), p_text(ch.p_value), noise_text(ch),
+             detectable_text(ch), ch.method, verdict_text(ch.verdict)) for ch in result.changes]
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     out.append("")
     for r in [header] + rows:
-        out.append("  ".join(str(c).ljust(w) if i < 2 or i > 5 else str(c).rjust(w)
+        out.append("  ".join(str(c).ljust(w) if i < 2 or i > 7 else str(c).rjust(w)
                              for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     for label, _bs, _ns, note in result.status_changes:
         out.append(f"{label}: {note}" + (" (REGRESSED)" if note == "now fails" else ""))
@@ -383,13 +537,14 @@ def render_markdown(result):
            f"- new: `{result.new.path.name}`: {_ctx(result.new)}"]
     out += [f"\n> **Warning:** {w}" for w in result.warnings + result.notes]
     out += ["", *method_lines(result), "",
-            "| case | metric | base | new | change | p-value | verdict |",
-            "|---|---|--:|--:|--:|--:|---|"]
+            "| case | metric | base | new | change | p-value | noise | detectable | verdict |",
+            "|---|---|--:|--:|--:|--:|--:|--:|---|"]
     for ch in result.changes:
         v = verdict_text(ch.verdict)
         v = f"**{v}**" if ch.verdict in ("regressed", "improved") else v
         out.append(f"| `{ch.case}` | {ch.metric} | {ch.fmt(ch.base)} | {ch.fmt(ch.new)} | "
-                   f"{units.percent_change(ch.change_pct)} | {p_text(ch.p_value)} | {v} |")
+                   f"{units.percent_change(ch.change_pct)} | {p_text(ch.p_value)} | "
+                   f"{noise_text(ch)} | {detectable_text(ch)} | {v} |")
     extra = [f"- `{label}`: **{note}**" for label, _b, _n, note in result.status_changes]
     extra += [f"- `{label}`: **flagged as a measurement error** ({reasons})"
               for label, _b, _n, reasons in result.flagged]

@@ -977,15 +977,18 @@ def compare_table(result):
     """Every compared metric, sortable."""
     from . import compare as cmp
     head = [("case", "text"), ("metric", "text"), ("base", "num"), ("new", "num"),
-            ("change", "num"), ("p-value", "num"), ("method", "text"), ("verdict", "text")]
+            ("change", "num"), ("p-value", "num"), ("noise", "text"), ("detectable", "num"),
+            ("method", "text"), ("verdict", "text")]
     body = []
     for ch in result.changes:
         cells = [
             (ch.case, ch.case, ""), (ch.metric, ch.metric, ""),
             (ch.base, ch.fmt(ch.base), "num"), (ch.new, ch.fmt(ch.new), "num"),
             (ch.change_pct, units.percent_change(ch.change_pct), "num"),
-            (ch.p_value, cmp.p_text(ch.p_value), "num"), (ch.method, ch.method, ""),
-            (ch.verdict, cmp.verdict_text(ch.verdict), f"verdict-{ch.verdict}"),
+            (ch.p_value, cmp.p_text(ch.p_value), "num"),
+            (None, cmp.noise_text(ch), ""),
+            (ch.detectable_pct, cmp.detectable_text(ch), "num"), (ch.method, ch.method, ""),
+            (ch.verdict, cmp.verdict_text(ch.verdict), f"verdict-{ch.verdict.replace(' ', '-')}"),
         ]
         body.append("<tr>" + "".join(
             f'<td class="{cls}" data-v="{"" if v is None else escape(str(v), quote=True)}">'
