@@ -20,6 +20,7 @@
 #include "sysinfo.hpp"
 #include "ipcbench/posix/spin.hpp"
 #include "ipcbench/posix/time.hpp"
+#include "syscall_count.hpp"
 
 namespace ipcbench {
 namespace {
@@ -124,12 +125,15 @@ std::uint64_t check_lossy_ack(std::span<const std::byte> buf, std::size_t n,
 class UsageSpan {
  public:
   explicit UsageSpan(PeerSession& s) : session_(s) {
-    peer0_ = s.peer_stats();
+    peer0_ = s.peer_stats();  // the peer's counts restart here
     self0_ = process_usage();
+    syscalls_ = SyscallCounter::open(nullptr);  // last: its own setup is not counted
   }
   void finish(TrialResult& r) {
+    if (syscalls_) r.runner_syscalls = syscalls_->read();  // first: nothing of ours after the span
     const StatsPayload self1 = process_usage();
     const StatsPayload peer1 = session_.peer_stats();
+    if (peer1.syscalls != StatsPayload::kNotCounted) r.peer_syscalls = peer1.syscalls;
     r.runner_cpu_ns = self1.cpu_ns - self0_.cpu_ns;
     r.runner_context_switches = self1.context_switches - self0_.context_switches;
     r.peer_cpu_ns = peer1.cpu_ns - peer0_.cpu_ns;
@@ -141,6 +145,7 @@ class UsageSpan {
   PeerSession& session_;
   StatsPayload peer0_{};
   StatsPayload self0_{};
+  std::unique_ptr<SyscallCounter> syscalls_;
 };
 
 std::uint64_t ns_of(std::chrono::nanoseconds d) noexcept {

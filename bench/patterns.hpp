@@ -69,6 +69,10 @@ struct TrialResult {
   std::uint64_t peer_cpu_ns = 0;
   std::uint64_t runner_context_switches = 0;
   std::uint64_t peer_context_switches = 0;
+  // System calls in the span, every measured thread of each side (empty
+  // where they cannot be counted; a few per trial are the stats exchange).
+  std::optional<std::uint64_t> runner_syscalls;
+  std::optional<std::uint64_t> peer_syscalls;
   std::uint64_t runner_pacing_ns = 0;   // open loop: spent spinning to meet the schedule
   double rate_achieved = 0;         // async open loop: messages sent per second
   std::uint64_t max_in_flight = 0;  // async latency: most messages unanswered at once

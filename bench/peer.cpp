@@ -17,6 +17,7 @@
 #include "clock.hpp"
 #include "histogram.hpp"
 #include "protocol.hpp"
+#include "syscall_count.hpp"
 #include "sysinfo.hpp"
 
 namespace ipcbench {
@@ -74,6 +75,7 @@ int serve(Channel& ch, const PeerOptions& options) {
   Histogram oneway = make_latency_histogram();
   TestStall stall;
   DeferredStamp arrival;
+  std::unique_ptr<SyscallCounter> syscalls;  // since the last kStats
   for (;;) {
     const std::size_t n = ch.receive(buf);
     if (n < kHeaderBytes) {
@@ -151,6 +153,11 @@ int serve(Channel& ch, const PeerOptions& options) {
         StatsPayload stats = process_usage();
         stats.verify_ns = verify_ns;
         verify_ns = 0;
+        if (syscalls) stats.syscalls = syscalls->read();
+        // A new count from here, on the threads we have now (a mechanism's
+        // own threads start when it connects, before the first kStats).
+        syscalls.reset();
+        syscalls = SyscallCounter::open(nullptr);
         send_control(ch, control.data(), h.seq, Kind::kStatsReply, stats);
         break;
       }

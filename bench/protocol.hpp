@@ -76,6 +76,10 @@ struct StatsPayload {
   std::uint64_t cpu_ns;              // user + system CPU time of the peer
   std::uint64_t context_switches;    // voluntary + involuntary
   std::uint64_t verify_ns = 0;       // --verify full: checking sinks since the last kStats
+  // System calls of the peer's threads since the last kStats
+  // (SyscallCounter); kNotCounted where they cannot be counted.
+  std::uint64_t syscalls = kNotCounted;
+  static constexpr std::uint64_t kNotCounted = ~std::uint64_t{0};
 };
 
 struct AckPayload {

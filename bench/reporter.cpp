@@ -11,6 +11,7 @@
 #include <set>
 #include <system_error>
 
+#include "syscall_count.hpp"
 #include "units.hpp"
 #include "version.hpp"
 
@@ -561,6 +562,13 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"command_line", settings.command_line}}},
       {"failed", failed_list},
       {"flagged", flagged_list},
+      {"syscalls",
+       {{"counted", SyscallCounter::unavailable_reason().empty()},
+        {"tracepoint", "raw_syscalls:sys_enter"},
+        {"note", SyscallCounter::unavailable_reason().empty()
+                     ? nlohmann::ordered_json(nullptr)
+                     : nlohmann::ordered_json("system calls not counted: " +
+                                              SyscallCounter::unavailable_reason())}}},
   };
   if (across_hosts) {
     nlohmann::ordered_json remote = {{"address", settings.remote},

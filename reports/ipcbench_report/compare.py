@@ -95,6 +95,46 @@ class MetricChange:
                 "verdict": self.verdict}
 
 
+# System calls per message: counted, not sampled, so compared without
+# statistics. A change of this many calls per message or more, with the two
+# sides' repetitions not overlapping, is a finding on any machine (a
+# timing-dependent count, such as an async wait that finds data there or
+# not, overlaps between repetitions and is not reported).
+SYSCALL_CHANGE = 0.5
+SYSCALL_FIELDS = (("runner", "runner_syscalls_per_msg"), ("peer", "peer_syscalls_per_msg"))
+
+
+@dataclass(frozen=True)
+class SyscallChange:
+    """One side's system calls per message, base against new."""
+
+    case: str
+    side: str  # runner or peer
+    base: float
+    new: float
+
+    def text(self):
+        return (f"{self.case}: {self.side} system calls per message {self.base:.2f} -> "
+                f"{self.new:.2f} ({self.new - self.base:+.2f})")
+
+
+def syscall_changes(label, b, n):
+    """The sides of a pair whose system calls per message moved by
+    SYSCALL_CHANGE or more, the repetitions not overlapping; None when the
+    pair has no counts on both sides."""
+    out, counted = [], False
+    for side, fld in SYSCALL_FIELDS:
+        bs, ns_ = b.samples(fld), n.samples(fld)
+        if not bs or not ns_:
+            continue
+        counted = True
+        bm, nm = statistics.median(bs), statistics.median(ns_)
+        apart = max(bs) < min(ns_) or max(ns_) < min(bs)
+        if abs(nm - bm) >= SYSCALL_CHANGE and apart:
+            out.append(SyscallChange(label, side, bm, nm))
+    return out if counted else None
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """A case in both files measured under different settings: not compared.
@@ -137,6 +177,10 @@ class Comparison:
     paired: int = 0
     warnings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    # [SyscallChange]: counted figures that moved by a call per message or more
+    syscall_changes: list = field(default_factory=list)
+    # how many paired cases carried system call counts on both sides
+    syscalls_compared: int = 0
 
     def case_verdicts(self):
         """{case label: verdict}; a case's worst metric decides."""
@@ -393,6 +437,10 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
             ch = compare_metric(label, b, n, metric, threshold, alpha)
             if ch is not None:
                 result.changes.append(ch)
+        moved = syscall_changes(label, b, n)
+        if moved is not None:
+            result.syscalls_compared += 1
+            result.syscall_changes += moved
     decide(result.changes, threshold, alpha)
     return result
 
@@ -475,6 +523,20 @@ def nothing_paired_line(result):
             "rerun one side with the other's settings")
 
 
+def syscall_lines(result):
+    """The system call section, one line each: counted figures, no statistics.
+    Reported, not part of the exit status."""
+    if not result.syscalls_compared:
+        return ["System calls per message: not counted on both sides (see each file's "
+                "ipcbench.syscalls note)."]
+    head = (f"System calls per message (counted, not sampled; {result.syscalls_compared} "
+            f"case(s) with counts on both sides; a change of {SYSCALL_CHANGE:g} or more "
+            "with the repetitions apart is listed):")
+    if not result.syscall_changes:
+        return [head, "  no change."]
+    return [head] + [f"  {c.text()}" for c in result.syscall_changes]
+
+
 def result_line(result):
     if result.nothing_paired:
         return "Result: " + nothing_paired_line(result) + "."
@@ -523,6 +585,7 @@ def render_console(result):
     for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
         for c in cases:
             out.append(f"{c.key.label()}: {title} ({c.status})")
+    out += ["", *syscall_lines(result)]
     out += ["", summary_line(result), result_line(result)]
     return "\n".join(out) + "\n"
 
@@ -553,6 +616,12 @@ def render_markdown(result):
     extra += [f"- `{c.key.label()}`: only in new ({c.status})" for c in result.only_new]
     if extra:
         out += ["", "Not compared:", *extra]
+    out += ["", f"### {syscall_lines(result)[0]}", ""]
+    if result.syscall_changes:
+        out += [f"- `{c.case}`: {c.side} {c.base:.2f} → {c.new:.2f} ({c.new - c.base:+.2f})"
+                for c in result.syscall_changes]
+    elif result.syscalls_compared:
+        out.append("No change.")
     out += ["", summary_line(result)]
     if result.nothing_paired:
         out += ["", f"**{nothing_paired_line(result)}.**"]

@@ -244,6 +244,9 @@ CASE_COLUMNS = [
     ("ctx sw/msg", True, lambda r, c: _cell(_sum(c.value("runner_ctx_switches_per_msg"),
                                                   c.value("peer_ctx_switches_per_msg")),
                                              lambda v: f"{v:.2f}")),
+    ("syscalls/msg", True, lambda r, c: _cell(_sum(c.value("runner_syscalls_per_msg"),
+                                                    c.value("peer_syscalls_per_msg")),
+                                               lambda v: f"{v:.2f}")),
     ("lost", True, _num("messages_lost", units.count)),
 ]
 FLOOR_COLUMNS = [("floor", True, floor_cell), ("× floor", True, floor_ratio_cell)]
@@ -952,6 +955,11 @@ def render_compare(result):
         verdict = (f'<p class="warning"><strong>Regression</strong>: {regressed}</p>'
                    if result.regressed else note("No regression."))
     verdict += "".join(f"<p>{escape(line)}</p>" for line in cmp.method_lines(result))
+    sys_lines = cmp.syscall_lines(result)
+    verdict += f"<p>{escape(sys_lines[0])}</p>"
+    if len(sys_lines) > 1:
+        verdict += "<ul>" + "".join(f"<li>{escape(line.strip())}</li>"
+                                    for line in sys_lines[1:]) + "</ul>"
     rows = [ch.as_row() for ch in result.changes]
     chart = (figure(plots.compare_changes(rows, result.threshold), "compare", "Changes",
                     "Each compared metric's change, signed so that positive is worse "

@@ -433,3 +433,33 @@ TEST_F(Measurement, SyncCasesOfBareFamiliesCarryTheAdapterRatio) {
 }
 
 }  // namespace
+
+// System calls per message, counted with the raw_syscalls tracepoint where
+// allowed (root in CI): a sync pipe round trip is one write and one read on
+// each side, shared memory none; where counting is not allowed, the file
+// says why and the rows carry no figure.
+TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
+  const json doc = run(
+      "--mechanisms pipe,shm-spin --modes sync --patterns latency --sizes 64 --min-time 0.05",
+      "syscalls");
+  const json meta = doc["ipcbench"]["syscalls"];
+  ASSERT_TRUE(meta.is_object()) << doc["ipcbench"].dump();
+  if (!meta.value("counted", false)) {
+    EXPECT_TRUE(meta["note"].is_string()) << meta.dump();
+    for (const json& b : rows_of(doc, "latency")) {
+      EXPECT_FALSE(b.contains("runner_syscalls_per_msg")) << b.dump();
+    }
+    GTEST_SKIP() << meta["note"].get<std::string>();
+  }
+  EXPECT_TRUE(meta["note"].is_null()) << meta.dump();
+  const json pipe = row(doc, "pipe/sync/latency/64");
+  // A few calls per trial are the stats exchange, spread over hundreds of
+  // round trips.
+  for (const char* side : {"runner_syscalls_per_msg", "peer_syscalls_per_msg"}) {
+    EXPECT_GE(num(pipe, side), 2.0) << pipe.dump();
+    EXPECT_LT(num(pipe, side), 2.2) << pipe.dump();
+  }
+  const json shm = row(doc, "shm-spin/sync/latency/64");
+  EXPECT_LT(num(shm, "runner_syscalls_per_msg"), 0.05) << shm.dump();
+  EXPECT_LT(num(shm, "peer_syscalls_per_msg"), 0.05) << shm.dump();
+}

@@ -107,3 +107,23 @@ def test_holm_levels_step_down_and_stop_at_the_first_miss():
     # sorted: 0.001 <= 0.05/4, 0.012 <= 0.05/3, 0.03 > 0.05/2: stop there (0.04 < 0.05 is not reached)
     assert rejected == {id(cs[0]), id(cs[2])}
     assert cs[0].level == 0.05 / 4 and cs[2].level == 0.05 / 3 and cs[1].level == 0.05 / 2
+
+
+def test_a_call_more_per_message_is_listed_and_timing_dependent_counts_are_not():
+    base = Side([2.0, 2.0, 2.001, 2.0])
+    one_more = Side([3.0, 3.001, 3.0, 3.0])
+    moved = compare.syscall_changes("pipe/sync/latency/64 B", base, one_more)
+    assert [(c.side, round(c.new - c.base, 2)) for c in moved] == [("runner", 1.0), ("peer", 1.0)]
+    assert "+1.00" in moved[0].text()
+    # An async wait finds the data there or not: counts that overlap across
+    # repetitions are not a finding, even with medians a call apart.
+    wobbly = compare.syscall_changes("x", Side([4.0, 5.9, 4.2, 5.5]), Side([5.2, 6.1, 4.1, 5.8]))
+    assert wobbly == []
+    assert compare.syscall_changes("x", Side([2.0]), Side([2.0])) == []
+
+
+def test_no_counts_on_a_side_is_not_a_comparison():
+    class Bare(Side):
+        def samples(self, _field):
+            return []
+    assert compare.syscall_changes("x", Bare([1.0]), Side([2.0])) is None
