@@ -40,7 +40,8 @@
 
 namespace ipcbench::control {
 
-inline constexpr int kVersion = 1;
+// 2: the peer's stats reply carries its system call count.
+inline constexpr int kVersion = 2;
 inline constexpr std::size_t kMaxControlMessage = 64 * 1024;
 inline constexpr std::size_t kMaxTokenBytes = 1024;
 inline constexpr int kDefaultPort = 7070;

@@ -18,6 +18,7 @@ import struct
 import time
 
 CONNECT_TIMEOUT = 3.0
+VERSION = 2  # control::kVersion (bench/control.hpp)
 
 
 def frame(body):
@@ -27,7 +28,7 @@ def frame(body):
 
 
 def hello(token, **extra):
-    m = {"type": "hello", "version": 1, "token": token}
+    m = {"type": "hello", "version": VERSION, "token": token}
     m.update(extra)
     return frame(m)
 
@@ -121,7 +122,7 @@ def main():
     elif case == "missing-token":
         c.send(hello(""))
     elif case == "no-token-field":
-        c.send(frame({"type": "hello", "version": 1}))
+        c.send(frame({"type": "hello", "version": VERSION}))
     elif case == "version-99":
         c.send(frame({"type": "hello", "version": 99, "token": token}))
     elif case == "garbage":
@@ -137,7 +138,7 @@ def main():
     elif case == "not-object":
         c.send(frame(b"[1, 2, 3]"))
     elif case == "no-type":
-        c.send(frame({"version": 1, "token": token}))
+        c.send(frame({"version": VERSION, "token": token}))
     elif case == "hello-unknown-field":
         c.send(hello(token, colour="blue"))
     elif case == "setup-before-hello":
