@@ -32,6 +32,7 @@
 
 #include "ipcbench/mechanism.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/time.hpp"
 #include "ipcbench/stream_framing.hpp"
 #include "sysinfo.hpp"
 #include "units.hpp"
@@ -604,6 +605,7 @@ void BarePair::start_peer(int peer_in, int peer_out, int peer_ctl, int peer_repo
   pid_ = ::fork();
   if (pid_ < 0) throw std::system_error(errno, std::generic_category(), prefix() + "fork");
   if (pid_ == 0) peer_main(side);
+  pidfd_ = posix::pidfd_open(pid_);  // empty where unsupported: the watchdog then polls the pid
 }
 
 void BarePair::check_usable() const {
@@ -743,20 +745,30 @@ void BarePair::latency_loop(std::uint64_t round_trips) {
   const std::size_t size = size_;
   // Consecutive stamps, as ping_pong.hpp: each ends one round trip and starts the next.
   std::uint64_t prev = clock_.now();
+  std::atomic<std::uint64_t>& progress = *progress_;
+  std::uint64_t done = progressed_;  // only grows, across blocks
   for (std::uint64_t i = 0; i < round_trips; ++i) {
     put<kSocket>(sbuf, size);
     get<kSocket>(rbuf, size);
     const std::uint64_t now = clock_.now();
     hist_.record(clock_.to_ns(now - prev));
     prev = now;
+    progress.store(++done, std::memory_order_relaxed);
   }
+  progressed_ = done;
 }
 
 template <bool kSocket>
 void BarePair::stream_loop(std::uint64_t messages) {
   const std::byte* const sbuf = send_buf_.get();
   const std::size_t size = size_;
-  for (std::uint64_t i = 0; i < messages; ++i) put<kSocket>(sbuf, size);  // one write per message
+  std::atomic<std::uint64_t>& progress = *progress_;
+  std::uint64_t done = progressed_;  // only grows, across blocks
+  for (std::uint64_t i = 0; i < messages; ++i) {
+    put<kSocket>(sbuf, size);  // one write per message
+    progress.store(++done, std::memory_order_relaxed);
+  }
+  progressed_ = done;
   std::byte ack;
   get<kSocket>(&ack, 1);
 }

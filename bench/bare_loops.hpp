@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -111,6 +112,13 @@ class BarePair {
   BareStream run_stream_for(std::chrono::nanoseconds duration);
 
   pid_t peer_pid() const noexcept { return pid_; }
+  // A pidfd of the peer (readable once it exits), for the runner's watchdog.
+  int peer_pidfd() const noexcept { return pidfd_.get(); }
+  // Stores the count of round trips or messages of the running block here
+  // after each (one relaxed store, as the patterns do for the watchdog).
+  void watch_progress(std::atomic<std::uint64_t>* progress) noexcept {
+    progress_ = progress != nullptr ? progress : &unwatched_;
+  }
   BareFamily family() const noexcept { return family_; }
   std::size_t message_size() const noexcept { return size_; }
 
@@ -155,6 +163,10 @@ class BarePair {
   posix::Fd ctl_;     // commands to the peer
   posix::Fd report_;  // the peer's reports
   pid_t pid_ = -1;
+  posix::Fd pidfd_;
+  std::atomic<std::uint64_t> unwatched_{0};
+  std::atomic<std::uint64_t>* progress_ = &unwatched_;
+  std::uint64_t progressed_ = 0;  // what progress_ was last given
   bool reaped_ = false;
   std::string broken_;     // why no block can run any more; empty while usable
   std::uint64_t seq_ = 0;  // udp: stamped on each request, so a late reply is told apart

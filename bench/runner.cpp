@@ -186,12 +186,17 @@ std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
   const auto duration = std::chrono::nanoseconds(
       static_cast<std::int64_t>(std::min(r.seconds, min_time) * 1e9));
   try {
+    // Watched like a trial: a bare peer that dies or stops answering is
+    // killed and the block ends, instead of hanging the run.
+    Watchdog::Armed armed(watchdog_, bare_->peer_pid(), bare_->peer_pidfd());
+    bare_->watch_progress(&watchdog_.progress());
     if (c.pattern == "latency") return bare_->run_latency_for(duration).p50_ns;
     return bare_->run_stream_for(duration).bytes_per_second;
   } catch (const std::exception& e) {
     c.adapter_note = std::string("the bare reference loop failed: ") + e.what();
     bare_.reset();
-    if (posix::interrupt_flag().load()) throw;  // a stop signal: end the case
+    if (stop_signal() != 0) throw;  // a stop signal: end the case
+    posix::clear_interrupt();  // the watchdog ended the bare block, not the case
     return std::nullopt;
   }
 }

@@ -15,9 +15,11 @@
 // margin of orders of magnitude, so a shared, noisy machine passes.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +28,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef IPCBENCH_BINARY
@@ -462,4 +465,89 @@ TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
   const json shm = row(doc, "shm-spin/sync/latency/64");
   EXPECT_LT(num(shm, "runner_syscalls_per_msg"), 0.05) << shm.dump();
   EXPECT_LT(num(shm, "peer_syscalls_per_msg"), 0.05) << shm.dump();
+}
+
+// The bare reference loop's peer is a fork of the runner (cmdline "ipcbench
+// run ..."), the case's peer an exec of "ipcbench peer": the children of
+// `runner` whose command line has no "peer".
+static std::vector<pid_t> bare_peers_of(pid_t runner) {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    long ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != runner) continue;
+    std::ifstream cmd(e.path() / "cmdline");
+    std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    if (args.find("peer") == std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// A bare reference loop whose peer stops answering (stopped by SIGSTOP)
+// is ended by the watchdog after --timeout: the case keeps its figures and
+// says why it has no adapter_ratio; the run does not hang.
+TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
+  const std::string out = out_path("stalled");
+  const pid_t runner = ::fork();
+  ASSERT_GE(runner, 0);
+  if (runner == 0) {
+    const std::string log = log_path("stalled");
+    std::freopen(log.c_str(), "w", stdout);
+    std::freopen(log.c_str(), "a", stderr);
+    ::execl(IPCBENCH_BINARY, IPCBENCH_BINARY, "run", "--mechanisms", "pipe", "--modes", "sync",
+            "--patterns", "latency", "--sizes", "64", "--min-time", "0.5", "--timeout", "2",
+            "--no-calibration", "--out", out.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // The bare peer exists from the case's start, before its first block.
+  std::vector<pid_t> bare;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  int status = 0;
+  bool exited = false;
+  while (bare.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(runner, &status, WNOHANG) == runner) {
+      exited = true;
+      break;
+    }
+    bare = bare_peers_of(runner);
+    if (bare.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_FALSE(exited) << "the run ended before its bare peer was seen\n" << slurp(log_path("stalled"));
+  ASSERT_EQ(bare.size(), 1u) << "expected one bare peer of the runner";
+  ASSERT_EQ(::kill(bare[0], SIGSTOP), 0);
+  // The run must end by itself: the trial, then the bare block stalls for
+  // --timeout (2 s) and is killed. 60 s is far beyond that.
+  const auto end_by = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!exited && std::chrono::steady_clock::now() < end_by) {
+    if (::waitpid(runner, &status, WNOHANG) == runner) {
+      exited = true;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  if (!exited) {
+    ::kill(runner, SIGKILL);
+    ::kill(bare[0], SIGKILL);
+    ::waitpid(runner, &status, 0);
+    FAIL() << "the run hung on a stopped bare peer\n" << slurp(log_path("stalled"));
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << slurp(log_path("stalled"));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << slurp(log_path("stalled"));
+  const json doc = json::parse(slurp(out));
+  const json r = row(doc, "pipe/sync/latency/64");
+  EXPECT_FALSE(r.value("error_occurred", false)) << r.dump();
+  EXPECT_GT(num(r, "p50_ns"), 0) << r.dump();
+  EXPECT_FALSE(r.contains("adapter_ratio")) << r.dump();
+  EXPECT_NE(str(r, "adapter_note").find("bare reference loop failed"), std::string::npos)
+      << r.dump();
+  EXPECT_NE(::kill(bare[0], 0), 0) << "the stopped bare peer was left behind";
 }
