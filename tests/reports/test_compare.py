@@ -46,9 +46,24 @@ def test_significance_path_with_five_repetitions(tmp_path, real_result_reps):
     assert "threshold only" not in same.stdout
     worse = save(doctor(load(real_result_reps), 1.3), tmp_path / "worse.json")
     proc = compare(real_result_reps, worse)
+    # 12 metrics held together: 5 vs 5 samples reach p 2/252 at best, above
+    # Holm's first level 0.05/12, so a 30% change is said to be beyond what
+    # these samples can judge, not called unchanged or a regression.
+    assert proc.returncode == 0, proc.stdout
+    assert "cannot judge (too few samples)" in proc.stdout
+    assert "0 unchanged" in proc.stdout
+    # One case alone (p50 and p99: level 0.025 first): the same samples are
+    # a regression.
+    def one_case(doc):
+        doc["benchmarks"] = [e for e in doc["benchmarks"]
+                             if e["name"].startswith("pipe/sync/latency/")]
+        return doc
+    base1 = save(one_case(load(real_result_reps)), tmp_path / "base1.json")
+    worse1 = save(one_case(doctor(load(real_result_reps), 1.3)), tmp_path / "worse1.json")
+    proc = compare(base1, worse1)
     assert proc.returncode == 1, proc.stdout
     # 5 vs 5 fully separated samples: exact two-sided p = 2/252
-    assert "0.0079" in proc.stdout and "U test" in proc.stdout
+    assert "0.0079" in proc.stdout and "U test" in proc.stdout and "REGRESSED" in proc.stdout
 
 
 def test_not_significant_change_is_noise(tmp_path):
