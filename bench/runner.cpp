@@ -161,9 +161,14 @@ void Runner::start_session(std::size_t index) {
   c.peer_cpu = session_->peer_cpu();
   // Warm-up under the watchdog too: a peer can hang here as well.
   PatternContext ctx = context_for(c);
-  Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
-                              &session_->channel());
-  warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
+  {
+    Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
+                          &session_->channel());
+    warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
+  }
+  // Not under the case peer's watchdog: a bare peer that does not start
+  // must not have the case's peer killed for it (BarePair's own start
+  // deadline ends the wait).
   // The bare reference loop of the mechanism's kernel object, on the same
   // CPUs; its blocks alternate with the case's trials (run_bare_block).
   const auto family = bare_family_for(c.mechanism->name());

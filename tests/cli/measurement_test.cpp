@@ -469,9 +469,13 @@ TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
 
 // The bare reference loop's peer is a fork of the runner (cmdline "ipcbench
 // run ..."), the case's peer an exec of "ipcbench peer": the children of
-// `runner` whose command line has no "peer".
+// `runner` whose command line has no "peer". Between its fork and its exec
+// the case's peer has the runner's command line too, so none is returned
+// until the case's peer has exec'd (it has said hello before the bare pair
+// is made).
 static std::vector<pid_t> bare_peers_of(pid_t runner) {
   std::vector<pid_t> out;
+  bool case_peer = false;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -487,9 +491,13 @@ static std::vector<pid_t> bare_peers_of(pid_t runner) {
     if (ppid != runner) continue;
     std::ifstream cmd(e.path() / "cmdline");
     std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-    if (args.find("peer") == std::string::npos) out.push_back(std::stoi(name));
+    if (args.find("peer") == std::string::npos) {
+      out.push_back(std::stoi(name));
+    } else {
+      case_peer = true;
+    }
   }
-  return out;
+  return case_peer ? out : std::vector<pid_t>{};
 }
 
 // A bare reference loop whose peer stops answering (stopped by SIGSTOP)
@@ -547,7 +555,8 @@ TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
   EXPECT_FALSE(r.value("error_occurred", false)) << r.dump();
   EXPECT_GT(num(r, "p50_ns"), 0) << r.dump();
   EXPECT_FALSE(r.contains("adapter_ratio")) << r.dump();
-  EXPECT_NE(str(r, "adapter_note").find("bare reference loop failed"), std::string::npos)
+  // Stopped during a block ("failed") or while it started ("could not start").
+  EXPECT_NE(str(r, "adapter_note").find("the bare reference loop"), std::string::npos)
       << r.dump();
   EXPECT_NE(::kill(bare[0], 0), 0) << "the stopped bare peer was left behind";
 }
