@@ -746,7 +746,7 @@ void BarePair::latency_loop(std::uint64_t round_trips) {
   // Consecutive stamps, as ping_pong.hpp: each ends one round trip and starts the next.
   std::uint64_t prev = clock_.now();
   std::atomic<std::uint64_t>& progress = *progress_;
-  std::uint64_t done = progressed_;  // only grows, across blocks
+  std::uint64_t done = progress.load(std::memory_order_relaxed);
   for (std::uint64_t i = 0; i < round_trips; ++i) {
     put<kSocket>(sbuf, size);
     get<kSocket>(rbuf, size);
@@ -755,7 +755,6 @@ void BarePair::latency_loop(std::uint64_t round_trips) {
     prev = now;
     progress.store(++done, std::memory_order_relaxed);
   }
-  progressed_ = done;
 }
 
 template <bool kSocket>
@@ -763,12 +762,11 @@ void BarePair::stream_loop(std::uint64_t messages) {
   const std::byte* const sbuf = send_buf_.get();
   const std::size_t size = size_;
   std::atomic<std::uint64_t>& progress = *progress_;
-  std::uint64_t done = progressed_;  // only grows, across blocks
+  std::uint64_t done = progress.load(std::memory_order_relaxed);
   for (std::uint64_t i = 0; i < messages; ++i) {
     put<kSocket>(sbuf, size);  // one write per message
     progress.store(++done, std::memory_order_relaxed);
   }
-  progressed_ = done;
   std::byte ack;
   get<kSocket>(&ack, 1);
 }

@@ -114,11 +114,9 @@ class BarePair {
   pid_t peer_pid() const noexcept { return pid_; }
   // A pidfd of the peer (readable once it exits), for the runner's watchdog.
   int peer_pidfd() const noexcept { return pidfd_.get(); }
-  // Stores the count of round trips or messages of the running block here
-  // after each (one relaxed store, as the patterns do for the watchdog).
-  void watch_progress(std::atomic<std::uint64_t>* progress) noexcept {
-    progress_ = progress != nullptr ? progress : &unwatched_;
-  }
+  // Bumps `progress` after each round trip or message of a block (one
+  // relaxed store, as the patterns do for the watchdog).
+  void watch_progress(std::atomic<std::uint64_t>& progress) noexcept { progress_ = &progress; }
   BareFamily family() const noexcept { return family_; }
   std::size_t message_size() const noexcept { return size_; }
 
@@ -166,7 +164,6 @@ class BarePair {
   posix::Fd pidfd_;
   std::atomic<std::uint64_t> unwatched_{0};
   std::atomic<std::uint64_t>* progress_ = &unwatched_;
-  std::uint64_t progressed_ = 0;  // what progress_ was last given
   bool reaped_ = false;
   std::string broken_;     // why no block can run any more; empty while usable
   std::uint64_t seq_ = 0;  // udp: stamped on each request, so a late reply is told apart

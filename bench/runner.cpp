@@ -166,16 +166,17 @@ void Runner::start_session(std::size_t index) {
                           &session_->channel());
     warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
   }
-  // Not under the case peer's watchdog: a bare peer that does not start
-  // must not have the case's peer killed for it (BarePair's own start
-  // deadline ends the wait).
   // The bare reference loop of the mechanism's kernel object, on the same
-  // CPUs; its blocks alternate with the case's trials (run_bare_block).
+  // CPUs; its blocks alternate with the case's trials (run_bare_block). Made
+  // outside the case peer's watchdog: a bare peer that does not start must
+  // not get the case's peer killed (BarePair's own start deadline ends the
+  // wait).
   const auto family = bare_family_for(c.mechanism->name());
   if (family && c.mode == "sync" && remote_ == nullptr && c.size <= bare_max_message(*family)) {
     try {
       bare_ = std::make_unique<BarePair>(*family, c.size, placement.runner_cpu,
                                          placement.peer_cpu, clock_);
+      bare_->watch_progress(watchdog_.progress());
     } catch (const std::exception& e) {
       c.adapter_note = std::string("the bare reference loop could not start: ") + e.what();
     }
@@ -194,7 +195,6 @@ std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
     // Watched like a trial: a bare peer that dies or stops answering is
     // killed and the block ends, instead of hanging the run.
     Watchdog::Armed armed(watchdog_, bare_->peer_pid(), bare_->peer_pidfd());
-    bare_->watch_progress(&watchdog_.progress());
     if (c.pattern == "latency") return bare_->run_latency_for(duration).p50_ns;
     return bare_->run_stream_for(duration).bytes_per_second;
   } catch (const std::exception& e) {

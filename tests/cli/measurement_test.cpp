@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/proc.hpp"
+
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
 #endif
@@ -467,34 +469,23 @@ TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
   EXPECT_LT(num(shm, "peer_syscalls_per_msg"), 0.05) << shm.dump();
 }
 
-// The bare reference loop's peer is a fork of the runner (cmdline "ipcbench
-// run ..."), the case's peer an exec of "ipcbench peer": the children of
-// `runner` whose command line has no "peer". Between its fork and its exec
-// the case's peer has the runner's command line too, so none is returned
-// until the case's peer has exec'd (it has said hello before the bare pair
-// is made).
+// The bare reference loop's peer is a fork of the runner (its command line
+// is the runner's), the case's peer an exec of "ipcbench peer": the running
+// children of `runner` that are not peers. Between its fork and its exec the
+// case's peer has the runner's command line too, so none is returned until
+// the case's peer has exec'd (it has said hello before the bare pair is
+// made).
 static std::vector<pid_t> bare_peers_of(pid_t runner) {
+  using namespace ipcbench::testproc;
   std::vector<pid_t> out;
   bool case_peer = false;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(e.path() / "stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state = 0;
-    long ppid = 0;
-    rest >> state >> ppid;
-    if (ppid != runner) continue;
-    std::ifstream cmd(e.path() / "cmdline");
-    std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-    if (args.find("peer") == std::string::npos) {
-      out.push_back(std::stoi(name));
-    } else {
+  for (const pid_t pid : all_pids()) {
+    const auto st = proc_stat(pid);
+    if (!st || st->ppid != runner || st->state == 'Z' || st->state == 'X') continue;
+    if (is_peer_cmdline(proc_cmdline(pid))) {
       case_peer = true;
+    } else {
+      out.push_back(pid);
     }
   }
   return case_peer ? out : std::vector<pid_t>{};

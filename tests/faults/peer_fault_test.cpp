@@ -13,7 +13,6 @@
 // The test process makes itself a child subreaper, so a peer orphaned by a
 // dead runner is re-parented to us (and can be seen and reaped here) instead
 // of disappearing under the system's init.
-#include <dirent.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
@@ -43,6 +42,7 @@
 #include <vector>
 
 #include "ipcbench/registry.hpp"
+#include "../support/proc.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
@@ -62,77 +62,17 @@ double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
 // ---------------------------------------------------------------------------
 // /proc helpers
 
-// Whole file, binary-safe; empty if it cannot be read.
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct ProcStat {
-  char state = '?';
-  pid_t ppid = -1;
-  unsigned long long start_time = 0;  // clock ticks since boot: tells pid reuse apart
-};
-
-std::optional<ProcStat> proc_stat(pid_t pid) {
-  const std::string text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  // "pid (comm) state ppid ..."; comm may contain anything, so parse after
-  // the last ')'. starttime is field 22 overall, the 20th after comm.
-  const auto paren = text.rfind(')');
-  if (paren == std::string::npos) return std::nullopt;
-  std::istringstream in(text.substr(paren + 1));
-  ProcStat st;
-  std::string skip;
-  in >> st.state >> st.ppid;
-  for (int field = 5; field < 22 && in; ++field) in >> skip;
-  in >> st.start_time;
-  if (!in) return std::nullopt;
-  return st;
-}
-
-std::vector<std::string> proc_cmdline(pid_t pid) {
-  const std::string raw = slurp("/proc/" + std::to_string(pid) + "/cmdline");
-  std::vector<std::string> args;
-  std::string cur;
-  for (char ch : raw) {
-    if (ch == '\0') {
-      args.push_back(cur);
-      cur.clear();
-    } else {
-      cur.push_back(ch);
-    }
-  }
-  if (!cur.empty()) args.push_back(cur);
-  return args;
-}
-
-// An ipcbench peer: "<...>/ipcbench peer ...". (Between fork and exec the
-// child still shows the runner's command line, which does not match.)
-bool is_peer_cmdline(const std::vector<std::string>& args) {
-  return args.size() >= 2 && args[1] == "peer" && args[0].ends_with("ipcbench");
-}
+using ipcbench::testproc::all_pids;
+using ipcbench::testproc::is_peer_cmdline;
+using ipcbench::testproc::proc_cmdline;
+using ipcbench::testproc::proc_stat;
+using ipcbench::testproc::read_file;
 
 std::string peer_mechanism(const std::vector<std::string>& args) {
   for (std::size_t i = 0; i + 1 < args.size(); ++i) {
     if (args[i] == "--mechanism") return args[i + 1];
   }
   return {};
-}
-
-std::vector<pid_t> all_pids() {
-  std::vector<pid_t> pids;
-  DIR* dir = ::opendir("/proc");
-  if (dir == nullptr) return pids;
-  while (const dirent* e = ::readdir(dir)) {
-    char* end = nullptr;
-    const long v = std::strtol(e->d_name, &end, 10);
-    if (end != e->d_name && *end == '\0' && v > 0) pids.push_back(static_cast<pid_t>(v));
-  }
-  ::closedir(dir);
-  return pids;
 }
 
 // A process that is still running (not a zombie) and is the one we saw
@@ -271,7 +211,7 @@ class PeerFault : public ::testing::Test {
     if (HasFailure()) {
       for (const RunnerProc& r : runners_) {
         std::cerr << "---- runner " << r.pid << " stderr ----\n"
-                  << slurp(r.stderr_path) << "---- end ----\n";
+                  << read_file(r.stderr_path) << "---- end ----\n";
       }
     }
     std::error_code ec;
@@ -354,7 +294,7 @@ class PeerFault : public ::testing::Test {
     for (;;) {
       const bool done = try_reap(r);
       if (seen_at != nullptr && !seen_at->has_value() &&
-          slurp(r.stderr_path).find(watch) != std::string::npos) {
+          read_file(r.stderr_path).find(watch) != std::string::npos) {
         *seen_at = SteadyClock::now();
       }
       if (done) return true;
@@ -529,7 +469,7 @@ class PeerFaultRun : public PeerFault {
           << "the case failed " << delay << " s after the fault";
     } else {
       ADD_FAILURE() << "no '" << case_stem << ": FAILED' progress line on stderr:\n"
-                    << slurp(r.stderr_path);
+                    << read_file(r.stderr_path);
     }
 
     // The faulted peer is gone (the runner reaped it).

@@ -1,0 +1,84 @@
+// What the tests read of other processes in /proc: state, parent, start
+// time and command line. Header-only, shared by the tests that look for the
+// processes ipcbench starts (its peers, the bare loop's peer).
+#pragma once
+
+#include <dirent.h>
+#include <sys/types.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ipcbench::testproc {
+
+// Whole file, binary-safe; empty if it cannot be read.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct ProcStat {
+  char state = '?';
+  pid_t ppid = -1;
+  unsigned long long start_time = 0;  // clock ticks since boot: tells pid reuse apart
+};
+
+inline std::optional<ProcStat> proc_stat(pid_t pid) {
+  const std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
+  // "pid (comm) state ppid ..."; comm may contain anything, so parse after
+  // the last ')'. starttime is field 22 overall, the 20th after comm.
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream in(text.substr(paren + 1));
+  ProcStat st;
+  std::string skip;
+  in >> st.state >> st.ppid;
+  for (int field = 5; field < 22 && in; ++field) in >> skip;
+  in >> st.start_time;
+  if (!in) return std::nullopt;
+  return st;
+}
+
+inline std::vector<std::string> proc_cmdline(pid_t pid) {
+  const std::string raw = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> args;
+  std::string cur;
+  for (char ch : raw) {
+    if (ch == '\0') {
+      args.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(ch);
+    }
+  }
+  if (!cur.empty()) args.push_back(cur);
+  return args;
+}
+
+inline std::vector<pid_t> all_pids() {
+  std::vector<pid_t> pids;
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return pids;
+  while (const dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long v = std::strtol(e->d_name, &end, 10);
+    if (end != e->d_name && *end == '\0' && v > 0) pids.push_back(static_cast<pid_t>(v));
+  }
+  ::closedir(dir);
+  return pids;
+}
+
+// An ipcbench peer: "<...>/ipcbench peer ...". (Between fork and exec the
+// child still shows the runner's command line, which does not match.)
+inline bool is_peer_cmdline(const std::vector<std::string>& args) {
+  return args.size() >= 2 && args[1] == "peer" && args[0].ends_with("ipcbench");
+}
+
+}  // namespace ipcbench::testproc
