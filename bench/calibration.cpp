@@ -682,6 +682,13 @@ std::string sanity_check(const PlacementCalibration* cal, const Capabilities& ca
   return {};
 }
 
+std::string floor_moved_note(double before_min_ns, double after_min_ns) {
+  return "the fastest cache-line round trip between these CPUs fell from " + fmt_ns(before_min_ns) +
+         " before the case to " + fmt_ns(after_min_ns) +
+         " after it: the host moved the vCPUs during the case, so its figures describe another "
+         "placement than the other cases'";
+}
+
 std::vector<std::string> describe(const Calibration& cal) {
   std::vector<std::string> out;
   char line[256];

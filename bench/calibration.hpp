@@ -86,6 +86,14 @@ Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
 std::optional<double> floor_ratio(const Floor& floor, const std::string& pattern, double p50_ns,
                                   double bytes_per_second);
 
+// On a VM the host may move the vCPUs during a case (onto one core's two
+// hyperthreads, say), so a spinning round trip can fall below the cache-line
+// floor measured before the case and still be real. A case the gate would
+// flag has its floor measured again after it: when that floor is below the
+// one before, the gate uses it, and this note (both figures) goes with the
+// case instead of a measurement error when it explains the p50.
+std::string floor_moved_note(double before_min_ns, double after_min_ns);
+
 // The sanity gate: a reason when the figure is physically impossible (a
 // round trip faster than the fastest cache-line round trip, or a copying
 // mechanism faster than memcpy), else empty.

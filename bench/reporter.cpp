@@ -154,6 +154,7 @@ void annotate(nlohmann::ordered_json& b, const Case& c) {
     b["floor_ratio"] = or_null(ratio);
   }
   if (!c.measurement_error.empty()) b["measurement_error"] = c.measurement_error;
+  if (!c.floor_moved.empty()) b["floor_moved"] = c.floor_moved;
   if (c.cv) {
     b["cv"] = *c.cv;
     b["cv_metric"] = c.pattern == "latency" ? "p50_ns" : "bytes_per_second";
@@ -273,13 +274,39 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
           std::min(*gate->cache_line_rtt_min_ns, c.adjacent->cache_line_rtt_min_ns);
     }
   }
-  for (const Run& run : runs) {
-    if (across_hosts || run.error_occurred || !is_measurement(run)) continue;
-    const std::string why =
-        sanity_check(gate ? &*gate : nullptr, caps, c.pattern, c.size,
-                     counter_value(run, "p50_ns"), counter_value(run, "bytes_per_second"));
-    if (!why.empty() && c.measurement_error.empty()) c.measurement_error = why;
+  const auto verdict = [&] {
+    for (const Run& run : runs) {
+      if (across_hosts || run.error_occurred || !is_measurement(run)) continue;
+      std::string why =
+          sanity_check(gate ? &*gate : nullptr, caps, c.pattern, c.size,
+                       counter_value(run, "p50_ns"), counter_value(run, "bytes_per_second"));
+      if (!why.empty()) return why;
+    }
+    return std::string();
+  };
+  std::string why = verdict();
+  // Below the floor measured before the case: the host may have moved the
+  // vCPUs during it. Measure again after it before calling it an error.
+  if (!why.empty() && c.pattern == "latency" && gate && gate->cache_line_rtt_min_ns) {
+    if (const std::optional<AdjacentFloor> after = runner_.measure_floor_after(c)) {
+      const double before = *gate->cache_line_rtt_min_ns;
+      if (after->cache_line_rtt_min_ns < before) {
+        gate->cache_line_rtt_min_ns = after->cache_line_rtt_min_ns;
+        why = verdict();
+        if (why.empty()) {
+          c.floor_moved = floor_moved_note(before, after->cache_line_rtt_min_ns);
+          if (c.floor.name == "payload_rtt" && after->payload_rtt_ns) {
+            c.floor.value = *after->payload_rtt_ns;
+            c.floor.adjacent = true;
+          }
+        }
+      }
+      if (!why.empty()) {
+        why += " (measured again after the case: " + fmt_ns(after->cache_line_rtt_min_ns) + ")";
+      }
+    }
   }
+  c.measurement_error = why;
   // Stability: the spread of the headline figure over the repetitions.
   std::vector<double> values;
   for (std::int64_t id : trials) {
@@ -366,6 +393,7 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
       outcome += buf;
     }
     if (!c->measurement_error.empty()) outcome += "; MEASUREMENT ERROR: " + c->measurement_error;
+    if (!c->floor_moved.empty()) outcome += "; FLOOR MOVED: " + c->floor_moved;
   }
   progress_.finish_case(c != nullptr ? c->name : runs.front().benchmark_name(), outcome);
 }

@@ -126,6 +126,12 @@ void Runner::finish() {
   session_case_ = static_cast<std::size_t>(-1);
 }
 
+std::optional<AdjacentFloor> Runner::measure_floor_after(const Case& c) {
+  if (!c.adjacent) return std::nullopt;
+  finish();  // the measurement needs the peer's CPU to itself
+  return measure_adjacent_floor(clock_, placement_of(c), c.pattern, c.size, settings_.allowed_cpus);
+}
+
 void Runner::start_session(std::size_t index) {
   bare_.reset();
   session_.reset();  // the previous case's peer goes first

@@ -44,6 +44,7 @@ struct Case {
   std::string measurement_error;    // the sanity gate's verdict; empty: plausible
   std::optional<double> cv;         // across repetitions (p50 or bytes/s)
   std::string adapter_note;         // why a case of a bare family has no adapter_ratio
+  std::string floor_moved;          // floor_moved_note() when the floor re-measured after it explains it
 };
 
 // What one Google Benchmark trial of a case produced.
@@ -77,6 +78,9 @@ class Runner {
   Watchdog& watchdog() { return watchdog_; }
   const Settings& settings() const { return settings_; }
   const Calibration* calibration() const { return calibration_; }
+  // Ends case `c`'s peer and measures its spinning floors again (~0.2 s);
+  // nullopt for a case that had none measured before it.
+  std::optional<AdjacentFloor> measure_floor_after(const Case& c);
   const Placement& placement_of(const Case& c) const { return settings_.placements[c.placement]; }
 
   std::vector<Case>& cases() { return cases_; }

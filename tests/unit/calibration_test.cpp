@@ -178,6 +178,19 @@ TEST(SanityGate, FlagsACopyingMechanismFasterThanMemcpy) {
   EXPECT_TRUE(sanity_check(&p, zero_copy, "throughput", 64, 0, 25e9).empty());
 }
 
+TEST(SanityGate, AFloorMeasuredLowerAfterTheCaseClearsItAndSaysBothFigures) {
+  // What the reporter does with a case below the floor measured before it:
+  // the gate's bound becomes the floor measured after, and the note names both.
+  PlacementCalibration p = doctored_cross_cpu();
+  ASSERT_FALSE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 64, 0).empty());
+  p.cache_line_rtt_min_ns = 60;
+  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 64, 0).empty());
+  const std::string note = floor_moved_note(171, 60);
+  EXPECT_NE(note.find("171"), std::string::npos) << note;
+  EXPECT_NE(note.find("60"), std::string::npos) << note;
+  EXPECT_NE(note.find("moved"), std::string::npos) << note;
+}
+
 TEST(SanityGate, SameCpuHasNoCacheLineBoundSoNothingIsFlagged) {
   PlacementCalibration p = doctored_cross_cpu();
   p.cache_line_rtt_min_ns.reset();
