@@ -41,7 +41,8 @@
 namespace ipcbench::control {
 
 // 2: the peer's stats reply carries its system call count.
-inline constexpr int kVersion = 2;
+// 3: ... and the count of ipcbench's own calls (posix::count_syscall).
+inline constexpr int kVersion = 3;
 inline constexpr std::size_t kMaxControlMessage = 64 * 1024;
 inline constexpr std::size_t kMaxTokenBytes = 1024;
 inline constexpr int kDefaultPort = 7070;

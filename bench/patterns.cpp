@@ -14,6 +14,7 @@
 
 #include "ipcbench/errors.hpp"
 #include "ipcbench/posix/retry.hpp"
+#include "ipcbench/posix/syscall_tally.hpp"
 #include "ping_pong.hpp"
 #include "protocol.hpp"
 #include "schedule.hpp"
@@ -128,12 +129,16 @@ class UsageSpan {
     peer0_ = s.peer_stats();  // the peer's counts restart here
     self0_ = process_usage();
     syscalls_ = SyscallCounter::open(nullptr);  // last: its own setup is not counted
+    own0_ = posix::own_syscall_count;
   }
   void finish(TrialResult& r) {
-    if (syscalls_) r.runner_syscalls = syscalls_->read();  // first: nothing of ours after the span
+    // First: nothing of ours after the span.
+    r.runner_own_syscalls = posix::own_syscall_count - own0_;
+    if (syscalls_) r.runner_syscalls = syscalls_->read();
     const StatsPayload self1 = process_usage();
     const StatsPayload peer1 = session_.peer_stats();
     if (peer1.syscalls != StatsPayload::kNotCounted) r.peer_syscalls = peer1.syscalls;
+    r.peer_own_syscalls = peer1.own_syscalls;
     r.runner_cpu_ns = self1.cpu_ns - self0_.cpu_ns;
     r.runner_context_switches = self1.context_switches - self0_.context_switches;
     r.peer_cpu_ns = peer1.cpu_ns - peer0_.cpu_ns;
@@ -146,6 +151,7 @@ class UsageSpan {
   StatsPayload peer0_{};
   StatsPayload self0_{};
   std::unique_ptr<SyscallCounter> syscalls_;
+  std::uint64_t own0_ = 0;
 };
 
 std::uint64_t ns_of(std::chrono::nanoseconds d) noexcept {
@@ -806,6 +812,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
         const auto sleep = std::chrono::nanoseconds(left - kPacingSpinNs);
         if (accounted == sent && !ch.send_pending()) {
           const timespec ts = posix::to_timespec(sleep);
+          posix::count_syscall();
           ::nanosleep(&ts, nullptr);
           posix::throw_if_interrupted();
         } else {

@@ -73,6 +73,10 @@ struct TrialResult {
   // where they cannot be counted; a few per trial are the stats exchange).
   std::optional<std::uint64_t> runner_syscalls;
   std::optional<std::uint64_t> peer_syscalls;
+  // ipcbench's own system calls in the span, on each side's measuring
+  // thread (posix::count_syscall): counted everywhere.
+  std::uint64_t runner_own_syscalls = 0;
+  std::uint64_t peer_own_syscalls = 0;
   std::uint64_t runner_pacing_ns = 0;   // open loop: spent spinning to meet the schedule
   double rate_achieved = 0;         // async open loop: messages sent per second
   std::uint64_t max_in_flight = 0;  // async latency: most messages unanswered at once

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ipcbench/errors.hpp"
+#include "ipcbench/posix/syscall_tally.hpp"
 #include "ipcbench/posix/time.hpp"
 #include "ipcbench/registry.hpp"
 #include "clock.hpp"
@@ -76,6 +77,7 @@ int serve(Channel& ch, const PeerOptions& options) {
   TestStall stall;
   DeferredStamp arrival;
   std::unique_ptr<SyscallCounter> syscalls;  // since the last kStats
+  std::uint64_t own_mark = posix::own_syscall_count;  // the same, ipcbench's own calls
   for (;;) {
     const std::size_t n = ch.receive(buf);
     if (n < kHeaderBytes) {
@@ -154,6 +156,8 @@ int serve(Channel& ch, const PeerOptions& options) {
         stats.verify_ns = verify_ns;
         verify_ns = 0;
         if (syscalls) stats.syscalls = syscalls->read();
+        stats.own_syscalls = posix::own_syscall_count - own_mark;
+        own_mark = posix::own_syscall_count;
         // A new count from here, on the threads we have now (a mechanism's
         // own threads start when it connects, before the first kStats).
         syscalls.reset();

@@ -79,6 +79,9 @@ struct StatsPayload {
   // System calls of the peer's threads since the last kStats
   // (SyscallCounter); kNotCounted where they cannot be counted.
   std::uint64_t syscalls = kNotCounted;
+  // ipcbench's own system calls on the peer's echo thread since the
+  // last kStats (posix::own_syscall_count): counted everywhere.
+  std::uint64_t own_syscalls = 0;
   static constexpr std::uint64_t kNotCounted = ~std::uint64_t{0};
 };
 

@@ -285,6 +285,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     k["peer_ctx_switches_per_msg"] = static_cast<double>(r.peer_context_switches) / msgs;
     if (r.runner_syscalls) k["runner_syscalls_per_msg"] = static_cast<double>(*r.runner_syscalls) / msgs;
     if (r.peer_syscalls) k["peer_syscalls_per_msg"] = static_cast<double>(*r.peer_syscalls) / msgs;
+    k["runner_own_syscalls_per_msg"] = static_cast<double>(r.runner_own_syscalls) / msgs;
+    k["peer_own_syscalls_per_msg"] = static_cast<double>(r.peer_own_syscalls) / msgs;
     if (r.flow) {
       k["in_flight_limit_messages"] = static_cast<double>(r.flow->messages);
       k["in_flight_limit_bytes"] = static_cast<double>(r.flow->bytes);

@@ -118,6 +118,7 @@ class PeerWatch {
   bool exited() const noexcept {
     if (!fd_) return false;
     pollfd p{fd_.get(), POLLIN, 0};
+    posix::count_syscall();
     return ::poll(&p, 1, 0) > 0;
   }
   pid_t pid() const noexcept { return pid_; }

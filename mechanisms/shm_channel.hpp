@@ -67,6 +67,7 @@ inline std::size_t segment_size(std::size_t capacity) { return kPage + 2 * (kPag
 inline long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value,
                   const timespec* timeout) {
   // Not FUTEX_PRIVATE: the word is in memory shared between processes.
+  posix::count_syscall();
   return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout,
                    nullptr, 0);
 }

@@ -103,6 +103,7 @@ bool poll_for(int fd, short events, std::chrono::nanoseconds timeout) {
   for (;;) {
     pollfd p{fd, events, 0};
     const timespec ts = to_timespec(deadline - std::chrono::steady_clock::now());
+    count_syscall();
     const int r = ::ppoll(&p, 1, &ts, nullptr);
     if (r >= 0) return r > 0;
     if (errno != EINTR) throw_errno("poll failed");

@@ -329,6 +329,7 @@ class SysvMqChannel : public Channel {
 
   msqid_ds stat(int id) {
     msqid_ds ds{};
+    posix::count_syscall();
     if (::msgctl(id, IPC_STAT, &ds) != 0) fail(errno, "msgctl(IPC_STAT)");
     return ds;
   }

@@ -234,6 +234,7 @@ class SeqpacketChannel : public Channel {
 
   bool peer_closed() const noexcept {
     pollfd p{fd_.get(), POLLRDHUP, 0};
+    posix::count_syscall();
     return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
   }
 

@@ -35,7 +35,8 @@ NUMERIC_FIELDS = (
     "iterations", "real_time", "cpu_time", "messages", "messages_lost",
     "bytes_per_second", "items_per_second", "runner_cpu_ns_per_msg",
     "peer_cpu_ns_per_msg", "runner_ctx_switches_per_msg", "peer_ctx_switches_per_msg",
-    "runner_syscalls_per_msg", "peer_syscalls_per_msg", "samples", *LATENCY_FIELDS, "histogram_samples",
+    "runner_syscalls_per_msg", "peer_syscalls_per_msg", "runner_own_syscalls_per_msg",
+    "peer_own_syscalls_per_msg", "samples", *LATENCY_FIELDS, "histogram_samples",
 )
 
 # The calibration floors a case can be measured against (the file's 'floor'

@@ -469,6 +469,25 @@ TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
   EXPECT_LT(num(shm, "peer_syscalls_per_msg"), 0.05) << shm.dump();
 }
 
+// ipcbench's own system calls, counted where it makes them, are on every
+// row whatever the tracepoint allows: a sync pipe round trip is one writev
+// and one read on each side (the peer's span also holds its stats reply and
+// the next stats request), the spinning ring none at all.
+TEST_F(Measurement, IpcbenchsOwnSyscallsAreCountedEverywhere) {
+  const json doc = run(
+      "--mechanisms pipe,shm-spin --modes sync --patterns latency --sizes 64 --min-time 0.05",
+      "own-syscalls");
+  const json pipe = row(doc, "pipe/sync/latency/64");
+  EXPECT_DOUBLE_EQ(num(pipe, "runner_own_syscalls_per_msg"), 2.0) << pipe.dump();
+  const double messages = num(pipe, "messages");
+  ASSERT_GT(messages, 0) << pipe.dump();
+  EXPECT_DOUBLE_EQ(num(pipe, "peer_own_syscalls_per_msg"), (2 * messages + 2) / messages)
+      << pipe.dump();
+  const json shm = row(doc, "shm-spin/sync/latency/64");
+  EXPECT_DOUBLE_EQ(num(shm, "runner_own_syscalls_per_msg"), 0.0) << shm.dump();
+  EXPECT_DOUBLE_EQ(num(shm, "peer_own_syscalls_per_msg"), 0.0) << shm.dump();
+}
+
 // The bare reference loop's peer is a fork of the runner (its command line
 // is the runner's), the case's peer an exec of "ipcbench peer": the running
 // children of `runner` that are not peers. Between its fork and its exec the

@@ -18,7 +18,7 @@ import struct
 import time
 
 CONNECT_TIMEOUT = 3.0
-VERSION = 2  # control::kVersion (bench/control.hpp)
+VERSION = 3  # control::kVersion (bench/control.hpp)
 
 
 def frame(body):

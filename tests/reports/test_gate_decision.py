@@ -127,3 +127,16 @@ def test_no_counts_on_a_side_is_not_a_comparison():
         def samples(self, _field):
             return []
     assert compare.syscall_changes("x", Bare([1.0]), Side([2.0])) is None
+
+
+def test_without_tracepoint_counts_ipcbenchs_own_calls_are_compared():
+    class AdapterOnly(Side):
+        def samples(self, field):
+            return self._samples if "_own_" in field else []
+    moved = compare.syscall_changes("pipe/sync/latency/64 B", AdapterOnly([2.0, 2.0, 2.0]),
+                                    AdapterOnly([3.0, 3.0, 3.0]))
+    assert [(c.side, c.own_only) for c in moved] == [("runner", True), ("peer", True)]
+    assert "own system calls (ipcbench's code) per message 2.00 -> 3.00" in moved[0].text()
+    # With tracepoint counts on both sides those are compared, not the adapter's.
+    assert all(not c.own_only for c in compare.syscall_changes(
+        "x", Side([2.0, 2.0, 2.0]), Side([3.0, 3.0, 3.0])))

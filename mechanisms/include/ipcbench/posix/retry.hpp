@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "ipcbench/errors.hpp"
+#include "ipcbench/posix/syscall_tally.hpp"
 
 namespace ipcbench::posix {
 
@@ -28,9 +29,11 @@ void throw_if_interrupted();
 
 // Calls fn() until it does not fail with EINTR; if an interrupt was requested
 // meanwhile, throws PeerLost instead of retrying. Returns fn's result.
+// Each attempt counts as one system call (fn makes one).
 template <typename Fn>
 auto retry_eintr(Fn&& fn) -> decltype(fn()) {
   for (;;) {
+    count_syscall();
     auto r = fn();
     if (r != -1 || errno != EINTR) return r;
     throw_if_interrupted();

@@ -32,6 +32,7 @@ inline void cpu_relax() noexcept {
 // it, pause otherwise.
 inline void relax(bool same_cpu) noexcept {
   if (same_cpu) {
+    count_syscall();
     ::sched_yield();
   } else {
     cpu_relax();
