@@ -86,6 +86,7 @@ struct RunArgs {
   int repetitions = 1;
   double timeout = 10;
   std::vector<std::string> passthrough;
+  std::string peer_executable;
 };
 
 // The placements to run: `--cpus A,B` (one placement, named by whether A
@@ -173,6 +174,7 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   Settings s;
   for (int i = 0; i < argc; ++i) s.command_line.emplace_back(argv[i]);
   if (!a.remote.empty()) {
+    if (!a.peer_executable.empty()) throw UsageError("--peer-executable applies to local runs");
     // Across hosts only mechanisms that cross hosts; by default all of them.
     std::vector<std::string> crossing;
     for (const auto& m : mechanisms()) {
@@ -195,6 +197,14 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     s.remote_cpu = a.remote_cpu;
   } else {
     if (!a.token_file.empty()) throw UsageError("--token-file applies to --remote runs");
+    if (!a.peer_executable.empty()) {
+      struct stat st {};
+      if (::stat(a.peer_executable.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+          ::access(a.peer_executable.c_str(), X_OK) != 0) {
+        throw UsageError("--peer-executable: not an executable file: " + a.peer_executable);
+      }
+      s.peer_executable = a.peer_executable;
+    }
     if (a.remote_cpu != -1) throw UsageError("--remote-cpu applies to --remote runs");
     s.mechanisms = choose(a.mechanisms, mechanism_names(), "mechanism");
   }
@@ -628,6 +638,9 @@ int cli_main(int argc, char** argv) {
   run->add_option("--remote-cpu", r.remote_cpu, "With --remote: the server's CPU for its peer "
                                                 "(default: the first of serve's --cpus)");
   run->add_option("benchmark_args", r.passthrough, "Google Benchmark flags, after --");
+  // Hidden: a substitute peer program (the fault tests' misbehaving peer).
+  run->add_option("--peer-executable", r.peer_executable, "Peer program instead of 'ipcbench peer'")
+      ->group("");
 
   ServeArgs sv;
   CLI::App* serve = app.add_subcommand(

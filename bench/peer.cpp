@@ -24,36 +24,6 @@
 namespace ipcbench {
 namespace {
 
-// Test hook for the open-loop tests: with IPCBENCH_TEST_STALL_MS=M and
-// IPCBENCH_TEST_STALL_EVERY_MS=E in the environment, the peer sleeps M ms
-// before echoing once every E ms of its life, a stall at known points.
-class TestStall {
- public:
-  TestStall() {
-    const char* ms = std::getenv("IPCBENCH_TEST_STALL_MS");
-    const char* every = std::getenv("IPCBENCH_TEST_STALL_EVERY_MS");
-    if (ms != nullptr && every != nullptr) {
-      stall_ns_ = std::strtoull(ms, nullptr, 10) * 1'000'000u;
-      every_ns_ = std::strtoull(every, nullptr, 10) * 1'000'000u;
-      next_ = Clock::monotonic_ns() + every_ns_;
-    }
-  }
-  void maybe_stall() {
-    if (every_ns_ == 0) return;
-    const std::uint64_t now = Clock::monotonic_ns();
-    if (now < next_) return;
-    const timespec ts = posix::to_timespec(std::chrono::nanoseconds(stall_ns_));
-    nanosleep(&ts, nullptr);
-    next_ = Clock::monotonic_ns() + every_ns_;
-  }
-
- private:
-  std::uint64_t stall_ns_ = 0;
-  std::uint64_t every_ns_ = 0;
-  std::uint64_t next_ = 0;
-};
-
-
 template <typename Payload>
 void send_control(Channel& ch, std::byte* buf, std::uint32_t seq, Kind kind, const Payload& p) {
   static_assert(kHeaderBytes + sizeof(Payload) <= kControlBytes);
@@ -74,7 +44,6 @@ int serve(Channel& ch, const PeerOptions& options) {
   std::uint64_t received = 0;
   std::uint64_t verify_ns = 0;
   Histogram oneway = make_latency_histogram();
-  TestStall stall;
   DeferredStamp arrival;
   std::unique_ptr<SyscallCounter> syscalls;  // since the last kStats
   std::uint64_t own_mark = posix::own_syscall_count;  // the same, ipcbench's own calls
@@ -112,7 +81,6 @@ int serve(Channel& ch, const PeerOptions& options) {
           // our receive time minus the sender's (or, open loop, the
           // intended) send time. Marked now, read after the echo is sent.
           arrival.mark();
-          stall.maybe_stall();
         }
         if (echo) ch.send({buf.data(), n});
         if (kind == Kind::kEchoStamped) {

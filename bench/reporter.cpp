@@ -610,6 +610,11 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     }
     doc["ipcbench"]["remote"] = remote;
   }
+  // Figures made with another peer program than this binary's are not the
+  // suite's: the file says which.
+  if (!settings.peer_executable.empty()) {
+    doc["ipcbench"]["configuration"]["substitute_peer"] = settings.peer_executable;
+  }
   if (runner_.calibration() != nullptr) {
     doc["ipcbench"]["calibration"] = calibration_json(*runner_.calibration());
   } else {

@@ -22,8 +22,6 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 
 std::string self_executable() {
-  // Test hook: the misbehaving-peer tests substitute a peer of their own.
-  if (const char* test_peer = std::getenv("IPCBENCH_TEST_PEER_EXECUTABLE")) return test_peer;
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "/proc/self/exe";
@@ -53,7 +51,7 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
       clock_(clock),
       calibration_(calibration),
       run_dir_(std::move(run_dir)),
-      executable_(self_executable()),
+      executable_(settings.peer_executable.empty() ? self_executable() : settings.peer_executable),
       watchdog_(settings.timeout),
       histogram_(make_latency_histogram()),
       lateness_(make_latency_histogram()) {

@@ -54,6 +54,9 @@ struct Settings {
   int remote_cpu = -1;                  // the server's CPU for its peer; -1: its choice
   std::vector<std::string> benchmark_args;  // passed to Google Benchmark
   std::vector<std::string> command_line;    // as given, for the record
+  // Hidden `--peer-executable`: the peer program, instead of this binary's
+  // `peer` (the fault tests substitute a misbehaving one); the result says so.
+  std::string peer_executable;
 };
 
 }  // namespace ipcbench

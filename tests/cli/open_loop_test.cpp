@@ -1,21 +1,43 @@
 // Open-loop latency must not hide a stall (no coordinated omission), while
 // a closed loop does hide it; and the achieved rate is reported next to the
-// requested one. The peer stalls through a test hook in its environment
-// (IPCBENCH_TEST_STALL_MS / IPCBENCH_TEST_STALL_EVERY_MS, see peer.cpp).
+// requested one. The test stalls the peer itself: SIGSTOP for 50 ms every
+// 300 ms, a pause the peer does not know of, as a preemption would be.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/proc.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// The exec'd peer of `runner`, or -1 (a forked child shows the runner's
+// command line until it execs: the calibration's prober never matches).
+pid_t peer_of(pid_t runner) {
+  using namespace ipcbench::testproc;
+  for (const pid_t pid : all_pids()) {
+    const auto st = proc_stat(pid);
+    if (st && st->ppid == runner && st->state != 'Z' && is_peer_cmdline(proc_cmdline(pid))) {
+      return pid;
+    }
+  }
+  return -1;
+}
 
 class OpenLoop : public ::testing::Test {
  protected:
@@ -26,16 +48,58 @@ class OpenLoop : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // Runs ipcbench with the stall hook; returns the one benchmark entry.
-  nlohmann::json run(const std::string& extra, const char* name) {
+  // Runs ipcbench (with `stall`, stopping its peer for 50 ms every 300 ms
+  // from the moment it has exec'd); returns the one benchmark entry.
+  nlohmann::json run(const std::string& extra, const char* name, bool stall = false) {
     const std::string out = dir_ + "/" + name + ".json";
-    const std::string cmd = "IPCBENCH_TEST_STALL_MS=50 IPCBENCH_TEST_STALL_EVERY_MS=300 " +
-                            std::string(IPCBENCH_BINARY) +
-                            " run --mechanisms uds-stream --modes async --patterns latency "
-                            "--sizes 64 --out " +
-                            out + " " + extra + " >" + dir_ + "/" + name + ".log 2>&1";
-    const int status = std::system(cmd.c_str());
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+    const std::string log = dir_ + "/" + name + ".log";
+    std::vector<std::string> args = {IPCBENCH_BINARY, "run", "--mechanisms", "uds-stream",
+                                     "--modes", "async", "--patterns", "latency", "--sizes",
+                                     "64", "--out", out};
+    std::istringstream more(extra);
+    for (std::string a; more >> a;) args.push_back(a);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t runner = ::fork();
+    if (runner == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    EXPECT_GT(runner, 0);
+    int status = 0;
+    auto next_stall = std::chrono::steady_clock::time_point::max();
+    const auto deadline = std::chrono::steady_clock::now() + 90s;
+    for (;;) {
+      if (::waitpid(runner, &status, WNOHANG) == runner) break;
+      const auto now = std::chrono::steady_clock::now();
+      if (now > deadline) {
+        ::kill(runner, SIGKILL);
+        ::waitpid(runner, &status, 0);
+        ADD_FAILURE() << "the run did not end within 90 s";
+        break;
+      }
+      if (stall) {
+        const pid_t peer = peer_of(runner);
+        if (peer < 0) {
+          next_stall = std::chrono::steady_clock::time_point::max();
+        } else if (next_stall == std::chrono::steady_clock::time_point::max()) {
+          next_stall = now + 300ms;
+        } else if (now >= next_stall) {
+          ::kill(peer, SIGSTOP);
+          std::this_thread::sleep_for(50ms);
+          ::kill(peer, SIGCONT);
+          ++stalls_;
+          next_stall = std::chrono::steady_clock::now() + 300ms;
+        }
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "exit status " << status << "; log:\n" << ipcbench::testproc::read_file(log);
     std::ifstream in(out);
     const nlohmann::json doc = nlohmann::json::parse(in);
     EXPECT_EQ(doc["benchmarks"].size(), 1u);
@@ -43,6 +107,7 @@ class OpenLoop : public ::testing::Test {
   }
 
   std::string dir_;
+  int stalls_ = 0;
 };
 
 TEST_F(OpenLoop, StallRaisesTheTailOfAnOpenLoopRunButHidesInAClosedOne) {
@@ -52,8 +117,10 @@ TEST_F(OpenLoop, StallRaisesTheTailOfAnOpenLoopRunButHidesInAClosedOne) {
   // allowed so that one foreign stall does not fail the build.
   std::string why;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    const nlohmann::json open = run("--min-time 1 --rate 2000", "open");
-    const nlohmann::json closed = run("--min-time 1", "closed");
+    stalls_ = 0;
+    const nlohmann::json open = run("--min-time 1 --rate 2000", "open", /*stall=*/true);
+    const nlohmann::json closed = run("--min-time 1", "closed", /*stall=*/true);
+    ASSERT_GE(stalls_, 4) << "the peer was stopped too few times to test anything";
     why.clear();
     // Open loop: every message due during the 50 ms stall waits for it, and
     // its latency counts from when it was due: the p99.9 is about the stall.

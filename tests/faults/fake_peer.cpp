@@ -1,7 +1,7 @@
 // A misbehaving peer for tests/faults/misbehaving_peer_test.cpp.
 //
-// The runner execs it instead of `ipcbench peer` when
-// IPCBENCH_TEST_PEER_EXECUTABLE names it, with the real peer's arguments:
+// The runner execs it instead of `ipcbench peer` when the hidden
+// `run --peer-executable` names it, with the real peer's arguments:
 //   fake_peer peer --mechanism M --address A --cpu N --max-message N
 //             --verify header|full --parent PID [--lossy] [--same-cpu]
 // It connects and says hello like bench/peer.cpp, serves the runner

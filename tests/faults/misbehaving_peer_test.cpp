@@ -269,7 +269,6 @@ std::vector<std::string> leftovers_of(pid_t pid, const std::vector<pid_t>& peers
 TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
   const Scenario& s = GetParam();
   std::vector<std::string> env = {
-      "IPCBENCH_TEST_PEER_EXECUTABLE=" IPCBENCH_FAKE_PEER_BINARY,
       "IPCBENCH_FAKE_PEER=" + s.fault,
       "IPCBENCH_FAKE_PEER_AFTER=" + std::to_string(s.after),
       "IPCBENCH_FAKE_PEER_MAX_MESSAGE=512",
@@ -284,7 +283,7 @@ TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
       // Streaming asks for an acknowledgement every quarter of this budget
       // (every 64 messages of 64 bytes), so a short trial has many replies
       // to spoil.
-      "--in-flight-limit", "16KiB"};
+      "--in-flight-limit", "16KiB", "--peer-executable", IPCBENCH_FAKE_PEER_BINARY};
   const std::size_t cases = s.modes.size() * s.patterns.size();
   const RunResult r = run(args, env, std::chrono::seconds(30 + 4 * s.timeout_s * cases));
   ASSERT_TRUE(r.finished);
@@ -494,7 +493,6 @@ class LateReply : public MisbehavingPeer {};
 
 TEST_F(LateReply, IsALatencySampleNotALoss) {
   const std::vector<std::string> env = {
-      "IPCBENCH_TEST_PEER_EXECUTABLE=" IPCBENCH_FAKE_PEER_BINARY,
       "IPCBENCH_FAKE_PEER=late",
       "IPCBENCH_FAKE_PEER_AFTER=20",
       "IPCBENCH_FAKE_PEER_MAX_MESSAGE=512",
@@ -503,7 +501,8 @@ TEST_F(LateReply, IsALatencySampleNotALoss) {
   const std::vector<std::string> modes = {"sync", "async"};
   const std::vector<std::string> args = {
       "--mechanisms", "udp", "--modes", join(modes), "--patterns", "latency",
-      "--sizes", std::to_string(kBadSize), "--min-time", "0.5", "--no-calibration"};
+      "--sizes", std::to_string(kBadSize), "--min-time", "0.5", "--no-calibration",
+      "--peer-executable", IPCBENCH_FAKE_PEER_BINARY};
   const RunResult r = run(args, env, 60s);
   ASSERT_TRUE(r.finished);
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
@@ -538,6 +537,10 @@ TEST_F(LateReply, IsALatencySampleNotALoss) {
                   .value("failed", nlohmann::json::array())
                   .empty())
       << r.doc.value("ipcbench", nlohmann::json::object()).dump();
+  // Figures made with a substitute peer say so.
+  EXPECT_EQ(r.doc["ipcbench"]["configuration"].value("substitute_peer", ""),
+            IPCBENCH_FAKE_PEER_BINARY)
+      << r.doc["ipcbench"]["configuration"].dump();
 }
 
 }  // namespace

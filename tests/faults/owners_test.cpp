@@ -139,13 +139,13 @@ class OwnersTest : public ::testing::Test {
     c.err_path = work_ + "/err" + std::to_string(n);
     std::vector<std::string> argv = {IPCBENCH_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
+    if (hanging_peer) argv.insert(argv.end(), {"--peer-executable", hang_});
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());
     cargv.push_back(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::setenv("IPCBENCH_OWNER_DIR", owner_dir_.c_str(), 1);
-      if (hanging_peer) ::setenv("IPCBENCH_TEST_PEER_EXECUTABLE", hang_.c_str(), 1);
       const int out = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int err = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       ::dup2(out, 1);
