@@ -562,7 +562,7 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
       first = false;
     }
     PlacementCalibration pc;
-    pc.placement = pl.name;
+    pc.placement = pl.name();
     pc.runner_cpu = current_cpu();
     if (pl.spinning_applies()) {
       const auto [p50, min] = prober.spin_round_trip(0, kCacheLineBudget);
@@ -577,7 +577,7 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
         pc.cross_core_copy_bytes_per_second[s] = prober.cross_core_copy(s);
       }
     } else {
-      pc.notes.push_back(pl.name + ": spinning floors (cache-line and payload round trips, "
+      pc.notes.push_back(pl.name() + ": spinning floors (cache-line and payload round trips, "
                          "cross-core copy) skipped: two spinners that may share a CPU measure "
                          "the scheduler, not the hardware");
     }
@@ -592,12 +592,12 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
 }
 
 AdjacentFloor measure_adjacent_floor(const Clock& clock, const Placement& placement,
-                                     const std::string& pattern, std::size_t size,
+                                     Pattern pattern, std::size_t size,
                                      const std::vector<int>& allowed) {
   Prober prober(clock, placement, {size}, allowed);
   AdjacentFloor out;
   out.cache_line_rtt_min_ns = prober.spin_round_trip(0, kAdjacentBudget).second;
-  if (pattern == "latency") {
+  if (pattern == Pattern::kLatency) {
     out.payload_rtt_ns = prober.payload_round_trip(size, kAdjacentBudget);
   } else {
     out.cross_core_copy_bytes_per_second = prober.cross_core_copy(size);
@@ -610,20 +610,20 @@ bool wants_adjacent_floor(const Capabilities& caps, const Placement& placement) 
 }
 
 Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
-                const std::string& mode, const std::string& pattern, std::size_t size) {
+                Mode mode, Pattern pattern, std::size_t size) {
   if (cal == nullptr) return {"", 0, "no calibration (--no-calibration)"};
   const auto at = [size](const std::map<std::size_t, double>& m) -> std::optional<double> {
     auto it = m.find(size);
     if (it == m.end()) return std::nullopt;
     return it->second;
   };
-  if (pattern == "latency" && mode == "async") {
+  if (pattern == Pattern::kLatency && mode == Mode::kAsync) {
     // With messages in flight nobody need wait for a wake-up: only moving
     // the payload there and back bounds a round trip.
     if (const auto payload = at(cal->payload_rtt_ns)) return {"payload_rtt", *payload, ""};
     return {"", 0, "no spinning floor under this placement: nothing bounds an async round trip"};
   }
-  if (pattern == "latency") {
+  if (pattern == Pattern::kLatency) {
     const std::optional<double> payload = at(cal->payload_rtt_ns);
     const Floor futex{"futex_rtt", cal->futex_rtt_ns, ""};
     switch (caps.waiting) {
@@ -648,10 +648,10 @@ Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
   return {"", 0, "message size not calibrated"};
 }
 
-std::optional<double> floor_ratio(const Floor& floor, const std::string& pattern, double p50_ns,
+std::optional<double> floor_ratio(const Floor& floor, Pattern pattern, double p50_ns,
                                   double bytes_per_second) {
   if (floor.name.empty() || !(floor.value > 0)) return std::nullopt;
-  if (pattern == "latency") {
+  if (pattern == Pattern::kLatency) {
     if (!(p50_ns > 0)) return std::nullopt;
     return p50_ns / floor.value;
   }
@@ -660,10 +660,10 @@ std::optional<double> floor_ratio(const Floor& floor, const std::string& pattern
 }
 
 std::string sanity_check(const PlacementCalibration* cal, const Capabilities& caps,
-                         const std::string& pattern, std::size_t size, double p50_ns,
+                         Pattern pattern, std::size_t size, double p50_ns,
                          double bytes_per_second) {
   if (cal == nullptr) return {};
-  if (pattern == "latency") {
+  if (pattern == Pattern::kLatency) {
     if (cal->cache_line_rtt_min_ns && p50_ns > 0 && p50_ns < *cal->cache_line_rtt_min_ns) {
       return "p50 round trip " + fmt_ns(p50_ns) +
              " is below the fastest cache-line round trip between these CPUs (" +

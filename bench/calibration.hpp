@@ -62,7 +62,7 @@ struct AdjacentFloor {
 
 // Takes about 0.2 s; call while no peer runs (it needs the peer's CPU).
 AdjacentFloor measure_adjacent_floor(const Clock& clock, const Placement& placement,
-                                     const std::string& pattern, std::size_t size,
+                                     Pattern pattern, std::size_t size,
                                      const std::vector<int>& allowed);
 
 // The floor a case is compared with.
@@ -79,11 +79,11 @@ struct Floor {
 bool wants_adjacent_floor(const Capabilities& caps, const Placement& placement);
 
 Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
-                const std::string& mode, const std::string& pattern, std::size_t size);
+                Mode mode, Pattern pattern, std::size_t size);
 
 // latency: p50 / floor; throughput: floor / bytes per second. Both >= 1 when
 // the floor is one. nullopt when there is no floor or no measurement.
-std::optional<double> floor_ratio(const Floor& floor, const std::string& pattern, double p50_ns,
+std::optional<double> floor_ratio(const Floor& floor, Pattern pattern, double p50_ns,
                                   double bytes_per_second);
 
 // On a VM the host may move the vCPUs during a case (onto one core's two
@@ -98,7 +98,7 @@ std::string floor_moved_note(double before_min_ns, double after_min_ns);
 // round trip faster than the fastest cache-line round trip, or a copying
 // mechanism faster than memcpy), else empty.
 std::string sanity_check(const PlacementCalibration* cal, const Capabilities& caps,
-                         const std::string& pattern, std::size_t size, double p50_ns,
+                         Pattern pattern, std::size_t size, double p50_ns,
                          double bytes_per_second);
 
 // Console lines describing the calibration (printed before the cases run).

@@ -117,7 +117,8 @@ std::vector<Placement> choose_placements(const std::string& names, const std::st
                          "(available: " + join(allowed_text, ",") + ")");
       }
     }
-    return {{cpus[0] == cpus[1] ? "same-cpu" : "cross-cpu", cpus[0], cpus[1]}};
+    return {{cpus[0] == cpus[1] ? PlacementKind::kSameCpu : PlacementKind::kCrossCpu, cpus[0],
+             cpus[1]}};
   }
   std::vector<std::string> chosen;
   if (names.empty()) {
@@ -127,16 +128,17 @@ std::vector<Placement> choose_placements(const std::string& names, const std::st
   }
   std::vector<Placement> out;
   for (const std::string& name : chosen) {
-    if (name == "cross-cpu") {
+    const PlacementKind kind = *named(kAllPlacements, name);  // choose() checked it
+    if (kind == PlacementKind::kCrossCpu) {
       if (allowed.size() < 2) {
         throw UsageError("cross-cpu placement needs two CPUs, but this process may only use "
                          "CPU " + allowed_text.front() + " (use --placement same-cpu)");
       }
-      out.push_back({name, allowed[0], allowed[1]});
-    } else if (name == "same-cpu") {
-      out.push_back({name, allowed[0], allowed[0]});
+      out.push_back({kind, allowed[0], allowed[1]});
+    } else if (kind == PlacementKind::kSameCpu) {
+      out.push_back({kind, allowed[0], allowed[0]});
     } else {
-      out.push_back({name, -1, -1});
+      out.push_back({kind, -1, -1});
     }
   }
   return out;
@@ -208,8 +210,10 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     if (a.remote_cpu != -1) throw UsageError("--remote-cpu applies to --remote runs");
     s.mechanisms = choose(a.mechanisms, mechanism_names(), "mechanism");
   }
-  s.modes = choose(a.modes, kModes, "mode");
-  s.patterns = choose(a.patterns, kPatterns, "pattern");
+  for (const std::string& m : choose(a.modes, kModes, "mode")) s.modes.push_back(*named(kAllModes, m));
+  for (const std::string& p : choose(a.patterns, kPatterns, "pattern")) {
+    s.patterns.push_back(*named(kAllPatterns, p));
+  }
 
   if (a.sizes.empty()) {
     s.sizes = kDefaultSizes;
@@ -282,7 +286,7 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     }
     s.in_flight_bytes = bytes;
   }
-  if (s.rate > 0 && std::find(s.modes.begin(), s.modes.end(), "async") == s.modes.end()) {
+  if (s.rate > 0 && std::find(s.modes.begin(), s.modes.end(), Mode::kAsync) == s.modes.end()) {
     throw UsageError("--rate applies to async latency: add async to --modes");
   }
 

@@ -37,10 +37,10 @@ constexpr double kRateKeptUp = 0.95;
 // How the runner waits for a message in this mode: sync calls block in the
 // kernel or wait as the mechanism does; async waits poll descriptors, or use
 // the mechanism's readiness wait when it has none.
-std::string wait_of(const Mechanism& m, const std::string& mode) {
+std::string wait_of(const Mechanism& m, Mode mode) {
   const Capabilities caps = m.capabilities();
-  const Waiting w = mode == "async" ? caps.readiness : caps.waiting;
-  if (mode == "async" && caps.pollable) return "poll";
+  const Waiting w = mode == Mode::kAsync ? caps.readiness : caps.waiting;
+  if (mode == Mode::kAsync && caps.pollable) return "poll";
   switch (w) {
     case Waiting::kSpin: return "spin";
     case Waiting::kSpinThenSleep: return "spin-then-block";
@@ -157,7 +157,7 @@ void annotate(nlohmann::ordered_json& b, const Case& c) {
   if (!c.floor_moved.empty()) b["floor_moved"] = c.floor_moved;
   if (c.cv) {
     b["cv"] = *c.cv;
-    b["cv_metric"] = c.pattern == "latency" ? "p50_ns" : "bytes_per_second";
+    b["cv_metric"] = c.pattern == Pattern::kLatency ? "p50_ns" : "bytes_per_second";
     b["unstable"] = *c.cv > kUnstableCv;
   }
 }
@@ -246,7 +246,7 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
                               const std::vector<std::int64_t>& trials) {
   const Capabilities caps = c.mechanism->capabilities();
   const Calibration* cal = runner_.calibration();
-  const PlacementCalibration* pc = cal != nullptr ? cal->find(runner_.placement_of(c).name) : nullptr;
+  const PlacementCalibration* pc = cal != nullptr ? cal->find(runner_.placement_of(c).name()) : nullptr;
   const bool across_hosts = !runner_.settings().remote.empty();
   // Between hosts there is no shared-memory floor, and the calibration
   // measured this host only; no sanity gate either (its bounds are local).
@@ -287,7 +287,7 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
   std::string why = verdict();
   // Below the floor measured before the case: the host may have moved the
   // vCPUs during it. Measure again after it before calling it an error.
-  if (!why.empty() && c.pattern == "latency" && gate && gate->cache_line_rtt_min_ns) {
+  if (!why.empty() && c.pattern == Pattern::kLatency && gate && gate->cache_line_rtt_min_ns) {
     if (const std::optional<AdjacentFloor> after = runner_.measure_floor_after(c)) {
       const double before = *gate->cache_line_rtt_min_ns;
       if (after->cache_line_rtt_min_ns < before) {
@@ -312,7 +312,7 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
   for (std::int64_t id : trials) {
     auto t = runner_.trials().find(id);
     if (t == runner_.trials().end()) continue;
-    if (c.pattern == "latency") {
+    if (c.pattern == Pattern::kLatency) {
       if (t->second.histogram) {
         values.push_back(static_cast<double>(t->second.histogram->value_at_percentile(50)));
       }
@@ -327,7 +327,7 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
 void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_index) {
   progress_.clear();
   const Case* c = case_index >= 0 ? &runner_.cases()[static_cast<std::size_t>(case_index)] : nullptr;
-  const bool latency = c != nullptr && c->pattern == "latency";
+  const bool latency = c != nullptr && c->pattern == Pattern::kLatency;
   std::vector<Run> shown;
   for (const Run& run : runs) {
     if (c != nullptr && !c->skip_reason.empty()) {
@@ -370,7 +370,7 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
     }
     const std::uint64_t rate = runner_.settings().rate;
     auto achieved = last.counters.find("rate_achieved");
-    if (c->mode == "async" && rate > 0 && achieved != last.counters.end() &&
+    if (c->mode == Mode::kAsync && rate > 0 && achieved != last.counters.end() &&
         achieved->second.value < kRateKeptUp * static_cast<double>(rate)) {
       outcome += "; WARNING: sent only " + fmt_rate(achieved->second.value, "msg") +
                  " of the requested " + fmt_rate(static_cast<double>(rate), "msg");
@@ -448,10 +448,10 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     if (row.case_index < 0) continue;
     const Case& c = runner_.cases()[static_cast<std::size_t>(row.case_index)];
     b["mechanism"] = std::string(c.mechanism->name());
-    b["mode"] = c.mode;
-    b["pattern"] = c.pattern;
+    b["mode"] = name_of(c.mode);
+    b["pattern"] = name_of(c.pattern);
     b["message_size"] = c.size;
-    b["placement"] = runner_.placement_of(c).name;
+    b["placement"] = runner_.placement_of(c).name();
     b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? nlohmann::ordered_json::array()
                                  : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
     if (across_hosts) {
@@ -467,10 +467,10 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     } else if (!c.adapter_note.empty()) {
       b["adapter_note"] = c.adapter_note;
     }
-    if (c.mode == "async") {
+    if (c.mode == Mode::kAsync) {
       const std::uint64_t rate = runner_.settings().rate;
-      const bool open_loop = rate > 0 && c.pattern == "latency";
-      const bool closed_loop = rate == 0 && c.pattern == "latency";
+      const bool open_loop = rate > 0 && c.pattern == Pattern::kLatency;
+      const bool closed_loop = rate == 0 && c.pattern == Pattern::kLatency;
       // The window applies to the closed loop only: the open loop has none
       // and throughput has its own flow control (in_flight_limit_*).
       b["window"] = closed_loop ? nlohmann::ordered_json(runner_.settings().window)
@@ -487,7 +487,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         b["sender_behind"] = !kept_up || (b.contains("lateness_p99_ns") &&
                                           b["lateness_p99_ns"].get<double>() > period_ns);
       }
-      if (c.pattern == "latency") {
+      if (c.pattern == Pattern::kLatency) {
         b["oneway_note"] =
             across_hosts ? "not reported across hosts: one-way latency needs a clock both hosts "
                            "share; only round trips are reported"
@@ -516,7 +516,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       b.erase("in_flight_limit_receive_buffer");
     }
     annotate(b, c);
-    if (c.pattern != "latency") continue;
+    if (c.pattern != Pattern::kLatency) continue;
     const auto& trials = runner_.trials();
     if (row.trial >= 0) {
       auto t = trials.find(row.trial);
@@ -554,7 +554,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
   nlohmann::ordered_json flagged_list = nlohmann::ordered_json::array();
   for (const auto& [name, why] : flagged()) flagged_list.push_back({{"name", name}, {"reason", why}});
   nlohmann::ordered_json placements = nlohmann::ordered_json::array();
-  for (const Placement& p : settings.placements) placements.push_back(p.name);
+  for (const Placement& p : settings.placements) placements.push_back(p.name());
   const Placement& first = settings.placements.front();
   doc["ipcbench"] = {
       {"schema_version", kSchemaVersion},
@@ -571,8 +571,8 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
                                       : nlohmann::ordered_json(clock.note())}}},
       {"configuration",
        {{"mechanisms", settings.mechanisms},
-        {"modes", settings.modes},
-        {"patterns", settings.patterns},
+        {"modes", names(settings.modes)},
+        {"patterns", names(settings.patterns)},
         {"sizes", settings.sizes},
         {"min_time_s", settings.min_time},
         {"repetitions", settings.repetitions},

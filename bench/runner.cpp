@@ -65,8 +65,8 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
     Mechanism* mech = find_mechanism(mech_name);
     const Capabilities caps = mech->capabilities();
     for (std::size_t p = 0; p < settings.placements.size(); ++p) {
-      for (const std::string& mode : settings.modes) {
-        for (const std::string& pattern : settings.patterns) {
+      for (const Mode mode : settings.modes) {
+        for (const Pattern pattern : settings.patterns) {
           for (std::size_t size : settings.sizes) {
             Case c;
             c.mechanism = mech;
@@ -74,9 +74,10 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
             c.pattern = pattern;
             c.size = size;
             c.placement = p;
-            c.name = mech_name + "/" + mode + "/" + pattern + "/" + std::to_string(size);
-            c.self_timed = self_timed(mode == "async", caps.lossy);
-            if (several_placements) c.name += "/" + settings.placements[p].name;
+            c.name = mech_name + "/" + std::string(name_of(mode)) + "/" +
+                     std::string(name_of(pattern)) + "/" + std::to_string(size);
+            c.self_timed = self_timed(mode == Mode::kAsync, caps.lossy);
+            if (several_placements) c.name += "/" + settings.placements[p].name();
             if (size > caps.max_message) {
               c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
                               "'s limit of " + std::to_string(caps.max_message) + " bytes";
@@ -176,7 +177,7 @@ void Runner::start_session(std::size_t index) {
   // not get the case's peer killed (BarePair's own start deadline ends the
   // wait).
   const auto family = bare_family_for(c.mechanism->name());
-  if (family && c.mode == "sync" && remote_ == nullptr && c.size <= bare_max_message(*family)) {
+  if (family && c.mode == Mode::kSync && remote_ == nullptr && c.size <= bare_max_message(*family)) {
     try {
       bare_ = std::make_unique<BarePair>(*family, c.size, placement.runner_cpu,
                                          placement.peer_cpu, clock_);
@@ -199,7 +200,7 @@ std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
     // Watched like a trial: a bare peer that dies or stops answering is
     // killed and the block ends, instead of hanging the run.
     Watchdog::Armed armed(watchdog_, bare_->peer_pid(), bare_->peer_pidfd());
-    if (c.pattern == "latency") return bare_->run_latency_for(duration).p50_ns;
+    if (c.pattern == Pattern::kLatency) return bare_->run_latency_for(duration).p50_ns;
     return bare_->run_stream_for(duration).bytes_per_second;
   } catch (const std::exception& e) {
     c.adapter_note = std::string("the bare reference loop failed: ") + e.what();
@@ -252,11 +253,11 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     if (session_case_ != index) start_session(index);
     PatternContext ctx = context_for(c);
     TrialResult r;
-    const bool async = c.mode == "async";
+    const bool async = c.mode == Mode::kAsync;
     {
       Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
                               &session_->channel());
-      if (c.pattern == "latency") {
+      if (c.pattern == Pattern::kLatency) {
         r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
       } else {
         r = async ? run_async_throughput_trial(state, ctx) : run_throughput_trial(state, ctx);
@@ -271,7 +272,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     // Rates are computed here from the timed span: Google Benchmark's kIsRate
     // would divide by the runner's CPU time, which is not what we measure.
     const double bytes_per_msg =
-        static_cast<double>(c.size) * (c.pattern == "latency" ? 2.0 : 1.0);
+        static_cast<double>(c.size) * (c.pattern == Pattern::kLatency ? 2.0 : 1.0);
     auto& k = state.counters;
     k["messages"] = static_cast<double>(r.messages);
     k["messages_lost"] = static_cast<double>(r.messages_lost);
@@ -293,19 +294,19 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["channel_full_fraction"] = r.channel_full_fraction;
       if (session_->lossy()) k["lost_ack_wait_fraction"] = r.lost_ack_wait_fraction;
     }
-    if (settings_.verify_full && c.pattern == "throughput") {
+    if (settings_.verify_full && c.pattern == Pattern::kThroughput) {
       k["runner_verify_ns_per_msg"] = static_cast<double>(r.runner_verify_ns) / msgs;
       k["peer_verify_ns_per_msg"] = static_cast<double>(r.peer_verify_ns) / msgs;
     }
-    if (session_->lossy() && c.pattern == "latency") k["late"] = static_cast<double>(r.late);
+    if (session_->lossy() && c.pattern == Pattern::kLatency) k["late"] = static_cast<double>(r.late);
 
     Trial trial{index, r, std::nullopt, std::nullopt, bare};
     if (bare && *bare > 0) {
       // Oriented like floor_ratio: how many times slower than the bare loop.
-      const double figure = c.pattern == "latency"
+      const double figure = c.pattern == Pattern::kLatency
                                 ? static_cast<double>(histogram_.value_at_percentile(50))
                                 : k["bytes_per_second"].value;
-      if (c.pattern == "latency") {
+      if (c.pattern == Pattern::kLatency) {
         k["bare_p50_ns"] = *bare;
         k["adapter_ratio"] = figure / *bare;
       } else if (figure > 0) {
@@ -313,7 +314,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
         k["adapter_ratio"] = *bare / figure;
       }
     }
-    if (c.pattern == "latency") {
+    if (c.pattern == Pattern::kLatency) {
       const Histogram& h = histogram_;
       k["samples"] = static_cast<double>(h.count());
       k["min_ns"] = static_cast<double>(h.min());
@@ -327,7 +328,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["stddev_ns"] = h.stddev();
       trial.histogram = histogram_;
     }
-    if (async && c.pattern == "latency") {
+    if (async && c.pattern == Pattern::kLatency) {
       k["rate_achieved"] = r.rate_achieved;
       k["max_in_flight"] = static_cast<double>(r.max_in_flight);
       if (settings_.rate > 0) {

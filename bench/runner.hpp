@@ -28,8 +28,8 @@ namespace ipcbench {
 
 struct Case {
   Mechanism* mechanism = nullptr;
-  std::string mode;
-  std::string pattern;
+  Mode mode = Mode::kSync;
+  Pattern pattern = Pattern::kLatency;
   std::size_t size = 0;
   std::size_t placement = 0;  // index into Settings::placements
   std::string name;         // <mechanism>/<mode>/<pattern>/<size>[/<placement>]

@@ -2,17 +2,67 @@
 // runs (cli.cpp), consumed by the runner and written into the result file.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ipcbench {
 
-inline const std::vector<std::string> kModes = {"sync", "async"};
-inline const std::vector<std::string> kPatterns = {"latency", "throughput"};
-inline const std::vector<std::string> kPlacements = {"cross-cpu", "same-cpu", "unpinned"};
+enum class Mode { kSync, kAsync };
+enum class Pattern { kLatency, kThroughput };
+enum class PlacementKind { kCrossCpu, kSameCpu, kUnpinned };
+
+// Their names, which only the CLI reads and the result file writes.
+constexpr std::string_view name_of(Mode m) { return m == Mode::kSync ? "sync" : "async"; }
+constexpr std::string_view name_of(Pattern p) {
+  return p == Pattern::kLatency ? "latency" : "throughput";
+}
+constexpr std::string_view name_of(PlacementKind k) {
+  switch (k) {
+    case PlacementKind::kCrossCpu: return "cross-cpu";
+    case PlacementKind::kSameCpu: return "same-cpu";
+    case PlacementKind::kUnpinned: break;
+  }
+  return "unpinned";
+}
+inline constexpr std::array kAllModes{Mode::kSync, Mode::kAsync};
+inline constexpr std::array kAllPatterns{Pattern::kLatency, Pattern::kThroughput};
+inline constexpr std::array kAllPlacements{PlacementKind::kCrossCpu, PlacementKind::kSameCpu,
+                                           PlacementKind::kUnpinned};
+
+// The value named `name` among `all`; nullopt for an unknown name.
+template <typename E, std::size_t N>
+std::optional<E> named(const std::array<E, N>& all, std::string_view name) {
+  for (E e : all) {
+    if (name_of(e) == name) return e;
+  }
+  return std::nullopt;
+}
+
+// The names of `all`, in order (the CLI's valid choices).
+template <typename E, std::size_t N>
+std::vector<std::string> names_of(const std::array<E, N>& all) {
+  std::vector<std::string> out;
+  for (E e : all) out.emplace_back(name_of(e));
+  return out;
+}
+
+// The names of the chosen values, in order (for the result file).
+template <typename E>
+std::vector<std::string> names(const std::vector<E>& values) {
+  std::vector<std::string> out;
+  for (E e : values) out.emplace_back(name_of(e));
+  return out;
+}
+
+inline const std::vector<std::string> kModes = names_of(kAllModes);
+inline const std::vector<std::string> kPatterns = names_of(kAllPatterns);
+inline const std::vector<std::string> kPlacements = names_of(kAllPlacements);
 inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
 
 // Async streaming and lossy streaming: the flow-control budget (bytes in
@@ -22,19 +72,20 @@ inline constexpr std::uint64_t kDefaultInFlightBytes = 64u << 20;
 
 // Where the runner and the peer run. CPUs are -1 for "unpinned".
 struct Placement {
-  std::string name;  // "cross-cpu", "same-cpu" or "unpinned"
+  PlacementKind kind = PlacementKind::kUnpinned;
   int runner_cpu = -1;
   int peer_cpu = -1;
+  std::string name() const { return std::string(name_of(kind)); }
   // Spinning floors need the two sides on two CPUs for sure: under
   // same-cpu, and under unpinned when the scheduler puts both on one CPU,
   // a spinner waits out the other's time slice (milliseconds).
-  bool spinning_applies() const noexcept { return name == "cross-cpu"; }
+  bool spinning_applies() const noexcept { return kind == PlacementKind::kCrossCpu; }
 };
 
 struct Settings {
   std::vector<std::string> mechanisms;  // registry names, in registry order
-  std::vector<std::string> modes;
-  std::vector<std::string> patterns;
+  std::vector<Mode> modes;
+  std::vector<Pattern> patterns;
   std::vector<std::size_t> sizes;       // bytes, ascending
   double min_time = 0.5;                // seconds per case (Google Benchmark's min time)
   int repetitions = 1;

@@ -23,8 +23,8 @@ const Clock& clock() {
 const Calibration& measured() {
   static const Calibration cal = [] {
     const std::vector<int> cpus = allowed_cpus();
-    std::vector<Placement> placements = {{"same-cpu", cpus.front(), cpus.front()}};
-    if (cpus.size() > 1) placements.insert(placements.begin(), {"cross-cpu", cpus[0], cpus[1]});
+    std::vector<Placement> placements = {{PlacementKind::kSameCpu, cpus.front(), cpus.front()}};
+    if (cpus.size() > 1) placements.insert(placements.begin(), {PlacementKind::kCrossCpu, cpus[0], cpus[1]});
     Calibration c = calibrate(clock(), placements, {64, 4096, 65536}, cpus);
     set_thread_affinity(cpus);
     return c;
@@ -106,27 +106,27 @@ Capabilities waits(Waiting w) {
 
 TEST(Floors, ASpinnerIsComparedWithThePayloadRoundTripOfItsSize) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const Floor f = floor_for(&p, waits(Waiting::kSpin), "sync", "latency", 64);
+  const Floor f = floor_for(&p, waits(Waiting::kSpin), Mode::kSync, Pattern::kLatency, 64);
   EXPECT_EQ(f.name, "payload_rtt");
   EXPECT_DOUBLE_EQ(f.value, 220);
-  EXPECT_DOUBLE_EQ(*floor_ratio(f, "latency", 286, 0), 1.3);
+  EXPECT_DOUBLE_EQ(*floor_ratio(f, Pattern::kLatency, 286, 0), 1.3);
 }
 
 TEST(Floors, ASleeperIsComparedWithTheLargerOfFutexAndPayload) {
   const PlacementCalibration p = doctored_cross_cpu();
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), "sync", "latency", 64).name, "futex_rtt");
-  const Floor big = floor_for(&p, waits(Waiting::kSleep), "sync", "latency", 65536);
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kLatency, 64).name, "futex_rtt");
+  const Floor big = floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kLatency, 65536);
   EXPECT_EQ(big.name, "payload_rtt");
   EXPECT_DOUBLE_EQ(big.value, 30'000);
 }
 
 TEST(Floors, AnAsyncRoundTripOfASleeperIsBoundOnlyByMovingThePayload) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const Floor f = floor_for(&p, waits(Waiting::kSleep), "async", "latency", 64);
+  const Floor f = floor_for(&p, waits(Waiting::kSleep), Mode::kAsync, Pattern::kLatency, 64);
   EXPECT_EQ(f.name, "payload_rtt") << "with messages in flight nobody waits for a wake-up";
   PlacementCalibration same = p;
   same.payload_rtt_ns.clear();
-  EXPECT_TRUE(floor_for(&same, waits(Waiting::kSleep), "async", "latency", 64).name.empty());
+  EXPECT_TRUE(floor_for(&same, waits(Waiting::kSleep), Mode::kAsync, Pattern::kLatency, 64).name.empty());
 }
 
 TEST(Floors, SameCpuHasNoSpinningFloorButAHybridFallsBackToTheFutex) {
@@ -136,55 +136,55 @@ TEST(Floors, SameCpuHasNoSpinningFloorButAHybridFallsBackToTheFutex) {
   p.cache_line_rtt_min_ns.reset();
   p.payload_rtt_ns.clear();
   p.cross_core_copy_bytes_per_second.clear();
-  const Floor spin = floor_for(&p, waits(Waiting::kSpin), "sync", "latency", 64);
+  const Floor spin = floor_for(&p, waits(Waiting::kSpin), Mode::kSync, Pattern::kLatency, 64);
   EXPECT_TRUE(spin.name.empty());
   EXPECT_NE(spin.note.find("cross-cpu"), std::string::npos);
-  EXPECT_FALSE(floor_ratio(spin, "latency", 300, 0).has_value());
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSpinThenSleep), "sync", "latency", 64).name, "futex_rtt");
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), "sync", "throughput", 64).name, "memcpy");
+  EXPECT_FALSE(floor_ratio(spin, Pattern::kLatency, 300, 0).has_value());
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSpinThenSleep), Mode::kSync, Pattern::kLatency, 64).name, "futex_rtt");
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kThroughput, 64).name, "memcpy");
 }
 
 TEST(Floors, ThroughputIsComparedWithTheCrossCoreCopyAndTheRatioIsFloorOverMeasured) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const Floor f = floor_for(&p, waits(Waiting::kSpin), "sync", "throughput", 65536);
+  const Floor f = floor_for(&p, waits(Waiting::kSpin), Mode::kSync, Pattern::kThroughput, 65536);
   EXPECT_EQ(f.name, "cross_core_copy");
-  EXPECT_DOUBLE_EQ(*floor_ratio(f, "throughput", 0, 4e9), 2.0);
+  EXPECT_DOUBLE_EQ(*floor_ratio(f, Pattern::kThroughput, 0, 4e9), 2.0);
   Capabilities zero_copy;
   zero_copy.copies = false;
-  EXPECT_TRUE(floor_for(&p, zero_copy, "sync", "throughput", 65536).name.empty());
+  EXPECT_TRUE(floor_for(&p, zero_copy, Mode::kSync, Pattern::kThroughput, 65536).name.empty());
 }
 
 TEST(Floors, WithoutCalibrationThereIsNoFloorAndANote) {
-  const Floor f = floor_for(nullptr, waits(Waiting::kSpin), "sync", "latency", 64);
+  const Floor f = floor_for(nullptr, waits(Waiting::kSpin), Mode::kSync, Pattern::kLatency, 64);
   EXPECT_TRUE(f.name.empty());
   EXPECT_NE(f.note.find("--no-calibration"), std::string::npos);
 }
 
 TEST(SanityGate, FlagsARoundTripBelowTheFastestCacheLineRoundTrip) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const std::string why = sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 100, 0);
+  const std::string why = sanity_check(&p, waits(Waiting::kSpin), Pattern::kLatency, 64, 100, 0);
   EXPECT_NE(why.find("cache-line"), std::string::npos) << why;
-  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 150, 0).empty());
-  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 500, 0).empty());
+  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), Pattern::kLatency, 64, 150, 0).empty());
+  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), Pattern::kLatency, 64, 500, 0).empty());
 }
 
 TEST(SanityGate, FlagsACopyingMechanismFasterThanMemcpy) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const std::string why = sanity_check(&p, waits(Waiting::kSleep), "throughput", 64, 0, 25e9);
+  const std::string why = sanity_check(&p, waits(Waiting::kSleep), Pattern::kThroughput, 64, 0, 25e9);
   EXPECT_NE(why.find("memcpy"), std::string::npos) << why;
-  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSleep), "throughput", 64, 0, 5e9).empty());
+  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSleep), Pattern::kThroughput, 64, 0, 5e9).empty());
   Capabilities zero_copy;
   zero_copy.copies = false;
-  EXPECT_TRUE(sanity_check(&p, zero_copy, "throughput", 64, 0, 25e9).empty());
+  EXPECT_TRUE(sanity_check(&p, zero_copy, Pattern::kThroughput, 64, 0, 25e9).empty());
 }
 
 TEST(SanityGate, AFloorMeasuredLowerAfterTheCaseClearsItAndSaysBothFigures) {
   // What the reporter does with a case below the floor measured before it:
   // the gate's bound becomes the floor measured after, and the note names both.
   PlacementCalibration p = doctored_cross_cpu();
-  ASSERT_FALSE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 64, 0).empty());
+  ASSERT_FALSE(sanity_check(&p, waits(Waiting::kSpin), Pattern::kLatency, 64, 64, 0).empty());
   p.cache_line_rtt_min_ns = 60;
-  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 64, 0).empty());
+  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), Pattern::kLatency, 64, 64, 0).empty());
   const std::string note = floor_moved_note(171, 60);
   EXPECT_NE(note.find("171"), std::string::npos) << note;
   EXPECT_NE(note.find("60"), std::string::npos) << note;
@@ -194,7 +194,7 @@ TEST(SanityGate, AFloorMeasuredLowerAfterTheCaseClearsItAndSaysBothFigures) {
 TEST(SanityGate, SameCpuHasNoCacheLineBoundSoNothingIsFlagged) {
   PlacementCalibration p = doctored_cross_cpu();
   p.cache_line_rtt_min_ns.reset();
-  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), "latency", 64, 1, 0).empty());
+  EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSpin), Pattern::kLatency, 64, 1, 0).empty());
 }
 
 TEST(Stability, CoefficientOfVariationIsTheSampleStddevOverTheMean) {
@@ -209,7 +209,7 @@ TEST(Stability, CoefficientOfVariationIsTheSampleStddevOverTheMean) {
 
 TEST(Annotate, AFlaggedCaseCarriesItsReasonAndItsFloorOnEveryRow) {
   Case c;
-  c.pattern = "latency";
+  c.pattern = Pattern::kLatency;
   c.size = 64;
   c.floor = {"payload_rtt", 200, ""};
   c.measurement_error = "p50 round trip 90 ns is below ...";
@@ -239,7 +239,7 @@ TEST(Annotate, AFlaggedCaseCarriesItsReasonAndItsFloorOnEveryRow) {
 
 TEST(Annotate, ACaseWithoutFloorSaysWhy) {
   Case c;
-  c.pattern = "latency";
+  c.pattern = Pattern::kLatency;
   c.floor = {"", 0, "same-cpu placement: spinning floors do not apply"};
   nlohmann::ordered_json row = {{"name", "x"}, {"p50_ns", 300}};
   annotate(row, c);

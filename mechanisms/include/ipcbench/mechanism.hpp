@@ -130,7 +130,7 @@ class Channel {
   // none arrived within `timeout`. Lossy mechanisms use it so one lost
   // datagram never hangs a case; they override it with a one-syscall
   // version (e.g. SO_RCVTIMEO). The default waits, then tries.
-  virtual std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
+  [[nodiscard]] virtual std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
                                                  std::chrono::nanoseconds timeout) {
     if (!wait_receivable(timeout)) return std::nullopt;
     return try_receive(buffer);

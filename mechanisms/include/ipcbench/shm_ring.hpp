@@ -85,7 +85,7 @@ class RingProducer {
 
   // Copies `message` (1 .. ring_max_message bytes) into the ring and
   // publishes it. Returns false (writing nothing) when there is no room now.
-  bool try_push(std::span<const std::byte> message) noexcept {
+  [[nodiscard]] bool try_push(std::span<const std::byte> message) noexcept {
     const std::size_t need = align_record(message.size());
     if (!fits(need)) {
       refresh();
@@ -152,7 +152,7 @@ class RingConsumer {
 
   // True when the next message is complete. Reads the producer's line only
   // when every message seen there before is consumed.
-  bool ready() noexcept {
+  [[nodiscard]] bool ready() noexcept {
     if (seen_ > consumed_) return true;
     // acquire: pairs with the producer's release of the count.
     seen_ = control_->published.load(std::memory_order_acquire);
@@ -160,7 +160,7 @@ class RingConsumer {
   }
 
   // Length of the next message; call only when ready().
-  std::size_t next_length() const noexcept {
+  [[nodiscard]] std::size_t next_length() const noexcept {
     return std::atomic_ref<std::uint32_t>(control_->lengths[consumed_ % kSlots])
         .load(std::memory_order_relaxed);
   }
