@@ -575,7 +575,8 @@ int do_list(bool json) {
                      {"lossy", c.lossy},
                      {"waiting", to_string(c.waiting)},
                      {"readiness", to_string(c.readiness)},
-                     {"copies", c.copies}});
+                     {"copies", c.copies},
+                     {"names", to_string(c.names)}});
     }
     std::cout << out.dump(2) << "\n";
     return 0;

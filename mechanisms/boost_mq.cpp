@@ -504,7 +504,8 @@ class BoostMqMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = false,
             .lossy = false,
-            .readiness = Waiting::kSpin};
+            .readiness = Waiting::kSpin,
+            .names = Names::kSystem};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

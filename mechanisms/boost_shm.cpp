@@ -401,7 +401,8 @@ class BoostShmMechanism : public Mechanism {
             .max_message = max_message_,
             .crosses_hosts = false,
             .pollable = false,
-            .lossy = false};
+            .lossy = false,
+            .names = Names::kSystem};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

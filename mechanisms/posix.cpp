@@ -32,6 +32,15 @@ std::string_view to_string(Waiting w) noexcept {
   return "sleep";
 }
 
+std::string_view to_string(Names n) noexcept {
+  switch (n) {
+    case Names::kRunDir: return "run-dir";
+    case Names::kSystem: return "system";
+    case Names::kNone: break;
+  }
+  return "none";
+}
+
 bool Channel::wait_either(std::chrono::nanoseconds timeout) {
   const auto slice = std::min<std::chrono::nanoseconds>(timeout, std::chrono::microseconds(100));
   return wait_receivable(slice) || wait_sendable(slice);

@@ -445,7 +445,8 @@ class PosixMqMechanism : public Mechanism {
             .max_message = limits().max_message,
             .crosses_hosts = false,
             .pollable = true,
-            .lossy = false};
+            .lossy = false,
+            .names = Names::kSystem};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -16,7 +16,8 @@ class ShmFutexMechanism : public Mechanism {
             .pollable = false,
             .lossy = false,
             .waiting = Waiting::kSpinThenSleep,
-            .readiness = Waiting::kSpinThenSleep};
+            .readiness = Waiting::kSpinThenSleep,
+            .names = Names::kSystem};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kFutex>>(

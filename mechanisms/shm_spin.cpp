@@ -16,7 +16,8 @@ class ShmSpinMechanism : public Mechanism {
             .pollable = false,
             .lossy = false,
             .waiting = Waiting::kSpin,
-            .readiness = Waiting::kSpin};
+            .readiness = Waiting::kSpin,
+            .names = Names::kSystem};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kSpin>>(

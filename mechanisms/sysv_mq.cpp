@@ -453,7 +453,8 @@ class SysvMqMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = false,
             .lossy = false,
-            .readiness = Waiting::kSpin};
+            .readiness = Waiting::kSpin,
+            .names = Names::kSystem};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -207,7 +207,8 @@ class UdsDgramMechanism : public Mechanism {
             .max_message = max_message(),
             .crosses_hosts = false,
             .pollable = true,
-            .lossy = true};
+            .lossy = true,
+            .names = Names::kRunDir};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -337,7 +337,8 @@ class SeqpacketMechanism : public Mechanism {
             .max_message = probe_limits().max_message,
             .crosses_hosts = false,
             .pollable = true,
-            .lossy = false};
+            .lossy = false,
+            .names = Names::kRunDir};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

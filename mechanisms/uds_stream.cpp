@@ -85,7 +85,8 @@ class UdsStreamMechanism : public Mechanism {
             .max_message = kMaxStreamMessage,
             .crosses_hosts = false,
             .pollable = true,
-            .lossy = false};
+            .lossy = false,
+            .names = Names::kRunDir};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

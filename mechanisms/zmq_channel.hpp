@@ -380,7 +380,8 @@ class ZmqMechanism : public Mechanism {
             .max_message = kMaxStreamMessage,  // no kernel limit: capped like the streams
             .crosses_hosts = crosses_hosts(),
             .pollable = false,  // see ZmqChannel: ZMQ_FD is not a readiness descriptor
-            .lossy = false};    // PAIR with blocking sends waits at the high-water mark
+            .lossy = false,  // PAIR with blocking sends waits at the high-water mark
+            .names = crosses_hosts() ? Names::kNone : Names::kRunDir};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

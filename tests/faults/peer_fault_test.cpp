@@ -723,9 +723,7 @@ TEST_P(SignalEveryMechanism, StopsPromptlyAndLeavesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(
     Mechanisms, SignalEveryMechanism,
-    ::testing::Combine(::testing::Values("pipe", "fifo", "uds-stream", "shm-spin", "shm-futex",
-                                         "boost-shm", "posix-mq", "sysv-mq", "boost-mq",
-                                         "zmq-ipc"),
+    ::testing::Combine(::testing::ValuesIn(ipcbench::mechanism_names()),
                        ::testing::Values(SIGINT, SIGTERM)),
     [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& param) {
       std::string name = std::get<0>(param.param);

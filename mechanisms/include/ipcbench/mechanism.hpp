@@ -34,6 +34,12 @@ enum class Waiting {
 };
 
 // What a mechanism can do on this machine. `ipcbench list --json` prints it.
+enum class Names {
+  kNone,    // anonymous (pipe) or a port (tcp, udp, zmq-tcp)
+  kRunDir,  // files in the run directory (FIFOs, Unix socket files)
+  kSystem,  // system-wide names beside the run directory (POSIX shm and mq, System V keys)
+};
+
 struct Capabilities {
   Boundaries boundaries = Boundaries::kStream;
   // Largest message (bytes) a Channel accepts, probed on this machine where
@@ -51,6 +57,9 @@ struct Capabilities {
   // a zero-copy one would say false): its throughput can then never beat
   // memcpy on one core, and the harness flags a result that does.
   bool copies = true;
+  // Where its objects have names, which outlive a process killed before it
+  // removes them (owner records and `ipcbench clean` cover them).
+  Names names = Names::kNone;
 };
 
 // Byte streams have no natural limit; we cap them so buffers stay bounded.
@@ -203,5 +212,6 @@ class Mechanism {
 
 std::string_view to_string(Boundaries b) noexcept;
 std::string_view to_string(Waiting w) noexcept;
+std::string_view to_string(Names n) noexcept;
 
 }  // namespace ipcbench
