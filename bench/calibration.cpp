@@ -1,11 +1,9 @@
 #include "calibration.hpp"
 
-#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +18,7 @@
 #include <system_error>
 
 #include "histogram.hpp"
+#include "ipcbench/posix/futex.hpp"
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/posix/spin.hpp"
 #include "ping_pong.hpp"
@@ -51,14 +50,9 @@ inline void keep(const void* p) noexcept { asm volatile("" : : "r"(p) : "memory"
 
 // True when the 100 ms slice ran out (sliced: a lost wake-up never hangs us).
 bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t seen) noexcept {
-  const timespec slice{0, 100'000'000};
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, seen, &slice,
-                   nullptr, 0) != 0 &&
-         errno == ETIMEDOUT;
+  return posix::futex_wait(word, seen, std::chrono::milliseconds(100)) != 0 && errno == ETIMEDOUT;
 }
-void futex_wake(std::atomic<std::uint32_t>* word) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
+using posix::futex_wake;
 
 // Each flag on its own cache line: only the flag being measured moves.
 struct alignas(64) Line {

@@ -354,7 +354,7 @@ class RunDir {
     for (int attempt = 0;; ++attempt) {
       std::string suffix(6, 'x');
       for (char& c : suffix) c = kChars[random() % (sizeof kChars - 1)];
-      const std::string path = base + "/ipcbench." + std::to_string(::getpid()) + "." + suffix;
+      const std::string path = base + "/" + objects::name_stem(::getpid()) + suffix;
       objects::creating(objects::named(objects::Kind::kDirectory, path));
       if (::mkdir(path.c_str(), 0700) == 0) {
         path_ = path;

@@ -280,7 +280,7 @@ struct Check {
 // "/ipcbench.<pid>." (POSIX) or "ipcbench.<pid>." (the run directory's
 // last component): the names ipcbench gives its objects.
 bool ipcbench_name(std::string_view name, pid_t pid) {
-  const std::string stem = "ipcbench." + std::to_string(pid) + ".";
+  const std::string stem = objects::name_stem(pid);
   return name.starts_with(stem) && name.size() > stem.size() &&
          name.find('/') == std::string_view::npos;
 }

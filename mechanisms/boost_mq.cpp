@@ -81,7 +81,7 @@ constexpr std::size_t kMaxDepth = 64;
 constexpr std::size_t kMinDepth = 4;
 constexpr std::size_t kQueueBudget = 64u << 20;
 constexpr auto kSlice = std::chrono::milliseconds(20);
-constexpr std::string_view kPrefix = "ipcbench.";
+constexpr std::string_view kPrefix = objects::kNamePrefix;
 constexpr std::string_view kUp = ".up";
 constexpr std::string_view kDown = ".down";
 constexpr std::uint64_t kHelloMagic = 0x6f6c6c6568716d62;  // "bmqhello"
@@ -517,7 +517,7 @@ class BoostMqMechanism : public Mechanism {
         options.tag.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
       throw std::invalid_argument("boost-mq: tag '" + options.tag + "' is empty or has '/'");
     }
-    const std::string base = std::string(kPrefix) + std::to_string(::getpid()) + "." + options.tag;
+    const std::string base = objects::object_name(options.tag);
     parse_address(base);  // length check
     return std::make_unique<BoostMqEndpoint>(base, std::max(options.max_message, kMinMessage),
                                              options.same_cpu);

@@ -80,7 +80,7 @@ constexpr std::size_t kSegmentOverhead = 64u << 10;
 constexpr auto kSlice = std::chrono::milliseconds(20);
 constexpr std::uint64_t kMagic = 0x316d687362637069;  // "ipcbshm1"
 constexpr const char* kControlName = "ipcbench.control";
-constexpr std::string_view kPrefix = "ipcbench.";
+constexpr std::string_view kPrefix = objects::kNamePrefix;
 constexpr std::string_view kSuffix = ".bshm";
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
@@ -414,8 +414,7 @@ class BoostShmMechanism : public Mechanism {
         options.tag.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
       throw std::invalid_argument("boost-shm: tag '" + options.tag + "' is empty or has '/'");
     }
-    const std::string name = std::string(kPrefix) + std::to_string(::getpid()) + "." + options.tag +
-                             std::string(kSuffix);
+    const std::string name = objects::object_name(options.tag) + std::string(kSuffix);
     check_address(name);
     return std::make_unique<BoostShmEndpoint>(name, std::max(options.max_message, kMinPayload));
   }

@@ -48,7 +48,6 @@
 namespace ipcbench::mech {
 namespace {
 
-constexpr std::string_view kNamePrefix = "/ipcbench.";
 // Small messages still get a queue slot of this size (headers, hellos).
 constexpr long kMinMsgSize = 64;
 // Queue depth aims at about this much payload per direction, like a pipe's
@@ -111,8 +110,7 @@ posix::Fd open_queue(const std::string& name, int flags) {
 // soon as they exist and closed on return.
 bool can_create_pair(long depth, long msgsize) {
   static std::atomic<unsigned> counter{0};
-  const std::string stem = std::string(kNamePrefix) + std::to_string(::getpid()) + ".probe." +
-                           std::to_string(counter.fetch_add(1));
+  const std::string stem = objects::posix_name("probe", std::to_string(counter.fetch_add(1)));
   posix::Fd a = create_queue(stem + ".a", O_RDONLY, depth, msgsize);
   if (!a) return false;
   unlink_queue(stem + ".a");
@@ -432,7 +430,8 @@ class PosixMqEndpoint : public Endpoint {
 // A queue name this mechanism creates: "/ipcbench." prefix, one slash, no
 // NUL, at most NAME_MAX characters after the slash.
 bool valid_name(std::string_view name) {
-  return name.starts_with(kNamePrefix) && name.size() <= NAME_MAX + 1 &&
+  return name.starts_with("/") && name.substr(1).starts_with(objects::kNamePrefix) &&
+         name.size() <= NAME_MAX + 1 &&
          name.find('/', 1) == std::string_view::npos && name.find('\0') == std::string_view::npos;
 }
 
@@ -455,8 +454,7 @@ class PosixMqMechanism : public Mechanism {
       throw std::invalid_argument("posix-mq tag '" + options.tag +
                                   "' is empty or contains '/', ',' or NUL");
     }
-    const std::string stem =
-        std::string(kNamePrefix) + std::to_string(::getpid()) + "." + options.tag;
+    const std::string stem = objects::posix_name(options.tag);
     if (!valid_name(stem + ".down")) {
       throw std::invalid_argument("posix-mq queue name '" + stem + ".down' is longer than " +
                                   std::to_string(NAME_MAX) + " characters");

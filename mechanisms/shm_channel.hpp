@@ -31,6 +31,7 @@
 #include "ipcbench/object_log.hpp"
 #include "ipcbench/posix/limits.hpp"
 #include "ipcbench/posix/fd.hpp"
+#include "ipcbench/posix/futex.hpp"
 #include "ipcbench/posix/retry.hpp"
 #include "ipcbench/posix/spin.hpp"
 #include "ipcbench/posix/time.hpp"
@@ -64,23 +65,16 @@ inline std::size_t ring_capacity_for(std::size_t max_message) {
 
 inline std::size_t segment_size(std::size_t capacity) { return kPage + 2 * (kPage + capacity); }
 
-inline long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value,
-                  const timespec* timeout) {
-  // Not FUTEX_PRIVATE: the word is in memory shared between processes.
-  posix::count_syscall();
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout,
-                   nullptr, 0);
-}
-
-inline void futex_wake(std::atomic<std::uint32_t>* word) { futex(word, FUTEX_WAKE, 1, nullptr); }
+using posix::futex_wake;
 
 // Sleeps while *word == expected, at most `timeout`. Returns normally on a
 // wake-up, a value change or a timeout; throws PeerLost when the harness
 // interrupted the wait (EINTR with the interrupt flag set).
 inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                        std::chrono::nanoseconds timeout) {
-  const timespec ts = posix::to_timespec(timeout);
-  if (futex(word, FUTEX_WAIT, expected, &ts) != 0 && errno == EINTR) posix::throw_if_interrupted();
+  if (posix::futex_wait(word, expected, timeout) != 0 && errno == EINTR) {
+    posix::throw_if_interrupted();
+  }
 }
 
 // Owns one mapping of the segment. Move-only; unmaps in the destructor.
@@ -402,10 +396,7 @@ std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOpti
 // "/ipcbench.<pid>.<tag>.<suffix>": the owner's pid lets a later cleanup tell
 // whose it is.
 inline std::string shm_name(const ListenOptions& options, const char* suffix) {
-  std::string name("/ipcbench.");
-  name.append(std::to_string(::getpid())).append(".").append(options.tag).append(".").append(
-      suffix);
-  return name;
+  return objects::posix_name(options.tag, suffix);
 }
 
 }  // namespace ipcbench::shm

@@ -15,12 +15,39 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <string>
 #include <string_view>
 
 namespace ipcbench::objects {
+
+// Every name ipcbench gives an object (POSIX shm and mq names, Boost's
+// segments and queues, the run directory) starts "ipcbench.<pid>.": the
+// owner's pid lets a later `clean` tell whose it is. POSIX names add a '/'.
+inline constexpr std::string_view kNamePrefix = "ipcbench.";
+
+// "ipcbench.<pid>."
+inline std::string name_stem(pid_t pid) {
+  return std::string(kNamePrefix) + std::to_string(pid) + ".";
+}
+
+// "ipcbench.<this process's pid>.<tag>", then ".<suffix>" unless empty.
+inline std::string object_name(std::string_view tag, std::string_view suffix = {}) {
+  std::string name = name_stem(::getpid());
+  name.append(tag);
+  if (!suffix.empty()) name.append(".").append(suffix);
+  return name;
+}
+
+// "/ipcbench.<pid>.<tag>[.<suffix>]": a POSIX shm or mq name. (Built with
+// append: GCC 12 warns falsely on "/" + std::string.)
+inline std::string posix_name(std::string_view tag, std::string_view suffix = {}) {
+  std::string name("/");
+  name.append(object_name(tag, suffix));
+  return name;
+}
 
 enum class Kind {
   kPosixShm,   // shm_open name, "/ipcbench.<pid>...." (Boost's segments too)
