@@ -45,12 +45,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ipcbench::testproc::read_file;
 
 // A number field of a row; a failure (and NaN, which fails every
 // comparison) when it is missing or not a number.
@@ -99,7 +94,7 @@ class Measurement : public ::testing::Test {
   // contract, no failed case. Returns the file.
   json run(const std::string& args, const std::string& name) {
     const int code = run_raw(args, name);
-    EXPECT_EQ(code, 0) << "ipcbench run " << args << "\n" << slurp(log_path(name));
+    EXPECT_EQ(code, 0) << "ipcbench run " << args << "\n" << read_file(log_path(name));
     std::ifstream in(out_path(name));
     if (!in) {
       ADD_FAILURE() << "no result file for: ipcbench run " << args;
@@ -347,7 +342,7 @@ TEST_F(Measurement, WindowAndRateExcludeEachOther) {
       "--mechanisms pipe --modes async --patterns latency --sizes 64 --min-time 0.05 "
       "--window 4 --rate 1000",
       "both");
-  const std::string output = slurp(log_path("both"));
+  const std::string output = read_file(log_path("both"));
   EXPECT_EQ(code, 2) << output;
   std::vector<std::string> lines;
   std::istringstream in(output);
@@ -539,7 +534,7 @@ TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
     bare = bare_peers_of(runner);
     if (bare.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  ASSERT_FALSE(exited) << "the run ended before its bare peer was seen\n" << slurp(log_path("stalled"));
+  ASSERT_FALSE(exited) << "the run ended before its bare peer was seen\n" << read_file(log_path("stalled"));
   ASSERT_EQ(bare.size(), 1u) << "expected one bare peer of the runner";
   ASSERT_EQ(::kill(bare[0], SIGSTOP), 0);
   // The run must end by itself: the trial, then the bare block stalls for
@@ -556,11 +551,11 @@ TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
     ::kill(runner, SIGKILL);
     ::kill(bare[0], SIGKILL);
     ::waitpid(runner, &status, 0);
-    FAIL() << "the run hung on a stopped bare peer\n" << slurp(log_path("stalled"));
+    FAIL() << "the run hung on a stopped bare peer\n" << read_file(log_path("stalled"));
   }
-  ASSERT_TRUE(WIFEXITED(status)) << slurp(log_path("stalled"));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << slurp(log_path("stalled"));
-  const json doc = json::parse(slurp(out));
+  ASSERT_TRUE(WIFEXITED(status)) << read_file(log_path("stalled"));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_file(log_path("stalled"));
+  const json doc = json::parse(read_file(out));
   const json r = row(doc, "pipe/sync/latency/64");
   EXPECT_FALSE(r.value("error_occurred", false)) << r.dump();
   EXPECT_GT(num(r, "p50_ns"), 0) << r.dump();

@@ -39,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/proc.hpp"
+
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
 #endif
@@ -51,12 +53,7 @@ using namespace std::chrono_literals;
 // Exit status of a child whose setup (unshare, mount, sysctl) was refused.
 constexpr int kSetupRefused = 120;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ipcbench::testproc::read_file;
 
 // In the child: fails the setup with a reason the parent reads.
 [[noreturn]] void refuse(const std::string& reason_path, const std::string& why) {
@@ -146,14 +143,14 @@ class LimitsTest : public ::testing::Test {
       std::this_thread::sleep_for(20ms);
     }
     o.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    o.err = slurp(err);
+    o.err = read_file(err);
     if (o.status == kSetupRefused && fs::exists(reason)) {
       o.refused = true;
-      o.refusal = slurp(reason);
+      o.refusal = read_file(reason);
       return o;
     }
     if (fs::exists(out)) {
-      o.result = nlohmann::json::parse(slurp(out), nullptr, false);
+      o.result = nlohmann::json::parse(read_file(out), nullptr, false);
       if (o.result.is_object() && o.result.contains("benchmarks")) {
         for (const auto& b : o.result["benchmarks"]) {
           o.errors[b.value("mechanism", "")] =

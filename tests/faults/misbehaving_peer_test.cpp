@@ -37,6 +37,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/proc.hpp"
+
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
 #endif
@@ -55,12 +57,7 @@ using SteadyClock = std::chrono::steady_clock;  // CLOCK_MONOTONIC, as the fake 
 constexpr std::size_t kBadSize = 64;     // spoilt: --max-message 512
 constexpr std::size_t kGoodSize = 1024;  // real peer: --max-message 1024
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ipcbench::testproc::read_file;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
@@ -167,7 +164,7 @@ class MisbehavingPeer : public ::testing::TestWithParam<Scenario> {
     for (;;) {
       int status = 0;
       const pid_t got = ::waitpid(pid, &status, WNOHANG);
-      for (const std::string& line : lines_of(slurp(err))) {
+      for (const std::string& line : lines_of(read_file(err))) {
         // "[i/n] <name>: FAILED: ..." or ": <outcome>"
         const auto close = line.find("] ");
         const auto colon = line.find(": ", close == std::string::npos ? 0 : close);
@@ -192,8 +189,8 @@ class MisbehavingPeer : public ::testing::TestWithParam<Scenario> {
       std::this_thread::sleep_for(5ms);
     }
     r.seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
-    r.stderr_text = last_stderr_ = slurp(err);
-    r.log = lines_of(slurp(log_path()));
+    r.stderr_text = last_stderr_ = read_file(err);
+    r.log = lines_of(read_file(log_path()));
     std::ifstream in(out);
     if (!in) {
       ADD_FAILURE() << "no result file";
@@ -296,7 +293,7 @@ TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
   std::vector<pid_t> peers;
   std::vector<std::uint64_t> faults_ns, replies_ns;
   parse_log(r.log, peers, faults_ns, replies_ns);
-  EXPECT_EQ(faults_ns.size(), cases) << "faults injected:\n" << slurp(log_path());
+  EXPECT_EQ(faults_ns.size(), cases) << "faults injected:\n" << read_file(log_path());
   EXPECT_EQ(peers.size(), cases);
   for (pid_t peer : peers) {
     EXPECT_FALSE(std::filesystem::exists("/proc/" + std::to_string(peer)))
@@ -512,8 +509,8 @@ TEST_F(LateReply, IsALatencySampleNotALoss) {
   std::vector<pid_t> peers;
   std::vector<std::uint64_t> faults_ns, replies_ns;
   parse_log(r.log, peers, faults_ns, replies_ns);
-  EXPECT_EQ(peers.size(), modes.size()) << "fake peer log:\n" << slurp(log_path());
-  EXPECT_EQ(faults_ns.size(), modes.size()) << "fake peer log:\n" << slurp(log_path());
+  EXPECT_EQ(peers.size(), modes.size()) << "fake peer log:\n" << read_file(log_path());
+  EXPECT_EQ(faults_ns.size(), modes.size()) << "fake peer log:\n" << read_file(log_path());
   for (const std::string& line : r.log) {
     if (line.starts_with("fault ")) {
       EXPECT_TRUE(line.starts_with("fault udp late ")) << line;

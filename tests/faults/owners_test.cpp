@@ -37,6 +37,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../support/proc.hpp"
 #include "ipcbench/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
@@ -49,29 +51,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ipcbench::testproc::read_file;
 
-// Field 22 of /proc/<pid>/stat (start time in ticks), 0 if gone; `ppid` and
-// `state` filled when asked.
-unsigned long long start_time(pid_t pid, pid_t* ppid = nullptr, char* state = nullptr) {
-  const std::string text = slurp("/proc/" + std::to_string(pid) + "/stat");
-  const auto paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream in(text.substr(paren + 2));
-  std::string f;
-  unsigned long long start = 0;
-  for (int n = 3; n <= 22 && in >> f; ++n) {
-    if (n == 3 && state != nullptr) *state = f[0];
-    if (n == 4 && ppid != nullptr) *ppid = static_cast<pid_t>(std::stoi(f));
-    if (n == 22) start = std::stoull(f);
-  }
-  return start;
-}
+using ipcbench::testproc::proc_stat;
 
 std::string boot_id() {
   std::string id;
@@ -83,8 +65,8 @@ std::string boot_id() {
 struct Child {
   pid_t pid = -1;
   std::string out_path, err_path;
-  std::string out() const { return slurp(out_path); }
-  std::string err() const { return slurp(err_path); }
+  std::string out() const { return read_file(out_path); }
+  std::string err() const { return read_file(err_path); }
 };
 
 std::set<std::string> objects_of(pid_t pid, pid_t peer = -1);
@@ -191,11 +173,9 @@ class OwnersTest : public ::testing::Test {
 
   // The child of `runner` (its peer), or -1.
   static pid_t peer_of(pid_t runner) {
-    for (const auto& e : fs::directory_iterator("/proc")) {
-      const std::string name = e.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      pid_t ppid = -1;
-      if (start_time(std::stoi(name), &ppid) != 0 && ppid == runner) return std::stoi(name);
+    for (const pid_t pid : ipcbench::testproc::all_pids()) {
+      const auto st = proc_stat(pid);
+      if (st && st->ppid == runner) return pid;
     }
     return -1;
   }
@@ -221,8 +201,8 @@ class OwnersTest : public ::testing::Test {
     if (peer > 0) {
       EXPECT_TRUE(eventually([&] {
         reap_orphans();
-        char state = '?';
-        return start_time(peer, nullptr, &state) == 0 || state == 'Z';
+        const auto st = proc_stat(peer);
+        return !st || st->state == 'Z';
       }, 5s)) << "the peer " << peer << " outlived its runner";
       reap_orphans();
     }
@@ -231,7 +211,7 @@ class OwnersTest : public ::testing::Test {
   std::string record_text() const {
     std::string all;
     if (!fs::exists(owner_dir_)) return all;
-    for (const auto& e : fs::directory_iterator(owner_dir_)) all += slurp(e.path().string());
+    for (const auto& e : fs::directory_iterator(owner_dir_)) all += read_file(e.path().string());
     return all;
   }
 
@@ -332,7 +312,7 @@ std::set<std::string> objects_of(pid_t pid, pid_t peer) {
     }
   }
   // System V: queues the runner (or its peer) last sent to or received from.
-  std::istringstream sysv(slurp("/proc/sysvipc/msg"));
+  std::istringstream sysv(read_file("/proc/sysvipc/msg"));
   std::string line;
   std::getline(sysv, line);  // header
   while (std::getline(sysv, line)) {
@@ -572,7 +552,7 @@ class HandWrittenRecord : public OwnersTest {
       ::_exit(127);
     }
     children_.push_back(sleeper_);
-    ASSERT_TRUE(eventually([&] { return start_time(sleeper_) != 0; }));
+    ASSERT_TRUE(eventually([&] { return proc_stat(sleeper_).has_value(); }));
   }
 
   void write_record(pid_t pid, unsigned long long start, const std::string& body) {
@@ -607,7 +587,9 @@ class HandWrittenRecord : public OwnersTest {
 
 TEST_F(HandWrittenRecord, ReusedPidCountsAsDeadAndMatchingStartAsAlive) {
   const std::string p = std::to_string(sleeper_);
-  const unsigned long long real_start = start_time(sleeper_);
+  const auto sleeper = proc_stat(sleeper_);
+  ASSERT_TRUE(sleeper.has_value());
+  const unsigned long long real_start = sleeper->start_time;
   // Same pid, other start time: an earlier owner that died.
   const std::string dead_shm = make_shm("/ipcbench." + p + ".case0-" + p + ".spin");
   const std::string dead_dir = "/tmp/ipcbench." + p + ".ownTst";
