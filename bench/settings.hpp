@@ -44,25 +44,18 @@ std::optional<E> named(const std::array<E, N>& all, std::string_view name) {
   return std::nullopt;
 }
 
-// The names of `all`, in order (the CLI's valid choices).
-template <typename E, std::size_t N>
-std::vector<std::string> names_of(const std::array<E, N>& all) {
+// The names of `values`, in order: the CLI's valid choices, or the chosen
+// ones for the result file.
+template <typename Values>
+std::vector<std::string> names(const Values& values) {
   std::vector<std::string> out;
-  for (E e : all) out.emplace_back(name_of(e));
+  for (const auto e : values) out.emplace_back(name_of(e));
   return out;
 }
 
-// The names of the chosen values, in order (for the result file).
-template <typename E>
-std::vector<std::string> names(const std::vector<E>& values) {
-  std::vector<std::string> out;
-  for (E e : values) out.emplace_back(name_of(e));
-  return out;
-}
-
-inline const std::vector<std::string> kModes = names_of(kAllModes);
-inline const std::vector<std::string> kPatterns = names_of(kAllPatterns);
-inline const std::vector<std::string> kPlacements = names_of(kAllPlacements);
+inline const std::vector<std::string> kModes = names(kAllModes);
+inline const std::vector<std::string> kPatterns = names(kAllPatterns);
+inline const std::vector<std::string> kPlacements = names(kAllPlacements);
 inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
 
 // Async streaming and lossy streaming: the flow-control budget (bytes in

@@ -493,9 +493,7 @@ static std::vector<pid_t> bare_peers_of(pid_t runner) {
   using namespace ipcbench::testproc;
   std::vector<pid_t> out;
   bool case_peer = false;
-  for (const pid_t pid : all_pids()) {
-    const auto st = proc_stat(pid);
-    if (!st || st->ppid != runner || st->state == 'Z' || st->state == 'X') continue;
+  for (const auto& [pid, st] : live_children(runner)) {
     if (is_peer_cmdline(proc_cmdline(pid))) {
       case_peer = true;
     } else {

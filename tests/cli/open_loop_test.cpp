@@ -30,11 +30,8 @@ using namespace std::chrono_literals;
 // command line until it execs: the calibration's prober never matches).
 pid_t peer_of(pid_t runner) {
   using namespace ipcbench::testproc;
-  for (const pid_t pid : all_pids()) {
-    const auto st = proc_stat(pid);
-    if (st && st->ppid == runner && st->state != 'Z' && is_peer_cmdline(proc_cmdline(pid))) {
-      return pid;
-    }
+  for (const auto& [pid, st] : live_children(runner)) {
+    if (is_peer_cmdline(proc_cmdline(pid))) return pid;
   }
   return -1;
 }

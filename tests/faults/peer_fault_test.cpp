@@ -103,12 +103,10 @@ struct PeerProc {
 // Running peers whose parent is `parent`.
 std::vector<PeerProc> peers_of(pid_t parent) {
   std::vector<PeerProc> out;
-  for (pid_t pid : all_pids()) {
-    const auto st = proc_stat(pid);
-    if (!st || st->ppid != parent || st->state == 'Z' || st->state == 'X') continue;
+  for (const auto& [pid, st] : ipcbench::testproc::live_children(parent)) {
     const auto args = proc_cmdline(pid);
     if (!is_peer_cmdline(args)) continue;
-    out.push_back({pid, st->start_time, peer_mechanism(args)});
+    out.push_back({pid, st.start_time, peer_mechanism(args)});
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ipcbench::testproc {
@@ -73,6 +74,16 @@ inline std::vector<pid_t> all_pids() {
   }
   ::closedir(dir);
   return pids;
+}
+
+// The children of `parent` that are alive (not zombies), with their stat.
+inline std::vector<std::pair<pid_t, ProcStat>> live_children(pid_t parent) {
+  std::vector<std::pair<pid_t, ProcStat>> out;
+  for (const pid_t pid : all_pids()) {
+    const auto st = proc_stat(pid);
+    if (st && st->ppid == parent && st->state != 'Z' && st->state != 'X') out.emplace_back(pid, *st);
+  }
+  return out;
 }
 
 // An ipcbench peer: "<...>/ipcbench peer ...". (Between fork and exec the
