@@ -1,6 +1,7 @@
-// The registry: one entry per mechanism. To add one, write mechanisms/NAME.cpp
-// with a make_NAME() factory, declare it below and list it in kFactories.
-#include "ipcbench/registry.hpp"
+// The registry: one entry per mechanism. To add one, write
+// mechanisms/FAMILY/NAME.cpp with a make_NAME() factory, declare it below,
+// list it in kFactories and add the file to mechanisms/CMakeLists.txt.
+#include "mechanisms/registry.hpp"
 
 namespace ipcbench {
 namespace mech {

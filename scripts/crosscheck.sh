@@ -42,7 +42,7 @@ else
   ipcbench="$build/bin/ipcbench"
 fi
 if ! "$ipcbench" bare --help >/dev/null 2>&1; then
-  echo "crosscheck: $ipcbench has no 'bare' command (bench/cli.cpp must call add_bare_command)" >&2
+  echo "crosscheck: $ipcbench has no 'bare' command (bench/cli/cli.cpp must call add_bare_command)" >&2
   exit 1
 fi
 

@@ -6,7 +6,7 @@
 // after the gap against the ring's ~0.95 us; the try_ path ~1.0-1.3 us. Not
 // explained yet (a plain spin loop in receive() changed nothing). Build
 // (after the main build) and run:
-//   g++ -O2 -std=c++20 -Imechanisms/include -o /tmp/channel_gap scripts/experiments/channel_gap.cpp build/mechanisms/libipcbench_mechanisms.a -lzmq && /tmp/channel_gap
+//   g++ -O2 -std=c++20 -I. -o /tmp/channel_gap scripts/experiments/channel_gap.cpp build/mechanisms/libipcbench_mechanisms.a build/mechanisms/libipcbench_channels.a build/mechanisms/libipcbench_posix.a -lzmq && /tmp/channel_gap
 #include <sched.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "ipcbench/mechanism.hpp"
-#include "ipcbench/registry.hpp"
+#include "mechanisms/mechanism.hpp"
+#include "mechanisms/registry.hpp"
 
 using namespace ipcbench;
 

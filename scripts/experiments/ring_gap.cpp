@@ -9,7 +9,7 @@
 // more after an idle millisecond), ShmChannel over it 1.0-1.5 us, and
 // `ipcbench run --mechanisms shm-spin --modes async --rate 1000` ~1.45 us
 // against its sync round trip of ~0.41 us. Build and run:
-//   g++ -O2 -std=c++20 -Imechanisms/include -o /tmp/ring_gap scripts/experiments/ring_gap.cpp && /tmp/ring_gap
+//   g++ -O2 -std=c++20 -I. -o /tmp/ring_gap scripts/experiments/ring_gap.cpp && /tmp/ring_gap
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -23,7 +23,7 @@
 #include <new>
 #include <vector>
 
-#include "ipcbench/shm_ring.hpp"
+#include "mechanisms/channels/shm_ring.hpp"
 
 using namespace ipcbench::shm;
 

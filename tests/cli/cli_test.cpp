@@ -211,7 +211,7 @@ RunResult validate(const std::string& result_file) {
 // ---------------------------------------------------------------------------------------------
 // Files and directories
 
-// The base directory ipcbench puts its run directories in (same rule as bench/cli.cpp).
+// The base directory ipcbench puts its run directories in (same rule as bench/cli/cli.cpp).
 std::string run_dir_base() {
   const char* tmp = std::getenv("TMPDIR");
   return (tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 40) ? tmp : "/tmp";

@@ -37,12 +37,12 @@
 #include <thread>
 #include <vector>
 
-#include "ipcbench/errors.hpp"
-#include "ipcbench/mechanism.hpp"
-#include "ipcbench/posix/fd.hpp"
-#include "ipcbench/posix/retry.hpp"
-#include "watchdog.hpp"
-#include "ipcbench/registry.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "bench/peer/watchdog.hpp"
+#include "mechanisms/registry.hpp"
 #include "fork_peer.hpp"
 
 namespace ipcbench {

@@ -31,10 +31,10 @@
 #include <utility>
 #include <vector>
 
-#include "ipcbench/mechanism.hpp"
-#include "ipcbench/posix/fd.hpp"
-#include "ipcbench/posix/retry.hpp"
-#include "ipcbench/registry.hpp"
+#include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/registry.hpp"
 
 namespace ipcbench::conformance {
 

@@ -1,5 +1,5 @@
 // Test helper: a boost-mq peer that dies holding its queue's mutex, the
-// wedge mechanisms/boost_mq.cpp must survive (Boost's mutex is not robust).
+// wedge mechanisms/queues/boost_mq.cpp must survive (Boost's mutex is not robust).
 // Used by fake_peer (fault "die-holding-lock") and boost_mq_lock_test.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ipcbench/boost_mq_mutex.hpp"
+#include "mechanisms/channels/boost_mq_mutex.hpp"
 
 namespace ipcbench {
 

@@ -37,9 +37,9 @@
 #include <string>
 #include <thread>
 
-#include "ipcbench/errors.hpp"
-#include "ipcbench/mechanism.hpp"
-#include "ipcbench/registry.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/mechanism.hpp"
+#include "mechanisms/registry.hpp"
 
 namespace {
 

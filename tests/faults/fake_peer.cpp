@@ -4,7 +4,7 @@
 // `run --peer-executable` names it, with the real peer's arguments:
 //   fake_peer peer --mechanism M --address A --cpu N --max-message N
 //             --verify header|full --parent PID [--lossy] [--same-cpu]
-// It connects and says hello like bench/peer.cpp, serves the runner
+// It connects and says hello like bench/peer/peer.cpp, serves the runner
 // correctly, and then misbehaves once, as the environment says:
 //
 //   IPCBENCH_FAKE_PEER=FAULT     what to do wrong (see kFaults below)
@@ -55,13 +55,13 @@
 #include <thread>
 #include <vector>
 
-#include "ipcbench/errors.hpp"
-#include "ipcbench/registry.hpp"
-#include "ipcbench/stream_framing.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/registry.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
 #include "boost_mq_lock.hpp"
-#include "peer.hpp"
-#include "protocol.hpp"
-#include "sysinfo.hpp"
+#include "bench/peer/peer.hpp"
+#include "bench/core/protocol.hpp"
+#include "bench/core/sysinfo.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the real ipcbench executable"
@@ -86,7 +86,7 @@ namespace {
 //   bad-stamp       an async echo's send stamp moved 1 ms earlier
 //   late            an echo sent unchanged but 300 ms late (sleep, then
 //                   send), beyond the runner's 200 ms loss timeout for
-//                   lossy mechanisms (bench/patterns.cpp): there it is a
+//                   lossy mechanisms (bench/measure/patterns.cpp): there it is a
 //                   late reply, a sample and not a loss; serving goes on
 //   close-mid-frame stream sockets: a frame's length and half its payload,
 //                   then the write side shut down (the process stays)
@@ -101,7 +101,7 @@ constexpr std::string_view kFaults[] = {
     "close-mid-frame", "silent", "die-holding-lock", "late"};
 
 // "late": how late the reply is; the runner gives a lossy reply up after
-// 200 ms (kLossTimeout in bench/patterns.cpp).
+// 200 ms (kLossTimeout in bench/measure/patterns.cpp).
 constexpr std::chrono::milliseconds kLateBy{300};
 
 struct FakeOptions {

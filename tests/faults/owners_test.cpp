@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "../support/proc.hpp"
-#include "ipcbench/registry.hpp"
+#include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"

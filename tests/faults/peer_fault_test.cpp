@@ -41,7 +41,7 @@
 #include <thread>
 #include <vector>
 
-#include "ipcbench/registry.hpp"
+#include "mechanisms/registry.hpp"
 #include "../support/proc.hpp"
 
 #ifndef IPCBENCH_BINARY

@@ -1,4 +1,4 @@
-// libFuzzer target: the control protocol of `ipcbench serve` (bench/control.cpp).
+// libFuzzer target: the control protocol of `ipcbench serve` (bench/control/control.cpp).
 //
 // The input is a byte stream as a client could send it, cut into chunks
 // (each chunk's first byte says how many bytes follow) and fed to the
@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "control.hpp"
+#include "bench/control/control.hpp"
 
 namespace {
 

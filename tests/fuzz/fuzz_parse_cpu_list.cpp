@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "units.hpp"
+#include "bench/core/units.hpp"
 
 namespace {
 

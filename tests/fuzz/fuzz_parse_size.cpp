@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "units.hpp"
+#include "bench/core/units.hpp"
 
 namespace {
 

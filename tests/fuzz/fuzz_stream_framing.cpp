@@ -39,9 +39,9 @@
 #include <span>
 #include <vector>
 
-#include "ipcbench/errors.hpp"
-#include "ipcbench/posix/fd.hpp"
-#include "ipcbench/stream_framing.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
 
 namespace {
 

@@ -3,7 +3,7 @@
 
 Usage: bad_client.py CASE HOST:PORT TOKEN_FILE [--source ADDR] [--cpu N]
 
-Speaks the control protocol's framing (bench/control.hpp: a 4-byte
+Speaks the control protocol's framing (bench/control/control.hpp: a 4-byte
 big-endian length, then one JSON object with a string "type") and breaks it
 in the way CASE says. Prints one JSON object on stdout: what came back
 ("received": the decoded messages in order, "eof": whether the server closed
@@ -18,7 +18,7 @@ import struct
 import time
 
 CONNECT_TIMEOUT = 3.0
-VERSION = 3  # control::kVersion (bench/control.hpp)
+VERSION = 3  # control::kVersion (bench/control/control.hpp)
 
 
 def frame(body):

@@ -1,7 +1,7 @@
 // Bare reference loops: every family answers latency and stream blocks, the
 // peer process and every descriptor are gone after the pair, and a peer
 // killed mid-use makes the next block fail promptly instead of hanging.
-#include "bare_loops.hpp"
+#include "bench/measure/bare_loops.hpp"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -18,7 +18,8 @@
 #include <system_error>
 #include <vector>
 
-#include "sysinfo.hpp"
+#include "bench/cli/bare_command.hpp"
+#include "bench/core/sysinfo.hpp"
 
 namespace ipcbench {
 namespace {
@@ -213,7 +214,8 @@ TEST(BarePairSetup, UnpinnedPairsWork) {
   EXPECT_EQ(pair.run_latency_block(100).round_trips, 100u);
 }
 
-// `ipcbench bare` through its subcommand alone (cli.cpp wires it into the binary).
+// `ipcbench bare` through its subcommand alone (bench/cli/bare_command.cpp;
+// cli.cpp wires it into the binary).
 int parse_bare(std::vector<std::string> args) {
   CLI::App app{"test"};
   app.require_subcommand(1);

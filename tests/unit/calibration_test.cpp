@@ -2,14 +2,14 @@
 // floors are chosen by how a mechanism waits, and the sanity gate flags a
 // doctored result. The measured figures are only compared with each other
 // (never with fixed speeds: this machine is shared and noisy).
-#include "calibration.hpp"
+#include "bench/measure/calibration.hpp"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "reporter.hpp"
-#include "sysinfo.hpp"
+#include "bench/run/reporter.hpp"
+#include "bench/core/sysinfo.hpp"
 
 namespace ipcbench {
 namespace {

@@ -1,6 +1,6 @@
 // The clock's calibration: the span fit on made-up spans (no timing), and the
 // live clock only against properties a noisy shared machine still keeps.
-#include "clock.hpp"
+#include "bench/core/clock.hpp"
 
 #include <gtest/gtest.h>
 #include <time.h>

@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "ipcbench/errors.hpp"
-#include "ipcbench/stream_framing.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
 
 namespace ipcbench {
 namespace {

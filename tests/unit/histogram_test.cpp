@@ -1,6 +1,6 @@
 // Behavioural tests for ipcbench::Histogram: accuracy against exact order statistics, merge,
 // bounded memory, coordinated-omission correction and argument validation.
-#include "histogram.hpp"
+#include "bench/core/histogram.hpp"
 
 #include <gtest/gtest.h>
 

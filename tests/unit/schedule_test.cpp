@@ -1,5 +1,5 @@
 // The open-loop schedule's arithmetic: exact, monotonic, no drift.
-#include "schedule.hpp"
+#include "bench/core/schedule.hpp"
 
 #include <gtest/gtest.h>
 

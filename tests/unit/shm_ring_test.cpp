@@ -6,7 +6,7 @@
 #pragma GCC diagnostic ignored "-Warray-bounds"
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
 #pragma GCC diagnostic ignored "-Wstringop-overread"
-#include "ipcbench/shm_ring.hpp"
+#include "mechanisms/channels/shm_ring.hpp"
 
 #include <gtest/gtest.h>
 

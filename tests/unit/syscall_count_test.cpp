@@ -1,7 +1,7 @@
 // SyscallCounter against loops with a known number of system calls. Needs
 // the permission to count the raw_syscalls tracepoint (root in CI); skipped
 // with the reason elsewhere.
-#include "syscall_count.hpp"
+#include "bench/core/syscall_count.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/syscall.h>

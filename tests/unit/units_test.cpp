@@ -1,5 +1,5 @@
 // Parsers of the command line's sizes and CPU lists.
-#include "units.hpp"
+#include "bench/core/units.hpp"
 
 #include <gtest/gtest.h>
 

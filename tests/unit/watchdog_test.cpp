@@ -1,6 +1,6 @@
 // The watchdog: the harness's only defence against a dead or hung peer, so
 // each of its verdicts is checked against a real child process.
-#include "watchdog.hpp"
+#include "bench/peer/watchdog.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,9 +15,9 @@
 #include <string>
 #include <thread>
 
-#include "ipcbench/errors.hpp"
-#include "ipcbench/posix/fd.hpp"
-#include "ipcbench/posix/retry.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/retry.hpp"
 
 namespace ipcbench {
 namespace {

@@ -1,0 +1,376 @@
+#include "bench/run/runner.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/registry.hpp"
+#include "bench/core/protocol.hpp"
+#include "bench/core/sysinfo.hpp"
+
+namespace ipcbench {
+namespace {
+
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+// Object-name stem of a case. (Built with append: GCC 12 warns falsely on
+// "literal" + std::string here.)
+static std::string case_tag(std::size_t index) {
+  std::string tag("case");
+  tag.append(std::to_string(index)).append("-").append(std::to_string(::getpid()));
+  return tag;
+}
+
+Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir,
+               const Calibration* calibration)
+    : settings_(settings),
+      clock_(clock),
+      calibration_(calibration),
+      run_dir_(std::move(run_dir)),
+      executable_(settings.peer_executable.empty() ? self_executable() : settings.peer_executable),
+      watchdog_(settings.timeout),
+      histogram_(make_latency_histogram()),
+      lateness_(make_latency_histogram()) {
+  // Open-loop pacing sleeps to shortly before a due time: the least timer
+  // slack keeps that sleep's overshoot small (the spin covers the rest).
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  // The name gains the placement only when more than one runs, so a
+  // single-placement run keeps the names comparable with older files.
+  const bool several_placements = settings.placements.size() > 1;
+  for (const std::string& mech_name : settings.mechanisms) {
+    Mechanism* mech = find_mechanism(mech_name);
+    const Capabilities caps = mech->capabilities();
+    for (std::size_t p = 0; p < settings.placements.size(); ++p) {
+      for (const Mode mode : settings.modes) {
+        for (const Pattern pattern : settings.patterns) {
+          for (std::size_t size : settings.sizes) {
+            Case c;
+            c.mechanism = mech;
+            c.mode = mode;
+            c.pattern = pattern;
+            c.size = size;
+            c.placement = p;
+            c.name = mech_name + "/" + std::string(name_of(mode)) + "/" +
+                     std::string(name_of(pattern)) + "/" + std::to_string(size);
+            c.self_timed = self_timed(mode == Mode::kAsync, caps.lossy);
+            if (several_placements) c.name += "/" + settings.placements[p].name();
+            if (size > caps.max_message) {
+              c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
+                              "'s limit of " + std::to_string(caps.max_message) + " bytes";
+            }
+            cases_.push_back(std::move(c));
+          }
+        }
+      }
+    }
+  }
+  std::size_t largest = kControlBytes;
+  for (const Case& c : cases_) {
+    if (c.skip_reason.empty()) largest = std::max(largest, c.size);
+  }
+  // Allocated and touched once, so no case pays for page faults.
+  send_buffer_.assign(largest, std::byte{0x5a});
+  receive_buffer_.assign(largest, std::byte{0});
+}
+
+Runner::~Runner() { finish(); }
+
+void Runner::register_benchmarks() {
+  for (std::size_t i = 0; i < cases_.size(); ++i) {
+    auto* b = benchmark::RegisterBenchmark(
+        cases_[i].name.c_str(), [this, i](benchmark::State& state) { run_case(state, i); });
+    b->UseManualTime()->Unit(benchmark::kNanosecond);
+    // A self-timed trial runs its own loop for --min-time of wall time and
+    // reports the mean round trip (or ns per message) as its one
+    // iteration's time: Google Benchmark 1.7 would otherwise stop on the
+    // accumulated manual time, minutes of wall time for an open loop.
+    if (cases_[i].self_timed) b->Iterations(1);
+  }
+}
+
+int Runner::find_case(const std::string& name) const {
+  for (std::size_t i = 0; i < cases_.size(); ++i) {
+    if (cases_[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void Runner::finish() {
+  bare_.reset();
+  session_.reset();
+  session_case_ = static_cast<std::size_t>(-1);
+}
+
+std::optional<AdjacentFloor> Runner::measure_floor_after(const Case& c) {
+  if (!c.adjacent) return std::nullopt;
+  finish();  // the measurement needs the peer's CPU to itself
+  return measure_adjacent_floor(clock_, placement_of(c), c.pattern, c.size, settings_.allowed_cpus);
+}
+
+void Runner::start_session(std::size_t index) {
+  bare_.reset();
+  session_.reset();  // the previous case's peer goes first
+  session_case_ = static_cast<std::size_t>(-1);
+  Case& c = cases_[index];
+  if (progress_ != nullptr) progress_->start_case(c.name);
+  const Placement& placement = placement_of(c);
+  // Before the peer exists: the measurement needs the peer's CPU to itself.
+  if (calibration_ != nullptr && remote_ == nullptr && wants_adjacent_floor(c.mechanism->capabilities(), placement)) {
+    c.adjacent =
+        measure_adjacent_floor(clock_, placement, c.pattern, c.size, settings_.allowed_cpus);
+  }
+  // The runner's placement: the peer inherits its affinity when it is not
+  // pinned itself.
+  if (placement.runner_cpu >= 0) {
+    pin_current_thread(placement.runner_cpu);
+  } else {
+    set_thread_affinity(settings_.allowed_cpus);
+  }
+  SessionConfig config{.mechanism = c.mechanism,
+                       .run_dir = run_dir_,
+                       .tag = case_tag(index),
+                       .max_message = c.size,
+                       .peer_cpu = placement.peer_cpu,
+                       .verify_full = settings_.verify_full,
+                       .executable = executable_,
+                       .same_cpu = remote_ == nullptr && placement.runner_cpu >= 0 &&
+                                   placement.runner_cpu == placement.peer_cpu,
+                       .remote = remote_};
+  session_ = std::make_unique<PeerSession>(config, watchdog_);
+  session_case_ = index;
+  c.runner_cpu = current_cpu();
+  c.peer_cpu = session_->peer_cpu();
+  // Warm-up under the watchdog too: a peer can hang here as well.
+  PatternContext ctx = context_for(c);
+  {
+    Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
+                          &session_->channel());
+    warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
+  }
+  // The bare reference loop of the mechanism's kernel object, on the same
+  // CPUs; its blocks alternate with the case's trials (run_bare_block). Made
+  // outside the case peer's watchdog: a bare peer that does not start must
+  // not get the case's peer killed (BarePair's own start deadline ends the
+  // wait).
+  const auto family = bare_family_for(c.mechanism->name());
+  if (family && c.mode == Mode::kSync && remote_ == nullptr && c.size <= bare_max_message(*family)) {
+    try {
+      bare_ = std::make_unique<BarePair>(*family, c.size, placement.runner_cpu,
+                                         placement.peer_cpu, clock_);
+      bare_->watch_progress(watchdog_.progress());
+    } catch (const std::exception& e) {
+      c.adapter_note = std::string("the bare reference loop could not start: ") + e.what();
+    }
+  }
+}
+
+std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
+  if (!bare_) return std::nullopt;
+  // Google Benchmark's first, short trials only estimate the iterations;
+  // the trials it reports last about --min-time.
+  const double min_time = settings_.min_time;
+  if (r.seconds < 0.5 * min_time) return std::nullopt;
+  const auto duration = std::chrono::nanoseconds(
+      static_cast<std::int64_t>(std::min(r.seconds, min_time) * 1e9));
+  try {
+    // Watched like a trial: a bare peer that dies or stops answering is
+    // killed and the block ends, instead of hanging the run.
+    Watchdog::Armed armed(watchdog_, bare_->peer_pid(), bare_->peer_pidfd());
+    if (c.pattern == Pattern::kLatency) return bare_->run_latency_for(duration).p50_ns;
+    return bare_->run_stream_for(duration).bytes_per_second;
+  } catch (const std::exception& e) {
+    c.adapter_note = std::string("the bare reference loop failed: ") + e.what();
+    bare_.reset();
+    if (posix::stop_signal() != 0) throw;  // a stop signal: end the case
+    posix::clear_interrupt();  // the watchdog ended the bare block, not the case
+    return std::nullopt;
+  }
+}
+
+PatternContext Runner::context_for(const Case& c) {
+  const Placement& p = placement_of(c);
+  return {.session = *session_,
+          .clock = clock_,
+          .histogram = histogram_,
+          .lateness = lateness_,
+          .progress = watchdog_.progress(),
+          .send_buffer = send_buffer_,
+          .receive_buffer = receive_buffer_,
+          .size = c.size,
+          .verify_full = settings_.verify_full,
+          .same_cpu = remote_ == nullptr && p.runner_cpu >= 0 && p.runner_cpu == p.peer_cpu,
+          .spin_wait = !c.mechanism->capabilities().pollable &&
+                       c.mechanism->capabilities().readiness == Waiting::kSpin,
+          .window = settings_.window,
+          .rate = settings_.rate,
+          .in_flight_bytes = settings_.in_flight_bytes,
+          .min_time = std::chrono::nanoseconds(
+              static_cast<std::int64_t>(settings_.min_time * 1e9))};
+}
+
+void Runner::run_case(benchmark::State& state, std::size_t index) {
+  Case& c = cases_[index];
+  if (!c.skip_reason.empty()) {
+    state.SkipWithError(c.skip_reason.c_str());
+    return;
+  }
+  if (posix::stop_signal() != 0) {
+    if (c.error.empty()) {
+      c.error = session_case_ == index ? "interrupted by a signal" : "not run: the run was interrupted";
+    }
+    state.SkipWithError(c.error.c_str());
+    return;
+  }
+  if (!c.error.empty()) {  // an earlier repetition failed; do not retry
+    state.SkipWithError(c.error.c_str());
+    return;
+  }
+  try {
+    if (session_case_ != index) start_session(index);
+    PatternContext ctx = context_for(c);
+    TrialResult r;
+    const bool async = c.mode == Mode::kAsync;
+    {
+      Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
+                              &session_->channel());
+      if (c.pattern == Pattern::kLatency) {
+        r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
+      } else {
+        r = async ? run_async_throughput_trial(state, ctx) : run_throughput_trial(state, ctx);
+      }
+    }
+
+    // The bare reference block right after the trial: both see the same
+    // moment of the machine.
+    const std::optional<double> bare = run_bare_block(c, r);
+    const double msgs = static_cast<double>(std::max<std::uint64_t>(r.messages, 1));
+    const double secs = r.seconds > 0 ? r.seconds : 1e-9;
+    // Rates are computed here from the timed span: Google Benchmark's kIsRate
+    // would divide by the runner's CPU time, which is not what we measure.
+    const double bytes_per_msg =
+        static_cast<double>(c.size) * (c.pattern == Pattern::kLatency ? 2.0 : 1.0);
+    auto& k = state.counters;
+    k["messages"] = static_cast<double>(r.messages);
+    k["messages_lost"] = static_cast<double>(r.messages_lost);
+    k["items_per_second"] = static_cast<double>(r.messages) / secs;
+    k["bytes_per_second"] = static_cast<double>(r.messages) * bytes_per_msg / secs;
+    k["runner_cpu_ns_per_msg"] = static_cast<double>(r.runner_cpu_ns) / msgs;
+    k["peer_cpu_ns_per_msg"] = static_cast<double>(r.peer_cpu_ns) / msgs;
+    k["runner_ctx_switches_per_msg"] = static_cast<double>(r.runner_context_switches) / msgs;
+    k["peer_ctx_switches_per_msg"] = static_cast<double>(r.peer_context_switches) / msgs;
+    if (r.runner_syscalls) k["runner_syscalls_per_msg"] = static_cast<double>(*r.runner_syscalls) / msgs;
+    if (r.peer_syscalls) k["peer_syscalls_per_msg"] = static_cast<double>(*r.peer_syscalls) / msgs;
+    k["runner_own_syscalls_per_msg"] = static_cast<double>(r.runner_own_syscalls) / msgs;
+    k["peer_own_syscalls_per_msg"] = static_cast<double>(r.peer_own_syscalls) / msgs;
+    if (r.flow) {
+      k["in_flight_limit_messages"] = static_cast<double>(r.flow->messages);
+      k["in_flight_limit_bytes"] = static_cast<double>(r.flow->bytes);
+      k["in_flight_limit_receive_buffer"] = r.flow->receive_buffer ? 1.0 : 0.0;  // see reporter
+      k["flow_stall_fraction"] = r.flow_stall_fraction;
+      k["channel_full_fraction"] = r.channel_full_fraction;
+      if (session_->lossy()) k["lost_ack_wait_fraction"] = r.lost_ack_wait_fraction;
+    }
+    if (settings_.verify_full && c.pattern == Pattern::kThroughput) {
+      k["runner_verify_ns_per_msg"] = static_cast<double>(r.runner_verify_ns) / msgs;
+      k["peer_verify_ns_per_msg"] = static_cast<double>(r.peer_verify_ns) / msgs;
+    }
+    if (session_->lossy() && c.pattern == Pattern::kLatency) k["late"] = static_cast<double>(r.late);
+
+    Trial trial{index, r, std::nullopt, std::nullopt, bare};
+    if (bare && *bare > 0) {
+      // Oriented like floor_ratio: how many times slower than the bare loop.
+      const double figure = c.pattern == Pattern::kLatency
+                                ? static_cast<double>(histogram_.value_at_percentile(50))
+                                : k["bytes_per_second"].value;
+      if (c.pattern == Pattern::kLatency) {
+        k["bare_p50_ns"] = *bare;
+        k["adapter_ratio"] = figure / *bare;
+      } else if (figure > 0) {
+        k["bare_bytes_per_second"] = *bare;
+        k["adapter_ratio"] = *bare / figure;
+      }
+    }
+    if (c.pattern == Pattern::kLatency) {
+      const Histogram& h = histogram_;
+      k["samples"] = static_cast<double>(h.count());
+      k["min_ns"] = static_cast<double>(h.min());
+      k["p50_ns"] = static_cast<double>(h.value_at_percentile(50));
+      k["p90_ns"] = static_cast<double>(h.value_at_percentile(90));
+      k["p99_ns"] = static_cast<double>(h.value_at_percentile(99));
+      k["p999_ns"] = static_cast<double>(h.value_at_percentile(99.9));
+      k["p9999_ns"] = static_cast<double>(h.value_at_percentile(99.99));
+      k["max_ns"] = static_cast<double>(h.max());
+      k["mean_ns"] = r.mean_ns;  // exact (the histogram's mean is within half a slot)
+      k["stddev_ns"] = h.stddev();
+      trial.histogram = histogram_;
+    }
+    if (async && c.pattern == Pattern::kLatency) {
+      k["rate_achieved"] = r.rate_achieved;
+      k["max_in_flight"] = static_cast<double>(r.max_in_flight);
+      if (settings_.rate > 0) {
+        const Histogram& l = lateness_;
+        k["lateness_p50_ns"] = static_cast<double>(l.value_at_percentile(50));
+        k["lateness_p99_ns"] = static_cast<double>(l.value_at_percentile(99));
+        k["lateness_max_ns"] = static_cast<double>(l.max());
+        k["runner_pacing_ns_per_msg"] = static_cast<double>(r.runner_pacing_ns) / msgs;
+      }
+    }
+    // Across hosts the peer's clock is not ours: its one-way times are
+    // meaningless and are not reported (the JSON says why).
+    if (r.oneway && remote_ == nullptr) {
+      const OneWayPayload& o = *r.oneway;
+      const auto at = [&o](double p) {
+        for (std::size_t i = 0; i < kSpectrumPoints; ++i) {
+          if (kSpectrumPercentiles[i] == p) return static_cast<double>(o.value_ns[i]);
+        }
+        return 0.0;
+      };
+      k["oneway_samples"] = static_cast<double>(o.count);
+      k["oneway_min_ns"] = static_cast<double>(o.min_ns);
+      k["oneway_p50_ns"] = at(50);
+      k["oneway_p90_ns"] = at(90);
+      k["oneway_p99_ns"] = at(99);
+      k["oneway_p999_ns"] = at(99.9);
+      k["oneway_max_ns"] = static_cast<double>(o.max_ns);
+      k["oneway_mean_ns"] = o.mean_ns;
+      trial.oneway = o;
+    }
+    const std::int64_t id = next_trial_++;
+    k["trial"] = static_cast<double>(id);  // removed again by the reporter
+    trials_.emplace(id, std::move(trial));
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    // The watchdog's verdict (or a stop signal) explains the failure better
+    // than its symptom, e.g. end-of-file after the watchdog killed the peer.
+    if (posix::interrupt_flag().load() && msg != posix::interrupt_reason()) {
+      msg = std::string(posix::interrupt_reason()) + ": " + msg;
+    }
+    if (session_ && session_case_ == index) {
+      // Stopping anyway: do not wait for a peer that may still be alive.
+      if (posix::stop_signal() != 0) session_->kill_peer();
+      const std::string epitaph = session_->peer_epitaph();
+      if (epitaph != "peer is still running") msg += " (" + epitaph + ")";
+    }
+    c.error = msg;
+    session_.reset();
+    session_case_ = static_cast<std::size_t>(-1);
+    state.SkipWithError(c.error.c_str());
+  }
+}
+
+}  // namespace ipcbench

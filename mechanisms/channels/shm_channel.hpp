@@ -1,0 +1,402 @@
+// Shared-memory channel over two SPSC rings (shm_ring.hpp), shared by the
+// shm-spin and shm-futex mechanisms, which differ only in how they wait.
+//
+// Segment layout (one POSIX shm object, created O_EXCL with mode 0600,
+// named /ipcbench.<pid>.<tag>.<suffix>, unlinked as soon as the peer mapped
+// it):
+//   [SegmentHeader | pad to 4 KiB][RingControl up | pad][data up]
+//   [RingControl down | pad][data down]
+// "up" carries listener -> connector, "down" the other way.
+#pragma once
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/object_log.hpp"
+#include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/futex.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/spin.hpp"
+#include "mechanisms/posix/time.hpp"
+#include "mechanisms/channels/shm_ring.hpp"
+
+
+namespace ipcbench::shm {
+
+inline constexpr std::uint64_t kMagic = 0x6970636265686d31ull;  // "ipcbehm1"
+inline constexpr std::size_t kPage = 4096;
+// Largest message: rings are sized per case, so this only bounds memory
+// (a 16 MiB case maps 2 x 64 MiB).
+inline constexpr std::size_t kMaxShmMessage = 16u << 20;
+
+struct SegmentHeader {
+  std::uint64_t magic;
+  std::uint64_t capacity;     // bytes of each ring's data area
+  std::uint64_t max_message;  // largest message of the case
+  std::uint64_t total_size;   // bytes of the whole segment
+  alignas(kCacheLine) std::atomic<std::uint32_t> connected;  // futex word: 1 once mapped
+};
+
+inline std::size_t ring_capacity_for(std::size_t max_message) {
+  // Room for kSlots of the largest message (all that can be in flight), but
+  // not much beyond the L2 (~1 MiB) unless two of them alone need more; and
+  // small, so a stream of small messages stays in L1.
+  const std::size_t record = align_record(max_message);
+  const std::size_t want = std::min<std::size_t>(std::bit_ceil(kSlots * record), 1u << 20);
+  return std::max({std::size_t{4096}, want, std::bit_ceil(2 * record)});
+}
+
+inline std::size_t segment_size(std::size_t capacity) { return kPage + 2 * (kPage + capacity); }
+
+using posix::futex_wake;
+
+// Sleeps while *word == expected, at most `timeout`. Returns normally on a
+// wake-up, a value change or a timeout; throws PeerLost when the harness
+// interrupted the wait (EINTR with the interrupt flag set).
+inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                       std::chrono::nanoseconds timeout) {
+  if (posix::futex_wait(word, expected, timeout) != 0 && errno == EINTR) {
+    posix::throw_if_interrupted();
+  }
+}
+
+// Owns one mapping of the segment. Move-only; unmaps in the destructor.
+class Mapping {
+ public:
+  Mapping(void* base, std::size_t size) : base_(base), size_(size) {}
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() {
+    if (base_ != nullptr) ::munmap(base_, size_);
+  }
+  std::byte* base() const noexcept { return static_cast<std::byte*>(base_); }
+  SegmentHeader* header() const noexcept { return reinterpret_cast<SegmentHeader*>(base_); }
+  RingControl* control(int ring) const noexcept {
+    return reinterpret_cast<RingControl*>(base() + kPage + ring * (kPage + header()->capacity));
+  }
+  std::byte* data(int ring) const noexcept {
+    return base() + kPage + ring * (kPage + header()->capacity) + kPage;
+  }
+
+ private:
+  void* base_;
+  std::size_t size_;
+};
+
+// How a side waits for data or room. Spin: busy-poll with a pause
+// instruction (yielding the CPU when both sides share one). Futex: spin
+// briefly, then sleep on the ring's futex word until the other side wakes us.
+enum class WaitPolicy { kSpin, kFutex };
+
+template <WaitPolicy kPolicy>
+class ShmChannel : public Channel {
+ public:
+  // `listener` selects which ring is ours to produce into.
+  ShmChannel(std::unique_ptr<Mapping> mapping, bool listener, bool same_cpu)
+      : mapping_(std::move(mapping)),
+        producer_(mapping_->control(listener ? 0 : 1), mapping_->data(listener ? 0 : 1)),
+        consumer_(mapping_->control(listener ? 1 : 0), mapping_->data(listener ? 1 : 0)),
+        max_message_(mapping_->header()->max_message),
+        same_cpu_(same_cpu) {}
+
+  void send(std::span<const std::byte> message) override {
+    check_size(message.size());
+    while (!producer_.try_push(message)) wait_for_room(message.size(), kForever);
+    after_push();
+  }
+
+  std::size_t receive(std::span<std::byte> buffer) override {
+    while (!consumer_.ready()) wait_for_data(kForever);
+    return pop(buffer);
+  }
+
+  bool try_send(std::span<const std::byte> message) override {
+    check_size(message.size());
+    if (!producer_.try_push(message)) {
+      refused_size_ = message.size();  // wait_sendable waits for room for this one
+      return false;
+    }
+    after_push();
+    return true;
+  }
+
+  std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
+    if (!consumer_.ready()) return std::nullopt;
+    return pop(buffer);
+  }
+
+  bool wait_receivable(std::chrono::nanoseconds timeout) override {
+    if (consumer_.ready()) return true;
+    wait_for_data(timeout);
+    return consumer_.ready();
+  }
+
+  bool wait_sendable(std::chrono::nanoseconds timeout) override {
+    // Room for the message try_send last refused (or the smallest one).
+    if (producer_.has_room(refused_size_)) return true;
+    wait_for_room(refused_size_, timeout);
+    return producer_.has_room(refused_size_);
+  }
+
+ private:
+  static constexpr auto kForever = std::chrono::nanoseconds::max();
+  // Spins between checks of the interrupt flag and the clock (~10-50 us).
+  static constexpr unsigned kSpinsPerCheck = 1024;
+  // Futex mode: spins before sleeping. Short: a cross-CPU wake-up on a VM
+  // costs tens of us, so a reply that is already on its way is worth a few
+  // us of spinning, but not more.
+  static constexpr unsigned kSpinsBeforeSleep = 256;
+  // Futex sleeps are sliced so a missed wake-up can never hang us.
+  static constexpr auto kSleepSlice = std::chrono::milliseconds(100);
+
+  void check_size(std::size_t size) const {
+    if (size == 0 || size > max_message_) {
+      throw std::invalid_argument("message of " + std::to_string(size) + " bytes outside 1.." +
+                                  std::to_string(max_message_));
+    }
+  }
+
+  std::size_t pop(std::span<std::byte> buffer) {
+    const std::size_t len = consumer_.next_length();
+    if (len > buffer.size() || len > max_message_) {
+      throw ProtocolError("message of " + std::to_string(len) + " bytes does not fit the " +
+                          std::to_string(buffer.size()) + "-byte receive buffer");
+    }
+    consumer_.pop(buffer);
+    if constexpr (kPolicy == WaitPolicy::kFutex) {
+      if (consumer_.producer_needs_wake()) {
+        consumer_.control()->space_futex.fetch_add(1, std::memory_order_release);
+        futex_wake(&consumer_.control()->space_futex);
+      }
+    }
+    return len;
+  }
+
+  void after_push() {
+    if constexpr (kPolicy == WaitPolicy::kFutex) {
+      if (producer_.consumer_needs_wake()) {
+        producer_.control()->data_futex.fetch_add(1, std::memory_order_release);
+        futex_wake(&producer_.control()->data_futex);
+      }
+    }
+  }
+
+  // Spins until `done()` or the deadline; true when done.
+  template <typename Done>
+  bool spin(Done done, unsigned limit, std::chrono::steady_clock::time_point deadline) {
+    for (unsigned i = 1; i <= limit; ++i) {
+      if (done()) return true;
+      posix::relax(same_cpu_);  // yields when the other side needs this CPU
+      if (i % kSpinsPerCheck == 0) {
+        posix::throw_if_interrupted();
+        if (deadline != std::chrono::steady_clock::time_point::max() &&
+            std::chrono::steady_clock::now() >= deadline) {
+          return done();
+        }
+      }
+    }
+    return done();
+  }
+
+  static std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds t) {
+    if (t == kForever) return std::chrono::steady_clock::time_point::max();
+    return std::chrono::steady_clock::now() + t;
+  }
+
+  void wait_for_data(std::chrono::nanoseconds timeout) {
+    const auto deadline = deadline_after(timeout);
+    auto ready = [this] { return consumer_.ready(); };
+    if constexpr (kPolicy == WaitPolicy::kSpin) {
+      spin(ready, ~0u, deadline);
+    } else {
+      if (!same_cpu_ && spin(ready, kSpinsBeforeSleep, deadline)) return;
+      sleep_until(ready, consumer_.control()->consumer_waiting, consumer_.control()->data_futex,
+                  deadline);
+    }
+  }
+
+  void wait_for_room(std::size_t size, std::chrono::nanoseconds timeout) {
+    const auto deadline = deadline_after(timeout);
+    auto room = [this, size] { return producer_.has_room(size); };
+    if constexpr (kPolicy == WaitPolicy::kSpin) {
+      spin(room, ~0u, deadline);
+    } else {
+      if (!same_cpu_ && spin(room, kSpinsBeforeSleep, deadline)) return;
+      sleep_until(room, producer_.control()->producer_waiting, producer_.control()->space_futex,
+                  deadline);
+    }
+  }
+
+  // Announces that we sleep, then sleeps on `word` until `done()`. The
+  // seq_cst fence after the announcement pairs with the other side's fence
+  // after publishing: either we see its progress or it sees our flag and
+  // wakes us.
+  template <typename Done>
+  void sleep_until(Done done, std::atomic<std::uint32_t>& waiting, std::atomic<std::uint32_t>& word,
+                   std::chrono::steady_clock::time_point deadline) {
+    waiting.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    struct Reset {
+      std::atomic<std::uint32_t>& w;
+      ~Reset() { w.store(0, std::memory_order_relaxed); }
+    } reset{waiting};
+    for (;;) {
+      const std::uint32_t seen = word.load(std::memory_order_acquire);
+      if (done()) return;
+      posix::throw_if_interrupted();
+      auto slice = std::chrono::nanoseconds(kSleepSlice);
+      if (deadline != std::chrono::steady_clock::time_point::max()) {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::nanoseconds::zero()) return;
+        slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+      }
+      futex_wait(&word, seen, slice);
+    }
+  }
+
+  std::unique_ptr<Mapping> mapping_;
+  RingProducer producer_;
+  RingConsumer consumer_;
+  std::size_t max_message_;
+  bool same_cpu_;
+  std::size_t refused_size_ = 1;
+};
+
+// The listener's side: creates, sizes and pre-faults the segment, and
+// removes its name once the peer has mapped it.
+template <WaitPolicy kPolicy>
+class ShmEndpoint : public Endpoint {
+ public:
+  ShmEndpoint(std::string name, std::size_t max_message, bool same_cpu)
+      : name_(std::move(name)), same_cpu_(same_cpu) {
+    const std::size_t capacity = ring_capacity_for(max_message);
+    const std::size_t size = segment_size(capacity);
+    objects::creating(objects::posix_shm(name_));  // recorded before it exists
+    posix::Fd fd(::shm_open(name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) {
+      const int err = errno;
+      objects::removed(objects::posix_shm(name_));
+      posix::throw_errno(err, "cannot create shared memory " + name_);
+    }
+    linked_ = true;
+    try {
+      if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+        const int err = errno;
+        posix::throw_errno(err, "cannot size shared memory " + name_ + " to " +
+                                    std::to_string(size) + " bytes" + posix::shm_hint(err, size));
+      }
+      // Back every page now: tmpfs allocates on first write, and a full
+      // /dev/shm then kills the first writer with SIGBUS; reserving makes it
+      // an error here, before anything is mapped or measured.
+      posix::reserve_shm(fd.get(), size, "shared memory " + name_);
+      void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                          fd.get(), 0);
+      if (base == MAP_FAILED) posix::throw_errno("cannot map shared memory " + name_);
+      mapping_ = std::make_unique<Mapping>(base, size);
+      // Touch every page now (tmpfs allocates on first write): page faults
+      // must not be measured.
+      std::memset(base, 0, size);
+      auto* header = new (base) SegmentHeader{};
+      header->magic = kMagic;
+      header->capacity = capacity;
+      header->max_message = max_message;
+      header->total_size = size;
+      for (int ring = 0; ring < 2; ++ring) {
+        auto* control = new (mapping_->control(ring)) RingControl{};
+        control->capacity = capacity;
+      }
+    } catch (...) {
+      unlink_name();
+      throw;
+    }
+  }
+  ~ShmEndpoint() override { unlink_name(); }
+
+  std::string address() const override { return name_; }
+
+  std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
+    auto& connected = mapping_->header()->connected;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (connected.load(std::memory_order_acquire) == 0) {
+      posix::throw_if_interrupted();
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) {
+        throw Timeout("peer did not map shared memory " + name_ + " within " +
+                      std::to_string(timeout.count()) + " ms");
+      }
+      futex_wait(&connected, 0,
+                 std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50)));
+    }
+    unlink_name();  // both sides hold mappings; the name is no longer needed
+    return std::make_unique<ShmChannel<kPolicy>>(std::move(mapping_), true, same_cpu_);
+  }
+
+ private:
+  void unlink_name() noexcept {
+    if (linked_) {
+      ::shm_unlink(name_.c_str());
+      objects::removed(objects::posix_shm(name_));
+      linked_ = false;
+    }
+  }
+
+  std::string name_;
+  bool same_cpu_;
+  bool linked_ = false;
+  std::unique_ptr<Mapping> mapping_;
+};
+
+// The connecting side: maps the segment, checks it, says it is there.
+template <WaitPolicy kPolicy>
+std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOptions& options) {
+  const std::string name(address);
+  if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos) {
+    throw std::invalid_argument("malformed shared memory name '" + name + "'");
+  }
+  posix::Fd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
+  if (!fd) posix::throw_errno("cannot open shared memory " + name);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat shared memory " + name);
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (size < segment_size(0)) throw ProtocolError("shared memory " + name + " is too small");
+  void* base =
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
+  if (base == MAP_FAILED) posix::throw_errno("cannot map shared memory " + name);
+  auto mapping = std::make_unique<Mapping>(base, size);
+  const SegmentHeader* h = mapping->header();
+  // Never trust the segment's own numbers beyond what we mapped.
+  if (h->magic != kMagic || h->total_size != size || !std::has_single_bit(h->capacity) ||
+      segment_size(h->capacity) != size || h->max_message == 0 ||
+      h->max_message > ring_max_message(h->capacity) ||
+      h->max_message < options.max_message) {
+    throw ProtocolError("shared memory " + name + " is not an ipcbench segment of this size");
+  }
+  mapping->header()->connected.store(1, std::memory_order_release);
+  futex_wake(&mapping->header()->connected);
+  return std::make_unique<ShmChannel<kPolicy>>(std::move(mapping), false, options.same_cpu);
+}
+
+// "/ipcbench.<pid>.<tag>.<suffix>": the owner's pid lets a later cleanup tell
+// whose it is.
+inline std::string shm_name(const ListenOptions& options, const char* suffix) {
+  return objects::posix_name(options.tag, suffix);
+}
+
+}  // namespace ipcbench::shm
