@@ -1,10 +1,10 @@
 // The interface's few out-of-line pieces: the names of its enums and the
 // default wait_either.
+#include "mechanisms/mechanism.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <string_view>
-
-#include "mechanisms/mechanism.hpp"
 
 namespace ipcbench {
 
@@ -14,18 +14,24 @@ std::string_view to_string(Boundaries b) noexcept {
 
 std::string_view to_string(Waiting w) noexcept {
   switch (w) {
-    case Waiting::kSpin: return "spin";
-    case Waiting::kSpinThenSleep: return "spin-then-sleep";
-    case Waiting::kSleep: break;
+    case Waiting::kSpin:
+      return "spin";
+    case Waiting::kSpinThenSleep:
+      return "spin-then-sleep";
+    case Waiting::kSleep:
+      break;
   }
   return "sleep";
 }
 
 std::string_view to_string(Names n) noexcept {
   switch (n) {
-    case Names::kRunDir: return "run-dir";
-    case Names::kSystem: return "system";
-    case Names::kNone: break;
+    case Names::kRunDir:
+      return "run-dir";
+    case Names::kSystem:
+      return "system";
+    case Names::kNone:
+      break;
   }
   return "none";
 }

@@ -28,9 +28,9 @@ enum class Boundaries {
 // can be no faster than a futex wake-up round trip, a spinning one no faster
 // than moving the payload between the CPUs.
 enum class Waiting {
-  kSleep,           // blocks in the kernel (read, recv, mq_receive, sem_wait, ...)
-  kSpin,            // busy-polls shared memory
-  kSpinThenSleep,   // polls briefly, then sleeps (a futex)
+  kSleep,          // blocks in the kernel (read, recv, mq_receive, sem_wait, ...)
+  kSpin,           // busy-polls shared memory
+  kSpinThenSleep,  // polls briefly, then sleeps (a futex)
 };
 
 // What a mechanism can do on this machine. `ipcbench list --json` prints it.
@@ -140,7 +140,7 @@ class Channel {
   // datagram never hangs a case; they override it with a one-syscall
   // version (e.g. SO_RCVTIMEO). The default waits, then tries.
   [[nodiscard]] virtual std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
-                                                 std::chrono::nanoseconds timeout) {
+                                                               std::chrono::nanoseconds timeout) {
     if (!wait_receivable(timeout)) return std::nullopt;
     return try_receive(buffer);
   }

@@ -6,10 +6,10 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <csignal>
-#include <cmath>
-#include <cstdio>
 #include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -22,24 +22,24 @@
 #include <system_error>
 
 #include "bench/cli/bare_command.hpp"
-#include "bench/measure/bare_loops.hpp"
-#include "bench/measure/calibration.hpp"
-#include "bench/core/clock.hpp"
-#include "mechanisms/posix/object_log.hpp"
-#include "mechanisms/posix/retry.hpp"
-#include "mechanisms/registry.hpp"
-#include "bench/run/output_file.hpp"
-#include "bench/run/owners.hpp"
-#include "bench/peer/peer.hpp"
-#include "bench/core/protocol.hpp"
 #include "bench/control/control.hpp"
 #include "bench/control/remote.hpp"
-#include "bench/run/reporter.hpp"
-#include "bench/run/runner.hpp"
-#include "bench/serve/serve.hpp"
+#include "bench/core/clock.hpp"
+#include "bench/core/protocol.hpp"
 #include "bench/core/settings.hpp"
 #include "bench/core/sysinfo.hpp"
 #include "bench/core/units.hpp"
+#include "bench/measure/bare_loops.hpp"
+#include "bench/measure/calibration.hpp"
+#include "bench/peer/peer.hpp"
+#include "bench/run/output_file.hpp"
+#include "bench/run/owners.hpp"
+#include "bench/run/reporter.hpp"
+#include "bench/run/runner.hpp"
+#include "bench/serve/serve.hpp"
+#include "mechanisms/posix/object_log.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/registry.hpp"
 #include "version.hpp"
 
 namespace ipcbench {
@@ -101,8 +101,9 @@ std::vector<Placement> choose_placements(const std::string& names, const std::st
   for (int c : allowed) allowed_text.push_back(std::to_string(c));
   if (!cpus_text.empty()) {
     if (!names.empty()) {
-      throw UsageError("--cpus and --placement exclude each other: --cpus A,B is a placement "
-                       "of its own (cross-cpu, or same-cpu when A equals B)");
+      throw UsageError(
+          "--cpus and --placement exclude each other: --cpus A,B is a placement "
+          "of its own (cross-cpu, or same-cpu when A equals B)");
     }
     std::vector<int> cpus;
     try {
@@ -133,8 +134,10 @@ std::vector<Placement> choose_placements(const std::string& names, const std::st
     const PlacementKind kind = *named(kAllPlacements, name);  // choose() checked it
     if (kind == PlacementKind::kCrossCpu) {
       if (allowed.size() < 2) {
-        throw UsageError("cross-cpu placement needs two CPUs, but this process may only use "
-                         "CPU " + allowed_text.front() + " (use --placement same-cpu)");
+        throw UsageError(
+            "cross-cpu placement needs two CPUs, but this process may only use "
+            "CPU " +
+            allowed_text.front() + " (use --placement same-cpu)");
       }
       out.push_back({kind, allowed[0], allowed[1]});
     } else if (kind == PlacementKind::kSameCpu) {
@@ -188,8 +191,8 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
       for (const std::string& item : split_list(a.mechanisms)) {
         if (find_mechanism(item) != nullptr &&
             std::find(crossing.begin(), crossing.end(), item) == crossing.end()) {
-          throw UsageError("mechanism '" + item + "' does not cross hosts (with --remote: " +
-                           join(crossing) + ")");
+          throw UsageError("mechanism '" + item +
+                           "' does not cross hosts (with --remote: " + join(crossing) + ")");
         }
       }
     }
@@ -197,7 +200,8 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     host_port_or_usage(a.remote, "--remote");
     s.remote = a.remote;
     s.remote_token = read_token(a.token_file);
-    if (a.remote_cpu < -1) throw UsageError("--remote-cpu must be a CPU number (or -1: the server's choice)");
+    if (a.remote_cpu < -1)
+      throw UsageError("--remote-cpu must be a CPU number (or -1: the server's choice)");
     s.remote_cpu = a.remote_cpu;
   } else {
     if (!a.token_file.empty()) throw UsageError("--token-file applies to --remote runs");
@@ -212,7 +216,8 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     if (a.remote_cpu != -1) throw UsageError("--remote-cpu applies to --remote runs");
     s.mechanisms = choose(a.mechanisms, mechanism_names(), "mechanism");
   }
-  for (const std::string& m : choose(a.modes, kModes, "mode")) s.modes.push_back(*named(kAllModes, m));
+  for (const std::string& m : choose(a.modes, kModes, "mode"))
+    s.modes.push_back(*named(kAllModes, m));
   for (const std::string& p : choose(a.patterns, kPatterns, "pattern")) {
     s.patterns.push_back(*named(kAllPatterns, p));
   }
@@ -229,8 +234,8 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
       }
       if (size < kHeaderBytes) {
         throw UsageError("size '" + item + "' is too small: every message carries a " +
-                         std::to_string(kHeaderBytes) + "-byte header (smallest size: " +
-                         std::to_string(kHeaderBytes) + ")");
+                         std::to_string(kHeaderBytes) +
+                         "-byte header (smallest size: " + std::to_string(kHeaderBytes) + ")");
       }
       s.sizes.push_back(size);
     }
@@ -243,8 +248,11 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   }
   for (std::size_t size : s.sizes) {
     if (size > largest_carried) {
-      throw UsageError("size " + format_size(size) + " is larger than any chosen mechanism can "
-                       "carry (largest: " + std::to_string(largest_carried) + " bytes; see "
+      throw UsageError("size " + format_size(size) +
+                       " is larger than any chosen mechanism can "
+                       "carry (largest: " +
+                       std::to_string(largest_carried) +
+                       " bytes; see "
                        "'ipcbench list')");
     }
   }
@@ -268,13 +276,15 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   }
   s.window = a.window ? static_cast<std::uint64_t>(*a.window) : 1;
   if (a.rate && (*a.rate < 1 || *a.rate > 100'000'000)) {
-    throw UsageError("--rate must be between 1 and 100000000 messages per second (leave it out "
-                     "for the closed loop)");
+    throw UsageError(
+        "--rate must be between 1 and 100000000 messages per second (leave it out "
+        "for the closed loop)");
   }
   s.rate = a.rate ? static_cast<std::uint64_t>(*a.rate) : 0;
   if (a.rate && a.window) {
-    throw UsageError("--window applies to the closed loop; the open loop (--rate) has no window "
-                     "(messages in flight are bounded by a memory cap): leave one out");
+    throw UsageError(
+        "--window applies to the closed loop; the open loop (--rate) has no window "
+        "(messages in flight are bounded by a memory cap): leave one out");
   }
   if (!a.in_flight_limit.empty()) {
     std::size_t bytes = 0;
@@ -388,10 +398,9 @@ void on_stop_signal(int sig) { posix::request_stop(sig); }
 int do_run(Settings& settings, OutputFile* output) {
   // Google Benchmark parses its own flags; anything it does not know is a
   // usage error, reported before anything runs.
-  std::vector<std::string> gb_args = {"ipcbench",
-                                      "--benchmark_min_time=" + std::to_string(settings.min_time),
-                                      "--benchmark_repetitions=" +
-                                          std::to_string(settings.repetitions)};
+  std::vector<std::string> gb_args = {
+      "ipcbench", "--benchmark_min_time=" + std::to_string(settings.min_time),
+      "--benchmark_repetitions=" + std::to_string(settings.repetitions)};
   gb_args.insert(gb_args.end(), settings.benchmark_args.begin(), settings.benchmark_args.end());
   std::vector<char*> gb_argv;
   for (auto& a : gb_args) gb_argv.push_back(a.data());
@@ -480,8 +489,8 @@ int do_run(Settings& settings, OutputFile* output) {
   bool written = true;
   if (output != nullptr) {
     const bool complete = stop == 0;
-    const nlohmann::ordered_json doc = reporter.result(settings, host, clock, complete,
-                                                            remote ? &remote->welcome() : nullptr);
+    const nlohmann::ordered_json doc =
+        reporter.result(settings, host, clock, complete, remote ? &remote->welcome() : nullptr);
     try {
       output->write(doc.dump(2) + "\n");
       std::fprintf(stderr, "ipcbench: wrote %s%s\n", output->name().c_str(),
@@ -501,7 +510,8 @@ int do_run(Settings& settings, OutputFile* output) {
   if (!flagged.empty()) {
     std::fprintf(stderr, "ipcbench: %zu case(s) flagged as measurement errors (not results):\n",
                  flagged.size());
-    for (const auto& [name, why] : flagged) std::fprintf(stderr, "  %s: %s\n", name.c_str(), why.c_str());
+    for (const auto& [name, why] : flagged)
+      std::fprintf(stderr, "  %s: %s\n", name.c_str(), why.c_str());
   }
   if (stop != 0) return 128 + stop;
   return written && failed.empty() && flagged.empty() ? kExitOk : kExitCaseFailed;
@@ -532,7 +542,8 @@ ServeOptions validate_serve(const ServeArgs& a, const std::string& executable) {
   o.listen = a.listen;
   o.token = read_token(a.token_file);
   if (o.token.empty() && !a.insecure && !is_loopback(host)) {
-    throw UsageError("serve on " + a.listen + " (not loopback) needs a shared token: "
+    throw UsageError("serve on " + a.listen +
+                     " (not loopback) needs a shared token: "
                      "--token-file FILE (mode 0600) or IPCBENCH_TOKEN, or --insecure to "
                      "accept anyone who can reach it");
   }
@@ -545,7 +556,8 @@ ServeOptions validate_serve(const ServeArgs& a, const std::string& executable) {
     }
     for (int c : o.cpus) {
       if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) {
-        throw UsageError("--cpus: CPU " + std::to_string(c) + " does not exist or is not available");
+        throw UsageError("--cpus: CPU " + std::to_string(c) +
+                         " does not exist or is not available");
       }
     }
   }
@@ -612,8 +624,9 @@ int cli_main(int argc, char** argv) {
   run->add_option("--modes", r.modes, "Comma list of modes: " + join(kModes) + " (default: all)");
   run->add_option("--patterns", r.patterns,
                   "Comma list of patterns: " + join(kPatterns) + " (default: all)");
-  run->add_option("--sizes", r.sizes, "Comma list of message sizes, e.g. 64,4KiB,1MiB "
-                                      "(default: 64,1KiB,16KiB,256KiB)");
+  run->add_option("--sizes", r.sizes,
+                  "Comma list of message sizes, e.g. 64,4KiB,1MiB "
+                  "(default: 64,1KiB,16KiB,256KiB)");
   run->add_option("--min-time", r.min_time, "Minimum measured seconds per case")
       ->capture_default_str();
   run->add_option("--repetitions", r.repetitions, "Repeat each case N times")
@@ -621,29 +634,35 @@ int cli_main(int argc, char** argv) {
   run->add_option("--placement", r.placement,
                   "Comma list: cross-cpu, same-cpu, unpinned; every case runs under each "
                   "(default: cross-cpu, or same-cpu on a one-CPU machine)");
-  run->add_option("--cpus", r.cpus, "Runner and peer CPUs, e.g. 0,1 (may be equal; instead of "
-                                    "--placement)");
+  run->add_option("--cpus", r.cpus,
+                  "Runner and peer CPUs, e.g. 0,1 (may be equal; instead of "
+                  "--placement)");
   run->add_flag("--no-calibration", r.no_calibration,
                 "Skip measuring the physical floors (cases then carry no floor_ratio)");
   run->add_option("--timeout", r.timeout, "Seconds a case may go without progress")
       ->capture_default_str();
-  run->add_option("--verify", r.verify, "Payload check: header (every message) or full "
-                                        "(every byte)")
+  run->add_option("--verify", r.verify,
+                  "Payload check: header (every message) or full "
+                  "(every byte)")
       ->capture_default_str();
   run->add_option("--window", r.window,
                   "Async latency, closed loop: messages in flight (default 1; more includes "
                   "queueing)");
   run->add_option("--in-flight-limit", r.in_flight_limit,
                   "Async and lossy throughput: flow-control budget in bytes (default 64MiB)");
-  run->add_option("--rate", r.rate, "Async latency: open loop at N messages/s (default: closed "
-                                    "loop)");
+  run->add_option("--rate", r.rate,
+                  "Async latency: open loop at N messages/s (default: closed "
+                  "loop)");
   run->add_option("--out", r.out, "Write the JSON result file here");
-  run->add_option("--remote", r.remote, "Run the peers on another host, where 'ipcbench serve' "
-                                        "listens: HOST:PORT (host-crossing mechanisms only)");
-  run->add_option("--token-file", r.token_file, "With --remote: the shared token (file of mode "
-                                                "0600; or set IPCBENCH_TOKEN)");
-  run->add_option("--remote-cpu", r.remote_cpu, "With --remote: the server's CPU for its peer "
-                                                "(default: the first of serve's --cpus)");
+  run->add_option("--remote", r.remote,
+                  "Run the peers on another host, where 'ipcbench serve' "
+                  "listens: HOST:PORT (host-crossing mechanisms only)");
+  run->add_option("--token-file", r.token_file,
+                  "With --remote: the shared token (file of mode "
+                  "0600; or set IPCBENCH_TOKEN)");
+  run->add_option("--remote-cpu", r.remote_cpu,
+                  "With --remote: the server's CPU for its peer "
+                  "(default: the first of serve's --cpus)");
   run->add_option("benchmark_args", r.passthrough, "Google Benchmark flags, after --");
   // Hidden: a substitute peer program (the fault tests' misbehaving peer).
   run->add_option("--peer-executable", r.peer_executable, "Peer program instead of 'ipcbench peer'")
@@ -653,18 +672,23 @@ int cli_main(int argc, char** argv) {
   CLI::App* serve = app.add_subcommand(
       "serve", "Serve the peer side of runs from other hosts ('ipcbench run --remote')");
   serve->add_option("--listen", sv.listen, "HOST:PORT to listen on")->capture_default_str();
-  serve->add_option("--token-file", sv.token_file, "Shared token, required off loopback (file of "
-                                                   "mode 0600; or set IPCBENCH_TOKEN)");
+  serve->add_option("--token-file", sv.token_file,
+                    "Shared token, required off loopback (file of "
+                    "mode 0600; or set IPCBENCH_TOKEN)");
   serve->add_flag("--insecure", sv.insecure, "Listen off loopback without a token");
   serve->add_option("--cpus", sv.cpus, "CPUs for the peers, e.g. 2 or 2-3 (default: unpinned)");
-  serve->add_option("--handshake-timeout", sv.handshake_timeout, "Seconds a client has to say hello")
+  serve
+      ->add_option("--handshake-timeout", sv.handshake_timeout, "Seconds a client has to say hello")
       ->capture_default_str();
-  serve->add_option("--idle-timeout", sv.idle_timeout, "Seconds a client may stay idle between cases")
+  serve
+      ->add_option("--idle-timeout", sv.idle_timeout,
+                   "Seconds a client may stay idle between cases")
       ->capture_default_str();
   serve->add_option("--case-timeout", sv.case_timeout, "Longest case, in seconds")
       ->capture_default_str();
-  serve->add_option("--peer-timeout", sv.peer_timeout,
-                    "Seconds a peer waits for the client's data connection")
+  serve
+      ->add_option("--peer-timeout", sv.peer_timeout,
+                   "Seconds a peer waits for the client's data connection")
       ->capture_default_str();
 
   bool clean_dry_run = false;
@@ -695,7 +719,9 @@ int cli_main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "ipcbench: error: %s (see 'ipcbench %s--help')\n", e.what(),
-                 run->parsed() ? "run " : serve->parsed() ? "serve " : "");
+                 run->parsed()     ? "run "
+                 : serve->parsed() ? "serve "
+                                   : "");
     return kExitUsage;
   }
 

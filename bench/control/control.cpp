@@ -59,14 +59,13 @@ std::int64_t integer(const json& m, const char* key, std::int64_t lo, std::int64
   }
   // Unsigned values above INT64_MAX would wrap: compare as unsigned first.
   if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)) {
-    throw ControlError(type_of(m) + ": '" + key + "' out of range (" +
-                       std::to_string(lo) + ".." + std::to_string(hi) + ")");
+    throw ControlError(type_of(m) + ": '" + key + "' out of range (" + std::to_string(lo) + ".." +
+                       std::to_string(hi) + ")");
   }
   const std::int64_t x = v.get<std::int64_t>();
   if (x < lo || x > hi) {
-    throw ControlError(type_of(m) + ": '" + key + "' = " +
-                       std::to_string(x) + " out of range (" + std::to_string(lo) + ".." +
-                       std::to_string(hi) + ")");
+    throw ControlError(type_of(m) + ": '" + key + "' = " + std::to_string(x) + " out of range (" +
+                       std::to_string(lo) + ".." + std::to_string(hi) + ")");
   }
   return x;
 }
@@ -78,8 +77,8 @@ const std::string& text(const json& m, const char* key, std::size_t max_bytes) {
   }
   const std::string& s = v.get_ref<const std::string&>();
   if (s.size() > max_bytes) {
-    throw ControlError(type_of(m) + ": '" + key + "' is longer than " +
-                       std::to_string(max_bytes) + " bytes");
+    throw ControlError(type_of(m) + ": '" + key + "' is longer than " + std::to_string(max_bytes) +
+                       " bytes");
   }
   return s;
 }
@@ -122,7 +121,8 @@ std::optional<json> Decoder::next() {
 std::string encode(const json& message) {
   const std::string body = message.dump(-1, ' ', false, json::error_handler_t::replace);
   if (body.empty() || body.size() > kMaxControlMessage) {
-    throw ControlError("control message of " + std::to_string(body.size()) + " bytes exceeds the limit");
+    throw ControlError("control message of " + std::to_string(body.size()) +
+                       " bytes exceeds the limit");
   }
   const auto n = static_cast<std::uint32_t>(body.size());
   std::string out(4, '\0');
@@ -136,8 +136,7 @@ std::string encode(const json& message) {
 void check_keys(const json& message, std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, value] : message.items()) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      throw ControlError(type_of(message) + ": unexpected field '" +
-                         shown(key) + "'");
+      throw ControlError(type_of(message) + ": unexpected field '" + shown(key) + "'");
     }
   }
 }
@@ -158,8 +157,9 @@ SetupRequest parse_setup(const json& m, const ServerLimits& limits) {
   check_keys(m, {"type", "mechanism", "max_message", "verify", "cpu"});
   SetupRequest r;
   r.mechanism = text(m, "mechanism", 64);
-  const auto offer = std::find_if(limits.mechanisms.begin(), limits.mechanisms.end(),
-                                  [&](const ServerLimits::Offer& o) { return o.name == r.mechanism; });
+  const auto offer =
+      std::find_if(limits.mechanisms.begin(), limits.mechanisms.end(),
+                   [&](const ServerLimits::Offer& o) { return o.name == r.mechanism; });
   if (offer == limits.mechanisms.end()) {
     std::string names;
     for (const auto& o : limits.mechanisms) names.append(names.empty() ? "" : ", ").append(o.name);
@@ -215,7 +215,8 @@ std::string read_token_file(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) {
     throw std::runtime_error("cannot read token file '" + path + "': " + std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) throw std::runtime_error("token file '" + path + "' is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw std::runtime_error("token file '" + path + "' is not a regular file");
   if ((st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -228,7 +229,8 @@ std::string read_token_file(const std::string& path) {
   while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t')) {
     token.pop_back();
   }
-  if (token.empty()) throw std::runtime_error("token file '" + path + "' is empty: put a secret on its first line");
+  if (token.empty())
+    throw std::runtime_error("token file '" + path + "' is empty: put a secret on its first line");
   if (token.size() > kMaxTokenBytes) {
     throw std::runtime_error("token in '" + path + "' is longer than " +
                              std::to_string(kMaxTokenBytes) + " bytes");

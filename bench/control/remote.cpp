@@ -25,8 +25,8 @@ json RemoteServer::expect(const char* type, std::chrono::milliseconds timeout) {
       throw std::runtime_error("server " + options_.address + ": " +
                                m.value("reason", std::string("refused")));
     }
-    throw control::ControlError("server " + options_.address + " sent '" + control::printable(t) + "', expected '" +
-                                type + "'");
+    throw control::ControlError("server " + options_.address + " sent '" + control::printable(t) +
+                                "', expected '" + type + "'");
   }
 }
 
@@ -35,7 +35,8 @@ void RemoteServer::greet() {
   try {
     connection_ = std::make_unique<control::Connection>(
         control::connect_tcp(options_.address, options_.timeout));
-    connection_->send({{"type", "hello"}, {"version", control::kVersion}, {"token", options_.token}});
+    connection_->send(
+        {{"type", "hello"}, {"version", control::kVersion}, {"token", options_.token}});
     json w = expect("welcome", kHandshake);
     const int version = w.value("version", -1);
     if (version != control::kVersion) {

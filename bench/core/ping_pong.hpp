@@ -14,8 +14,8 @@
 
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
-#include "mechanisms/mechanism.hpp"
 #include "bench/core/protocol.hpp"
+#include "mechanisms/mechanism.hpp"
 
 namespace ipcbench {
 

@@ -14,8 +14,8 @@ std::size_t check_pattern(std::span<const std::byte> msg, std::uint32_t seq) noe
 }
 
 std::string check_message(std::span<const std::byte> msg, std::size_t received,
-                          std::uint32_t expected_seq, std::size_t expected_size,
-                          Kind expected_kind, bool full) {
+                          std::uint32_t expected_seq, std::size_t expected_size, Kind expected_kind,
+                          bool full) {
   if (received < kHeaderBytes) {
     return "truncated message: " + std::to_string(received) + " bytes";
   }
@@ -25,8 +25,8 @@ std::string check_message(std::span<const std::byte> msg, std::size_t received,
            std::to_string(h.seq);
   }
   if (kind_of(h) != expected_kind) {
-    return "unexpected message kind " + std::to_string(static_cast<int>(kind_of(h))) +
-           " (seq " + std::to_string(h.seq) + ")";
+    return "unexpected message kind " + std::to_string(static_cast<int>(kind_of(h))) + " (seq " +
+           std::to_string(h.seq) + ")";
   }
   if (length_of(h) != received || received != expected_size) {
     return "length error: expected " + std::to_string(expected_size) + " bytes, header says " +
@@ -35,8 +35,8 @@ std::string check_message(std::span<const std::byte> msg, std::size_t received,
   if (full) {
     const std::size_t bad = check_pattern(msg.first(received), h.seq);
     if (bad != received) {
-      return "corrupted payload at byte " + std::to_string(bad) + " (seq " +
-             std::to_string(h.seq) + ")";
+      return "corrupted payload at byte " + std::to_string(bad) + " (seq " + std::to_string(h.seq) +
+             ")";
     }
   }
   return {};

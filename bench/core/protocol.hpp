@@ -20,16 +20,16 @@ inline constexpr std::size_t kControlBytes = 512;
 
 // What the receiver of a message must do with it.
 enum class Kind : std::uint8_t {
-  kHello = 1,       // peer -> runner: connected; payload HelloPayload
-  kEcho = 2,        // runner -> peer: send this message back unchanged
-  kSink = 3,        // runner -> peer: verify and drop
-  kSinkAck = 4,     // runner -> peer: verify, then reply kAck
-  kAck = 5,         // peer -> runner: payload AckPayload
-  kStats = 6,       // runner -> peer: reply kStatsReply with resource usage
-  kStatsReply = 7,  // peer -> runner: payload StatsPayload
-  kBye = 8,         // runner -> peer: exit cleanly
-  kCount = 9,       // runner -> peer: reply kAck with the count (lossy mechanisms:
-                    // asks again when an acknowledgement was lost)
+  kHello = 1,         // peer -> runner: connected; payload HelloPayload
+  kEcho = 2,          // runner -> peer: send this message back unchanged
+  kSink = 3,          // runner -> peer: verify and drop
+  kSinkAck = 4,       // runner -> peer: verify, then reply kAck
+  kAck = 5,           // peer -> runner: payload AckPayload
+  kStats = 6,         // runner -> peer: reply kStatsReply with resource usage
+  kStatsReply = 7,    // peer -> runner: payload StatsPayload
+  kBye = 8,           // runner -> peer: exit cleanly
+  kCount = 9,         // runner -> peer: reply kAck with the count (lossy mechanisms:
+                      // asks again when an acknowledgement was lost)
   kEchoStamped = 10,  // runner -> peer (async): record one-way latency from the
                       // stamp (CLOCK_MONOTONIC ns), then echo unchanged
   kOneWay = 11,       // runner -> peer: reply kOneWayReply with the one-way spectrum
@@ -64,8 +64,12 @@ inline MessageHeader read_header(const std::byte* msg) noexcept {
   return h;
 }
 
-inline Kind kind_of(const MessageHeader& h) noexcept { return static_cast<Kind>(h.length_kind >> 28); }
-inline std::size_t length_of(const MessageHeader& h) noexcept { return h.length_kind & kLengthMask; }
+inline Kind kind_of(const MessageHeader& h) noexcept {
+  return static_cast<Kind>(h.length_kind >> 28);
+}
+inline std::size_t length_of(const MessageHeader& h) noexcept {
+  return h.length_kind & kLengthMask;
+}
 
 struct HelloPayload {
   std::int32_t pid;
@@ -73,9 +77,9 @@ struct HelloPayload {
 };
 
 struct StatsPayload {
-  std::uint64_t cpu_ns;              // user + system CPU time of the peer
-  std::uint64_t context_switches;    // voluntary + involuntary
-  std::uint64_t verify_ns = 0;       // --verify full: checking sinks since the last kStats
+  std::uint64_t cpu_ns;            // user + system CPU time of the peer
+  std::uint64_t context_switches;  // voluntary + involuntary
+  std::uint64_t verify_ns = 0;     // --verify full: checking sinks since the last kStats
   // System calls of the peer's threads since the last kStats
   // (SyscallCounter); kNotCounted where they cannot be counted.
   std::uint64_t syscalls = kNotCounted;
@@ -92,9 +96,8 @@ struct AckPayload {
 // Percentiles of every spectrum the suite writes (the "histogram" and
 // "oneway_histogram" fields; reports draw percentile curves from them).
 inline constexpr double kSpectrumPercentiles[] = {
-    0,    10,   20,    25,    30,    40,     50,     60,     70,   75, 80, 85, 90,
-    92.5, 95,   96.25, 97.5,  98,    98.5,   99,     99.25,  99.5, 99.75,
-    99.9, 99.95, 99.99, 99.995, 99.999, 100};
+    0,     10,   20, 25,   30, 40,    50,   60,    70,   75,    80,    85,     90,     92.5, 95,
+    96.25, 97.5, 98, 98.5, 99, 99.25, 99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999, 100};
 inline constexpr std::size_t kSpectrumPoints = std::size(kSpectrumPercentiles);
 
 // The peer's one-way latency distribution since the last kStats: count,
@@ -121,7 +124,7 @@ std::size_t check_pattern(std::span<const std::byte> msg, std::uint32_t seq) noe
 // Checks a received data message; returns an empty string when it is the
 // expected one, else what is wrong.
 std::string check_message(std::span<const std::byte> msg, std::size_t received,
-                          std::uint32_t expected_seq, std::size_t expected_size,
-                          Kind expected_kind, bool full);
+                          std::uint32_t expected_seq, std::size_t expected_size, Kind expected_kind,
+                          bool full);
 
 }  // namespace ipcbench

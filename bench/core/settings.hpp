@@ -24,9 +24,12 @@ constexpr std::string_view name_of(Pattern p) {
 }
 constexpr std::string_view name_of(PlacementKind k) {
   switch (k) {
-    case PlacementKind::kCrossCpu: return "cross-cpu";
-    case PlacementKind::kSameCpu: return "same-cpu";
-    case PlacementKind::kUnpinned: break;
+    case PlacementKind::kCrossCpu:
+      return "cross-cpu";
+    case PlacementKind::kSameCpu:
+      return "same-cpu";
+    case PlacementKind::kUnpinned:
+      break;
   }
   return "unpinned";
 }
@@ -79,23 +82,23 @@ struct Settings {
   std::vector<std::string> mechanisms;  // registry names, in registry order
   std::vector<Mode> modes;
   std::vector<Pattern> patterns;
-  std::vector<std::size_t> sizes;       // bytes, ascending
-  double min_time = 0.5;                // seconds per case (Google Benchmark's min time)
+  std::vector<std::size_t> sizes;  // bytes, ascending
+  double min_time = 0.5;           // seconds per case (Google Benchmark's min time)
   int repetitions = 1;
-  std::vector<Placement> placements;    // each case runs under each, in this order
-  std::vector<int> allowed_cpus;        // what "unpinned" lets both sides use
-  bool calibration = true;              // measure the floors first (--no-calibration: off)
+  std::vector<Placement> placements;  // each case runs under each, in this order
+  std::vector<int> allowed_cpus;      // what "unpinned" lets both sides use
+  bool calibration = true;            // measure the floors first (--no-calibration: off)
   std::chrono::milliseconds timeout{10'000};
   bool verify_full = false;
-  std::uint64_t window = 1;             // async closed-loop latency: messages in flight
-  std::uint64_t rate = 0;               // async latency: messages/s; 0 = closed loop
+  std::uint64_t window = 1;  // async closed-loop latency: messages in flight
+  std::uint64_t rate = 0;    // async latency: messages/s; 0 = closed loop
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow control
-  std::string out;                      // result file; empty: none
+  std::string out;                                        // result file; empty: none
   // Across hosts (`--remote HOST:PORT`): the peer runs under `ipcbench
   // serve` there; placements then place the runner only.
   std::string remote;
-  std::string remote_token;             // from --token-file or IPCBENCH_TOKEN
-  int remote_cpu = -1;                  // the server's CPU for its peer; -1: its choice
+  std::string remote_token;                 // from --token-file or IPCBENCH_TOKEN
+  int remote_cpu = -1;                      // the server's CPU for its peer; -1: its choice
   std::vector<std::string> benchmark_args;  // passed to Google Benchmark
   std::vector<std::string> command_line;    // as given, for the record
   // Hidden `--peer-executable`: the peer program, instead of this binary's

@@ -1,7 +1,5 @@
 #include "bench/core/syscall_count.hpp"
 
-#include "mechanisms/posix/retry.hpp"
-
 #include <dirent.h>
 #include <linux/perf_event.h>
 #include <sys/mount.h>
@@ -15,6 +13,8 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+
+#include "mechanisms/posix/retry.hpp"
 
 namespace ipcbench {
 namespace {
@@ -73,8 +73,9 @@ const Availability& availability() {
     Availability r;
     r.id = tracepoint_id();
     if (r.id < 0) {
-      r.reason = "no tracefs with the raw_syscalls:sys_enter tracepoint (as root: mount -t tracefs "
-                 "nodev /sys/kernel/tracing)";
+      r.reason =
+          "no tracefs with the raw_syscalls:sys_enter tracepoint (as root: mount -t tracefs "
+          "nodev /sys/kernel/tracing)";
       return r;
     }
     const int fd = open_counter(r.id, 0);
@@ -134,8 +135,9 @@ std::unique_ptr<SyscallCounter> SyscallCounter::open(std::string* why) {
     posix::Fd fd(open_counter(a.id, tid));
     if (!fd) {
       if (errno == ESRCH && tid != self) continue;  // the thread ended meanwhile
-      if (why) *why = std::string("perf_event_open on thread ") + std::to_string(tid) + ": " +
-                      std::strerror(errno);
+      if (why)
+        *why = std::string("perf_event_open on thread ") + std::to_string(tid) + ": " +
+               std::strerror(errno);
       return nullptr;
     }
     c->fds_.push_back(std::move(fd));

@@ -43,7 +43,7 @@ class SyscallCounter {
  private:
   SyscallCounter() = default;
   std::vector<posix::Fd> fds_;
-  std::size_t own_index_ = 0;  // the fd that counts the thread calling read()
+  std::size_t own_index_ = 0;        // the fd that counts the thread calling read()
   mutable std::uint64_t reads_ = 0;  // read() calls so far
 };
 

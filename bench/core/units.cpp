@@ -1,6 +1,5 @@
 #include "bench/core/units.hpp"
 
-
 #include <charconv>
 #include <cstdio>
 #include <limits>
@@ -48,7 +47,8 @@ std::size_t parse_size(std::string_view text) {
   const char* begin = text.data();
   const char* end = begin + text.size();
   auto [p, ec] = std::from_chars(begin, end, value);
-  if (ec == std::errc::result_out_of_range) throw std::invalid_argument("size " + quoted + " is too large");
+  if (ec == std::errc::result_out_of_range)
+    throw std::invalid_argument("size " + quoted + " is too large");
   if (ec != std::errc() || p == begin) {
     throw std::invalid_argument("malformed size " + quoted + " (use e.g. 64, 4KiB, 1MiB)");
   }
@@ -85,8 +85,8 @@ std::vector<int> parse_cpu_list(std::string_view text) {
   for (const std::string& item : split_list(text)) {
     int cpu = -1;
     auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), cpu);
-    if (item.empty() || item.front() == '-' || ec != std::errc() || p != item.data() + item.size() ||
-        cpu < 0) {
+    if (item.empty() || item.front() == '-' || ec != std::errc() ||
+        p != item.data() + item.size() || cpu < 0) {
       throw std::invalid_argument("malformed CPU '" + printable(item) + "' in '" + printable(text) +
                                   "' (expected CPU numbers like 0,1)");
     }

@@ -29,12 +29,12 @@
 #include <system_error>
 #include <vector>
 
+#include "bench/core/sysinfo.hpp"
+#include "bench/core/units.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/time.hpp"
-#include "mechanisms/channels/stream_framing.hpp"
-#include "bench/core/sysinfo.hpp"
-#include "bench/core/units.hpp"
 
 namespace ipcbench {
 namespace {

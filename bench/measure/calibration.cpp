@@ -18,12 +18,12 @@
 #include <system_error>
 
 #include "bench/core/histogram.hpp"
-#include "mechanisms/posix/futex.hpp"
-#include "mechanisms/posix/retry.hpp"
-#include "mechanisms/posix/spin.hpp"
 #include "bench/core/ping_pong.hpp"
 #include "bench/core/sysinfo.hpp"
 #include "bench/core/units.hpp"
+#include "mechanisms/posix/futex.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/spin.hpp"
 
 namespace ipcbench {
 namespace {
@@ -31,7 +31,7 @@ namespace {
 // Time budgets. Short: the whole calibration should take a few seconds.
 constexpr std::uint64_t kMs = 1'000'000;
 constexpr std::uint64_t kCacheLineBudget = 150 * kMs;
-constexpr std::uint64_t kPayloadBudget = 80 * kMs;   // per size
+constexpr std::uint64_t kPayloadBudget = 80 * kMs;  // per size
 constexpr std::uint64_t kFutexBudget = 250 * kMs;
 constexpr std::uint64_t kAdjacentBudget = 60 * kMs;  // each figure re-measured before a case
 constexpr std::uint64_t kCopyBudget = 30 * kMs;      // per attempt, per size
@@ -134,7 +134,8 @@ class Shared {
   std::uint32_t seen = 0;
   for (;;) {
     std::uint32_t cmd;
-    while ((cmd = c.command.v.load(std::memory_order_acquire)) == seen) futex_wait(&c.command.v, seen);
+    while ((cmd = c.command.v.load(std::memory_order_acquire)) == seen)
+      futex_wait(&c.command.v, seen);
     seen = cmd;
     const std::uint64_t op = c.op.v.load(std::memory_order_relaxed);
     const std::size_t size = c.size.v.load(std::memory_order_relaxed);
@@ -160,7 +161,8 @@ class Shared {
       std::uint32_t last = 0;
       for (;;) {
         std::uint32_t v;
-        while ((v = c.fping.v.load(std::memory_order_acquire)) == last) futex_wait(&c.fping.v, last);
+        while ((v = c.fping.v.load(std::memory_order_acquire)) == last)
+          futex_wait(&c.fping.v, last);
         if (v == kStop32) break;
         c.fpong.v.store(v, std::memory_order_release);
         futex_wake(&c.fpong.v);
@@ -386,8 +388,8 @@ class Prober {
     const std::uint64_t t1 = Clock::monotonic_ns();
     if (c.consumed.v.load() != n) {
       throw std::runtime_error("calibration: the copy stream lost messages (" +
-                               std::to_string(c.consumed.v.load()) + " of " +
-                               std::to_string(n) + ")");
+                               std::to_string(c.consumed.v.load()) + " of " + std::to_string(n) +
+                               ")");
     }
     return static_cast<double>(n * size) / (static_cast<double>(t1 - t0) * 1e-9);
   }
@@ -420,13 +422,15 @@ class Prober {
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       throw std::runtime_error("calibration: the calibration process died (" +
-                               std::string(WIFSIGNALED(status) ? strsignal(WTERMSIG(status))
-                                                               : "exit " + std::to_string(WEXITSTATUS(status))) +
+                               std::string(WIFSIGNALED(status)
+                                               ? strsignal(WTERMSIG(status))
+                                               : "exit " + std::to_string(WEXITSTATUS(status))) +
                                "); rerun with --no-calibration to skip it");
     }
     if (Clock::monotonic_ns() > hard) {
-      throw std::runtime_error("calibration: the calibration process stopped answering; the "
-                               "machine may be overloaded (rerun, or use --no-calibration)");
+      throw std::runtime_error(
+          "calibration: the calibration process stopped answering; the "
+          "machine may be overloaded (rerun, or use --no-calibration)");
     }
   }
 
@@ -571,7 +575,8 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
         pc.cross_core_copy_bytes_per_second[s] = prober.cross_core_copy(s);
       }
     } else {
-      pc.notes.push_back(pl.name() + ": spinning floors (cache-line and payload round trips, "
+      pc.notes.push_back(pl.name() +
+                         ": spinning floors (cache-line and payload round trips, "
                          "cross-core copy) skipped: two spinners that may share a CPU measure "
                          "the scheduler, not the hardware");
     }
@@ -603,8 +608,8 @@ bool wants_adjacent_floor(const Capabilities& caps, const Placement& placement) 
   return caps.waiting != Waiting::kSleep && placement.spinning_applies();
 }
 
-Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
-                Mode mode, Pattern pattern, std::size_t size) {
+Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps, Mode mode,
+                Pattern pattern, std::size_t size) {
   if (cal == nullptr) return {"", 0, "no calibration (--no-calibration)"};
   const auto at = [size](const std::map<std::size_t, double>& m) -> std::optional<double> {
     auto it = m.find(size);
@@ -653,9 +658,8 @@ std::optional<double> floor_ratio(const Floor& floor, Pattern pattern, double p5
   return floor.value / bytes_per_second;
 }
 
-std::string sanity_check(const PlacementCalibration* cal, const Capabilities& caps,
-                         Pattern pattern, std::size_t size, double p50_ns,
-                         double bytes_per_second) {
+std::string sanity_check(const PlacementCalibration* cal, const Capabilities& caps, Pattern pattern,
+                         std::size_t size, double p50_ns, double bytes_per_second) {
   if (cal == nullptr) return {};
   if (pattern == Pattern::kLatency) {
     if (cal->cache_line_rtt_min_ns && p50_ns > 0 && p50_ns < *cal->cache_line_rtt_min_ns) {
@@ -686,9 +690,8 @@ std::string floor_moved_note(double before_min_ns, double after_min_ns) {
 std::vector<std::string> describe(const Calibration& cal) {
   std::vector<std::string> out;
   char line[256];
-  std::snprintf(line, sizeof line,
-                "calibration (%.1f s): clock read %s, harness %s per round trip", cal.duration_s,
-                fmt_ns(cal.clock_read_ns).c_str(), fmt_ns(cal.harness_ns).c_str());
+  std::snprintf(line, sizeof line, "calibration (%.1f s): clock read %s, harness %s per round trip",
+                cal.duration_s, fmt_ns(cal.clock_read_ns).c_str(), fmt_ns(cal.harness_ns).c_str());
   out.emplace_back(line);
   for (const PlacementCalibration& p : cal.placements) {
     std::snprintf(line, sizeof line, "  %s (CPUs %d,%d): cache-line RTT %s (min %s), futex RTT %s",

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "bench/core/clock.hpp"
-#include "mechanisms/mechanism.hpp"
 #include "bench/core/settings.hpp"
+#include "mechanisms/mechanism.hpp"
 
 namespace ipcbench {
 
@@ -25,11 +25,11 @@ struct PlacementCalibration {
   std::string placement;
   int runner_cpu = -1;  // read back while measuring
   int peer_cpu = -1;
-  std::optional<double> cache_line_rtt_ns;      // p50
-  std::optional<double> cache_line_rtt_min_ns;  // the sanity gate's bound
-  std::map<std::size_t, double> payload_rtt_ns;  // p50 per size; empty under same-cpu
-  double futex_rtt_ns = 0;                       // p50
-  std::map<std::size_t, double> memcpy_bytes_per_second;           // best of a few
+  std::optional<double> cache_line_rtt_ns;                // p50
+  std::optional<double> cache_line_rtt_min_ns;            // the sanity gate's bound
+  std::map<std::size_t, double> payload_rtt_ns;           // p50 per size; empty under same-cpu
+  double futex_rtt_ns = 0;                                // p50
+  std::map<std::size_t, double> memcpy_bytes_per_second;  // best of a few
   std::map<std::size_t, double> cross_core_copy_bytes_per_second;  // best; empty under same-cpu
   std::vector<std::string> notes;
 };
@@ -56,7 +56,7 @@ Calibration calibrate(const Clock& clock, const std::vector<Placement>& placemen
 // floor taken minutes earlier would make its ratio meaningless.
 struct AdjacentFloor {
   double cache_line_rtt_min_ns = 0;
-  std::optional<double> payload_rtt_ns;                   // latency cases
+  std::optional<double> payload_rtt_ns;                    // latency cases
   std::optional<double> cross_core_copy_bytes_per_second;  // throughput cases
 };
 
@@ -67,9 +67,9 @@ AdjacentFloor measure_adjacent_floor(const Clock& clock, const Placement& placem
 
 // The floor a case is compared with.
 struct Floor {
-  std::string name;   // "payload_rtt", "futex_rtt", "cross_core_copy", "memcpy"; empty: none
-  double value = 0;   // ns (latency) or bytes/s (throughput)
-  std::string note;   // why there is none
+  std::string name;       // "payload_rtt", "futex_rtt", "cross_core_copy", "memcpy"; empty: none
+  double value = 0;       // ns (latency) or bytes/s (throughput)
+  std::string note;       // why there is none
   bool adjacent = false;  // measured right before the case, not in the run's calibration
 };
 
@@ -78,8 +78,8 @@ struct Floor {
 // re-measurement right before the case.
 bool wants_adjacent_floor(const Capabilities& caps, const Placement& placement);
 
-Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps,
-                Mode mode, Pattern pattern, std::size_t size);
+Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps, Mode mode,
+                Pattern pattern, std::size_t size);
 
 // latency: p50 / floor; throughput: floor / bytes per second. Both >= 1 when
 // the floor is one. nullopt when there is no floor or no measurement.
@@ -97,9 +97,8 @@ std::string floor_moved_note(double before_min_ns, double after_min_ns);
 // The sanity gate: a reason when the figure is physically impossible (a
 // round trip faster than the fastest cache-line round trip, or a copying
 // mechanism faster than memcpy), else empty.
-std::string sanity_check(const PlacementCalibration* cal, const Capabilities& caps,
-                         Pattern pattern, std::size_t size, double p50_ns,
-                         double bytes_per_second);
+std::string sanity_check(const PlacementCalibration* cal, const Capabilities& caps, Pattern pattern,
+                         std::size_t size, double p50_ns, double bytes_per_second);
 
 // Console lines describing the calibration (printed before the cases run).
 std::vector<std::string> describe(const Calibration& cal);

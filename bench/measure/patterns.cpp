@@ -3,29 +3,27 @@
 #include <poll.h>
 #include <sched.h>
 
-#include <ctime>
-
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "mechanisms/posix/errors.hpp"
-#include "mechanisms/posix/retry.hpp"
-#include "mechanisms/posix/syscall_tally.hpp"
 #include "bench/core/ping_pong.hpp"
 #include "bench/core/protocol.hpp"
 #include "bench/core/schedule.hpp"
-#include "bench/core/sysinfo.hpp"
-#include "mechanisms/posix/spin.hpp"
-#include "mechanisms/posix/time.hpp"
 #include "bench/core/syscall_count.hpp"
+#include "bench/core/sysinfo.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/spin.hpp"
+#include "mechanisms/posix/syscall_tally.hpp"
+#include "mechanisms/posix/time.hpp"
 
 namespace ipcbench {
 namespace {
-
 
 [[noreturn]] void fail_message(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq,
                                std::size_t size, Kind kind, bool full) {
@@ -264,11 +262,9 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_roun
     const std::string bad =
         check_message(ctx.receive_buffer, n, seq, ctx.size, Kind::kEcho, ctx.verify_full);
     if (!bad.empty()) throw ProtocolError(bad);
-    ctx.progress.store(ctx.progress.load(std::memory_order_relaxed) + 1,
-                       std::memory_order_relaxed);
+    ctx.progress.store(ctx.progress.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 }
-
 
 namespace {
 
@@ -344,9 +340,9 @@ TrialResult run_lossy_latency_trial(benchmark::State& state, PatternContext& ctx
   usage.finish(r);
   r.messages = hist.count();
   r.seconds = static_cast<double>(stop - start) * 1e-9;
-  r.mean_ns = r.messages > 0 ? static_cast<double>(clock.to_ns(sum_ticks)) /
-                                   static_cast<double>(r.messages)
-                             : 0.0;
+  r.mean_ns = r.messages > 0
+                  ? static_cast<double>(clock.to_ns(sum_ticks)) / static_cast<double>(r.messages)
+                  : 0.0;
   state.SetIterationTime(r.mean_ns > 0 ? r.mean_ns * 1e-9 : 1e-9);
   return r;
 }
@@ -395,8 +391,8 @@ TrialResult run_stream_trial(benchmark::State& state, PatternContext& ctx, bool 
   const std::span<const std::byte> message = ctx.send_buffer.first(ctx.size);
   const bool lossy = ctx.session.lossy();
   const FlowLimit flow = stream_flow_limit(ctx.size, ctx.in_flight_bytes, lossy);
-  const std::uint64_t loss_ticks = ns_of(kLossTimeout) * static_cast<std::uint64_t>(
-                                       std::max(clock.ticks_per_ns(), 1.0));
+  const std::uint64_t loss_ticks =
+      ns_of(kLossTimeout) * static_cast<std::uint64_t>(std::max(clock.ticks_per_ns(), 1.0));
   std::uint64_t progress = ctx.progress.load(std::memory_order_relaxed);
 
   TrialResult r;
@@ -409,7 +405,7 @@ TrialResult run_stream_trial(benchmark::State& state, PatternContext& ctx, bool 
   std::uint64_t newest_ack = 0;  // messages up to the newest acknowledgement received
   AckPayload last_ack{};
   bool final_acked = false;
-  LateReplies late(ctx.size, Kind::kEcho);  // lossy: control replies from before the trial
+  LateReplies late(ctx.size, Kind::kEcho);         // lossy: control replies from before the trial
   std::uint64_t stall_ticks = 0, stall_since = 0;  // credits held the sender
   std::uint64_t full_ticks = 0, full_since = 0;    // the channel refused a message
   std::uint64_t lost_wait_ticks = 0;
@@ -426,8 +422,7 @@ TrialResult run_stream_trial(benchmark::State& state, PatternContext& ctx, bool 
     AckPayload ack{};
     if (lossy) {
       if (late.skip(ctx.receive_buffer, n, first)) return false;
-      upto = check_lossy_ack(ctx.receive_buffer, n, first, sent, newest_ack, flow.ask_every,
-                             total);
+      upto = check_lossy_ack(ctx.receive_buffer, n, first, sent, newest_ack, flow.ask_every, total);
       ack = check_ack(ctx.receive_buffer, n, read_header(ctx.receive_buffer.data()).seq);
     } else {
       upto = next_ask(acked, flow.ask_every, total);
@@ -513,8 +508,9 @@ TrialResult run_stream_trial(benchmark::State& state, PatternContext& ctx, bool 
         acked = std::min(sent, acked + flow.ask_every);  // give the oldest window up
         continue;
       }
-      const auto left = lossy ? std::chrono::nanoseconds(clock.to_ns(quiet_since + loss_ticks - now))
-                              : std::chrono::nanoseconds(kAsyncIdleWait);
+      const auto left = lossy
+                            ? std::chrono::nanoseconds(clock.to_ns(quiet_since + loss_ticks - now))
+                            : std::chrono::nanoseconds(kAsyncIdleWait);
       if (blocking) {
         if (const auto n = ch.receive_for(ctx.receive_buffer, left)) take_ack(*n);
       } else {
@@ -530,8 +526,8 @@ TrialResult run_stream_trial(benchmark::State& state, PatternContext& ctx, bool 
   }
   const std::uint64_t t1 = clock.now();
   if (last_ack.received > sent || (!lossy && last_ack.received != sent)) {
-    throw ProtocolError("peer acknowledged " + std::to_string(last_ack.received) +
-                        " messages, " + std::to_string(sent) + " were sent");
+    throw ProtocolError("peer acknowledged " + std::to_string(last_ack.received) + " messages, " +
+                        std::to_string(sent) + " were sent");
   }
   usage.finish(r);
   const std::uint64_t span = std::max<std::uint64_t>(t1 - t0, 1);
@@ -557,10 +553,9 @@ TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx) {
   ctx.histogram.reset();
   TrialResult r;
   UsageSpan usage(ctx.session);
-  const PingPongResult pp =
-      ping_pong(state, ctx.session.channel(), ctx.clock, ctx.histogram, ctx.send_buffer,
-                ctx.receive_buffer, ctx.size, ctx.verify_full, ctx.session.next_seq,
-                ctx.progress, fail_echo);
+  const PingPongResult pp = ping_pong(
+      state, ctx.session.channel(), ctx.clock, ctx.histogram, ctx.send_buffer, ctx.receive_buffer,
+      ctx.size, ctx.verify_full, ctx.session.next_seq, ctx.progress, fail_echo);
   ctx.session.next_seq = pp.next_seq;
   usage.finish(r);
   r.messages = ctx.histogram.count();
@@ -659,7 +654,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   std::uint64_t last_send_ns = 0;
   std::uint64_t sum_ns = 0;
   std::uint64_t pacing_ns = 0;
-  std::uint64_t spinning_since = 0;  // open loop: spinning for a due time since then
+  std::uint64_t spinning_since = 0;   // open loop: spinning for a due time since then
   std::uint64_t filled = UINT64_MAX;  // --verify full: the message whose payload is in sbuf
   bool sending = true;
   GivenUp given_up;
@@ -668,7 +663,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   const std::uint64_t end = t0 + ns_of(ctx.min_time);
   std::optional<OpenLoopSchedule> schedule;
   if (open) schedule.emplace(t0, ctx.rate);
-  std::uint64_t due = 0;              // open loop: when message `due_of` is due
+  std::uint64_t due = 0;  // open loop: when message `due_of` is due
   std::uint64_t due_of = UINT64_MAX;
   std::uint64_t last_arrival = t0;
 
@@ -759,8 +754,7 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
         const std::uint32_t seq = first + static_cast<std::uint32_t>(accounted);
         if (accounted >= sent || *n != ctx.size || h.seq != seq || h.length_kind != expect_lk ||
             (ctx.verify_full && check_pattern(ctx.receive_buffer.first(*n), seq) != *n)) {
-          fail_message(ctx.receive_buffer, *n, seq, ctx.size, Kind::kEchoStamped,
-                       ctx.verify_full);
+          fail_message(ctx.receive_buffer, *n, seq, ctx.size, Kind::kEchoStamped, ctx.verify_full);
         }
         if (h.stamp != stamps[accounted % cap]) {
           throw ProtocolError("stamp error: the echo of seq " + std::to_string(seq) +
@@ -834,8 +828,8 @@ TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx
   // The peer times every echo it receives: all that were sent, or (lossy)
   // no more than that.
   if (r.oneway->count > sent || (!lossy && r.oneway->count != sent)) {
-    throw ProtocolError("peer reported " + std::to_string(r.oneway->count) +
-                        " one-way samples, " + std::to_string(sent) + " messages were sent");
+    throw ProtocolError("peer reported " + std::to_string(r.oneway->count) + " one-way samples, " +
+                        std::to_string(sent) + " messages were sent");
   }
   usage.finish(r);
   // Spinning for the schedule is the harness's pacing, not the mechanism's cost.

@@ -15,25 +15,25 @@
 
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
-#include "bench/peer/session.hpp"
 #include "bench/core/settings.hpp"
+#include "bench/peer/session.hpp"
 
 namespace ipcbench {
 
 struct PatternContext {
   PeerSession& session;
   const Clock& clock;
-  Histogram& histogram;               // latency samples (ns); reset per trial
-  Histogram& lateness;                // open loop: send lateness (ns); reset per trial
+  Histogram& histogram;                  // latency samples (ns); reset per trial
+  Histogram& lateness;                   // open loop: send lateness (ns); reset per trial
   std::atomic<std::uint64_t>& progress;  // watchdog's heartbeat
-  std::span<std::byte> send_buffer;   // >= message size, pre-faulted
+  std::span<std::byte> send_buffer;      // >= message size, pre-faulted
   std::span<std::byte> receive_buffer;
-  std::size_t size = 0;               // message size of the case
+  std::size_t size = 0;  // message size of the case
   bool verify_full = false;
-  bool same_cpu = false;              // runner and peer share one CPU (spins yield)
-  bool spin_wait = false;             // the mechanism's readiness wait spins (Capabilities)
-  std::uint64_t window = 1;           // async closed-loop latency: messages in flight
-  std::uint64_t rate = 0;             // async latency: messages/s (0 = closed loop)
+  bool same_cpu = false;     // runner and peer share one CPU (spins yield)
+  bool spin_wait = false;    // the mechanism's readiness wait spins (Capabilities)
+  std::uint64_t window = 1;  // async closed-loop latency: messages in flight
+  std::uint64_t rate = 0;    // async latency: messages/s (0 = closed loop)
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow-control budget
   std::chrono::nanoseconds min_time{200'000'000};  // self-timed trials: wall time of the loop
 };
@@ -78,14 +78,14 @@ struct TrialResult {
   std::uint64_t runner_own_syscalls = 0;
   std::uint64_t peer_own_syscalls = 0;
   std::uint64_t runner_pacing_ns = 0;   // open loop: spent spinning to meet the schedule
-  double rate_achieved = 0;         // async open loop: messages sent per second
-  std::uint64_t max_in_flight = 0;  // async latency: most messages unanswered at once
-  std::optional<FlowLimit> flow;    // streaming with acknowledgements
-  double flow_stall_fraction = 0;   // share of the span the harness's credits held the sender
-  double channel_full_fraction = 0; // share of the span the channel refused more (async)
-  double lost_ack_wait_fraction = 0;  // lossy streaming: waits for lost acks (not in `seconds`)
-  std::uint64_t runner_verify_ns = 0;  // --verify full, throughput: filling (inside the span)
-  std::uint64_t peer_verify_ns = 0;    // --verify full, throughput: checking (inside the span)
+  double rate_achieved = 0;             // async open loop: messages sent per second
+  std::uint64_t max_in_flight = 0;      // async latency: most messages unanswered at once
+  std::optional<FlowLimit> flow;        // streaming with acknowledgements
+  double flow_stall_fraction = 0;       // share of the span the harness's credits held the sender
+  double channel_full_fraction = 0;     // share of the span the channel refused more (async)
+  double lost_ack_wait_fraction = 0;    // lossy streaming: waits for lost acks (not in `seconds`)
+  std::uint64_t runner_verify_ns = 0;   // --verify full, throughput: filling (inside the span)
+  std::uint64_t peer_verify_ns = 0;     // --verify full, throughput: checking (inside the span)
   std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
 };
 

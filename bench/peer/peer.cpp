@@ -11,15 +11,15 @@
 #include <memory>
 #include <vector>
 
-#include "mechanisms/posix/errors.hpp"
-#include "mechanisms/posix/syscall_tally.hpp"
-#include "mechanisms/posix/time.hpp"
-#include "mechanisms/registry.hpp"
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
 #include "bench/core/protocol.hpp"
 #include "bench/core/syscall_count.hpp"
 #include "bench/core/sysinfo.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/posix/syscall_tally.hpp"
+#include "mechanisms/posix/time.hpp"
+#include "mechanisms/registry.hpp"
 
 namespace ipcbench {
 namespace {
@@ -45,7 +45,7 @@ int serve(Channel& ch, const PeerOptions& options) {
   std::uint64_t verify_ns = 0;
   Histogram oneway = make_latency_histogram();
   DeferredStamp arrival;
-  std::unique_ptr<SyscallCounter> syscalls;  // since the last kStats
+  std::unique_ptr<SyscallCounter> syscalls;           // since the last kStats
   std::uint64_t own_mark = posix::own_syscall_count;  // the same, ipcbench's own calls
   for (;;) {
     const std::size_t n = ch.receive(buf);
@@ -59,10 +59,9 @@ int serve(Channel& ch, const PeerOptions& options) {
     // repeat or reorder them; anything else must arrive exactly in order.
     const bool gap = options.lossy && static_cast<std::int32_t>(h.seq - expected) > 0;
     if ((h.seq != expected && !gap) || length_of(h) != n) {
-      std::fprintf(stderr,
-                   "ipcbench peer: %s: expected seq %u, got %u; header length %zu, received %zu\n",
-                   h.seq != expected ? "sequence error" : "length error", expected, h.seq,
-                   length_of(h), n);
+      std::fprintf(
+          stderr, "ipcbench peer: %s: expected seq %u, got %u; header length %zu, received %zu\n",
+          h.seq != expected ? "sequence error" : "length error", expected, h.seq, length_of(h), n);
       return kPeerExitVerify;
     }
     expected = h.seq + 1;
@@ -167,17 +166,17 @@ int run_peer(const PeerOptions& options) {
       // The server's side of a case across hosts: listen, tell `serve` where,
       // and take the one client that set up the case.
       endpoint = mech->listen({.run_dir = "/tmp",
-                                    .tag = "remote-" + std::to_string(getpid()),
-                                    .max_message = max_message,
-                                    .bind_host = options.listen_host,
-                                    .allowed_peer = options.allow_from});
+                               .tag = "remote-" + std::to_string(getpid()),
+                               .max_message = max_message,
+                               .bind_host = options.listen_host,
+                               .allowed_peer = options.allow_from});
       std::printf("%s\n", endpoint->address().c_str());
       std::fflush(stdout);
       channel = endpoint->accept(options.timeout);
     } else {
-      channel = mech->connect(options.address, {.max_message = max_message,
-                                                .timeout = options.timeout,
-                                                .same_cpu = options.same_cpu});
+      channel = mech->connect(
+          options.address,
+          {.max_message = max_message, .timeout = options.timeout, .same_cpu = options.same_cpu});
     }
     return serve(*channel, options);
   } catch (const PeerLost&) {

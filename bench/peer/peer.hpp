@@ -18,7 +18,7 @@ struct PeerOptions {
   bool verify_full = false;
   bool lossy = false;     // the mechanism may drop messages: count gaps
   bool same_cpu = false;  // runner and peer share a CPU (spinning must yield)
-  pid_t parent = 0;  // exit at once if our parent is not this process
+  pid_t parent = 0;       // exit at once if our parent is not this process
   std::chrono::milliseconds timeout{10'000};
   // Across hosts (spawned by `ipcbench serve`): the peer listens on this
   // address instead of connecting, prints the endpoint's address on stdout

@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "bench/peer/peer.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/time.hpp"
-#include "bench/peer/peer.hpp"
 
 namespace ipcbench {
 

@@ -12,13 +12,13 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "bench/control/remote.hpp"
+#include "bench/peer/peer.hpp"
+#include "bench/peer/peer_process.hpp"
+#include "bench/peer/watchdog.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/time.hpp"
-#include "bench/peer/peer.hpp"
-#include "bench/peer/peer_process.hpp"
-#include "bench/control/remote.hpp"
-#include "bench/peer/watchdog.hpp"
 
 namespace ipcbench {
 namespace {
@@ -62,8 +62,8 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
 
 void PeerSession::receive_hello(pid_t expected_pid) {
   const std::size_t n = channel_->receive(control_);
-  const std::string bad = check_message({control_.data(), n}, n, 0, kControlBytes,
-                                        Kind::kHello, false);
+  const std::string bad =
+      check_message({control_.data(), n}, n, 0, kControlBytes, Kind::kHello, false);
   if (!bad.empty()) throw ProtocolError("peer hello: " + bad);
   HelloPayload hello;
   std::memcpy(&hello, control_.data() + kHeaderBytes, sizeof hello);
@@ -93,7 +93,8 @@ void PeerSession::start_remote(const SessionConfig& config, Watchdog& watchdog) 
     receive_hello(ready.peer_pid);
   } catch (const std::exception& e) {
     watchdog.disarm();
-    const std::string why = std::string(e.what()) + " (" + remote_->epitaph(std::chrono::milliseconds(500)) + ")";
+    const std::string why =
+        std::string(e.what()) + " (" + remote_->epitaph(std::chrono::milliseconds(500)) + ")";
     channel_.reset();
     (void)remote_->teardown();
     throw PeerLost(why);
@@ -125,20 +126,14 @@ std::string PeerSession::kill_and_describe() noexcept {
 
 void PeerSession::spawn(const SessionConfig& config, const std::string& address,
                         const std::vector<int>& inherited) {
-  std::vector<std::string> args = {config.executable,
-                                   "peer",
-                                   "--mechanism",
-                                   std::string(config.mechanism->name()),
-                                   "--address",
-                                   address,
-                                   "--cpu",
-                                   std::to_string(config.peer_cpu),
-                                   "--max-message",
-                                   std::to_string(std::max(config.max_message, kControlBytes)),
-                                   "--verify",
-                                   config.verify_full ? "full" : "header",
-                                   "--parent",
-                                   std::to_string(::getpid())};
+  std::vector<std::string> args = {
+      config.executable, "peer",
+      "--mechanism",     std::string(config.mechanism->name()),
+      "--address",       address,
+      "--cpu",           std::to_string(config.peer_cpu),
+      "--max-message",   std::to_string(std::max(config.max_message, kControlBytes)),
+      "--verify",        config.verify_full ? "full" : "header",
+      "--parent",        std::to_string(::getpid())};
   if (lossy_) args.emplace_back("--lossy");
   if (config.same_cpu) args.emplace_back("--same-cpu");
   PeerProcess p = spawn_peer_process(std::move(args), inherited, false);
@@ -171,13 +166,14 @@ const std::byte* PeerSession::control_round_trip(Kind request, Kind reply) {
       const auto n = channel_->receive_for(control_, left);
       if (!n) break;
       const MessageHeader h = read_header(control_.data());
-      if (*n == kControlBytes && h.seq == seq && kind_of(h) == reply && length_of(h) == kControlBytes) {
+      if (*n == kControlBytes && h.seq == seq && kind_of(h) == reply &&
+          length_of(h) == kControlBytes) {
         return control_.data() + kHeaderBytes;
       }
       // Older than our request: a late reply or echo. Anything else is wrong.
       if (*n < kHeaderBytes || static_cast<std::int32_t>(h.seq - seq) >= 0) {
-        throw ProtocolError("unexpected reply to a control request (seq " +
-                            std::to_string(h.seq) + ")");
+        throw ProtocolError("unexpected reply to a control request (seq " + std::to_string(h.seq) +
+                            ")");
       }
     }
   }

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/core/protocol.hpp"
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/fd.hpp"
-#include "bench/core/protocol.hpp"
 
 namespace ipcbench {
 
@@ -22,13 +22,13 @@ class RemoteServer;
 
 struct SessionConfig {
   Mechanism* mechanism = nullptr;
-  std::string run_dir;      // private 0700 directory of the run
-  std::string tag;          // unique object-name stem for this case
+  std::string run_dir;  // private 0700 directory of the run
+  std::string tag;      // unique object-name stem for this case
   std::size_t max_message = 0;
-  int peer_cpu = -1;        // -1: unpinned
+  int peer_cpu = -1;  // -1: unpinned
   bool verify_full = false;
-  std::string executable;   // path of this program, to exec the peer
-  bool same_cpu = false;    // runner and peer pinned to one CPU
+  std::string executable;  // path of this program, to exec the peer
+  bool same_cpu = false;   // runner and peer pinned to one CPU
   // Across hosts: the peer is started by `ipcbench serve` through this
   // server, listens there, and this side connects. Null: a local peer.
   RemoteServer* remote = nullptr;

@@ -6,9 +6,9 @@
 
 #include <cstring>
 
+#include "bench/core/syscall_count.hpp"
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/retry.hpp"
-#include "bench/core/syscall_count.hpp"
 
 namespace ipcbench {
 namespace {
@@ -144,8 +144,9 @@ void Watchdog::loop() {
       last_change = now;
     }
     if (process_exited(pidfd_)) {
-      fire(pid_ > 0 ? "peer process exited unexpectedly"
-                    : "the server reported the remote peer's end, or closed the control connection");
+      fire(pid_ > 0
+               ? "peer process exited unexpectedly"
+               : "the server reported the remote peer's end, or closed the control connection");
     } else if (now - last_change > timeout_) {
       // Say why before killing: the kill makes the runner's blocked call see
       // end-of-file at once, and the case must report the timeout.

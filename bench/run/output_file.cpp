@@ -66,8 +66,8 @@ void check_directory_writable(const std::string& dir, const std::string& shown) 
                                 quoted(dir) + ": " + std::strerror(errno));
   }
   if (!S_ISDIR(st.st_mode)) {
-    throw std::invalid_argument("cannot write output file " + quoted(shown) + ": " +
-                                quoted(dir) + " is not a directory");
+    throw std::invalid_argument("cannot write output file " + quoted(shown) + ": " + quoted(dir) +
+                                " is not a directory");
   }
   std::string probe = dir + "/.ipcbench-probe-XXXXXX";
   const int fd = ::mkstemp(probe.data());
@@ -164,8 +164,8 @@ OutputFile OutputFile::open(const std::string& path) {
     // non-blocking, so a FIFO without a reader fails now (ENXIO) instead of
     // blocking; O_TRUNC does nothing to a device or FIFO and empties a file
     // reached through /proc, as the shell's '>' would.
-    out.stream_ = posix::Fd(
-        ::open(current.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | O_TRUNC));
+    out.stream_ =
+        posix::Fd(::open(current.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | O_TRUNC));
     if (!out.stream_) {
       if (errno == ENXIO && S_ISFIFO(st.st_mode)) {
         throw std::invalid_argument("output FIFO " + quoted(path) +

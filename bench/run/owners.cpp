@@ -7,10 +7,10 @@
 #include <mqueue.h>
 #include <sys/file.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,8 +34,8 @@
 #include <utility>
 #include <vector>
 
-#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/object_log.hpp"
 
 namespace ipcbench {
 namespace {
@@ -99,7 +99,8 @@ void check_owner_dir(const std::string& dir, bool create) {
   }
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) {
-    throw std::system_error(errno, std::generic_category(), "cannot examine owner directory " + dir);
+    throw std::system_error(errno, std::generic_category(),
+                            "cannot examine owner directory " + dir);
   }
   if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
     throw std::runtime_error("owner directory " + dir +
@@ -135,7 +136,7 @@ struct Record {
   std::string boot;
   uid_t uid = 0;
   std::time_t time = 0;
-  std::vector<std::string> problems;  // malformed lines
+  std::vector<std::string> problems;                      // malformed lines
   std::map<std::pair<int, std::string>, Object> objects;  // what it still lists
 };
 
@@ -419,11 +420,21 @@ Check check_object(const Object& o, const Record& r) {
 std::string remove_object(const Object& o) {
   int rc = 0;
   switch (o.kind) {
-    case Kind::kPosixShm: rc = ::shm_unlink(o.name.c_str()); break;
-    case Kind::kPosixMq: rc = ::mq_unlink(o.name.c_str()); break;
-    case Kind::kSysvMsg: rc = ::msgctl(o.id, IPC_RMID, nullptr); break;
-    case Kind::kSysvShm: rc = ::shmctl(o.id, IPC_RMID, nullptr); break;
-    case Kind::kSysvSem: rc = ::semctl(o.id, 0, IPC_RMID); break;
+    case Kind::kPosixShm:
+      rc = ::shm_unlink(o.name.c_str());
+      break;
+    case Kind::kPosixMq:
+      rc = ::mq_unlink(o.name.c_str());
+      break;
+    case Kind::kSysvMsg:
+      rc = ::msgctl(o.id, IPC_RMID, nullptr);
+      break;
+    case Kind::kSysvShm:
+      rc = ::shmctl(o.id, IPC_RMID, nullptr);
+      break;
+    case Kind::kSysvSem:
+      rc = ::semctl(o.id, 0, IPC_RMID);
+      break;
     case Kind::kDirectory: {
       std::error_code ec;
       std::filesystem::remove_all(o.name, ec);  // removes symlinks inside, never follows them
@@ -437,12 +448,12 @@ std::string remove_object(const Object& o) {
 // ---- the sweep -------------------------------------------------------------
 
 struct SweepResult {
-  int removed = 0;      // objects removed (or, dry run, that would be)
-  int left = 0;         // listed objects that are not ours
-  int failed = 0;       // removals that failed
-  int dead_runs = 0;    // dead owners found
-  int live_runs = 0;    // live owners left alone
-  int busy = 0;         // records someone else holds
+  int removed = 0;                 // objects removed (or, dry run, that would be)
+  int left = 0;                    // listed objects that are not ours
+  int failed = 0;                  // removals that failed
+  int dead_runs = 0;               // dead owners found
+  int live_runs = 0;               // live owners left alone
+  int busy = 0;                    // records someone else holds
   std::vector<std::string> lines;  // one per object, per malformed record
 };
 
@@ -568,7 +579,8 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
     {
       std::lock_guard lock(mutex_);
       for (const auto& [id, o] : live_) {
-        (o.kind == Kind::kDirectory ? dirs : left).push_back(o.kind == Kind::kDirectory ? o.name : describe(o));
+        (o.kind == Kind::kDirectory ? dirs : left)
+            .push_back(o.kind == Kind::kDirectory ? o.name : describe(o));
       }
     }
     if (!left.empty()) {
@@ -576,8 +588,10 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
       // record, so the next sweep removes them once this process is gone.
       std::string list;
       for (const std::string& l : left) list += (list.empty() ? "" : ", ") + l;
-      std::fprintf(stderr, "ipcbench: warning: objects still listed at the end of the run: %s "
-                           "(left for `ipcbench clean`)\n", list.c_str());
+      std::fprintf(stderr,
+                   "ipcbench: warning: objects still listed at the end of the run: %s "
+                   "(left for `ipcbench clean`)\n",
+                   list.c_str());
       return;
     }
     // A run directory still listed (its owner did not get to remove it).
@@ -596,9 +610,9 @@ class FileOwnerRecord final : public OwnerRecord, public objects::Observer {
     }
     std::lock_guard lock(mutex_);
     if (!append("+ " + text + "\n")) {
-      throw std::system_error(errno, std::generic_category(),
-                              "cannot record " + text + " in owner record " + path_ +
-                                  " (the object is not created)");
+      throw std::system_error(
+          errno, std::generic_category(),
+          "cannot record " + text + " in owner record " + path_ + " (the object is not created)");
     }
     live_[identity(o)] = o;
   }
@@ -670,11 +684,13 @@ std::unique_ptr<OwnerRecord> OwnerRecord::start() {
   // A record of this very name is a dead run's (same pid and start: an
   // earlier boot): the sweep has dealt with it; start afresh.
   ::unlink(path.c_str());
-  posix::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-                      0600));
+  posix::Fd fd(
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    std::fprintf(stderr, "ipcbench: warning: cannot create owner record %s: %s; this run keeps "
-                         "no owner record\n", path.c_str(), std::strerror(errno));
+    std::fprintf(stderr,
+                 "ipcbench: warning: cannot create owner record %s: %s; this run keeps "
+                 "no owner record\n",
+                 path.c_str(), std::strerror(errno));
     return nullptr;
   }
   const std::string header = std::string(kMagic) + "pid=" + std::to_string(pid) +
@@ -682,8 +698,10 @@ std::unique_ptr<OwnerRecord> OwnerRecord::start() {
                              " uid=" + std::to_string(::geteuid()) +
                              " time=" + std::to_string(std::time(nullptr)) + "\n";
   if (::write(fd.get(), header.data(), header.size()) != static_cast<ssize_t>(header.size())) {
-    std::fprintf(stderr, "ipcbench: warning: cannot write owner record %s: %s; this run keeps no "
-                         "owner record\n", path.c_str(), std::strerror(errno));
+    std::fprintf(stderr,
+                 "ipcbench: warning: cannot write owner record %s: %s; this run keeps no "
+                 "owner record\n",
+                 path.c_str(), std::strerror(errno));
     ::unlink(path.c_str());
     return nullptr;
   }
@@ -708,12 +726,13 @@ int run_clean(bool dry_run) {
   }
   const SweepResult r = sweep(dir, dry_run);
   for (const std::string& line : r.lines) std::printf("%s\n", line.c_str());
-  std::printf("total: %s %d object%s of %d dead run%s; %d left (not ours)%s; %d live run%s untouched%s\n",
-              dry_run ? "would remove" : "removed", r.removed, r.removed == 1 ? "" : "s",
-              r.dead_runs, r.dead_runs == 1 ? "" : "s", r.left,
-              r.failed > 0 ? ("; " + std::to_string(r.failed) + " failed").c_str() : "",
-              r.live_runs + r.busy, r.live_runs + r.busy == 1 ? "" : "s",
-              dry_run ? " (dry run: nothing removed)" : "");
+  std::printf(
+      "total: %s %d object%s of %d dead run%s; %d left (not ours)%s; %d live run%s untouched%s\n",
+      dry_run ? "would remove" : "removed", r.removed, r.removed == 1 ? "" : "s", r.dead_runs,
+      r.dead_runs == 1 ? "" : "s", r.left,
+      r.failed > 0 ? ("; " + std::to_string(r.failed) + " failed").c_str() : "",
+      r.live_runs + r.busy, r.live_runs + r.busy == 1 ? "" : "s",
+      dry_run ? " (dry run: nothing removed)" : "");
   return 0;
 }
 

@@ -22,8 +22,9 @@ std::string Progress::eta() const {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   std::string s = "elapsed " + format_duration(elapsed);
   if (done_ > 0 && done_ < total_) {
-    s += ", ~" + format_duration(elapsed / static_cast<double>(done_) *
-                                 static_cast<double>(total_ - done_)) +
+    s += ", ~" +
+         format_duration(elapsed / static_cast<double>(done_) *
+                         static_cast<double>(total_ - done_)) +
          " left";
   }
   return s;

@@ -1,5 +1,4 @@
 #include "bench/run/reporter.hpp"
-#include "bench/control/control.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,6 +11,7 @@
 #include <set>
 #include <system_error>
 
+#include "bench/control/control.hpp"
 #include "bench/core/syscall_count.hpp"
 #include "bench/core/units.hpp"
 #include "version.hpp"
@@ -23,13 +23,30 @@ namespace {
 const std::set<std::string> kConsoleLatency = {"p50_ns", "p99_ns", "max_ns"};
 const std::set<std::string> kConsoleThroughput = {"items_per_second", "bytes_per_second"};
 // Counters that are counts or ns values: integers in the JSON of a single run.
-const std::set<std::string> kIntegerFields = {
-    "messages",      "messages_lost", "samples",       "min_ns",        "p50_ns",
-    "p90_ns",        "p99_ns",        "p999_ns",       "p9999_ns",      "max_ns",
-    "oneway_samples", "oneway_min_ns", "oneway_p50_ns", "oneway_p90_ns",
-    "oneway_p99_ns", "oneway_p999_ns", "oneway_max_ns", "late", "max_in_flight",
-    "in_flight_limit_messages", "in_flight_limit_bytes", "lateness_p50_ns", "lateness_p99_ns",
-    "lateness_max_ns"};
+const std::set<std::string> kIntegerFields = {"messages",
+                                              "messages_lost",
+                                              "samples",
+                                              "min_ns",
+                                              "p50_ns",
+                                              "p90_ns",
+                                              "p99_ns",
+                                              "p999_ns",
+                                              "p9999_ns",
+                                              "max_ns",
+                                              "oneway_samples",
+                                              "oneway_min_ns",
+                                              "oneway_p50_ns",
+                                              "oneway_p90_ns",
+                                              "oneway_p99_ns",
+                                              "oneway_p999_ns",
+                                              "oneway_max_ns",
+                                              "late",
+                                              "max_in_flight",
+                                              "in_flight_limit_messages",
+                                              "in_flight_limit_bytes",
+                                              "lateness_p50_ns",
+                                              "lateness_p99_ns",
+                                              "lateness_max_ns"};
 
 // An open-loop run counts as keeping up when it sent at least this share of
 // the requested rate.
@@ -43,9 +60,12 @@ std::string wait_of(const Mechanism& m, Mode mode) {
   const Waiting w = mode == Mode::kAsync ? caps.readiness : caps.waiting;
   if (mode == Mode::kAsync && caps.pollable) return "poll";
   switch (w) {
-    case Waiting::kSpin: return "spin";
-    case Waiting::kSpinThenSleep: return "spin-then-block";
-    case Waiting::kSleep: break;
+    case Waiting::kSpin:
+      return "spin";
+    case Waiting::kSpinThenSleep:
+      return "spin-then-block";
+    case Waiting::kSleep:
+      break;
   }
   return "block";
 }
@@ -230,8 +250,10 @@ void IpcbenchReporter::ReportRuns(const std::vector<Run>& reported_runs) {
       for (const auto& [id, t] : runner_.trials()) {
         if (t.case_index == static_cast<std::size_t>(case_index)) reported.push_back(id);
       }
-      const auto reps = static_cast<std::size_t>(std::max<std::int64_t>(runs.front().repetitions, 1));
-      if (reported.size() > reps) reported.erase(reported.begin(), reported.end() - static_cast<std::ptrdiff_t>(reps));
+      const auto reps =
+          static_cast<std::size_t>(std::max<std::int64_t>(runs.front().repetitions, 1));
+      if (reported.size() > reps)
+        reported.erase(reported.begin(), reported.end() - static_cast<std::ptrdiff_t>(reps));
     }
     for (std::size_t i = rows_.size() - for_json.size(); i < rows_.size(); ++i) {
       if (rows_[i].aggregate) rows_[i].merged = reported;
@@ -247,7 +269,8 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
                               const std::vector<std::int64_t>& trials) {
   const Capabilities caps = c.mechanism->capabilities();
   const Calibration* cal = runner_.calibration();
-  const PlacementCalibration* pc = cal != nullptr ? cal->find(runner_.placement_of(c).name()) : nullptr;
+  const PlacementCalibration* pc =
+      cal != nullptr ? cal->find(runner_.placement_of(c).name()) : nullptr;
   const bool across_hosts = !runner_.settings().remote.empty();
   // Between hosts there is no shared-memory floor, and the calibration
   // measured this host only; no sanity gate either (its bounds are local).
@@ -327,7 +350,8 @@ void IpcbenchReporter::assess(Case& c, const std::vector<Run>& runs,
 
 void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_index) {
   progress_.clear();
-  const Case* c = case_index >= 0 ? &runner_.cases()[static_cast<std::size_t>(case_index)] : nullptr;
+  const Case* c =
+      case_index >= 0 ? &runner_.cases()[static_cast<std::size_t>(case_index)] : nullptr;
   const bool latency = c != nullptr && c->pattern == Pattern::kLatency;
   std::vector<Run> shown;
   for (const Run& run : runs) {
@@ -378,7 +402,8 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
     }
   } else {
     outcome = counter_text(last, "items_per_second", [](double v) { return fmt_rate(v, "msg"); }) +
-              ", " + counter_text(last, "bytes_per_second", [](double v) { return fmt_rate(v, "B"); });
+              ", " +
+              counter_text(last, "bytes_per_second", [](double v) { return fmt_rate(v, "B"); });
   }
   if (c != nullptr && c->skip_reason.empty() && !last.error_occurred) {
     const double p50 = counter_value(last, "p50_ns");
@@ -407,7 +432,8 @@ void IpcbenchReporter::Finalize() {
 std::vector<std::pair<std::string, std::string>> IpcbenchReporter::flagged() const {
   std::vector<std::pair<std::string, std::string>> out;
   for (const Case& c : runner_.cases()) {
-    if (!c.measurement_error.empty()) out.emplace_back(c.name + "/manual_time", c.measurement_error);
+    if (!c.measurement_error.empty())
+      out.emplace_back(c.name + "/manual_time", c.measurement_error);
   }
   return out;
 }
@@ -426,8 +452,8 @@ std::vector<std::pair<std::string, std::string>> IpcbenchReporter::failed() cons
 }
 
 nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const HostInfo& host,
-                                        const Clock& clock, bool complete,
-                                        const nlohmann::json* remote_welcome) const {
+                                                const Clock& clock, bool complete,
+                                                const nlohmann::json* remote_welcome) const {
   const bool across_hosts = !settings.remote.empty();
   nlohmann::ordered_json doc = nlohmann::ordered_json::parse(json_text_.str());
   nlohmann::ordered_json& benchmarks = doc["benchmarks"];
@@ -441,8 +467,9 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     b["pattern"] = name_of(c.pattern);
     b["message_size"] = c.size;
     b["placement"] = runner_.placement_of(c).name();
-    b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0 ? nlohmann::ordered_json::array()
-                                 : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
+    b["cpus"] = c.runner_cpu < 0 || c.peer_cpu < 0
+                    ? nlohmann::ordered_json::array()
+                    : nlohmann::ordered_json::array({c.runner_cpu, c.peer_cpu});
     if (across_hosts) {
       b["across_hosts"] = true;
       b["remote"] = {{"address", settings.remote}, {"peer_cpu", c.peer_cpu}};
@@ -478,9 +505,10 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       }
       if (c.pattern == Pattern::kLatency) {
         b["oneway_note"] =
-            across_hosts ? "not reported across hosts: one-way latency needs a clock both hosts "
-                           "share; only round trips are reported"
-                         : "one-way times use CLOCK_MONOTONIC, shared by both processes on this host";
+            across_hosts
+                ? "not reported across hosts: one-way latency needs a clock both hosts "
+                  "share; only round trips are reported"
+                : "one-way times use CLOCK_MONOTONIC, shared by both processes on this host";
       }
     }
     if (!c.skip_reason.empty()) {
@@ -539,9 +567,11 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
   }
 
   nlohmann::ordered_json failed_list = nlohmann::ordered_json::array();
-  for (const auto& [name, error] : failed()) failed_list.push_back({{"name", name}, {"error", error}});
+  for (const auto& [name, error] : failed())
+    failed_list.push_back({{"name", name}, {"error", error}});
   nlohmann::ordered_json flagged_list = nlohmann::ordered_json::array();
-  for (const auto& [name, why] : flagged()) flagged_list.push_back({{"name", name}, {"reason", why}});
+  for (const auto& [name, why] : flagged())
+    flagged_list.push_back({{"name", name}, {"reason", why}});
   nlohmann::ordered_json placements = nlohmann::ordered_json::array();
   for (const Placement& p : settings.placements) placements.push_back(p.name());
   const Placement& first = settings.placements.front();
@@ -566,8 +596,9 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"min_time_s", settings.min_time},
         {"repetitions", settings.repetitions},
         {"placements", placements},
-        {"cpus", first.runner_cpu >= 0 ? nlohmann::ordered_json::array({first.runner_cpu, first.peer_cpu})
-                                       : nlohmann::ordered_json::array()},
+        {"cpus", first.runner_cpu >= 0
+                     ? nlohmann::ordered_json::array({first.runner_cpu, first.peer_cpu})
+                     : nlohmann::ordered_json::array()},
         {"calibration", settings.calibration},
         {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
         {"verify", settings.verify_full ? "full" : "header"},
@@ -608,9 +639,9 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     doc["ipcbench"]["calibration"] = calibration_json(*runner_.calibration());
   } else {
     doc["ipcbench"]["calibration"] = nullptr;
-    doc["ipcbench"]["calibration_note"] =
-        settings.calibration ? "calibration did not run (the run was interrupted)"
-                             : "skipped: --no-calibration";
+    doc["ipcbench"]["calibration_note"] = settings.calibration
+                                              ? "calibration did not run (the run was interrupted)"
+                                              : "skipped: --no-calibration";
   }
   return doc;
 }

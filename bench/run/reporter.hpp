@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "bench/core/clock.hpp"
-#include "bench/run/progress.hpp"
-#include "bench/run/runner.hpp"
 #include "bench/core/settings.hpp"
 #include "bench/core/sysinfo.hpp"
+#include "bench/run/progress.hpp"
+#include "bench/run/runner.hpp"
 
 namespace ipcbench {
 
@@ -37,7 +37,8 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   // skipped or failed) and the run was not interrupted.
   // `remote_welcome`: the server's welcome in a run across hosts, or null.
   nlohmann::ordered_json result(const Settings& settings, const HostInfo& host, const Clock& clock,
-                        bool complete, const nlohmann::json* remote_welcome = nullptr) const;
+                                bool complete,
+                                const nlohmann::json* remote_welcome = nullptr) const;
 
   // Names and errors of failed cases.
   std::vector<std::pair<std::string, std::string>> failed() const;
@@ -48,7 +49,7 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   // Where each JSON row came from, in the order JSONReporter wrote them.
   struct Row {
     int case_index = -1;
-    std::int64_t trial = -1;        // iteration rows
+    std::int64_t trial = -1;           // iteration rows
     std::vector<std::int64_t> merged;  // aggregate rows: the trials of the case
     bool aggregate = false;
   };

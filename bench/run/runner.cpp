@@ -5,16 +5,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
+#include "bench/core/protocol.hpp"
+#include "bench/core/sysinfo.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/registry.hpp"
-#include "bench/core/protocol.hpp"
-#include "bench/core/sysinfo.hpp"
 
 namespace ipcbench {
 namespace {
@@ -130,7 +130,8 @@ void Runner::start_session(std::size_t index) {
   if (progress_ != nullptr) progress_->start_case(c.name);
   const Placement& placement = placement_of(c);
   // Before the peer exists: the measurement needs the peer's CPU to itself.
-  if (calibration_ != nullptr && remote_ == nullptr && wants_adjacent_floor(c.mechanism->capabilities(), placement)) {
+  if (calibration_ != nullptr && remote_ == nullptr &&
+      wants_adjacent_floor(c.mechanism->capabilities(), placement)) {
     c.adjacent =
         measure_adjacent_floor(clock_, placement, c.pattern, c.size, settings_.allowed_cpus);
   }
@@ -168,10 +169,11 @@ void Runner::start_session(std::size_t index) {
   // not get the case's peer killed (BarePair's own start deadline ends the
   // wait).
   const auto family = bare_family_for(c.mechanism->name());
-  if (family && c.mode == Mode::kSync && remote_ == nullptr && c.size <= bare_max_message(*family)) {
+  if (family && c.mode == Mode::kSync && remote_ == nullptr &&
+      c.size <= bare_max_message(*family)) {
     try {
-      bare_ = std::make_unique<BarePair>(*family, c.size, placement.runner_cpu,
-                                         placement.peer_cpu, clock_);
+      bare_ = std::make_unique<BarePair>(*family, c.size, placement.runner_cpu, placement.peer_cpu,
+                                         clock_);
       bare_->watch_progress(watchdog_.progress());
     } catch (const std::exception& e) {
       c.adapter_note = std::string("the bare reference loop could not start: ") + e.what();
@@ -185,8 +187,8 @@ std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
   // the trials it reports last about --min-time.
   const double min_time = settings_.min_time;
   if (r.seconds < 0.5 * min_time) return std::nullopt;
-  const auto duration = std::chrono::nanoseconds(
-      static_cast<std::int64_t>(std::min(r.seconds, min_time) * 1e9));
+  const auto duration =
+      std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(r.seconds, min_time) * 1e9));
   try {
     // Watched like a trial: a bare peer that dies or stops answering is
     // killed and the block ends, instead of hanging the run.
@@ -197,30 +199,30 @@ std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
     c.adapter_note = std::string("the bare reference loop failed: ") + e.what();
     bare_.reset();
     if (posix::stop_signal() != 0) throw;  // a stop signal: end the case
-    posix::clear_interrupt();  // the watchdog ended the bare block, not the case
+    posix::clear_interrupt();              // the watchdog ended the bare block, not the case
     return std::nullopt;
   }
 }
 
 PatternContext Runner::context_for(const Case& c) {
   const Placement& p = placement_of(c);
-  return {.session = *session_,
-          .clock = clock_,
-          .histogram = histogram_,
-          .lateness = lateness_,
-          .progress = watchdog_.progress(),
-          .send_buffer = send_buffer_,
-          .receive_buffer = receive_buffer_,
-          .size = c.size,
-          .verify_full = settings_.verify_full,
-          .same_cpu = remote_ == nullptr && p.runner_cpu >= 0 && p.runner_cpu == p.peer_cpu,
-          .spin_wait = !c.mechanism->capabilities().pollable &&
-                       c.mechanism->capabilities().readiness == Waiting::kSpin,
-          .window = settings_.window,
-          .rate = settings_.rate,
-          .in_flight_bytes = settings_.in_flight_bytes,
-          .min_time = std::chrono::nanoseconds(
-              static_cast<std::int64_t>(settings_.min_time * 1e9))};
+  return {
+      .session = *session_,
+      .clock = clock_,
+      .histogram = histogram_,
+      .lateness = lateness_,
+      .progress = watchdog_.progress(),
+      .send_buffer = send_buffer_,
+      .receive_buffer = receive_buffer_,
+      .size = c.size,
+      .verify_full = settings_.verify_full,
+      .same_cpu = remote_ == nullptr && p.runner_cpu >= 0 && p.runner_cpu == p.peer_cpu,
+      .spin_wait = !c.mechanism->capabilities().pollable &&
+                   c.mechanism->capabilities().readiness == Waiting::kSpin,
+      .window = settings_.window,
+      .rate = settings_.rate,
+      .in_flight_bytes = settings_.in_flight_bytes,
+      .min_time = std::chrono::nanoseconds(static_cast<std::int64_t>(settings_.min_time * 1e9))};
 }
 
 void Runner::run_case(benchmark::State& state, std::size_t index) {
@@ -231,7 +233,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
   }
   if (posix::stop_signal() != 0) {
     if (c.error.empty()) {
-      c.error = session_case_ == index ? "interrupted by a signal" : "not run: the run was interrupted";
+      c.error =
+          session_case_ == index ? "interrupted by a signal" : "not run: the run was interrupted";
     }
     state.SkipWithError(c.error.c_str());
     return;
@@ -247,7 +250,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     const bool async = c.mode == Mode::kAsync;
     {
       Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
-                              &session_->channel());
+                            &session_->channel());
       if (c.pattern == Pattern::kLatency) {
         r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
       } else {
@@ -273,7 +276,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     k["peer_cpu_ns_per_msg"] = static_cast<double>(r.peer_cpu_ns) / msgs;
     k["runner_ctx_switches_per_msg"] = static_cast<double>(r.runner_context_switches) / msgs;
     k["peer_ctx_switches_per_msg"] = static_cast<double>(r.peer_context_switches) / msgs;
-    if (r.runner_syscalls) k["runner_syscalls_per_msg"] = static_cast<double>(*r.runner_syscalls) / msgs;
+    if (r.runner_syscalls)
+      k["runner_syscalls_per_msg"] = static_cast<double>(*r.runner_syscalls) / msgs;
     if (r.peer_syscalls) k["peer_syscalls_per_msg"] = static_cast<double>(*r.peer_syscalls) / msgs;
     k["runner_own_syscalls_per_msg"] = static_cast<double>(r.runner_own_syscalls) / msgs;
     k["peer_own_syscalls_per_msg"] = static_cast<double>(r.peer_own_syscalls) / msgs;
@@ -289,7 +293,8 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["runner_verify_ns_per_msg"] = static_cast<double>(r.runner_verify_ns) / msgs;
       k["peer_verify_ns_per_msg"] = static_cast<double>(r.peer_verify_ns) / msgs;
     }
-    if (session_->lossy() && c.pattern == Pattern::kLatency) k["late"] = static_cast<double>(r.late);
+    if (session_->lossy() && c.pattern == Pattern::kLatency)
+      k["late"] = static_cast<double>(r.late);
 
     Trial trial{index, r, std::nullopt, std::nullopt, bare};
     if (bare && *bare > 0) {

@@ -13,16 +13,16 @@
 #include <string>
 #include <vector>
 
-#include "bench/measure/bare_loops.hpp"
-#include "bench/measure/calibration.hpp"
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
-#include "mechanisms/mechanism.hpp"
-#include "bench/measure/patterns.hpp"
-#include "bench/run/progress.hpp"
-#include "bench/peer/session.hpp"
 #include "bench/core/settings.hpp"
+#include "bench/measure/bare_loops.hpp"
+#include "bench/measure/calibration.hpp"
+#include "bench/measure/patterns.hpp"
+#include "bench/peer/session.hpp"
 #include "bench/peer/watchdog.hpp"
+#include "bench/run/progress.hpp"
+#include "mechanisms/mechanism.hpp"
 
 namespace ipcbench {
 
@@ -32,26 +32,26 @@ struct Case {
   Pattern pattern = Pattern::kLatency;
   std::size_t size = 0;
   std::size_t placement = 0;  // index into Settings::placements
-  std::string name;         // <mechanism>/<mode>/<pattern>/<size>[/<placement>]
-  bool self_timed = false;  // one Google Benchmark iteration per trial (see patterns.hpp)
-  std::string skip_reason;  // non-empty: never run, reported as skipped
-  std::string error;        // set when the case failed
-  int runner_cpu = -1;      // read back after pinning
-  int peer_cpu = -1;        // reported by the peer
+  std::string name;           // <mechanism>/<mode>/<pattern>/<size>[/<placement>]
+  bool self_timed = false;    // one Google Benchmark iteration per trial (see patterns.hpp)
+  std::string skip_reason;    // non-empty: never run, reported as skipped
+  std::string error;          // set when the case failed
+  int runner_cpu = -1;        // read back after pinning
+  int peer_cpu = -1;          // reported by the peer
   std::optional<AdjacentFloor> adjacent;  // spinning floors re-measured before the case
   // Set once the case's results are reported:
-  Floor floor;                      // the physical floor it is compared with
-  std::string measurement_error;    // the sanity gate's verdict; empty: plausible
-  std::optional<double> cv;         // across repetitions (p50 or bytes/s)
-  std::string adapter_note;         // why a case of a bare family has no adapter_ratio
-  std::string floor_moved;          // floor_moved_note() when the floor re-measured after it explains it
+  Floor floor;                    // the physical floor it is compared with
+  std::string measurement_error;  // the sanity gate's verdict; empty: plausible
+  std::optional<double> cv;       // across repetitions (p50 or bytes/s)
+  std::string adapter_note;       // why a case of a bare family has no adapter_ratio
+  std::string floor_moved;  // floor_moved_note() when the floor re-measured after it explains it
 };
 
 // What one Google Benchmark trial of a case produced.
 struct Trial {
   std::size_t case_index = 0;
   TrialResult result;
-  std::optional<Histogram> histogram;  // latency cases only
+  std::optional<Histogram> histogram;   // latency cases only
   std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
   // The bare reference loop's block run right after this trial (sync cases
   // of pipe, fifo, uds-stream, tcp, udp): p50 ns or bytes/s.
@@ -119,7 +119,5 @@ class Runner {
   std::vector<std::byte> send_buffer_;
   std::vector<std::byte> receive_buffer_;
 };
-
-
 
 }  // namespace ipcbench

@@ -19,14 +19,14 @@
 #include <stdexcept>
 
 #include "bench/control/control.hpp"
+#include "bench/core/sysinfo.hpp"
+#include "bench/peer/peer.hpp"
+#include "bench/peer/peer_process.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/time.hpp"
 #include "mechanisms/registry.hpp"
-#include "bench/peer/peer.hpp"
-#include "bench/peer/peer_process.hpp"
-#include "bench/core/sysinfo.hpp"
 
 namespace ipcbench {
 namespace {
@@ -103,7 +103,8 @@ class ServerPeer {
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
       char c;
       const ssize_t n = ::read(stdout_.get(), &c, 1);
-      if (n <= 0) throw PeerLost("the peer could not start: " + stop(std::chrono::milliseconds(500)));
+      if (n <= 0)
+        throw PeerLost("the peer could not start: " + stop(std::chrono::milliseconds(500)));
       if (c == '\n') return line;
       if (line.size() > 300) throw ProtocolError("the peer printed no address");
       line.push_back(c);
@@ -168,7 +169,8 @@ class Server {
     limits_.cpus = options.cpus;
     for (const auto& m : mechanisms()) {
       const Capabilities caps = m->capabilities();
-      if (caps.crosses_hosts) limits_.mechanisms.push_back({std::string(m->name()), caps.max_message});
+      if (caps.crosses_hosts)
+        limits_.mechanisms.push_back({std::string(m->name()), caps.max_message});
     }
     if (limits_.cpus.empty()) limits_.cpus = allowed_cpus();
     pinned_ = !options.cpus.empty();
@@ -215,7 +217,8 @@ class Server {
     const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
     if (rc != 0) throw std::runtime_error("cannot resolve '" + host + "': " + ::gai_strerror(rc));
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(res, &::freeaddrinfo);
-    listen_ = posix::Fd(::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol));
+    listen_ =
+        posix::Fd(::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol));
     if (!listen_) posix::throw_errno("cannot create the listening socket");
     const int one = 1;
     ::setsockopt(listen_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -244,7 +247,8 @@ class Server {
     if (!other) return;
     const std::string who = control::peer_host(other.get());
     control::Connection c(std::move(other));
-    c.send_last_word({{"type", "busy"}, {"reason", "busy: serving another client (" + current + ")"}});
+    c.send_last_word(
+        {{"type", "busy"}, {"reason", "busy: serving another client (" + current + ")"}});
     log("%s: refused: busy with %s", who.c_str(), current.c_str());
   }
 
@@ -267,7 +271,7 @@ class Server {
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
         if (left.count() <= 0) {
-          throw Hangup{state == State::kHello ? "no hello within the handshake timeout"
+          throw Hangup{state == State::kHello  ? "no hello within the handshake timeout"
                        : state == State::kIdle ? "idle for too long (no setup or bye)"
                                                : "case took longer than the case timeout"};
         }
@@ -322,8 +326,8 @@ class Server {
               peer = std::make_unique<ServerPeer>(options_, setup, cpu, local, client);
               const std::string address = peer->address(options_.peer_timeout);
               conn.send({{"type", "ready"}, {"address", address}, {"peer_pid", peer->pid()}});
-              log("%s: case %zu: %s, max %zu bytes, peer %d on %s, listening on %s",
-                  client.c_str(), ++cases, setup.mechanism.c_str(), setup.max_message,
+              log("%s: case %zu: %s, max %zu bytes, peer %d on %s, listening on %s", client.c_str(),
+                  ++cases, setup.mechanism.c_str(), setup.max_message,
                   static_cast<int>(peer->pid()),
                   cpu >= 0 ? ("CPU " + std::to_string(cpu)).c_str() : "any CPU", address.c_str());
             } catch (const Hangup&) {

@@ -21,10 +21,10 @@ struct ServeOptions {
   std::string token;                      // empty: no token required
   std::vector<int> cpus;                  // CPUs for the peer; empty: unpinned
   std::chrono::milliseconds handshake_timeout{5'000};
-  std::chrono::milliseconds idle_timeout{60'000};   // between cases
+  std::chrono::milliseconds idle_timeout{60'000};     // between cases
   std::chrono::milliseconds case_timeout{3'600'000};  // longest case
-  std::chrono::milliseconds peer_timeout{10'000};   // peer: wait for the client's connection
-  std::string executable;                 // this program, to exec the peer
+  std::chrono::milliseconds peer_timeout{10'000};     // peer: wait for the client's connection
+  std::string executable;                             // this program, to exec the peer
 };
 
 // Serves until SIGINT/SIGTERM; returns the exit status (0 after a signal,

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <boost/interprocess/exceptions.hpp>
 #include <cerrno>
 #include <cstddef>
 #include <stdexcept>
@@ -21,11 +22,9 @@
 #include <system_error>
 #include <utility>
 
-#include <boost/interprocess/exceptions.hpp>
-
-#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/time.hpp"
 

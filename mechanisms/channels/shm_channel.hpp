@@ -26,17 +26,16 @@
 #include <stdexcept>
 #include <string>
 
-#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/channels/shm_ring.hpp"
 #include "mechanisms/mechanism.hpp"
-#include "mechanisms/posix/object_log.hpp"
-#include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/futex.hpp"
+#include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/spin.hpp"
 #include "mechanisms/posix/time.hpp"
-#include "mechanisms/channels/shm_ring.hpp"
-
 
 namespace ipcbench::shm {
 
@@ -48,9 +47,9 @@ inline constexpr std::size_t kMaxShmMessage = 16u << 20;
 
 struct SegmentHeader {
   std::uint64_t magic;
-  std::uint64_t capacity;     // bytes of each ring's data area
-  std::uint64_t max_message;  // largest message of the case
-  std::uint64_t total_size;   // bytes of the whole segment
+  std::uint64_t capacity;                                    // bytes of each ring's data area
+  std::uint64_t max_message;                                 // largest message of the case
+  std::uint64_t total_size;                                  // bytes of the whole segment
   alignas(kCacheLine) std::atomic<std::uint32_t> connected;  // futex word: 1 once mapped
 };
 
@@ -306,8 +305,8 @@ class ShmEndpoint : public Endpoint {
       // /dev/shm then kills the first writer with SIGBUS; reserving makes it
       // an error here, before anything is mapped or measured.
       posix::reserve_shm(fd.get(), size, "shared memory " + name_);
-      void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                          fd.get(), 0);
+      void* base =
+          ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
       if (base == MAP_FAILED) posix::throw_errno("cannot map shared memory " + name_);
       mapping_ = std::make_unique<Mapping>(base, size);
       // Touch every page now (tmpfs allocates on first write): page faults
@@ -384,8 +383,7 @@ std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOpti
   // Never trust the segment's own numbers beyond what we mapped.
   if (h->magic != kMagic || h->total_size != size || !std::has_single_bit(h->capacity) ||
       segment_size(h->capacity) != size || h->max_message == 0 ||
-      h->max_message > ring_max_message(h->capacity) ||
-      h->max_message < options.max_message) {
+      h->max_message > ring_max_message(h->capacity) || h->max_message < options.max_message) {
     throw ProtocolError("shared memory " + name + " is not an ipcbench segment of this size");
   }
   mapping->header()->connected.store(1, std::memory_order_release);

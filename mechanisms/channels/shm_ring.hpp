@@ -57,12 +57,12 @@ struct RingControl {
   // producer's and the consumer's writes never invalidate each other's.
   alignas(kCacheLine) std::atomic<std::uint64_t> published{0};  // producer: messages published
   std::uint32_t lengths[kSlots] = {};  // producer: length of message n in lengths[n % kSlots]
-  alignas(kCacheLine) std::atomic<std::uint64_t> consumed{0};        // consumer: messages
-  std::atomic<std::uint64_t> consumed_bytes{0};                      // consumer: data bytes freed
+  alignas(kCacheLine) std::atomic<std::uint64_t> consumed{0};  // consumer: messages
+  std::atomic<std::uint64_t> consumed_bytes{0};                // consumer: data bytes freed
   alignas(kCacheLine) std::atomic<std::uint32_t> consumer_waiting{0};
   std::atomic<std::uint32_t> data_futex{0};  // bumped by the producer to wake the consumer
   alignas(kCacheLine) std::atomic<std::uint32_t> producer_waiting{0};
-  std::atomic<std::uint32_t> space_futex{0};  // bumped by the consumer to wake the producer
+  std::atomic<std::uint32_t> space_futex{0};       // bumped by the consumer to wake the producer
   alignas(kCacheLine) std::uint64_t capacity = 0;  // bytes in the data area, a power of two
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);

@@ -201,7 +201,8 @@ bool FramedStreamChannel::fill(bool mid_frame) {
   }
   const int fd = read_fd_.get();
   const ssize_t n = posix::retry_eintr([&]() -> ssize_t {
-    if (is_socket_) return ::recv(fd, buf_.get() + end_, cap_ - end_, nonblocking_ ? MSG_DONTWAIT : 0);
+    if (is_socket_)
+      return ::recv(fd, buf_.get() + end_, cap_ - end_, nonblocking_ ? MSG_DONTWAIT : 0);
     return ::read(fd, buf_.get() + end_, cap_ - end_);
   });
   if (n > 0) {
@@ -225,7 +226,8 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
   if (assembly_len_ > 0) {  // finish a frame try_receive started
     while (assembly_got_ < assembly_len_) {
       const ssize_t n = posix::retry_eintr([&] {
-        return ::read(read_fd_.get(), assembly_.data() + assembly_got_, assembly_len_ - assembly_got_);
+        return ::read(read_fd_.get(), assembly_.data() + assembly_got_,
+                      assembly_len_ - assembly_got_);
       });
       if (n == 0) throw PeerLost("peer closed the connection in the middle of a message");
       if (n < 0) throw_io("receive");
@@ -256,11 +258,10 @@ std::size_t FramedStreamChannel::receive(std::span<std::byte> buffer) {
 }
 
 // The rest of a message, straight into the caller's buffer (blocking).
-void FramedStreamChannel::read_rest(std::span<std::byte> buffer, std::size_t got,
-                                    std::size_t len) {
+void FramedStreamChannel::read_rest(std::span<std::byte> buffer, std::size_t got, std::size_t len) {
   while (got < len) {
-    const ssize_t n = posix::retry_eintr(
-        [&] { return ::read(read_fd_.get(), buffer.data() + got, len - got); });
+    const ssize_t n =
+        posix::retry_eintr([&] { return ::read(read_fd_.get(), buffer.data() + got, len - got); });
     if (n == 0) throw PeerLost("peer closed the connection in the middle of a message");
     if (n < 0) throw_io("receive");
     got += static_cast<std::size_t>(n);
@@ -362,7 +363,8 @@ bool FramedStreamChannel::wait_receivable(std::chrono::nanoseconds timeout) {
   while (!pending_.empty() && !flush_pending()) {
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) return false;
-    if (posix::poll_for(read_fd_.get(), POLLIN, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)))) {
+    if (posix::poll_for(read_fd_.get(), POLLIN,
+                        std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1)))) {
       return true;
     }
   }

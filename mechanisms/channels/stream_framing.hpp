@@ -3,14 +3,14 @@
 // so the receiver gets whole messages back.
 #pragma once
 
-#include <cstdint>
-#include <chrono>
-#include <memory>
-#include <optional>
-#include <vector>
 #include <sys/uio.h>
 
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/fd.hpp"

@@ -46,8 +46,8 @@
 #include <utility>
 #include <zmq.hpp>
 
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/retry.hpp"
 
 namespace ipcbench::mech::zmq_channel {
@@ -380,7 +380,7 @@ class ZmqMechanism : public Mechanism {
             .max_message = kMaxStreamMessage,  // no kernel limit: capped like the streams
             .crosses_hosts = crosses_hosts(),
             .pollable = false,  // see ZmqChannel: ZMQ_FD is not a readiness descriptor
-            .lossy = false,  // PAIR with blocking sends waits at the high-water mark
+            .lossy = false,     // PAIR with blocking sends waits at the high-water mark
             .names = crosses_hosts() ? Names::kNone : Names::kRunDir};
   }
 
@@ -430,8 +430,8 @@ class ZmqMechanism : public Mechanism {
   virtual std::string_view scheme() const = 0;
   virtual BindTarget bind_target(const ListenOptions& options) const = 0;
   // Options of the listening socket that depend on ListenOptions (set before bind).
-  virtual void configure_listener(zmq::socket_t& /*socket*/, const ListenOptions& /*options*/) const {
-  }
+  virtual void configure_listener(zmq::socket_t& /*socket*/,
+                                  const ListenOptions& /*options*/) const {}
   // Socket options that depend on the endpoint (e.g. ZMQ_IPV6).
   virtual void configure_transport(zmq::socket_t& /*socket*/, std::string_view /*endpoint*/) const {
   }

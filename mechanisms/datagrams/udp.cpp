@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "mechanisms/channels/datagram_channel.hpp"
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/socket.hpp"
@@ -198,7 +198,8 @@ class UdpEndpoint : public Endpoint {
         posix::throw_errno("receive on udp " + address_ + " failed");
       }
       if (n != 0) continue;  // not a hello: a stray datagram, dropped
-      if (!allowed_peer_.empty() && numeric_host(from) != allowed_peer_) continue;  // not our client
+      if (!allowed_peer_.empty() && numeric_host(from) != allowed_peer_)
+        continue;  // not our client
       if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&from), len) != 0) {
         posix::throw_errno("cannot connect udp " + address_ + " to the peer at " +
                            format_address(from));

@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "mechanisms/channels/datagram_channel.hpp"
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/socket.hpp"

@@ -21,8 +21,8 @@ namespace ipcbench::posix {
 inline long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value,
                   const timespec* timeout) noexcept {
   count_syscall();
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout,
-                   nullptr, 0);
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout, nullptr,
+                   0);
 }
 
 // Wakes one waiter on `word`.

@@ -52,8 +52,8 @@ void throw_errno(const std::string& what) { throw_errno(errno, what); }
 void throw_errno(int err, const std::string& what) {
   // Any descriptor may be the one over the limit: say which limit, unless
   // the caller already did (mq_open's EMFILE can also mean RLIMIT_MSGQUEUE).
-  const bool named = what.find("RLIMIT_") != std::string::npos ||
-                     what.find("fs.file-max") != std::string::npos;
+  const bool named =
+      what.find("RLIMIT_") != std::string::npos || what.find("fs.file-max") != std::string::npos;
   throw std::system_error(err, std::generic_category(), named ? what : what + fd_limit_hint(err));
 }
 
@@ -117,9 +117,8 @@ std::string dev_shm_full(std::size_t needed) {
   std::string text = "/dev/shm is full";
   struct statvfs fs {};
   if (::statvfs("/dev/shm", &fs) == 0) {
-    text += " (size " +
-            format_bytes(static_cast<unsigned long long>(fs.f_blocks) * fs.f_frsize) + ", free " +
-            format_bytes(static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize);
+    text += " (size " + format_bytes(static_cast<unsigned long long>(fs.f_blocks) * fs.f_frsize) +
+            ", free " + format_bytes(static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize);
     if (needed != 0) text += ", " + format_bytes(needed) + " needed";
     text += ")";
   }
@@ -135,9 +134,9 @@ void reserve_shm(int fd, std::size_t size, const std::string& what) {
   int err = EINTR;
   while (err == EINTR) err = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
   if (err == 0 || err == EOPNOTSUPP || err == ENOSYS) return;  // reserved, or cannot be
-  throw std::system_error(err, std::generic_category(),
-                          "cannot reserve " + format_bytes(size) + " for " + what +
-                              shm_hint(err, size));
+  throw std::system_error(
+      err, std::generic_category(),
+      "cannot reserve " + format_bytes(size) + " for " + what + shm_hint(err, size));
 }
 
 std::string mq_hint(int err, long maxmsg, long msgsize) {

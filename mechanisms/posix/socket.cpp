@@ -29,7 +29,9 @@ Fd accept_with_timeout(int listen_fd, std::chrono::milliseconds timeout, const s
       throw Timeout("peer did not connect to " + what + " within " +
                     std::to_string(timeout.count()) + " ms");
     }
-    struct pollfd p {listen_fd, POLLIN, 0};
+    struct pollfd p {
+      listen_fd, POLLIN, 0
+    };
     const int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0) {
       if (errno == EINTR) {
@@ -78,10 +80,12 @@ void connect_with_timeout(int fd, const sockaddr* addr, unsigned addr_len,
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
-        throw Timeout("cannot connect to " + what + " within " +
-                      std::to_string(timeout.count()) + " ms");
+        throw Timeout("cannot connect to " + what + " within " + std::to_string(timeout.count()) +
+                      " ms");
       }
-      struct pollfd p {fd, POLLOUT, 0};
+      struct pollfd p {
+        fd, POLLOUT, 0
+      };
       const int r = ::poll(&p, 1, static_cast<int>(left.count()));
       if (r < 0 && errno == EINTR) {
         throw_if_interrupted();
@@ -134,7 +138,8 @@ HostPort split_host_port(std::string_view address, std::string_view what) {
 std::string numeric_host(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, host,
+                sizeof host);
   } else {
     ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
   }

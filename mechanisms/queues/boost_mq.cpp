@@ -28,6 +28,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/date_time/posix_time/posix_time_types.hpp>
+#include <boost/interprocess/exceptions.hpp>
+#include <boost/interprocess/ipc/message_queue.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/permissions.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -43,17 +49,10 @@
 #include <utility>
 #include <vector>
 
-#include <boost/date_time/posix_time/posix_time_types.hpp>
-#include <boost/interprocess/exceptions.hpp>
-#include <boost/interprocess/ipc/message_queue.hpp>
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/permissions.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
-
 #include "mechanisms/channels/boost_ipc.hpp"
 #include "mechanisms/channels/boost_mq_mutex.hpp"
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/spin.hpp"
@@ -366,7 +365,7 @@ class BoostMqChannel : public Channel {
   std::size_t max_message_;
   std::size_t queue_msg_size_;  // what Boost requires of a receive buffer
   std::size_t queue_depth_;
-  bool same_cpu_;  // spinning waits yield the CPU on every try
+  bool same_cpu_;                  // spinning waits yield the CPU on every try
   std::vector<std::byte> bounce_;  // for receive buffers smaller than queue_msg_size_
   bool peer_closed_ = false;
 };

@@ -36,11 +36,11 @@
 #include <type_traits>
 #include <utility>
 
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
-#include "mechanisms/posix/object_log.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/socket.hpp"
 #include "mechanisms/posix/time.hpp"
@@ -68,7 +68,7 @@ struct Limits {
 };
 
 [[noreturn]] void throw_mq_error(int err, const std::string& what, long maxmsg = 0,
-                                long msgsize = 0) {
+                                 long msgsize = 0) {
   posix::throw_errno(err, what + posix::mq_hint(err, maxmsg, msgsize));
 }
 
@@ -431,8 +431,8 @@ class PosixMqEndpoint : public Endpoint {
 // NUL, at most NAME_MAX characters after the slash.
 bool valid_name(std::string_view name) {
   return name.starts_with("/") && name.substr(1).starts_with(objects::kNamePrefix) &&
-         name.size() <= NAME_MAX + 1 &&
-         name.find('/', 1) == std::string_view::npos && name.find('\0') == std::string_view::npos;
+         name.size() <= NAME_MAX + 1 && name.find('/', 1) == std::string_view::npos &&
+         name.find('\0') == std::string_view::npos;
 }
 
 class PosixMqMechanism : public Mechanism {

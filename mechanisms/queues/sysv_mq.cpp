@@ -37,10 +37,10 @@
 #include <system_error>
 #include <utility>
 
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
-#include "mechanisms/posix/object_log.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/spin.hpp"
 

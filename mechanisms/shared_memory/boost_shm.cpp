@@ -28,6 +28,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/date_time/posix_time/posix_time_types.hpp>
+#include <boost/interprocess/exceptions.hpp>
+#include <boost/interprocess/managed_shared_memory.hpp>
+#include <boost/interprocess/permissions.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <boost/interprocess/sync/interprocess_semaphore.hpp>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -39,16 +45,9 @@
 #include <string>
 #include <system_error>
 
-#include <boost/date_time/posix_time/posix_time_types.hpp>
-#include <boost/interprocess/exceptions.hpp>
-#include <boost/interprocess/managed_shared_memory.hpp>
-#include <boost/interprocess/permissions.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
-#include <boost/interprocess/sync/interprocess_semaphore.hpp>
-
 #include "mechanisms/channels/boost_ipc.hpp"
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 

@@ -27,12 +27,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/time.hpp"
-#include "mechanisms/channels/stream_framing.hpp"
 
 namespace ipcbench::mech {
 namespace {
@@ -105,7 +105,6 @@ void set_blocking(const posix::Fd& fd, const std::string& path) {
     posix::throw_errno("cannot make fifo " + path + " blocking");
   }
 }
-
 
 // Waits until `deadline` for the handshake byte on non-blocking `fd` and
 // consumes it. Throws Timeout (naming `what`) when it does not come, PeerLost

@@ -9,9 +9,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "mechanisms/channels/stream_framing.hpp"
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/retry.hpp"
-#include "mechanisms/channels/stream_framing.hpp"
 
 namespace ipcbench::mech {
 namespace {

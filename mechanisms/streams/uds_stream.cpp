@@ -11,11 +11,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/socket.hpp"
-#include "mechanisms/channels/stream_framing.hpp"
 
 namespace ipcbench::mech {
 namespace {

@@ -11,9 +11,9 @@
 #include <string>
 #include <string_view>
 
+#include "mechanisms/channels/zmq_channel.hpp"
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/retry.hpp"
-#include "mechanisms/channels/zmq_channel.hpp"
 
 namespace ipcbench::mech {
 namespace {

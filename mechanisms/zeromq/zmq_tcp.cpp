@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "mechanisms/mechanism.hpp"
 #include "mechanisms/channels/zmq_channel.hpp"
+#include "mechanisms/mechanism.hpp"
 
 namespace ipcbench::mech {
 namespace {

@@ -6,7 +6,9 @@
 // after the gap against the ring's ~0.95 us; the try_ path ~1.0-1.3 us. Not
 // explained yet (a plain spin loop in receive() changed nothing). Build
 // (after the main build) and run:
-//   g++ -O2 -std=c++20 -I. -o /tmp/channel_gap scripts/experiments/channel_gap.cpp build/mechanisms/libipcbench_mechanisms.a build/mechanisms/libipcbench_channels.a build/mechanisms/libipcbench_posix.a -lzmq && /tmp/channel_gap
+//   g++ -O2 -std=c++20 -I. -o /tmp/channel_gap scripts/experiments/channel_gap.cpp
+//   build/mechanisms/libipcbench_mechanisms.a build/mechanisms/libipcbench_channels.a
+//   build/mechanisms/libipcbench_posix.a -lzmq && /tmp/channel_gap
 #include <sched.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,8 +42,8 @@ static uint64_t ns() {
 int main(int argc, char** argv) {
   const bool use_try = argc > 1 && std::string(argv[1]) == "try";
   Mechanism* mech = find_mechanism("shm-spin");
-  auto endpoint = mech->listen(
-      {.run_dir = "/tmp", .tag = "gap" + std::to_string(getpid()), .max_message = 64});
+  auto endpoint =
+      mech->listen({.run_dir = "/tmp", .tag = "gap" + std::to_string(getpid()), .max_message = 64});
   const std::string address = endpoint->address();
   const pid_t child = fork();
   if (child == 0) {  // the echoing peer

@@ -47,8 +47,8 @@ struct alignas(4096) Segment {
 };
 
 int main() {
-  auto* seg = static_cast<Segment*>(mmap(nullptr, sizeof(Segment), PROT_READ | PROT_WRITE,
-                                         MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  auto* seg = static_cast<Segment*>(
+      mmap(nullptr, sizeof(Segment), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (seg == MAP_FAILED) return 1;
   std::memset(static_cast<void*>(seg), 0, sizeof *seg);
   for (auto& c : seg->control) new (&c) RingControl{};

@@ -9,6 +9,7 @@
 // Every run uses a tiny --min-time so the whole binary stays well under a minute.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -19,8 +20,6 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
@@ -362,8 +361,7 @@ std::vector<std::string> words_of(const std::string& line) {
 // Whether `value` occurs in `text` as a whole token: not run into letters or digits on either
 // side (so "8" is found in "size '8' is too small" but not in "16-byte").
 bool mentions(const std::string& text, const std::string& value) {
-  for (std::size_t at = text.find(value); at != std::string::npos;
-       at = text.find(value, at + 1)) {
+  for (std::size_t at = text.find(value); at != std::string::npos; at = text.find(value, at + 1)) {
     const bool left_ok = at == 0 || !std::isalnum(static_cast<unsigned char>(text[at - 1]));
     const std::size_t end = at + value.size();
     const bool right_ok =
@@ -424,10 +422,14 @@ bool is_measured_iteration(const json& b) {
          !b.value("error_occurred", false);
 }
 
-const char* const kCounterFields[] = {
-    "messages",          "messages_lost",         "bytes_per_second",
-    "items_per_second",  "runner_cpu_ns_per_msg", "peer_cpu_ns_per_msg",
-    "runner_ctx_switches_per_msg", "peer_ctx_switches_per_msg"};
+const char* const kCounterFields[] = {"messages",
+                                      "messages_lost",
+                                      "bytes_per_second",
+                                      "items_per_second",
+                                      "runner_cpu_ns_per_msg",
+                                      "peer_cpu_ns_per_msg",
+                                      "runner_ctx_switches_per_msg",
+                                      "peer_ctx_switches_per_msg"};
 const char* const kLatencyFields[] = {"samples", "min_ns",   "p50_ns", "p90_ns",  "p99_ns",
                                       "p999_ns", "p9999_ns", "max_ns", "mean_ns", "stddev_ns"};
 
@@ -489,7 +491,8 @@ void expect_required_fields(const json& b) {
 // The spectrum is ordered: percentiles rise, values never fall.
 void expect_ordered_histogram(const json& histogram) {
   for (std::size_t i = 1; i < histogram.size(); ++i) {
-    EXPECT_LT(histogram[i - 1]["percentile"].get<double>(), histogram[i]["percentile"].get<double>())
+    EXPECT_LT(histogram[i - 1]["percentile"].get<double>(),
+              histogram[i]["percentile"].get<double>())
         << "at point " << i;
     EXPECT_LE(histogram[i - 1]["value_ns"].get<double>(), histogram[i]["value_ns"].get<double>())
         << "at point " << i;
@@ -596,9 +599,19 @@ class ShortRun : public ::testing::Test {
     dir_ = new TempDir();
     out_ = dir_->file("result.json");
     before_ = new std::set<std::string>(run_directories());
-    args_ = {"run",        "--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync",
-             "--patterns", "latency,throughput", "--sizes", "64,4096", "--min-time",
-             "0.05",       "--out",        out_};
+    args_ = {"run",
+             "--mechanisms",
+             "pipe,uds-stream,tcp",
+             "--modes",
+             "sync",
+             "--patterns",
+             "latency,throughput",
+             "--sizes",
+             "64,4096",
+             "--min-time",
+             "0.05",
+             "--out",
+             out_};
     const auto t0 = std::chrono::steady_clock::now();
     result_ = new RunResult(run_ipcbench(args_));
     seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -859,7 +872,9 @@ TEST_F(ShortRun, SchemaValidatorEnforcesTheConditionalRules) {
        [&](json& d) { first(d, "latency")["error_occurred"] = true; }},
       {"schema_version 3", false, [](json& d) { d["ipcbench"]["schema_version"] = 3; }},
       {"failed entry without error", false,
-       [](json& d) { d["ipcbench"]["failed"].push_back({{"name", "x"}}); }},
+       [](json& d) {
+         d["ipcbench"]["failed"].push_back({{"name", "x"}});
+       }},
       {"skipped entry without measurements", true,
        [&](json& d) {
          json& b = first(d, "latency");
@@ -903,9 +918,9 @@ TEST(Cli, RepetitionsGiveIterationRowsThenAggregatesWithAMergedHistogram) {
   TempDir dir;
   const std::string out = dir.file("reps.json");
   const auto before = run_directories();
-  const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe", "--modes", "sync",
-                                    "--patterns", "latency,throughput", "--sizes", "64",
-                                    "--min-time", "0.02", "--repetitions", "3", "--out", out});
+  const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe", "--modes", "sync", "--patterns",
+                                    "latency,throughput", "--sizes", "64", "--min-time", "0.02",
+                                    "--repetitions", "3", "--out", out});
   ASSERT_EQ(r.status, 0) << r;
   const auto doc = read_json(out);
   ASSERT_TRUE(doc);
@@ -962,10 +977,9 @@ TEST(Cli, RepetitionsGiveIterationRowsThenAggregatesWithAMergedHistogram) {
 TEST(Cli, BenchmarkFilterAfterDoubleDashRunsOnlyTheMatchingCases) {
   TempDir dir;
   const std::string out = dir.file("filtered.json");
-  const RunResult r =
-      run_ipcbench({"run", "--mechanisms", "pipe,tcp", "--modes", "sync", "--patterns", "latency",
-                    "--sizes", "64", "--min-time", "0.02", "--out", out, "--",
-                    "--benchmark_filter=tcp"});
+  const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe,tcp", "--modes", "sync",
+                                    "--patterns", "latency", "--sizes", "64", "--min-time", "0.02",
+                                    "--out", out, "--", "--benchmark_filter=tcp"});
   ASSERT_EQ(r.status, 0) << r;
   const auto doc = read_json(out);
   ASSERT_TRUE(doc);
@@ -1032,7 +1046,7 @@ TEST_P(BadInputTest, ExitsTwoWithOneErrorLineNamingItAndWritesNothing) {
   ASSERT_FALSE(cpus.empty());
 
   std::map<std::string, std::string> options = {
-      {"--mechanisms", "pipe"}, {"--modes", "sync"},     {"--patterns", "latency"},
+      {"--mechanisms", "pipe"}, {"--modes", "sync"},    {"--patterns", "latency"},
       {"--sizes", "64"},        {"--min-time", "0.02"}, {"--out", "@DIR@/out.json"}};
   for (const auto& [key, value] : param.options) options[key] = value;
   Args args = {"run"};
@@ -1072,8 +1086,8 @@ TEST_P(BadInputTest, ExitsTwoWithOneErrorLineNamingItAndWritesNothing) {
 INSTANTIATE_TEST_SUITE_P(
     Cli, BadInputTest,
     ::testing::Values(
-        BadInput{"UnknownMechanism", {{"--mechanisms", "pipe,carrier-pigeon"}}, {},
-                 "carrier-pigeon"},
+        BadInput{
+            "UnknownMechanism", {{"--mechanisms", "pipe,carrier-pigeon"}}, {}, "carrier-pigeon"},
         BadInput{"UnknownPattern", {{"--patterns", "sideways"}}, {}, "sideways"},
         BadInput{"UnknownMode", {{"--modes", "telepathic"}}, {}, "telepathic"},
         BadInput{"MalformedSizeWithoutDigits", {{"--sizes", "64,abc"}}, {}, "abc"},
@@ -1084,45 +1098,62 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"UnknownFlag", {}, {"--frobnicate"}, "--frobnicate"},
         BadInput{"CpuThatDoesNotExist", {{"--cpus", "@CPU@,999"}}, {}, "999"},
         BadInput{"OneCpuInsteadOfTwo", {{"--cpus", "@CPU@"}}, {}, "--cpus"},
-        BadInput{"OutputInAMissingDirectory", {{"--out", "/nonexistent-dir/r.json"}}, {},
+        BadInput{"OutputInAMissingDirectory",
+                 {{"--out", "/nonexistent-dir/r.json"}},
+                 {},
                  "/nonexistent-dir/r.json"},
         BadInput{"OutputIsADirectory", {{"--out", "@DIR@/outdir"}}, {}, "@DIR@/outdir"},
-        BadInput{"UnknownGoogleBenchmarkFlag", {}, {"--", "--benchmark_nonsense=1"},
+        BadInput{"UnknownGoogleBenchmarkFlag",
+                 {},
+                 {"--", "--benchmark_nonsense=1"},
                  "--benchmark_nonsense=1"},
-        BadInput{"NonBenchmarkArgumentAfterDoubleDash", {}, {"--", "--frobnicate"},
-                 "--frobnicate"},
+        BadInput{"NonBenchmarkArgumentAfterDoubleDash", {}, {"--", "--frobnicate"}, "--frobnicate"},
         BadInput{"UnknownVerify", {{"--verify", "sometimes"}}, {}, "sometimes"},
         BadInput{"ZeroMinTime", {{"--min-time", "0"}}, {}, "--min-time"},
         BadInput{"ZeroRepetitions", {{"--repetitions", "0"}}, {}, "--repetitions"},
         BadInput{"ZeroRate", {{"--rate", "0"}, {"--modes", "async"}}, {}, "--rate"},
         BadInput{"NegativeRate", {{"--rate", "-1"}, {"--modes", "async"}}, {}, "--rate"},
         BadInput{"UnknownPlacement", {{"--placement", "cross-cpu,sideways"}}, {}, "sideways"},
-        BadInput{"CpusAndPlacementTogether", {{"--cpus", "@CPU@,@CPU@"}, {"--placement", "same-cpu"}},
-                 {}, "--placement"},
+        BadInput{"CpusAndPlacementTogether",
+                 {{"--cpus", "@CPU@,@CPU@"}, {"--placement", "same-cpu"}},
+                 {},
+                 "--placement"},
         BadInput{"RemoteWithAMechanismThatStaysOnOneHost",
-                 {{"--remote", "127.0.0.1:7070"}, {"--mechanisms", "tcp,pipe"}}, {}, "pipe"},
-        BadInput{"RemoteWithoutPort", {{"--remote", "somehost"}, {"--mechanisms", "tcp"}}, {},
+                 {{"--remote", "127.0.0.1:7070"}, {"--mechanisms", "tcp,pipe"}},
+                 {},
+                 "pipe"},
+        BadInput{"RemoteWithoutPort",
+                 {{"--remote", "somehost"}, {"--mechanisms", "tcp"}},
+                 {},
                  "somehost"},
-        BadInput{"RemotePortOutOfRange", {{"--remote", "127.0.0.1:99999"}, {"--mechanisms", "tcp"}},
-                 {}, "99999"},
+        BadInput{"RemotePortOutOfRange",
+                 {{"--remote", "127.0.0.1:99999"}, {"--mechanisms", "tcp"}},
+                 {},
+                 "99999"},
         BadInput{"TokenFileWithoutRemote", {{"--token-file", "@DIR@/token"}}, {}, "--token-file"},
-        BadInput{"PeerExecutableThatIsNotAFile", {{"--peer-executable", "@DIR@"}}, {},
+        BadInput{"PeerExecutableThatIsNotAFile",
+                 {{"--peer-executable", "@DIR@"}},
+                 {},
                  "--peer-executable"},
         BadInput{"PeerExecutableWithRemote",
-                 {{"--remote", "127.0.0.1:7070"}, {"--mechanisms", "tcp"},
+                 {{"--remote", "127.0.0.1:7070"},
+                  {"--mechanisms", "tcp"},
                   {"--peer-executable", "/bin/true"}},
-                 {}, "local runs"},
+                 {},
+                 "local runs"},
         BadInput{"RemoteTokenFileMissing",
-                 {{"--remote", "127.0.0.1:7070"}, {"--mechanisms", "tcp"},
+                 {{"--remote", "127.0.0.1:7070"},
+                  {"--mechanisms", "tcp"},
                   {"--token-file", "@DIR@/no-such-token"}},
-                 {}, "@DIR@/no-such-token"}),
+                 {},
+                 "@DIR@/no-such-token"}),
     [](const ::testing::TestParamInfo<BadInput>& p) { return std::string(p.param.name); });
 
 TEST(Cli, UnknownMechanismExitsTwoAndNamesValidChoices) {
   TempDir dir;
   const std::string out = dir.file("out.json");
-  const RunResult r = run_ipcbench({"run", "--mechanisms", "carrier-pigeon", "--min-time",
-                                    "0.02", "--out", out});
+  const RunResult r =
+      run_ipcbench({"run", "--mechanisms", "carrier-pigeon", "--min-time", "0.02", "--out", out});
   EXPECT_EQ(r.status, 2) << r;
   EXPECT_TRUE(r.err.starts_with(kErrorPrefix)) << r;
   EXPECT_TRUE(mentions(r.err, "carrier-pigeon")) << r;
@@ -1140,9 +1171,9 @@ TEST(Cli, UnknownMechanismExitsTwoAndNamesValidChoices) {
 TEST(Cli, BadValueOfAGoogleBenchmarkFlagGivesOneErrorLine) {
   TempDir dir;
   const std::string out = dir.file("out.json");
-  const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe", "--patterns", "latency",
-                                    "--sizes", "64", "--min-time", "0.02", "--out", out, "--",
-                                    "--benchmark_min_time=abc"});
+  const RunResult r =
+      run_ipcbench({"run", "--mechanisms", "pipe", "--patterns", "latency", "--sizes", "64",
+                    "--min-time", "0.02", "--out", out, "--", "--benchmark_min_time=abc"});
   EXPECT_EQ(r.status, 2) << r;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r;
   EXPECT_TRUE(r.err.starts_with(kErrorPrefix)) << r;
@@ -1180,8 +1211,9 @@ TEST(Cli, GoogleBenchmarkCompareScriptReadsTwoResultFiles) {
   ASSERT_TRUE(fs::exists(kCompareScript))
       << kCompareScript << " is missing: install libbenchmark-tools (scripts/deps)";
   TempDir dir;
-  const Args run = {"run",     "--mechanisms", "pipe", "--modes",      "sync", "--patterns",
-                    "latency,throughput", "--sizes", "64", "--min-time", "0.02"};
+  const Args run = {"run",        "--mechanisms",       "pipe",    "--modes", "sync",
+                    "--patterns", "latency,throughput", "--sizes", "64",      "--min-time",
+                    "0.02"};
   for (const char* name : {"a.json", "b.json"}) {
     Args args = run;
     args.push_back("--out");
@@ -1204,8 +1236,8 @@ TEST(Cli, GoogleBenchmarkCompareScriptReadsTwoResultFiles) {
 // Runs a small suite and returns its result document (the run must exit 0).
 json run_small(TempDir& dir, const std::string& name, const Args& extra, RunResult* out = nullptr) {
   const std::string file = dir.file(name + ".json");
-  Args args = {"run", "--modes", "sync", "--patterns", "latency", "--sizes", "64",
-               "--min-time", "0.02", "--out", file};
+  Args args = {"run", "--modes",    "sync", "--patterns", "latency", "--sizes",
+               "64",  "--min-time", "0.02", "--out",      file};
   args.insert(args.end(), extra.begin(), extra.end());
   const RunResult r = run_ipcbench(args);
   if (out != nullptr) *out = r;
@@ -1221,8 +1253,8 @@ TEST(Placement, CrossAndSameCpuRunEveryCaseUnderEachOnTheCpusAskedFor) {
   const std::vector<int> cpus = allowed_cpus();
   if (cpus.size() < 2) GTEST_SKIP() << "one CPU available: cross-cpu placement needs two";
   TempDir dir;
-  const json doc = run_small(dir, "both", {"--mechanisms", "pipe,shm-spin", "--placement",
-                                           "cross-cpu,same-cpu"});
+  const json doc = run_small(
+      dir, "both", {"--mechanisms", "pipe,shm-spin", "--placement", "cross-cpu,same-cpu"});
   ASSERT_TRUE(doc.contains("benchmarks"));
   std::map<std::string, json> by_name;
   for (const json& b : doc["benchmarks"]) by_name[b["name"]] = b;
@@ -1260,8 +1292,8 @@ TEST(Placement, EqualCpusAreTheSameCpuAndOneCpuNeedsNoSuffix) {
   const std::vector<int> cpus = allowed_cpus();
   const int c = cpus.back();
   TempDir dir;
-  const json doc = run_small(dir, "one", {"--mechanisms", "pipe", "--cpus",
-                                          std::to_string(c) + "," + std::to_string(c)});
+  const json doc = run_small(
+      dir, "one", {"--mechanisms", "pipe", "--cpus", std::to_string(c) + "," + std::to_string(c)});
   ASSERT_EQ(doc["benchmarks"].size(), 1u);
   const json& b = doc["benchmarks"][0];
   EXPECT_EQ(b["name"], "pipe/sync/latency/64/manual_time") << "one placement: no suffix";
@@ -1331,8 +1363,8 @@ TEST(Calibration, NoCalibrationSkipsItAndEveryCaseSaysWhyItHasNoFloor) {
 
 TEST(Stability, RepetitionsGiveEveryRowOfACaseItsCvAndTheUnstableFlagFollowsIt) {
   TempDir dir;
-  const json doc = run_small(dir, "reps", {"--mechanisms", "pipe", "--no-calibration",
-                                           "--repetitions", "3"});
+  const json doc =
+      run_small(dir, "reps", {"--mechanisms", "pipe", "--no-calibration", "--repetitions", "3"});
   ASSERT_GE(doc["benchmarks"].size(), 3u);
   std::set<double> cvs;
   for (const json& b : doc["benchmarks"]) {
@@ -1365,10 +1397,10 @@ TEST(Cli, InterruptedRunWritesAnIncompleteResultAndCleansUp) {
   const std::string out = dir.file("interrupted.json");
   const auto before = run_directories();
   // Cases of a second each; SIGINT arrives a moment after Google Benchmark starts.
-  const RunResult r = run_ipcbench(
-      {"run", "--mechanisms", "pipe,uds-stream", "--modes", "sync", "--patterns", "latency",
-       "--sizes", "64", "--min-time", "1", "--out", out},
-      Interrupt{"Running ", std::chrono::milliseconds(300), SIGINT});
+  const RunResult r =
+      run_ipcbench({"run", "--mechanisms", "pipe,uds-stream", "--modes", "sync", "--patterns",
+                    "latency", "--sizes", "64", "--min-time", "1", "--out", out},
+                   Interrupt{"Running ", std::chrono::milliseconds(300), SIGINT});
   EXPECT_EQ(r.status, 128 + SIGINT) << r;
   EXPECT_NE(r.err.find("incomplete"), std::string::npos) << r;
   const auto doc = read_json(out);
@@ -1388,12 +1420,12 @@ TEST(Cli, FinishedRunsLeaveNoRunDirectoryTemporaryFileOrPeer) {
   // uds-stream puts its socket in the run directory; a second run writing the same output
   // file replaces it atomically (through a temporary file that must not stay behind).
   runs.push_back(run_ipcbench({"run", "--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync",
-                               "--patterns", "latency,throughput", "--sizes", "64",
-                               "--min-time", "0.02", "--out", dir.file("one.json")}));
+                               "--patterns", "latency,throughput", "--sizes", "64", "--min-time",
+                               "0.02", "--out", dir.file("one.json")}));
   EXPECT_EQ(runs.back().status, 0) << runs.back();
-  runs.push_back(run_ipcbench({"run", "--mechanisms", "uds-stream", "--modes", "sync",
-                               "--patterns", "latency", "--sizes", "64", "--min-time", "0.02",
-                               "--out", dir.file("one.json")}));
+  runs.push_back(
+      run_ipcbench({"run", "--mechanisms", "uds-stream", "--modes", "sync", "--patterns", "latency",
+                    "--sizes", "64", "--min-time", "0.02", "--out", dir.file("one.json")}));
   EXPECT_EQ(runs.back().status, 0) << "overwrites the earlier file\n" << runs.back();
   for (const RunResult& r : runs) expect_no_leftovers(r, before, dir.path());
   std::set<std::string> files;
@@ -1447,7 +1479,8 @@ TEST(OutPaths, DashWritesTheResultAloneToStdout) {
   EXPECT_EQ(r.status, 0) << r;
   expect_complete_result(r.out, "stdout");
   EXPECT_NE(r.err.find("pipe/sync/latency/64"), std::string::npos)
-      << "the console output goes to stderr\n" << r;
+      << "the console output goes to stderr\n"
+      << r;
 }
 
 TEST(OutPaths, DevStdoutIsWrittenThroughTheDescriptor) {
@@ -1557,8 +1590,8 @@ TEST(OutPaths, WriteThatFailsAtTheEndExitsOneWithOneLine) {
   if (full.empty()) GTEST_SKIP() << "cannot make a usable device node here (needs root, no nodev)";
   const RunResult r = run_small(full);
   EXPECT_EQ(r.status, 1) << r;
-  const std::string line = std::string(kErrorPrefix) + "cannot write " + full + ": " +
-                           std::strerror(ENOSPC) + "\n";
+  const std::string line =
+      std::string(kErrorPrefix) + "cannot write " + full + ": " + std::strerror(ENOSPC) + "\n";
   EXPECT_NE(r.err.find(line), std::string::npos) << "expected: " << line << r;
   EXPECT_EQ(r.err.find("wrote"), std::string::npos) << r;
   EXPECT_EQ(type_of(full), fs::file_type::character);
@@ -1677,9 +1710,9 @@ TEST(Remote, LoopbackServeMeasuresEveryHostCrossingMechanism) {
   ServeProcess serve({"--listen", address}, dir.file("serve.log"));
   ASSERT_TRUE(wait_listening(port)) << slurp_file(dir.file("serve.log"));
   const std::string out = dir.file("cross.json");
-  const RunResult r = run_ipcbench({"run", "--remote", address, "--modes", "sync,async",
-                                    "--sizes", "64", "--min-time", "0.02", "--verify", "full",
-                                    "--no-calibration", "--out", out});
+  const RunResult r =
+      run_ipcbench({"run", "--remote", address, "--modes", "sync,async", "--sizes", "64",
+                    "--min-time", "0.02", "--verify", "full", "--no-calibration", "--out", out});
   ASSERT_EQ(r.status, 0) << r << slurp_file(dir.file("serve.log"));
   const auto doc = read_json(out);
   ASSERT_TRUE(doc);
@@ -1715,12 +1748,9 @@ TEST(Remote, ServeOffLoopbackWithoutTokenIsRefused) {
 TEST(Remote, TokenFileReadableByOthersIsRefused) {
   TempDir dir;
   const std::string token = dir.file("token");
-  {
-    std::ofstream(token) << "secret\n";
-  }
+  { std::ofstream(token) << "secret\n"; }
   ::chmod(token.c_str(), 0644);
-  const RunResult r =
-      run_ipcbench({"serve", "--listen", "0.0.0.0:7070", "--token-file", token});
+  const RunResult r = run_ipcbench({"serve", "--listen", "0.0.0.0:7070", "--token-file", token});
   EXPECT_EQ(r.status, 2) << r;
   EXPECT_TRUE(mentions(r.err, "chmod 600")) << r;
   ::chmod(token.c_str(), 0600);
@@ -1742,17 +1772,18 @@ TEST(Remote, WrongTokenFailsTheRunBeforeAnyCase) {
   ServeProcess serve({"--listen", address, "--token-file", token}, dir.file("serve.log"));
   ASSERT_TRUE(wait_listening(port));
   const std::string out = dir.file("r.json");
-  const RunResult r = run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--sizes",
-                                    "64", "--min-time", "0.02", "--token-file", wrong, "--out", out});
+  const RunResult r =
+      run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--sizes", "64",
+                    "--min-time", "0.02", "--token-file", wrong, "--out", out});
   EXPECT_EQ(r.status, 1) << r;
   EXPECT_TRUE(mentions(r.err, "wrong token")) << r;
   EXPECT_EQ(r.err.find("Running"), std::string::npos) << "no case ran\n" << r;
   EXPECT_FALSE(fs::exists(out));
   // The same server still serves a client with the right token.
-  const RunResult good = run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--modes",
-                                       "sync", "--patterns", "latency", "--sizes", "64",
-                                       "--min-time", "0.02", "--no-calibration", "--token-file",
-                                       token, "--out", out});
+  const RunResult good =
+      run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--modes", "sync",
+                    "--patterns", "latency", "--sizes", "64", "--min-time", "0.02",
+                    "--no-calibration", "--token-file", token, "--out", out});
   EXPECT_EQ(good.status, 0) << good << slurp_file(dir.file("serve.log"));
   EXPECT_EQ(serve.stop(), 0);
 }

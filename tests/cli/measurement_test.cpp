@@ -14,8 +14,8 @@
 // Nothing here is a speed target: every bound is a ratio, a count, or a
 // margin of orders of magnitude, so a shared, noisy machine passes.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -439,9 +439,9 @@ TEST_F(Measurement, SyncCasesOfBareFamiliesCarryTheAdapterRatio) {
 // each side, shared memory none; where counting is not allowed, the file
 // says why and the rows carry no figure.
 TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
-  const json doc = run(
-      "--mechanisms pipe,shm-spin --modes sync --patterns latency --sizes 64 --min-time 0.05",
-      "syscalls");
+  const json doc =
+      run("--mechanisms pipe,shm-spin --modes sync --patterns latency --sizes 64 --min-time 0.05",
+          "syscalls");
   const json meta = doc["ipcbench"]["syscalls"];
   ASSERT_TRUE(meta.is_object()) << doc["ipcbench"].dump();
   if (!meta.value("counted", false)) {
@@ -469,9 +469,9 @@ TEST_F(Measurement, SyscallsPerMessageAreCountedOnEveryRow) {
 // and one read on each side (the peer's span also holds its stats reply and
 // the next stats request), the spinning ring none at all.
 TEST_F(Measurement, IpcbenchsOwnSyscallsAreCountedEverywhere) {
-  const json doc = run(
-      "--mechanisms pipe,shm-spin --modes sync --patterns latency --sizes 64 --min-time 0.05",
-      "own-syscalls");
+  const json doc =
+      run("--mechanisms pipe,shm-spin --modes sync --patterns latency --sizes 64 --min-time 0.05",
+          "own-syscalls");
   const json pipe = row(doc, "pipe/sync/latency/64");
   EXPECT_DOUBLE_EQ(num(pipe, "runner_own_syscalls_per_msg"), 2.0) << pipe.dump();
   const double messages = num(pipe, "messages");
@@ -532,7 +532,8 @@ TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
     bare = bare_peers_of(runner);
     if (bare.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  ASSERT_FALSE(exited) << "the run ended before its bare peer was seen\n" << read_file(log_path("stalled"));
+  ASSERT_FALSE(exited) << "the run ended before its bare peer was seen\n"
+                       << read_file(log_path("stalled"));
   ASSERT_EQ(bare.size(), 1u) << "expected one bare peer of the runner";
   ASSERT_EQ(::kill(bare[0], SIGSTOP), 0);
   // The run must end by itself: the trial, then the bare block stalls for
@@ -559,7 +560,6 @@ TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
   EXPECT_GT(num(r, "p50_ns"), 0) << r.dump();
   EXPECT_FALSE(r.contains("adapter_ratio")) << r.dump();
   // Stopped during a block ("failed") or while it started ("could not start").
-  EXPECT_NE(str(r, "adapter_note").find("the bare reference loop"), std::string::npos)
-      << r.dump();
+  EXPECT_NE(str(r, "adapter_note").find("the bare reference loop"), std::string::npos) << r.dump();
   EXPECT_NE(::kill(bare[0], 0), 0) << "the stopped bare peer was left behind";
 }

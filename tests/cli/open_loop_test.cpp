@@ -2,11 +2,11 @@
 // a closed loop does hide it; and the achieved rate is reported next to the
 // requested one. The test stalls the peer itself: SIGSTOP for 50 ms every
 // 300 ms, a pause the peer does not know of, as a preemption would be.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -50,9 +50,9 @@ class OpenLoop : public ::testing::Test {
   nlohmann::json run(const std::string& extra, const char* name, bool stall = false) {
     const std::string out = dir_ + "/" + name + ".json";
     const std::string log = dir_ + "/" + name + ".log";
-    std::vector<std::string> args = {IPCBENCH_BINARY, "run", "--mechanisms", "uds-stream",
-                                     "--modes", "async", "--patterns", "latency", "--sizes",
-                                     "64", "--out", out};
+    std::vector<std::string> args = {IPCBENCH_BINARY, "run",   "--mechanisms", "uds-stream",
+                                     "--modes",       "async", "--patterns",   "latency",
+                                     "--sizes",       "64",    "--out",        out};
     std::istringstream more(extra);
     for (std::string a; more >> a;) args.push_back(a);
     std::vector<char*> argv;
@@ -96,7 +96,8 @@ class OpenLoop : public ::testing::Test {
       std::this_thread::sleep_for(2ms);
     }
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "exit status " << status << "; log:\n" << ipcbench::testproc::read_file(log);
+        << "exit status " << status << "; log:\n"
+        << ipcbench::testproc::read_file(log);
     std::ifstream in(out);
     const nlohmann::json doc = nlohmann::json::parse(in);
     EXPECT_EQ(doc["benchmarks"].size(), 1u);
@@ -155,10 +156,9 @@ TEST_F(OpenLoop, AchievedRateIsReportedNextToTheRequestedOne) {
   EXPECT_TRUE(open.contains("oneway_p50_ns"));
   EXPECT_TRUE(open.contains("oneway_histogram"));
   // The file, async fields included, is valid against the contract.
-  const std::string validate = "/usr/bin/python3 " + std::string(IPCBENCH_SOURCE_DIR) +
-                               "/tests/tools/validate_result.py " +
-                               std::string(IPCBENCH_SOURCE_DIR) + "/docs/result.schema.json " +
-                               dir_ + "/rate.json";
+  const std::string validate =
+      "/usr/bin/python3 " + std::string(IPCBENCH_SOURCE_DIR) + "/tests/tools/validate_result.py " +
+      std::string(IPCBENCH_SOURCE_DIR) + "/docs/result.schema.json " + dir_ + "/rate.json";
   EXPECT_EQ(std::system(validate.c_str()), 0) << validate;
 }
 

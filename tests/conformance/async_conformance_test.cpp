@@ -48,12 +48,12 @@
 #include <utility>
 #include <vector>
 
-#include "mechanisms/posix/errors.hpp"
+#include "fork_peer.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/registry.hpp"
-#include "fork_peer.hpp"
 
 namespace ipcbench {
 namespace {
@@ -162,7 +162,8 @@ std::uint64_t load_u64(std::span<const std::byte> in) {
 }
 
 void store_u64(std::span<std::byte> out, std::uint64_t v) {
-  for (std::size_t k = 0; k < 8 && k < out.size(); ++k) out[k] = static_cast<std::byte>(v >> (8 * k));
+  for (std::size_t k = 0; k < 8 && k < out.size(); ++k)
+    out[k] = static_cast<std::byte>(v >> (8 * k));
 }
 
 // The sequence number a message of at least 8 bytes says it carries.
@@ -177,7 +178,8 @@ std::string check_message(std::span<const std::byte> got, std::size_t size,
   if (got.size() != size) {
     std::string text = which + " arrived with " + std::to_string(got.size()) +
                        " bytes instead of " + std::to_string(size);
-    if (got.size() >= 8) text += " (it carries sequence " + std::to_string(carried_sequence(got)) + ")";
+    if (got.size() >= 8)
+      text += " (it carries sequence " + std::to_string(carried_sequence(got)) + ")";
     return text + ": a partial, merged, lost or reordered message";
   }
   std::uint64_t w = 0;
@@ -355,8 +357,7 @@ std::optional<std::size_t> receive_nonblocking(Channel& channel, std::span<std::
 
 std::string ms_text(Clock::duration d) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.1f ms",
-                std::chrono::duration<double, std::milli>(d).count());
+  std::snprintf(text, sizeof text, "%.1f ms", std::chrono::duration<double, std::milli>(d).count());
   return text;
 }
 
@@ -687,15 +688,14 @@ void AsyncConformance::run_windowed_echo(bool blocking_peer) {
   EXPECT_LT(longest_gap, kStall) << "a stall of " << ms_text(longest_gap) << " before echo "
                                  << gap_before << ": readiness reported late";
   char summary[256];
-  std::snprintf(summary, sizeof summary,
-                "%llu echoes (window %llu, %s peer) in %.2f s; %llu waits, %llu spurious; "
-                "longest gap %s",
-                static_cast<unsigned long long>(kEchoCount),
-                static_cast<unsigned long long>(kEchoWindow),
-                blocking_peer ? "blocking" : "non-blocking",
-                std::chrono::duration<double>(elapsed).count(),
-                static_cast<unsigned long long>(waits), static_cast<unsigned long long>(spurious),
-                ms_text(longest_gap).c_str());
+  std::snprintf(
+      summary, sizeof summary,
+      "%llu echoes (window %llu, %s peer) in %.2f s; %llu waits, %llu spurious; "
+      "longest gap %s",
+      static_cast<unsigned long long>(kEchoCount), static_cast<unsigned long long>(kEchoWindow),
+      blocking_peer ? "blocking" : "non-blocking", std::chrono::duration<double>(elapsed).count(),
+      static_cast<unsigned long long>(waits), static_cast<unsigned long long>(spurious),
+      ms_text(longest_gap).c_str());
   note("windowed_echo", summary);
   if (ledger.lost() > 0 || given_up > 0) {
     note("LOSS", ledger.describe_losses() + " (on an idle loopback with a window of " +
@@ -824,9 +824,8 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
     }
     std::this_thread::sleep_for(100us);
   }
-  const std::string fill_text = std::to_string(accepted) + " messages of " +
-                                std::to_string(size) + " bytes accepted, " +
-                                std::to_string(refusals) + " refusals";
+  const std::string fill_text = std::to_string(accepted) + " messages of " + std::to_string(size) +
+                                " bytes accepted, " + std::to_string(refusals) + " refusals";
   if (!full) {
     ASSERT_TRUE(lossy) << "try_send never kept reporting \"would block\" although the peer did "
                           "not read: "
@@ -862,8 +861,8 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
   while (!reply) {
     reply = channel.try_receive(in);
     if (reply) break;
-    ASSERT_LT(Clock::now() - drain_start, 20s) << "the peer's count never came (" << fill_text
-                                               << ")";
+    ASSERT_LT(Clock::now() - drain_start, 20s)
+        << "the peer's count never came (" << fill_text << ")";
     if (!wait_ready(channel, true, false, kStall)) {
       if (!stalled_at) stalled_at = Clock::now();
       // Carry on the way the mechanism itself waits, to check the rest.
@@ -874,8 +873,7 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
     ADD_FAILURE() << "missed wake-up: while the peer drained the " << accepted
                   << " accepted messages, a " << ms_text(kStall) << " wait for its count"
                   << (channel.receive_fd() >= 0 ? " (poll on receive_fd())" : "")
-                  << " timed out; the count came only "
-                  << ms_text(Clock::now() - *stalled_at)
+                  << " timed out; the count came only " << ms_text(Clock::now() - *stalled_at)
                   << " later, once the channel's own wait_receivable() had run. A byte stream "
                      "that keeps the unsent tail of a message try_send accepted pushes it only "
                      "inside its own calls: an event loop that waits on receive_fd() (and on "
@@ -907,8 +905,8 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
   int tries = 1;
   const auto retry_until = Clock::now() + kPrompt;
   while (!channel.try_send(out)) {
-    ASSERT_LT(Clock::now(), retry_until) << "try_send still refused " << ms_text(kPrompt)
-                                         << " after the peer drained the channel";
+    ASSERT_LT(Clock::now(), retry_until)
+        << "try_send still refused " << ms_text(kPrompt) << " after the peer drained the channel";
     ++tries;
     (void)channel.wait_sendable(10ms);
   }
@@ -1114,8 +1112,8 @@ TEST_P(AsyncConformance, ReceiveFdBecomesReadableWhenAMessageIsPending) {
       do {
         r = ::epoll_wait(epoll.get(), &event, 1, static_cast<int>(kStall.count()));
       } while (r < 0 && errno == EINTR && !posix::interrupt_flag().load());
-      ASSERT_EQ(r, 1) << "receive_fd() did not become readable (epoll) within "
-                      << ms_text(kStall) << " with message " << next << " sent";
+      ASSERT_EQ(r, 1) << "receive_fd() did not become readable (epoll) within " << ms_text(kStall)
+                      << " with message " << next << " sent";
       EXPECT_NE(event.events & EPOLLIN, 0u);
       ++wakeups;
       if (next == 0) {

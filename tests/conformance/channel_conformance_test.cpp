@@ -37,13 +37,13 @@
 #include <thread>
 #include <vector>
 
-#include "mechanisms/posix/errors.hpp"
+#include "bench/peer/watchdog.hpp"
+#include "fork_peer.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
-#include "bench/peer/watchdog.hpp"
 #include "mechanisms/registry.hpp"
-#include "fork_peer.hpp"
 
 namespace ipcbench {
 namespace {

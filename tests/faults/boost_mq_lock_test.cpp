@@ -37,8 +37,8 @@
 #include <string>
 #include <thread>
 
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/registry.hpp"
 
 namespace {

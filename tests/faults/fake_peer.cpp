@@ -55,13 +55,13 @@
 #include <thread>
 #include <vector>
 
-#include "mechanisms/posix/errors.hpp"
-#include "mechanisms/registry.hpp"
-#include "mechanisms/channels/stream_framing.hpp"
-#include "boost_mq_lock.hpp"
-#include "bench/peer/peer.hpp"
 #include "bench/core/protocol.hpp"
 #include "bench/core/sysinfo.hpp"
+#include "bench/peer/peer.hpp"
+#include "boost_mq_lock.hpp"
+#include "mechanisms/channels/stream_framing.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the real ipcbench executable"
@@ -96,9 +96,9 @@ namespace {
 //                   not robust: the runner's next call on it would block
 //                   for good)
 constexpr std::string_view kFaults[] = {
-    "wrong-seq", "wrong-kind",  "wrong-length", "truncated", "short-header",
-    "oversized", "garbage",     "duplicate",    "bad-payload", "bad-stamp",
-    "close-mid-frame", "silent", "die-holding-lock", "late"};
+    "wrong-seq",       "wrong-kind", "wrong-length",     "truncated",   "short-header",
+    "oversized",       "garbage",    "duplicate",        "bad-payload", "bad-stamp",
+    "close-mid-frame", "silent",     "die-holding-lock", "late"};
 
 // "late": how late the reply is; the runner gives a lossy reply up after
 // 200 ms (kLossTimeout in bench/measure/patterns.cpp).
@@ -212,9 +212,8 @@ class FakePeer {
       return false;
     }
     done_ = true;
-    log_line(o_, "fault " + o_.peer.mechanism + " " + o_.fault + " " +
-                     std::to_string(::getpid()) + " " + std::to_string(monotonic_ns()) + " " +
-                     std::to_string(last_reply_ns_));
+    log_line(o_, "fault " + o_.peer.mechanism + " " + o_.fault + " " + std::to_string(::getpid()) +
+                     " " + std::to_string(monotonic_ns()) + " " + std::to_string(last_reply_ns_));
     return true;
   }
 

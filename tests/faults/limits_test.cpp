@@ -11,6 +11,7 @@
 // /proc/sys/kernel/msgmni). Tests that need root or namespaces skip, saying
 // why, where those are not available.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <sys/ipc.h>
@@ -23,12 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <chrono>
 #include <csignal>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -75,7 +74,7 @@ struct Outcome {
   bool refused = false;
   std::string refusal;
   std::string err;
-  nlohmann::json result;            // the JSON file (null if none)
+  nlohmann::json result;                      // the JSON file (null if none)
   std::map<std::string, std::string> errors;  // mechanism -> error ("" = succeeded)
   pid_t pid = -1;
 };
@@ -108,10 +107,10 @@ class LimitsTest : public ::testing::Test {
     const std::string err = work_ + "/stderr";
     const std::string reason = work_ + "/refused";
     fs::remove(out);
-    std::vector<std::string> args = {IPCBENCH_BINARY, "run",          "--mechanisms", mechanisms,
-                                     "--modes",       "sync",         "--patterns",   "latency",
-                                     "--sizes",       size,           "--min-time",   "0.02",
-                                     "--no-calibration", "--out",     out};
+    std::vector<std::string> args = {
+        IPCBENCH_BINARY, "run",        "--mechanisms",     mechanisms, "--modes",
+        "sync",          "--patterns", "latency",          "--sizes",  size,
+        "--min-time",    "0.02",       "--no-calibration", "--out",    out};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -237,18 +236,20 @@ TEST_F(LimitsTest, FullDevShmNamesItsSizeAndFreeSpace) {
   // largest message, and their cases would be skipped). 256 KiB cases:
   // shm-spin needs two 1 MiB rings, boost-shm and boost-mq several MiB of
   // slots or messages; pipe needs none.
-  const Outcome o = run("shm-spin,boost-shm,boost-mq,pipe", "256KiB", [](const std::string& reason) {
-    if (::unshare(CLONE_NEWNS) != 0) refuse(reason, "unshare(CLONE_NEWNS)");
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-      refuse(reason, "making mounts private");
-    }
-    if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777") != 0) {
-      refuse(reason, "mounting a tmpfs on /dev/shm");
-    }
-    const int fd = ::open("/dev/shm/filler", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ::posix_fallocate(fd, 0, 63 << 20) != 0) refuse(reason, "filling /dev/shm");
-    ::close(fd);
-  });
+  const Outcome o =
+      run("shm-spin,boost-shm,boost-mq,pipe", "256KiB", [](const std::string& reason) {
+        if (::unshare(CLONE_NEWNS) != 0) refuse(reason, "unshare(CLONE_NEWNS)");
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+          refuse(reason, "making mounts private");
+        }
+        if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777") !=
+            0) {
+          refuse(reason, "mounting a tmpfs on /dev/shm");
+        }
+        const int fd = ::open("/dev/shm/filler", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ::posix_fallocate(fd, 0, 63 << 20) != 0) refuse(reason, "filling /dev/shm");
+        ::close(fd);
+      });
   if (o.refused) GTEST_SKIP() << o.refusal;
   EXPECT_EQ(o.status, 1) << o.err;
   ASSERT_EQ(o.errors.size(), 4u) << o.err;
@@ -267,8 +268,7 @@ TEST_F(LimitsTest, PosixQueuesMaxNamesTheSysctl) {
   const Outcome o = run("posix-mq,pipe", "64", private_ipc("/proc/sys/fs/mqueue/queues_max", "0"));
   if (o.refused) GTEST_SKIP() << o.refusal;
   expect_only_failed(o, "posix-mq",
-                     {"fs.mqueue.queues_max, 0 queues) is reached",
-                      "sysctl fs.mqueue.queues_max"});
+                     {"fs.mqueue.queues_max, 0 queues) is reached", "sysctl fs.mqueue.queues_max"});
 }
 
 TEST_F(LimitsTest, RlimitMsgqueueNamesTheRlimit) {

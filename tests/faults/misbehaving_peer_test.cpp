@@ -15,13 +15,12 @@
 // and no run directory or IPC object of the run is left. "silent" also
 // checks that each case failed within --timeout of the peer going quiet.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
@@ -82,7 +81,7 @@ struct Scenario {
   std::string verify = "header";
   std::size_t bytes = 0;  // IPCBENCH_FAKE_PEER_BYTES (0: unset)
   int timeout_s = 5;
-  int after = 2;            // IPCBENCH_FAKE_PEER_AFTER
+  int after = 2;  // IPCBENCH_FAKE_PEER_AFTER
   std::string min_time = "0.05";
 };
 
@@ -274,9 +273,9 @@ TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
   if (s.bytes > 0) env.push_back("IPCBENCH_FAKE_PEER_BYTES=" + std::to_string(s.bytes));
   const std::vector<std::string> args = {
       "--mechanisms", s.mechanism, "--modes", join(s.modes), "--patterns", join(s.patterns),
-      "--sizes", std::to_string(kBadSize) + "," + std::to_string(kGoodSize),
-      "--min-time", s.min_time, "--timeout", std::to_string(s.timeout_s), "--no-calibration",
-      "--verify", s.verify,
+      "--sizes", std::to_string(kBadSize) + "," + std::to_string(kGoodSize), "--min-time",
+      s.min_time, "--timeout", std::to_string(s.timeout_s), "--no-calibration", "--verify",
+      s.verify,
       // Streaming asks for an acknowledgement every quarter of this budget
       // (every 64 messages of 64 bytes), so a short trial has many replies
       // to spoil.
@@ -369,8 +368,8 @@ TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
       ++nth;
     }
   }
-  const auto failed = r.doc.value("ipcbench", nlohmann::json::object())
-                          .value("failed", nlohmann::json::array());
+  const auto failed =
+      r.doc.value("ipcbench", nlohmann::json::object()).value("failed", nlohmann::json::array());
   std::vector<std::string> failed_names;
   for (const auto& f : failed) failed_names.push_back(f.value("name", ""));
   std::sort(failed_names.begin(), failed_names.end());
@@ -384,8 +383,8 @@ const std::vector<std::string> kKind = {"kind"};
 const std::vector<std::string> kLength = {"length"};
 const std::vector<std::string> kTruncated = {"truncated"};
 const std::vector<std::string> kSilent = {"stopped answering"};
-const std::vector<std::string> kAnyProtocol = {"sequence", "length", "frame", "kind",
-                                               "truncated", "does not fit"};
+const std::vector<std::string> kAnyProtocol = {"sequence", "length",    "frame",
+                                               "kind",     "truncated", "does not fit"};
 const std::vector<std::string> kLatency = {"latency"};
 
 std::vector<Scenario> scenarios() {
@@ -476,8 +475,7 @@ std::string scenario_name(const ::testing::TestParamInfo<Scenario>& info) {
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Faults, MisbehavingPeer, ::testing::ValuesIn(scenarios()),
-                         scenario_name);
+INSTANTIATE_TEST_SUITE_P(Faults, MisbehavingPeer, ::testing::ValuesIn(scenarios()), scenario_name);
 
 // Not a misbehaviour but a slow answer: over a lossy mechanism, a reply that
 // comes after the runner's 200 ms loss timeout is a latency sample (counted
@@ -496,10 +494,19 @@ TEST_F(LateReply, IsALatencySampleNotALoss) {
       "IPCBENCH_FAKE_PEER_LOG=" + log_path(),
   };
   const std::vector<std::string> modes = {"sync", "async"};
-  const std::vector<std::string> args = {
-      "--mechanisms", "udp", "--modes", join(modes), "--patterns", "latency",
-      "--sizes", std::to_string(kBadSize), "--min-time", "0.5", "--no-calibration",
-      "--peer-executable", IPCBENCH_FAKE_PEER_BINARY};
+  const std::vector<std::string> args = {"--mechanisms",
+                                         "udp",
+                                         "--modes",
+                                         join(modes),
+                                         "--patterns",
+                                         "latency",
+                                         "--sizes",
+                                         std::to_string(kBadSize),
+                                         "--min-time",
+                                         "0.5",
+                                         "--no-calibration",
+                                         "--peer-executable",
+                                         IPCBENCH_FAKE_PEER_BINARY};
   const RunResult r = run(args, env, 60s);
   ASSERT_TRUE(r.finished);
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)

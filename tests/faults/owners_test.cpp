@@ -10,6 +10,7 @@
 // mechanisms derive from pid and case tag, /proc/sysvipc/msg by the runner's
 // pid), and leaves nothing behind.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <mqueue.h>
 #include <signal.h>
 #include <sys/ipc.h>
@@ -19,8 +20,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -199,11 +198,14 @@ class OwnersTest : public ::testing::Test {
     ASSERT_EQ(::waitpid(c.pid, &status, 0), c.pid);
     forget(c.pid);
     if (peer > 0) {
-      EXPECT_TRUE(eventually([&] {
-        reap_orphans();
-        const auto st = proc_stat(peer);
-        return !st || st->state == 'Z';
-      }, 5s)) << "the peer " << peer << " outlived its runner";
+      EXPECT_TRUE(eventually(
+          [&] {
+            reap_orphans();
+            const auto st = proc_stat(peer);
+            return !st || st->state == 'Z';
+          },
+          5s))
+          << "the peer " << peer << " outlived its runner";
       reap_orphans();
     }
   }
@@ -302,8 +304,8 @@ std::set<std::string> objects_of(pid_t pid, pid_t peer) {
   // from the pid and the case tag ("case<index>-<pid>").
   for (int index = 0; index < 4; ++index) {
     for (const char* dir : {".up", ".down"}) {
-      const std::string name = "/" + stem + "case" + std::to_string(index) + "-" +
-                               std::to_string(pid) + dir;
+      const std::string name =
+          "/" + stem + "case" + std::to_string(index) + "-" + std::to_string(pid) + dir;
       const mqd_t q = ::mq_open(name.c_str(), O_RDONLY | O_NONBLOCK);
       if (q >= 0) {
         ::mq_close(q);
@@ -371,12 +373,12 @@ std::string joined(const std::set<std::string>& s) {
   return out;
 }
 
-const std::vector<std::string> kOneCase = {"--modes", "sync", "--patterns", "latency",
-                                           "--sizes", "64", "--no-calibration"};
+const std::vector<std::string> kOneCase = {"--modes", "sync", "--patterns",      "latency",
+                                           "--sizes", "64",   "--no-calibration"};
 
 std::vector<std::string> run_args(const std::string& mechanism, const std::string& min_time) {
-  std::vector<std::string> args = {"run", "--mechanisms", mechanism, "--min-time", min_time,
-                                   "--timeout", "60"};
+  std::vector<std::string> args = {"run",    "--mechanisms", mechanism, "--min-time",
+                                   min_time, "--timeout",    "60"};
   args.insert(args.end(), kOneCase.begin(), kOneCase.end());
   return args;
 }
@@ -421,14 +423,15 @@ TEST_P(KilledBeforeAccept, CleanListsExactlyTheLeftObjectsThenRemovesOnlyThem) {
   EXPECT_EQ(listed(dry, "would remove"), left) << dry;
   EXPECT_TRUE(listed(dry, "removed").empty()) << dry;
   EXPECT_EQ(objects_with_unused_queues(runner.pid), left) << "the dry run removed something";
-  const std::string count = std::to_string(left.size()) + (left.size() == 1 ? " object" : " objects");
-  EXPECT_NE(dry.find("total: would remove " + count + " of 1 dead run"),
-            std::string::npos) << dry;
+  const std::string count =
+      std::to_string(left.size()) + (left.size() == 1 ? " object" : " objects");
+  EXPECT_NE(dry.find("total: would remove " + count + " of 1 dead run"), std::string::npos) << dry;
 
   const auto [status, out] = run({"clean"});
   EXPECT_EQ(status, 0) << last_err_;
   EXPECT_EQ(listed(out, "removed"), left) << out;
-  EXPECT_TRUE(objects_with_unused_queues(runner.pid).empty()) << joined(objects_with_unused_queues(runner.pid));
+  EXPECT_TRUE(objects_with_unused_queues(runner.pid).empty())
+      << joined(objects_with_unused_queues(runner.pid));
   // Not ours: untouched.
   struct stat st {};
   EXPECT_EQ(::stat(("/dev/shm" + decoy).c_str(), &st), 0);
@@ -439,8 +442,7 @@ TEST_P(KilledBeforeAccept, CleanListsExactlyTheLeftObjectsThenRemovesOnlyThem) {
   EXPECT_NE(again.find("removed 0 objects of 0 dead runs"), std::string::npos) << again;
 }
 
-INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledBeforeAccept,
-                         ::testing::ValuesIn(named_mechanisms()),
+INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledBeforeAccept, ::testing::ValuesIn(named_mechanisms()),
                          [](const auto& param_info) {
                            std::string name = param_info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
@@ -458,7 +460,8 @@ TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
   ASSERT_TRUE(eventually([&] { return (peer = peer_of(runner.pid)) > 0; })) << runner.err();
   ASSERT_TRUE(eventually([&] { return mid_case(mechanism, runner.pid, peer); }))
       << "the case never got going: objects " << joined(objects_of(runner.pid, peer))
-      << "\nrecord:\n" << record_text() << "\nstderr: " << runner.err();
+      << "\nrecord:\n"
+      << record_text() << "\nstderr: " << runner.err();
   const std::set<std::string> left_before = objects_of(runner.pid, peer);
   kill_runner(runner);
   const std::set<std::string> left = objects_of(runner.pid, peer);
@@ -466,7 +469,9 @@ TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
   if (mechanism == "sysv-mq") {
     EXPECT_EQ(std::count_if(left.begin(), left.end(),
                             [](const std::string& s) { return s.starts_with("sysv-msg"); }),
-              2) << joined(left) << "\nrecord:\n" << record_text();
+              2)
+        << joined(left) << "\nrecord:\n"
+        << record_text();
   }
   ASSERT_FALSE(left.empty());
 
@@ -530,9 +535,9 @@ TEST_F(OwnersTest, NextRunSweepsDeadOwnersObjects) {
 
   const auto [status, out] = run(run_args("pipe", "0.05"));
   EXPECT_EQ(status, 0) << last_err_;
-  EXPECT_NE(last_err_.find("removed " + std::to_string(left.size()) +
-                           " objects left by 1 dead run"),
-            std::string::npos)
+  EXPECT_NE(
+      last_err_.find("removed " + std::to_string(left.size()) + " objects left by 1 dead run"),
+      std::string::npos)
       << last_err_;
   EXPECT_TRUE(objects_of(dead.pid).empty()) << joined(objects_of(dead.pid));
 }
@@ -632,9 +637,9 @@ TEST_F(HandWrittenRecord, ObjectsThatAreNotIpcbenchsAreLeft) {
   const std::string foreign_dir = work_ + "/not-a-run-dir";
   fs::create_directory(foreign_dir);
   write_record(gone, 12345,
-               "+ posix-shm " + foreign_shm + "\n+ posix-shm " + other_pid_shm +
-                   "\n+ posix-shm " + other_uid_shm + "\n+ sysv-msg key=0x1234abcd id=" +
-                   std::to_string(queue) + " ctime=1\n+ dir " + foreign_dir + "\n");
+               "+ posix-shm " + foreign_shm + "\n+ posix-shm " + other_pid_shm + "\n+ posix-shm " +
+                   other_uid_shm + "\n+ sysv-msg key=0x1234abcd id=" + std::to_string(queue) +
+                   " ctime=1\n+ dir " + foreign_dir + "\n");
 
   const auto [status, out] = run({"clean"});
   EXPECT_EQ(status, 0);
@@ -658,13 +663,14 @@ TEST_F(HandWrittenRecord, MalformedRecordsAreReportedNotFatal) {
   std::ofstream(owner_dir_ + "/1-2.owner") << "not a record\n";
   std::ofstream(owner_dir_ + "/" + g + "-99.owner");  // empty: died before its header
   const std::string shm = make_shm("/ipcbench." + g + ".case0-" + g + ".spin");
-  write_record(gone, 98, "+ posix-shm " + shm + "\n+ bogus line\n+ posix-shm /ipcbench." + g +
-                             ".cut");  // last line cut short
+  write_record(gone, 98,
+               "+ posix-shm " + shm + "\n+ bogus line\n+ posix-shm /ipcbench." + g +
+                   ".cut");  // last line cut short
 
   const auto [status, out] = run({"clean"});
   EXPECT_EQ(status, 0) << last_err_;
-  EXPECT_NE(out.find("left malformed owner record " + owner_dir_ + "/1-2.owner"),
-            std::string::npos) << out;
+  EXPECT_NE(out.find("left malformed owner record " + owner_dir_ + "/1-2.owner"), std::string::npos)
+      << out;
   EXPECT_NE(out.find("removed empty owner record"), std::string::npos) << out;
   EXPECT_NE(out.find("line 3 is malformed"), std::string::npos) << out;
   EXPECT_NE(out.find("line 4 is cut short"), std::string::npos) << out;

@@ -15,14 +15,13 @@
 // of disappearing under the system's init.
 #include <fcntl.h>
 #include <glob.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -41,8 +40,8 @@
 #include <thread>
 #include <vector>
 
-#include "mechanisms/registry.hpp"
 #include "../support/proc.hpp"
+#include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
@@ -232,8 +231,10 @@ class PeerFault : public ::testing::Test {
     std::vector<char*> argv;
     for (std::string& a : r.argv) argv.push_back(a.data());
     argv.push_back(nullptr);
-    const int out_fd = ::open(r.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int err_fd = ::open(r.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int out_fd =
+        ::open(r.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int err_fd =
+        ::open(r.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     EXPECT_GE(out_fd, 0);
     EXPECT_GE(err_fd, 0);
@@ -320,8 +321,8 @@ class PeerFault : public ::testing::Test {
         }
       }
       if (try_reap(r)) {
-        ADD_FAILURE() << "runner exited (" << describe_status(r.status)
-                      << ") before its " << mechanism << " peer was found";
+        ADD_FAILURE() << "runner exited (" << describe_status(r.status) << ") before its "
+                      << mechanism << " peer was found";
         return std::nullopt;
       }
       std::this_thread::sleep_for(kPoll);
@@ -388,12 +389,12 @@ class PeerFault : public ::testing::Test {
       EXPECT_TRUE(b.value("error_occurred", false)) << name << " did not fail: " << b.dump();
       error = b.value("error_message", "");
       EXPECT_FALSE(error.empty()) << name;
-      EXPECT_NE(error.find("peer"), std::string::npos) << "error does not mention the peer: "
-                                                       << error;
+      EXPECT_NE(error.find("peer"), std::string::npos)
+          << "error does not mention the peer: " << error;
     }
-    const nlohmann::json failed = doc.contains("ipcbench") ? doc["ipcbench"].value(
-                                                                 "failed", nlohmann::json::array())
-                                                           : nlohmann::json::array();
+    const nlohmann::json failed = doc.contains("ipcbench")
+                                      ? doc["ipcbench"].value("failed", nlohmann::json::array())
+                                      : nlohmann::json::array();
     EXPECT_EQ(failed.size(), 1u) << "ipcbench.failed: " << failed.dump();
     if (failed.size() == 1) {
       EXPECT_EQ(failed[0].value("name", ""), name);
@@ -486,8 +487,13 @@ class PeerFaultRun : public PeerFault {
 
 TEST_F(PeerFaultRun, PeerKilledMidCaseFailsOnlyThatCase) {
   FaultPlan plan;
-  plan.args = {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync", "--patterns", "latency",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "5", "--no-calibration"};
+  plan.args = {"--mechanisms",    "pipe,uds-stream,tcp",
+               "--modes",         "sync",
+               "--patterns",      "latency",
+               "--sizes",         "64",
+               "--min-time",      "1.0",
+               "--timeout",       "5",
+               "--no-calibration"};
   plan.victim_mechanism = "pipe";
   plan.victim_case = "pipe/sync/latency/64/manual_time";
   plan.measured_cases = {"uds-stream/sync/latency/64/manual_time",
@@ -501,8 +507,13 @@ TEST_F(PeerFaultRun, PeerKilledMidCaseFailsOnlyThatCase) {
 
 TEST_F(PeerFaultRun, HungPeerFailsWithinTimeout) {
   FaultPlan plan;
-  plan.args = {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync", "--patterns", "latency",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "1", "--no-calibration"};
+  plan.args = {"--mechanisms",    "pipe,uds-stream,tcp",
+               "--modes",         "sync",
+               "--patterns",      "latency",
+               "--sizes",         "64",
+               "--min-time",      "1.0",
+               "--timeout",       "1",
+               "--no-calibration"};
   plan.victim_mechanism = "pipe";
   plan.victim_case = "pipe/sync/latency/64/manual_time";
   plan.measured_cases = {"uds-stream/sync/latency/64/manual_time",
@@ -523,8 +534,9 @@ TEST_F(PeerFaultRun, HungPeerFailsWithinTimeout) {
 TEST_F(PeerFaultRun, PeerKilledMidThroughputCaseFailsOnlyThatCase) {
   FaultPlan plan;
   // Cases run in the registry's order: pipe first, then tcp (the victim).
-  plan.args = {"--mechanisms", "tcp,pipe", "--modes", "sync", "--patterns", "throughput",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "5", "--no-calibration"};
+  plan.args = {"--mechanisms",    "tcp,pipe", "--modes",    "sync", "--patterns", "throughput",
+               "--sizes",         "64",       "--min-time", "1.0",  "--timeout",  "5",
+               "--no-calibration"};
   plan.victim_mechanism = "tcp";
   plan.victim_case = "tcp/sync/throughput/64/manual_time";
   plan.measured_cases = {"pipe/sync/throughput/64/manual_time"};
@@ -539,9 +551,9 @@ TEST_F(PeerFaultRun, PeerKilledMidThroughputCaseFailsOnlyThatCase) {
 // stopping that case's peer if `stop_peer_first`), and checks that the peer
 // is gone within 2 s.
 void PeerFault::kill_runner_and_check_peer(bool stop_peer_first) {
-  RunnerProc& r = start_run("run", {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync",
-                                    "--patterns", "latency", "--sizes", "64", "--min-time", "5",
-                                    "--timeout", "5", "--no-calibration"});
+  RunnerProc& r = start_run(
+      "run", {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync", "--patterns", "latency",
+              "--sizes", "64", "--min-time", "5", "--timeout", "5", "--no-calibration"});
   const auto peer = wait_for_peer(r, "pipe", 20s);
   if (!peer) {
     kill_and_reap(r);
@@ -583,9 +595,9 @@ TEST_F(PeerFault, NoStoppedPeerOutlivesTheRunner) { kill_runner_and_check_peer(t
 // stops within 3 s, with status 130, its peer gone, its run directory
 // removed, and the result file absent or marked incomplete.
 void PeerFault::interrupt_run(const std::string& pattern, std::chrono::milliseconds after) {
-  RunnerProc& r = start_run("run", {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync",
-                                    "--patterns", pattern, "--sizes", "64", "--min-time", "5",
-                                    "--timeout", "5", "--no-calibration"});
+  RunnerProc& r = start_run(
+      "run", {"--mechanisms", "pipe,uds-stream,tcp", "--modes", "sync", "--patterns", pattern,
+              "--sizes", "64", "--min-time", "5", "--timeout", "5", "--no-calibration"});
   const auto peer = wait_for_peer(r, "pipe", 20s);
   if (!peer) {
     kill_and_reap(r);
@@ -635,8 +647,13 @@ TEST_P(PeerFaultEveryMechanism, PeerKilledMidCaseFailsOnlyThatCase) {
   const std::string victim = GetParam();
   const std::string other = victim == "pipe" ? "uds-stream" : "pipe";
   FaultPlan plan;
-  plan.args = {"--mechanisms", victim + "," + other, "--modes", "sync", "--patterns", "latency",
-               "--sizes", "64", "--min-time", "1.0", "--timeout", "5", "--no-calibration"};
+  plan.args = {"--mechanisms",    victim + "," + other,
+               "--modes",         "sync",
+               "--patterns",      "latency",
+               "--sizes",         "64",
+               "--min-time",      "1.0",
+               "--timeout",       "5",
+               "--no-calibration"};
   plan.victim_mechanism = victim;
   plan.victim_case = victim + "/sync/latency/64/manual_time";
   plan.measured_cases = {other + "/sync/latency/64/manual_time"};
@@ -680,16 +697,15 @@ std::set<std::string> leftover_objects() {
 // kernel objects (and two that do not): the run stops within a second, its
 // peer is killed and reaped, every object it created is removed, the status
 // is 128 + signal, and the result file is absent or marked incomplete.
-class SignalEveryMechanism
-    : public PeerFault,
-      public ::testing::WithParamInterface<std::tuple<std::string, int>> {};
+class SignalEveryMechanism : public PeerFault,
+                             public ::testing::WithParamInterface<std::tuple<std::string, int>> {};
 
 TEST_P(SignalEveryMechanism, StopsPromptlyAndLeavesNothing) {
   const auto [mechanism, sig] = GetParam();
   const std::set<std::string> before = leftover_objects();
-  RunnerProc& r = start_run("signal", {"--mechanisms", mechanism, "--modes", "sync", "--patterns",
-                                       "latency", "--sizes", "64,1KiB", "--min-time", "5",
-                                       "--timeout", "5", "--no-calibration"});
+  RunnerProc& r = start_run(
+      "signal", {"--mechanisms", mechanism, "--modes", "sync", "--patterns", "latency", "--sizes",
+                 "64,1KiB", "--min-time", "5", "--timeout", "5", "--no-calibration"});
   const auto peer = wait_for_peer(r, mechanism, 20s);
   if (!peer) {
     kill_and_reap(r);
@@ -719,14 +735,14 @@ TEST_P(SignalEveryMechanism, StopsPromptlyAndLeavesNothing) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Mechanisms, SignalEveryMechanism,
-    ::testing::Combine(::testing::ValuesIn(ipcbench::mechanism_names()),
-                       ::testing::Values(SIGINT, SIGTERM)),
-    [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& param) {
-      std::string name = std::get<0>(param.param);
-      std::replace(name.begin(), name.end(), '-', '_');
-      return name + (std::get<1>(param.param) == SIGINT ? "_SIGINT" : "_SIGTERM");
-    });
+INSTANTIATE_TEST_SUITE_P(Mechanisms, SignalEveryMechanism,
+                         ::testing::Combine(::testing::ValuesIn(ipcbench::mechanism_names()),
+                                            ::testing::Values(SIGINT, SIGTERM)),
+                         [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& param) {
+                           std::string name = std::get<0>(param.param);
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name +
+                                  (std::get<1>(param.param) == SIGINT ? "_SIGINT" : "_SIGTERM");
+                         });
 
 }  // namespace

@@ -24,8 +24,8 @@
 
 namespace {
 
-using nlohmann::json;
 using ipcbench::control::ControlError;
+using nlohmann::json;
 
 [[noreturn]] void fail(const char* what, const std::string& detail = {}) {
   std::fprintf(stderr, "fuzz_control: %s %s\n", what, detail.c_str());
@@ -50,7 +50,9 @@ Reference reference(std::string_view s) {
   Reference ref;
   std::size_t i = 0;
   while (s.size() - i >= 4) {
-    const auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[i + k])); };
+    const auto b = [&](std::size_t k) {
+      return static_cast<std::uint32_t>(static_cast<unsigned char>(s[i + k]));
+    };
     const std::uint32_t n = (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
     if (n == 0 || n > ipcbench::control::kMaxControlMessage) {
       ref.bad = true;
@@ -76,7 +78,8 @@ const ipcbench::control::ServerLimits& limits() {
 void check_validators(const json& m) {
   try {
     const std::string token = ipcbench::control::parse_hello(m);
-    if (m.value("version", -1) != ipcbench::control::kVersion) fail("hello: wrong version accepted");
+    if (m.value("version", -1) != ipcbench::control::kVersion)
+      fail("hello: wrong version accepted");
     if (token.size() > ipcbench::control::kMaxTokenBytes) fail("hello: long token accepted");
     for (const auto& [k, v] : m.items()) {
       if (k != "type" && k != "version" && k != "token") fail("hello: unknown key accepted:", k);
@@ -90,7 +93,8 @@ void check_validators(const json& m) {
     for (const auto& o : limits().mechanisms) {
       if (o.name == r.mechanism) {
         offered = true;
-        if (r.max_message < 1 || r.max_message > o.max_message) fail("setup: size out of range accepted");
+        if (r.max_message < 1 || r.max_message > o.max_message)
+          fail("setup: size out of range accepted");
       }
     }
     if (!offered) fail("setup: mechanism not offered accepted:", r.mechanism);
@@ -144,7 +148,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if (bad != ref.bad) fail(bad ? "decoder refused a good stream" : "decoder accepted a bad frame");
   if (got.size() != ref.messages.size()) {
-    fail("message count differs:", std::to_string(got.size()) + " vs " + std::to_string(ref.messages.size()));
+    fail("message count differs:",
+         std::to_string(got.size()) + " vs " + std::to_string(ref.messages.size()));
   }
   for (std::size_t k = 0; k < got.size(); ++k) {
     if (got[k] != ref.messages[k]) fail("message differs from the reference");

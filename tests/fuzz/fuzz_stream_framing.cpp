@@ -6,8 +6,8 @@
 // max_message and usual receive-buffer size, then operations: write raw
 // bytes, write a frame header, write N filler bytes (so frames larger than
 // the 64 KiB read buffer need no huge input), try_receive or receive (some
-// with another buffer size), wait_receivable(0), close the writing end. Everything runs in one thread
-// and in a fixed order, so a crash replays exactly.
+// with another buffer size), wait_receivable(0), close the writing end. Everything runs in one
+// thread and in a fixed order, so a crash replays exactly.
 //
 // A reference decoder follows the same bytes. Every result is checked
 // against it:
@@ -39,9 +39,9 @@
 #include <span>
 #include <vector>
 
+#include "mechanisms/channels/stream_framing.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
-#include "mechanisms/channels/stream_framing.hpp"
 
 namespace {
 
@@ -53,8 +53,8 @@ using ipcbench::posix::Fd;
 
 // Limits chosen around the decoder's own boundaries: the 4-byte header, the
 // 64 KiB read buffer (frames that fit it, exactly fill it, or bypass it).
-constexpr std::array<std::size_t, 12> kMaxMessages = {
-    1, 3, 16, 100, 4096, 65531, 65532, 65533, 65536, 70000, 131072, 200000};
+constexpr std::array<std::size_t, 12> kMaxMessages = {1,     3,     16,    100,   4096,   65531,
+                                                      65532, 65533, 65536, 70000, 131072, 200000};
 // Receive buffers, as an offset from max_message (some smaller, so a valid
 // frame may not fit) or absolute.
 constexpr std::array<long, 8> kBufferDelta = {0, 0, 0, 1, -1, -10, 1000, -70000};
@@ -78,11 +78,11 @@ class Reference {
 
   // What the next frame is, for a call with a receive buffer of `buffer`.
   enum class Next {
-    kIncomplete,      // its header or payload has not all been written
-    kBadLength,       // its length is 0 or above max_message
-    kTooBig,          // a valid length that the buffer cannot hold, whole or not
-    kTooBigPartial,   // the same, payload not all written yet
-    kWhole,           // all there, and it fits
+    kIncomplete,     // its header or payload has not all been written
+    kBadLength,      // its length is 0 or above max_message
+    kTooBig,         // a valid length that the buffer cannot hold, whole or not
+    kTooBigPartial,  // the same, payload not all written yet
+    kWhole,          // all there, and it fits
   };
 
   Next next(std::size_t buffer) const {
@@ -103,9 +103,11 @@ class Reference {
 
   // Checks a delivered message against the next frame and moves past it.
   void delivered(std::span<const std::byte> message, std::size_t buffer) {
-    if (next(buffer) != Next::kWhole) fail("a message was delivered where no whole frame fits", at_);
+    if (next(buffer) != Next::kWhole)
+      fail("a message was delivered where no whole frame fits", at_);
     if (message.size() != length()) fail("a message has the wrong length", at_);
-    if (std::memcmp(message.data(), stream_.data() + at_ + kFrameHeaderBytes, message.size()) != 0) {
+    if (std::memcmp(message.data(), stream_.data() + at_ + kFrameHeaderBytes, message.size()) !=
+        0) {
       fail("a message's bytes differ from the frame's", at_);
     }
     at_ += kFrameHeaderBytes + message.size();
@@ -156,10 +158,20 @@ class Harness {
         case 2: {  // a frame header: lengths near the limits are the interesting ones
           std::uint32_t len = 0;
           switch (fdp_.ConsumeIntegralInRange<int>(0, 3)) {
-            case 0: len = fdp_.ConsumeIntegral<std::uint32_t>(); break;
-            case 1: len = static_cast<std::uint32_t>(max_message_ + fdp_.ConsumeIntegralInRange<int>(-2, 2)); break;
-            case 2: len = static_cast<std::uint32_t>(buffer_size_ + fdp_.ConsumeIntegralInRange<int>(-2, 2)); break;
-            default: len = fdp_.ConsumeIntegralInRange<std::uint32_t>(0, 300); break;
+            case 0:
+              len = fdp_.ConsumeIntegral<std::uint32_t>();
+              break;
+            case 1:
+              len = static_cast<std::uint32_t>(max_message_ +
+                                               fdp_.ConsumeIntegralInRange<int>(-2, 2));
+              break;
+            case 2:
+              len = static_cast<std::uint32_t>(buffer_size_ +
+                                               fdp_.ConsumeIntegralInRange<int>(-2, 2));
+              break;
+            default:
+              len = fdp_.ConsumeIntegralInRange<std::uint32_t>(0, 300);
+              break;
           }
           len = htole32(len);
           std::vector<std::byte> header(sizeof len);
@@ -177,14 +189,20 @@ class Harness {
           write(filler);
           break;
         }
-        case 4: try_receive(call_buffer()); break;
+        case 4:
+          try_receive(call_buffer());
+          break;
         case 5: {
           const bool may_close = fdp_.ConsumeBool();
           receive(call_buffer(), may_close);
           break;
         }
-        case 6: wait_receivable(); break;
-        default: close_writer(); break;
+        case 6:
+          wait_receivable();
+          break;
+        default:
+          close_writer();
+          break;
       }
     }
     // The writer goes away; whatever is left must come out, then PeerLost.

@@ -81,7 +81,8 @@ inline std::vector<std::pair<pid_t, ProcStat>> live_children(pid_t parent) {
   std::vector<std::pair<pid_t, ProcStat>> out;
   for (const pid_t pid : all_pids()) {
     const auto st = proc_stat(pid);
-    if (st && st->ppid == parent && st->state != 'Z' && st->state != 'X') out.emplace_back(pid, *st);
+    if (st && st->ppid == parent && st->state != 'Z' && st->state != 'X')
+      out.emplace_back(pid, *st);
   }
   return out;
 }

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/run/reporter.hpp"
 #include "bench/core/sysinfo.hpp"
+#include "bench/run/reporter.hpp"
 
 namespace ipcbench {
 namespace {
@@ -24,7 +24,8 @@ const Calibration& measured() {
   static const Calibration cal = [] {
     const std::vector<int> cpus = allowed_cpus();
     std::vector<Placement> placements = {{PlacementKind::kSameCpu, cpus.front(), cpus.front()}};
-    if (cpus.size() > 1) placements.insert(placements.begin(), {PlacementKind::kCrossCpu, cpus[0], cpus[1]});
+    if (cpus.size() > 1)
+      placements.insert(placements.begin(), {PlacementKind::kCrossCpu, cpus[0], cpus[1]});
     Calibration c = calibrate(clock(), placements, {64, 4096, 65536}, cpus);
     set_thread_affinity(cpus);
     return c;
@@ -114,7 +115,8 @@ TEST(Floors, ASpinnerIsComparedWithThePayloadRoundTripOfItsSize) {
 
 TEST(Floors, ASleeperIsComparedWithTheLargerOfFutexAndPayload) {
   const PlacementCalibration p = doctored_cross_cpu();
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kLatency, 64).name, "futex_rtt");
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kLatency, 64).name,
+            "futex_rtt");
   const Floor big = floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kLatency, 65536);
   EXPECT_EQ(big.name, "payload_rtt");
   EXPECT_DOUBLE_EQ(big.value, 30'000);
@@ -126,7 +128,8 @@ TEST(Floors, AnAsyncRoundTripOfASleeperIsBoundOnlyByMovingThePayload) {
   EXPECT_EQ(f.name, "payload_rtt") << "with messages in flight nobody waits for a wake-up";
   PlacementCalibration same = p;
   same.payload_rtt_ns.clear();
-  EXPECT_TRUE(floor_for(&same, waits(Waiting::kSleep), Mode::kAsync, Pattern::kLatency, 64).name.empty());
+  EXPECT_TRUE(
+      floor_for(&same, waits(Waiting::kSleep), Mode::kAsync, Pattern::kLatency, 64).name.empty());
 }
 
 TEST(Floors, SameCpuHasNoSpinningFloorButAHybridFallsBackToTheFutex) {
@@ -140,8 +143,10 @@ TEST(Floors, SameCpuHasNoSpinningFloorButAHybridFallsBackToTheFutex) {
   EXPECT_TRUE(spin.name.empty());
   EXPECT_NE(spin.note.find("cross-cpu"), std::string::npos);
   EXPECT_FALSE(floor_ratio(spin, Pattern::kLatency, 300, 0).has_value());
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSpinThenSleep), Mode::kSync, Pattern::kLatency, 64).name, "futex_rtt");
-  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kThroughput, 64).name, "memcpy");
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSpinThenSleep), Mode::kSync, Pattern::kLatency, 64).name,
+            "futex_rtt");
+  EXPECT_EQ(floor_for(&p, waits(Waiting::kSleep), Mode::kSync, Pattern::kThroughput, 64).name,
+            "memcpy");
 }
 
 TEST(Floors, ThroughputIsComparedWithTheCrossCoreCopyAndTheRatioIsFloorOverMeasured) {
@@ -170,7 +175,8 @@ TEST(SanityGate, FlagsARoundTripBelowTheFastestCacheLineRoundTrip) {
 
 TEST(SanityGate, FlagsACopyingMechanismFasterThanMemcpy) {
   const PlacementCalibration p = doctored_cross_cpu();
-  const std::string why = sanity_check(&p, waits(Waiting::kSleep), Pattern::kThroughput, 64, 0, 25e9);
+  const std::string why =
+      sanity_check(&p, waits(Waiting::kSleep), Pattern::kThroughput, 64, 0, 25e9);
   EXPECT_NE(why.find("memcpy"), std::string::npos) << why;
   EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSleep), Pattern::kThroughput, 64, 0, 5e9).empty());
   Capabilities zero_copy;
@@ -223,8 +229,8 @@ TEST(Annotate, AFlaggedCaseCarriesItsReasonAndItsFloorOnEveryRow) {
   EXPECT_EQ(row["cv_metric"], "p50_ns");
   EXPECT_TRUE(row["unstable"].get<bool>());
 
-  nlohmann::ordered_json spread = {{"name", "x_stddev"}, {"aggregate_name", "stddev"},
-                                   {"p50_ns", 3}};
+  nlohmann::ordered_json spread = {
+      {"name", "x_stddev"}, {"aggregate_name", "stddev"}, {"p50_ns", 3}};
   annotate(spread, c);
   EXPECT_TRUE(spread["floor_ratio"].is_null()) << "a spread is not a measurement";
 

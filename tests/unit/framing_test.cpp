@@ -7,15 +7,15 @@
 
 #include <array>
 #include <chrono>
-#include <optional>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
-#include "mechanisms/posix/errors.hpp"
 #include "mechanisms/channels/stream_framing.hpp"
+#include "mechanisms/posix/errors.hpp"
 
 namespace ipcbench {
 namespace {
@@ -231,7 +231,10 @@ TEST(FramedStreamChannel, NonBlockingLargeMessagesArriveWhole) {
     }
     const std::size_t want = i < sizes.size() ? sizes[i] : 1;
     ASSERT_EQ(*n, want) << i;
-    EXPECT_EQ(std::memcmp(buf.data(), bytes(want, i < sizes.size() ? static_cast<int>(i) : 99).data(), want), 0) << i;
+    EXPECT_EQ(std::memcmp(buf.data(),
+                          bytes(want, i < sizes.size() ? static_cast<int>(i) : 99).data(), want),
+              0)
+        << i;
   }
   sender.join();
   EXPECT_EQ(send_stuck, "");

@@ -43,7 +43,9 @@ TEST(OpenLoopSchedule, IsMonotonicAndEvenlySpaced) {
   }
 }
 
-TEST(OpenLoopSchedule, RejectsAZeroRate) { EXPECT_THROW(OpenLoopSchedule(0, 0), std::invalid_argument); }
+TEST(OpenLoopSchedule, RejectsAZeroRate) {
+  EXPECT_THROW(OpenLoopSchedule(0, 0), std::invalid_argument);
+}
 
 }  // namespace
 }  // namespace ipcbench

@@ -162,10 +162,10 @@ TEST(ShmRing, ConcurrentProducerAndConsumerKeepEveryMessageIntact) {
   consumer_done = true;
   producer.join();
   EXPECT_EQ(bad, -1) << "message " << bad << " arrived wrong";
-  EXPECT_EQ(missing, -1) << "message " << missing << " never arrived (waited "
-                         << kLimit.count() << " s)";
-  EXPECT_EQ(producer_stuck_at, -1) << "no room for message " << producer_stuck_at << " for "
-                                   << kLimit.count() << " s";
+  EXPECT_EQ(missing, -1) << "message " << missing << " never arrived (waited " << kLimit.count()
+                         << " s)";
+  EXPECT_EQ(producer_stuck_at, -1)
+      << "no room for message " << producer_stuck_at << " for " << kLimit.count() << " s";
 }
 
 }  // namespace

@@ -51,8 +51,8 @@ class Caller {
   std::thread thread_;
 };
 
-#define SKIP_IF_NOT_COUNTABLE()                                                          \
-  if (!SyscallCounter::unavailable_reason().empty())                                     \
+#define SKIP_IF_NOT_COUNTABLE()                      \
+  if (!SyscallCounter::unavailable_reason().empty()) \
   GTEST_SKIP() << "system calls cannot be counted here: " << SyscallCounter::unavailable_reason()
 
 TEST(SyscallCounter, CountsExactlyTheCallsOfALoop) {

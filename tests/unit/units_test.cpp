@@ -36,7 +36,8 @@ TEST(ParseSize, ErrorNamesTheInput) {
 // Found by fuzz_parse_size: the reason quoted the input raw, so a newline in
 // it made the one-line error two lines. Control bytes are shown as \xNN.
 TEST(ParseSize, ReasonStaysOnOneLineWhateverTheInput) {
-  for (const std::string& bad : {std::string("4\nKiB"), std::string("\n"), std::string("1\r\x7f", 3)}) {
+  for (const std::string& bad :
+       {std::string("4\nKiB"), std::string("\n"), std::string("1\r\x7f", 3)}) {
     try {
       parse_size(bad);
       FAIL() << "no exception";

@@ -154,7 +154,7 @@ TEST(Watchdog, RearmingRestartsTheNoProgressClock) {
   wd.arm(first.pid, first.pidfd.get());
   std::this_thread::sleep_for(milliseconds(600));  // no progress, within the timeout
   wd.disarm();
-  wd.arm(second.pid, second.pidfd.get());  // at once: the loop never sees it disarmed
+  wd.arm(second.pid, second.pidfd.get());          // at once: the loop never sees it disarmed
   std::this_thread::sleep_for(milliseconds(600));  // 1200 ms since the first arm
   wd.disarm();
   EXPECT_FALSE(posix::interrupt_flag().load()) << posix::interrupt_reason();
