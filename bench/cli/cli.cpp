@@ -98,6 +98,7 @@ std::vector<Placement> choose_placements(const std::string& names, const std::st
                                          const std::vector<int>& allowed) {
   if (allowed.empty()) throw UsageError("cannot read this process's CPU affinity");
   std::vector<std::string> allowed_text;
+  allowed_text.reserve(allowed.size());
   for (int c : allowed) allowed_text.push_back(std::to_string(c));
   if (!cpus_text.empty()) {
     if (!names.empty()) {
@@ -366,7 +367,8 @@ class RunDir {
     for (int attempt = 0;; ++attempt) {
       std::string suffix(6, 'x');
       for (char& c : suffix) c = kChars[random() % (sizeof kChars - 1)];
-      const std::string path = base + "/" + objects::name_stem(::getpid()) + suffix;
+      std::string path = base;
+      path.append("/").append(objects::name_stem(::getpid())).append(suffix);
       objects::creating(objects::named(objects::Kind::kDirectory, path));
       if (::mkdir(path.c_str(), 0700) == 0) {
         path_ = path;
@@ -403,6 +405,7 @@ int do_run(Settings& settings, OutputFile* output) {
       "--benchmark_repetitions=" + std::to_string(settings.repetitions)};
   gb_args.insert(gb_args.end(), settings.benchmark_args.begin(), settings.benchmark_args.end());
   std::vector<char*> gb_argv;
+  gb_argv.reserve(gb_args.size() + 1);
   for (auto& a : gb_args) gb_argv.push_back(a.data());
   gb_argv.push_back(nullptr);
   int gb_argc = static_cast<int>(gb_args.size());

@@ -45,7 +45,7 @@ PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock
   std::uint64_t beats = progress.load(std::memory_order_relaxed);
   std::uint64_t prev = clock.now();
   std::uint64_t total = 0;
-  for (auto _ : iterations) {
+  for ([[maybe_unused]] auto _ : iterations) {
     write_header(sbuf, seq, size, Kind::kEcho);
     if (verify_full) {
       fill_pattern(send_buffer.first(size), seq);

@@ -52,6 +52,7 @@ std::optional<E> named(const std::array<E, N>& all, std::string_view name) {
 template <typename Values>
 std::vector<std::string> names(const Values& values) {
   std::vector<std::string> out;
+  out.reserve(std::size(values));
   for (const auto e : values) out.emplace_back(name_of(e));
   return out;
 }

@@ -624,7 +624,7 @@ Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps, Mode 
   }
   if (pattern == Pattern::kLatency) {
     const std::optional<double> payload = at(cal->payload_rtt_ns);
-    const Floor futex{"futex_rtt", cal->futex_rtt_ns, ""};
+    Floor futex{"futex_rtt", cal->futex_rtt_ns, ""};  // not const: returned by move
     switch (caps.waiting) {
       case Waiting::kSpin:
         if (payload) return {"payload_rtt", *payload, ""};

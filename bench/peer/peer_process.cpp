@@ -20,6 +20,7 @@ PeerProcess spawn_peer_process(std::vector<std::string> args, const std::vector<
   // Everything the child needs is prepared before fork: after fork only
   // async-signal-safe calls are allowed (we may have other threads).
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   int out[2] = {-1, -1};

@@ -141,7 +141,7 @@ OutputFile OutputFile::open(const std::string& path) {
                                     std::strerror(n < 0 ? errno : ENAMETOOLONG));
       }
       const std::string link(buf, static_cast<std::size_t>(n));
-      current = link.starts_with('/') ? link : directory_of(current) + "/" + link;
+      current = link.starts_with('/') ? link : directory_of(current).append("/").append(link);
       continue;
     }
     if (S_ISREG(st.st_mode)) {

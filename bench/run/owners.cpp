@@ -556,7 +556,11 @@ SweepResult sweep(const std::string& dir, bool dry_run) {
         result.lines.push_back("removed " + describe(check.object) + whose);
         ++result.removed;
       } else {
-        result.lines.push_back("failed to remove " + describe(check.object) + whose + ": " + error);
+        result.lines.push_back(std::string("failed to remove ")
+                                   .append(describe(check.object))
+                                   .append(whose)
+                                   .append(": ")
+                                   .append(error));
         ++result.failed;
         keep = true;
       }

@@ -1,12 +1,13 @@
 #include "bench/run/progress.hpp"
 
+#include <cmath>
 #include <cstdio>
 
 namespace ipcbench {
 namespace {
 
 std::string format_duration(double seconds) {
-  const long s = static_cast<long>(seconds + 0.5);
+  const long s = std::lround(seconds);
   char buf[32];
   std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
   return buf;

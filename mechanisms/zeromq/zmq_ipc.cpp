@@ -29,7 +29,7 @@ class ZmqIpcMechanism final : public zmq_channel::ZmqMechanism {
   zmq_channel::BindTarget bind_target(const ListenOptions& options) const override {
     if (options.run_dir.empty()) throw std::invalid_argument("zmq-ipc needs a run directory");
     std::string path = options.run_dir + "/" + options.tag + ".zmq";
-    return {.endpoint = "ipc://" + path, .socket_file = std::move(path)};
+    return {.endpoint = "ipc://" + path, .socket_file = path};
   }
 
   // A missing socket fails at once (ZeroMQ would retry until the timeout).
