@@ -1,48 +1,89 @@
-"""The HTML report: templates/report.html filled from the model.
+"""The HTML report and the compare page, rendered from Jinja2 templates.
 
 One self-contained file: the CSS and the sort script are inlined from
 templates/, every plot is an inline <svg>, so the page can be attached to a
 CI run, mailed, or opened years later without a network.
+
+The templates are package data in templates/ beside this module: base.html
+(the page: head, header, footer, the inlined style.css and sortable.js),
+report.html and compare.html (extend it), macros.html (notes, key/value
+tables, figures, sortable tables, the run context), report_sections.html
+(the body of each report section, one macro per section kind) and
+compare_sections.html. This module builds plain data for them: lists and
+dicts of values and already-formatted numbers. Autoescape is on, so every
+value (mechanism and host names, notes, errors: anything a result file
+holds) is escaped on output; the only markup handed to a template is a
+plot's inline SVG from plots.py, as markupsafe.Markup. StrictUndefined: a
+field a template names that the data lacks fails the render.
 """
 
 from html import escape
 from pathlib import Path
-from string import Template
+
+import jinja2
+from markupsafe import Markup
 
 from . import model, plots, units
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_SIZE = 64
 
 
+def _finalize(value):
+    """Escapes every value a template writes the way the pages always have
+    (html.escape: &quot; and &#x27;, which readers of the page match on);
+    autoescape then leaves the result alone. Markup (an SVG, a macro's
+    output) passes as it is."""
+    if hasattr(value, "__html__"):
+        return value
+    return Markup(escape(str(value)))
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=jinja2.select_autoescape(["html"], default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+    finalize=_finalize,
+    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
 def template(name):
-    """A template from reports/templates/ (string.Template: $name fields)."""
-    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
+    """A template from templates/ (Jinja2: autoescaped, StrictUndefined)."""
+    return ENV.get_template(name)
 
 
 def asset(name):
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
+def _macro(name, macro, *args, **kwargs):
+    """One macro of a template rendered on its own, as a plain string."""
+    return str(getattr(template(name).module, macro)(*args, **kwargs))
+
+
 def kv_table(pairs):
-    """A two-column key/value table; values are escaped here."""
-    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in pairs)
-    return f'<table class="kv">{rows}</table>'
+    """A two-column key/value table; values are escaped by the template."""
+    return _macro("macros.html", "kv_table", list(pairs))
 
 
 def note(text, cls="note"):
-    return f'<p class="{cls}">{escape(text)}</p>'
+    return _macro("macros.html", "note", text, cls)
+
+
+def figure_data(fig, fig_id, title, caption):
+    """A plot for the template's figure macro: its SVG inline (trusted
+    markup, made by plots.py) and a caption saying how to read it."""
+    return {"id": fig_id, "svg": Markup(plots.to_svg(fig, fig_id, title)), "caption": caption}
 
 
 def figure(fig, fig_id, title, caption):
-    """A plot as <figure> with its SVG inline and a caption saying how to read it."""
-    svg = plots.to_svg(fig, fig_id, title)
-    return (f'<figure class="plot" id="fig-{fig_id}">{svg}'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
+    """A plot as <figure> with its SVG inline and a caption."""
+    return _macro("macros.html", "figure", figure_data(fig, fig_id, title, caption))
 
 
 def section(sec_id, title, body):
-    return f'<section id="{sec_id}">\n<h2>{escape(title)}</h2>\n{body}\n</section>'
+    """A <section> around body, which is HTML already (a rendered part)."""
+    return _macro("macros.html", "section", sec_id, title, caller=lambda: Markup(body))
 
 
 def _yes_no(v):
@@ -137,13 +178,14 @@ def remote_pairs(run):
     ]
 
 
-def context_block(run, heading):
+def context_data(run, heading):
     """The run's host and settings; for a remote run, the remote host next to it."""
-    block = f"<div><h3>{escape(heading)}</h3>{kv_table(context_pairs(run))}</div>"
-    if run.remote is not None:
-        block += (f'<div class="remote-host"><h3>{escape(heading)}: remote host '
-                  f"(peer side, ipcbench serve)</h3>{kv_table(remote_pairs(run))}</div>")
-    return block
+    return {"heading": heading, "pairs": context_pairs(run),
+            "remote": remote_pairs(run) if run.remote is not None else None}
+
+
+def context_block(run, heading):
+    return _macro("macros.html", "context_block", context_data(run, heading))
 
 
 def choose_size(runs, requested=None):
@@ -345,9 +387,27 @@ def table_cases(run):
     return [c for c in run.cases.values() if c.status != "flagged"]
 
 
-def cases_table(runs):
-    """Every case of every file, one row each, sortable by any column;
-    unstable cases carry the marker in the cv column and class 'unstable'."""
+def _section_data(kind, sec_id, title, **data):
+    """A report section: what report.html needs to place it (id, title) and
+    the data of its body macro (report_sections.html, named by kind)."""
+    return {"kind": kind, "id": sec_id, "title": title, **data}
+
+
+def _body(sec):
+    """A section's body rendered on its own (the public functions that
+    return (id, title, html) use it)."""
+    return _macro("report_sections.html", sec["kind"], sec)
+
+
+def _as_tuple(sec):
+    return (sec["id"], sec["title"], _body(sec))
+
+
+def cases_table_data(runs):
+    """Every case of every file, one row each: the head [(header, type)] and
+    rows of cells, each cell its text and its attributes in order (data-v,
+    the sort value, always; class and title when set). Unstable cases carry
+    the marker in the cv column and the row class 'unstable'."""
     columns = list(CASE_COLUMNS)
     if any(r.floor(c) is not None for r in runs for c in table_cases(r)):
         at = [h for h, _n, _f in columns].index("msg rate") + 1
@@ -369,75 +429,57 @@ def cases_table(runs):
         columns.insert(at, IN_FLIGHT_COLUMN)
     if len(runs) > 1:
         columns.insert(0, HOST_COLUMN)
-    head = "".join(f'<th data-type="{"num" if num else "text"}">{escape(h)}</th>'
-                   for h, num, _ in columns)
-    body = []
+    head = [(h, "num" if num else "text") for h, num, _ in columns]
+    rows = []
     for run in runs:
         for case in table_cases(run):
             cells = []
-            for _h, num, fn in columns:
+            for h, num, fn in columns:
                 value, text, *extra = fn(run, case)
                 attrs = dict(extra[0]) if extra else {}
                 attrs.setdefault("class", "num" if num else "")
-                if _h == "status" and case.status != "ok":
+                if h == "status" and case.status != "ok":
                     attrs["class"] = f"status-{case.status}"
                 attrs["data-v"] = "" if value is None else str(value)
-                cells.append("<td" + "".join(
-                    f' {k}="{escape(v, quote=True)}"' for k, v in attrs.items()
-                    if v or k == "data-v") + f">{escape(text)}</td>")
+                cells.append({"text": text, "attrs": [(k, v) for k, v in attrs.items()
+                                                      if v or k == "data-v"]})
             classes = " ".join(c for c in ("unstable" if case.unstable else "",
                                            "remote" if case.key.remote else "") if c)
-            cls = f' class="{classes}"' if classes else ""
-            body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    return (f'<div class="table-wrap"><table class="data sortable" id="cases-table">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+            rows.append({"cls": classes, "cells": cells})
+    return {"head": head, "rows": rows}
 
 
-LOCAL_REMOTE_NOTE = (
-    "The same mechanism, mode, pattern, size and placement measured with the peer on this "
-    "host (local) and on the remote host (across hosts, 'ipcbench run --remote'). Latency: "
-    "p50 round trip; throughput: payload bytes/s. remote / local over 1 means a slower round "
-    "trip (latency) or more throughput (throughput): the network's share is the difference. "
-    "No floors across hosts, and no one-way latency (it needs a clock both hosts share).")
+def cases_table(runs):
+    """The case table, sortable by any column."""
+    return _macro("report_sections.html", "cases_table", cases_table_data(runs))
 
 
-def local_remote_table(pairs, runs):
+def local_remote_data(pairs, runs):
     """The 'Local vs across hosts' table: one row per case measured both ways."""
-    multi_local = len({id(p.local_run) for p in pairs}) > 1
-    multi_remote = len({id(p.remote_run) for p in pairs}) > 1
-    head = [("mechanism", "text"), ("mode", "text"), ("pattern", "text"), ("size", "num"),
-            ("placement", "text"), ("metric", "text"), ("local", "num"),
-            ("across hosts", "num"), ("remote / local", "num"), ("remote host", "text")]
-    if multi_local:
-        head.insert(6, ("local run", "text"))
-    if multi_remote:
-        head.insert(len(head) - 1, ("remote run", "text"))
-    body = []
+    rows = []
     for p in pairs:
         k = p.remote.key
         fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
-        host_text = p.remote_run.remote_host_label()
-        cells = [(k.mechanism, k.mechanism, ""), (k.mode, k.mode, ""),
-                 (k.pattern, k.pattern, ""), (k.size, units.size(k.size), "num"),
-                 (k.placement, k.placement, ""),
-                 (p.metric, "p50" if p.metric == "p50_ns" else "throughput", ""),
-                 (p.local_value, fmt(p.local_value)
-                  + (f" {UNSTABLE_MARK}" if p.local.unstable else ""), "num"),
-                 (p.remote_value, fmt(p.remote_value)
-                  + (f" {UNSTABLE_MARK}" if p.remote.unstable else ""), "num"),
-                 (p.ratio, units.ratio(p.ratio) if p.ratio is not None else "", "num ratio"),
-                 (host_text, host_text, "")]
-        if multi_local:
-            cells.insert(6, (p.local_run.label, p.local_run.label, ""))
-        if multi_remote:
-            cells.insert(len(cells) - 1, (p.remote_run.label, p.remote_run.label, ""))
-        body.append("<tr>" + "".join(
-            f'<td class="{cls}" data-v="{"" if v is None else escape(str(v), quote=True)}">'
-            f"{escape(text)}</td>" for v, text, cls in cells) + "</tr>")
-    thead = "".join(f'<th data-type="{t}">{escape(h)}</th>' for h, t in head)
-    return (f'<div class="table-wrap"><table class="data sortable" id="local-remote-table">'
-            f"<thead><tr>{thead}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-            + hosts_line(pairs))
+        rows.append({
+            "mechanism": k.mechanism, "mode": k.mode, "pattern": k.pattern,
+            "size": k.size, "size_text": units.size(k.size), "placement": k.placement,
+            "metric": p.metric, "metric_text": "p50" if p.metric == "p50_ns" else "throughput",
+            "local_run": p.local_run.label, "remote_run": p.remote_run.label,
+            "local_value": p.local_value,
+            "local_text": fmt(p.local_value) + (f" {UNSTABLE_MARK}" if p.local.unstable else ""),
+            "remote_value": p.remote_value,
+            "remote_text": fmt(p.remote_value)
+            + (f" {UNSTABLE_MARK}" if p.remote.unstable else ""),
+            "ratio": p.ratio, "ratio_text": units.ratio(p.ratio) if p.ratio is not None else "",
+            "host": p.remote_run.remote_host_label()})
+    return {"pairs": rows,
+            "multi_local": len({id(p.local_run) for p in pairs}) > 1,
+            "multi_remote": len({id(p.remote_run) for p in pairs}) > 1,
+            "hosts": hosts_data(pairs)}
+
+
+def local_remote_table(pairs, runs):
+    return _macro("report_sections.html", "local_remote_table", local_remote_data(pairs, runs))
 
 
 def host_text(host):
@@ -447,14 +489,14 @@ def host_text(host):
     return f"{name}: {detail}" if detail else str(name)
 
 
-def hosts_line(pairs):
+def hosts_data(pairs):
     """Which machines the two columns come from (the run context has the rest)."""
-    local = _ordered_unique(host_text(p.local_run.host) for p in pairs)
-    runner = _ordered_unique(host_text(p.remote_run.host) for p in pairs)
-    peer = _ordered_unique(f"{host_text(p.remote_run.remote_host)} "
-                           f"(serve at {p.remote_run.remote_address})" for p in pairs)
-    return note(f"local: runner and peer on {'; '.join(local)}. Across hosts: runner on "
-                f"{'; '.join(runner)}; peer on {'; '.join(peer)}.")
+    return {
+        "local": "; ".join(_ordered_unique(host_text(p.local_run.host) for p in pairs)),
+        "runner": "; ".join(_ordered_unique(host_text(p.remote_run.host) for p in pairs)),
+        "peer": "; ".join(_ordered_unique(f"{host_text(p.remote_run.remote_host)} "
+                                          f"(serve at {p.remote_run.remote_address})"
+                                          for p in pairs))}
 
 
 def _ordered_unique(items):
@@ -465,36 +507,39 @@ def _ordered_unique(items):
     return out
 
 
-def local_remote_section(runs):
-    """('local-remote', title, html) when the inputs hold local and remote
+def local_remote_data_section(runs):
+    """The 'local-remote' section when the inputs hold local and remote
     results of the same cases, else None."""
     pairs = model.local_vs_remote(runs)
     if not pairs:
         return None
-    return ("local-remote", "Local vs across hosts",
-            note(LOCAL_REMOTE_NOTE) + local_remote_table(pairs, runs))
+    return _section_data("local_remote", "local-remote", "Local vs across hosts",
+                     **local_remote_data(pairs, runs))
+
+
+def local_remote_section(runs):
+    """('local-remote', title, html) when the inputs hold local and remote
+    results of the same cases, else None."""
+    sec = local_remote_data_section(runs)
+    return _as_tuple(sec) if sec else None
+
+
+def problems_data(runs):
+    """Failed and skipped cases with their reasons."""
+    rows = [{"host": run.label, "case": case.key.label(), "status": case.status,
+             "reason": case.message}
+            for run in runs for case in run.cases.values()
+            if case.status in ("failed", "skipped")]
+    return _section_data("problems", "problems", "Failed and skipped cases", rows=rows,
+                     multi=len(runs) > 1)
 
 
 def problems_table(runs):
     """Failed and skipped cases with their reasons, or a line saying none."""
-    rows = []
-    for run in runs:
-        for case in run.cases.values():
-            if case.status in ("failed", "skipped"):
-                host = f"<td>{escape(run.label)}</td>" if len(runs) > 1 else ""
-                rows.append(f"<tr>{host}<td>{escape(case.key.label())}</td>"
-                            f'<td class="status-{case.status}">{case.status}</td>'
-                            f'<td class="reason">{escape(case.message)}</td></tr>')
-    if not rows:
-        return note("Every case was measured: none failed, none was skipped.")
-    host_head = '<th data-type="text">host</th>' if len(runs) > 1 else ""
-    return (f'<div class="table-wrap"><table class="data sortable" id="problems-table"><thead><tr>'
-            f'{host_head}<th data-type="text">case</th><th data-type="text">status</th>'
-            f'<th data-type="text">reason</th></tr></thead><tbody>{"".join(rows)}</tbody>'
-            "</table></div>")
+    return _body(problems_data(runs))
 
 
-def flagged_table(runs):
+def flagged_data(runs):
     """The cases the sanity gate flagged, with the reason: measured, but
     measurement errors, so they appear here and nowhere else."""
     rows = []
@@ -502,34 +547,19 @@ def flagged_table(runs):
         for case in run.flagged_cases():
             fld, value = case.figure()
             fmt = units.ns if fld == "p50_ns" else units.bytes_per_second
-            figure_text = (f"{'p50' if fld == 'p50_ns' else 'throughput'} {fmt(value)}"
-                           if value is not None else "")
             f = run.floor(case)
-            floor_text = f"{f.label} {f.value_text()}".strip() if f and f.name else ""
-            host = f"<td>{escape(run.label)}</td>" if len(runs) > 1 else ""
-            rows.append(f"<tr>{host}<td>{escape(case.key.label())}</td>"
-                        f"<td>{escape(', '.join(str(c) for c in case.cpus) or '–')}</td>"
-                        f'<td class="reason">{escape(case.message)}</td>'
-                        f'<td class="num not-a-result">{escape(figure_text)}</td>'
-                        f"<td>{escape(floor_text)}</td></tr>")
-    if not rows:
-        if any("flagged" in r.meta for r in runs):
-            return note("The sanity gate flagged no case: no result is below a calibration "
-                        "floor or above the copy bandwidth.")
-        return note("This file predates the sanity gate (no ipcbench.flagged): no case "
-                    "was checked against the calibration floors.")
-    host_head = '<th data-type="text">host</th>' if len(runs) > 1 else ""
-    return (note("The sanity gate found these figures impossible (e.g. a round trip "
-                 "below the cache-line floor, or a throughput above the memcpy bandwidth "
-                 "of a copying mechanism): they are measurement errors, not results, and "
-                 "are left out of every plot and of the case table.", "warning")
-            + f'<div class="table-wrap"><table class="data sortable" id="flagged-table">'
-            f"<thead><tr>{host_head}"
-            '<th data-type="text">case</th><th data-type="text">CPUs</th>'
-            '<th data-type="text">why it is a measurement error</th>'
-            '<th data-type="text">figure reported (not a result)</th>'
-            '<th data-type="text">floor</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+            rows.append({
+                "host": run.label, "case": case.key.label(),
+                "cpus": ", ".join(str(c) for c in case.cpus) or "–", "reason": case.message,
+                "figure": (f"{'p50' if fld == 'p50_ns' else 'throughput'} {fmt(value)}"
+                           if value is not None else ""),
+                "floor": f"{f.label} {f.value_text()}".strip() if f and f.name else ""})
+    return _section_data("flagged", "flagged", "Flagged as measurement errors", rows=rows,
+                     multi=len(runs) > 1, gated=any("flagged" in r.meta for r in runs))
+
+
+def flagged_table(runs):
+    return _body(flagged_data(runs))
 
 
 def counts_line(runs):
@@ -546,108 +576,113 @@ def _has_data(runs, pattern):
     return any(r.case_list(pattern) for r in runs)
 
 
-def plot_sections(runs, styles, size):
-    """The figure sections in reading order: (id, title, html)."""
+def _plot(sec_id, title, fig=None, missing=None):
+    return _section_data("plot", sec_id, title, figure=fig, missing=missing)
+
+
+def plot_data_sections(runs, styles, size):
+    """The figure sections in reading order."""
     out = []
     if _has_data(runs, "latency"):
-        out.append(("latency", "Latency vs message size", figure(
+        out.append(_plot("latency", "Latency vs message size", figure_data(
             plots.latency_vs_size(runs, styles), "latency", "Latency vs message size",
             "Median (p50) round-trip time per mechanism, line and markers; the whisker "
             "above each point reaches the p99. Both axes logarithmic. Lower is better.")))
     else:
-        out.append(("latency", "Latency vs message size", note("No latency case was measured.")))
+        out.append(_plot("latency", "Latency vs message size",
+                         missing="No latency case was measured."))
     if _has_data(runs, "throughput"):
-        out.append(("throughput", "Throughput vs message size", figure(
+        out.append(_plot("throughput", "Throughput vs message size", figure_data(
             plots.throughput_vs_size(runs, styles), "throughput", "Throughput vs message size",
             "Payload bytes per second of the throughput pattern (runner streams, peer "
             "receives). Both axes logarithmic; decimal units (1 GB/s = 10⁹ B/s). "
             "Higher is better.")))
     else:
-        out.append(("throughput", "Throughput vs message size",
-                    note("No throughput case was measured.")))
-    out += per_size_sections(runs, styles, size)
+        out.append(_plot("throughput", "Throughput vs message size",
+                         missing="No throughput case was measured."))
+    out += per_size_data_sections(runs, styles, size)
     return out
 
 
-def per_size_sections(runs, styles, size):
+def plot_sections(runs, styles, size):
+    """The figure sections in reading order: (id, title, html)."""
+    return [_as_tuple(s) for s in plot_data_sections(runs, styles, size)]
+
+
+def per_size_data_sections(runs, styles, size):
     """Distribution and CPU cost at the chosen size, then the optional views."""
     out = []
     sz = units.size(size)
     if _has_data(runs, "latency"):
-        out.append(("distribution", f"Latency distribution at {sz}", figure(
+        out.append(_plot("distribution", f"Latency distribution at {sz}", figure_data(
             plots.distribution(runs, styles, size), "distribution", "Latency distribution",
             f"Round-trip time at each percentile for {sz} messages (all repetitions merged), "
             "HdrHistogram style: the x axis is 1/(1−p), so 90%, 99%, 99.9%... are evenly "
             "spaced and the tail is visible. The maximum (100%) is not drawn. "
             "Choose the size with --size.")))
-        out.append(("cpu", f"CPU cost per message at {sz}", figure(
+        out.append(_plot("cpu", f"CPU cost per message at {sz}", figure_data(
             plots.cpu_cost(runs, styles, size), "cpu", "CPU cost per message",
             f"Left: CPU time per round trip (runner + peer, user + system) against p50 "
             f"latency for {sz} messages. A mechanism on the '2 CPUs busy' line spins on "
             "both sides; blocking mechanisms sit well below the '1 CPU busy' line. "
             "Right: the same cost split between runner (solid) and peer (hatched).")))
-    out.append(modes_section(runs, size))
-    out.append(floor_section(runs, styles))
+    out.append(modes_data(runs, size))
+    out.append(floor_data(runs, styles))
     if len(runs) > 1:
-        out.append(("hosts", f"Across result files at {sz}", figure(
+        out.append(_plot("hosts", f"Across result files at {sz}", figure_data(
             plots.across_hosts(runs, size), "hosts", "Across result files",
             f"Each mechanism's p50 latency and throughput at {sz} (sync mode), "
             "one bar per result file, so the same mechanism can be compared across machines.")))
     return out
 
 
-MODES_INTRO = (
-    "Each mechanism's sync figure beside its async figure of the same case, only where the "
-    "two mean the same thing: throughput always (both stream); latency only when the async "
-    "case is a closed loop at window 1 (one message at a time, like sync). A pair whose "
-    "sides waited differently is labelled (e.g. 'sync blocks, async spins'): a spinning "
-    "async beating a sleeping sync is the harness's choice of waiting, not a property of "
-    "the mechanism.")
+def per_size_sections(runs, styles, size):
+    return [_as_tuple(s) for s in per_size_data_sections(runs, styles, size)]
+
+
+def loop_data(runs):
+    """The two sentences on closed- and open-loop async latency, when the
+    runs have async latency (else None)."""
+    if not any(c.key.mode == "async" and c.key.pattern == "latency"
+               for r in runs for c in table_cases(r)):
+        return None
+    return {"closed": model.CLOSED_LOOP_TEXT, "open": model.OPEN_LOOP_TEXT}
 
 
 def loop_note(runs):
-    """The two sentences on closed- and open-loop async latency, when the
-    runs have async latency (else '')."""
-    if not any(c.key.mode == "async" and c.key.pattern == "latency"
-               for r in runs for c in table_cases(r)):
-        return ""
-    return (f'<p class="note" id="async-loops">{escape(model.CLOSED_LOOP_TEXT)} '
-            f"{escape(model.OPEN_LOOP_TEXT)}</p>")
+    return _macro("report_sections.html", "loop_note", loop_data(runs))
 
 
-def modes_section(runs, size):
+def modes_data(runs, size):
     """The sync-vs-async view: the pairs that mean the same thing as bars
     and a table, a line on the pairs left out and why."""
     title = "Sync vs async"
     pairs = model.sync_vs_async(runs)
-    loops = loop_note(runs)
+    data = {"loops": loop_data(runs), "figure": None, "left_out": "", "pairs": [],
+            "multi": len(runs) > 1, "modes": ""}
     if not pairs:
         if not any(plots.multi_mode_mechanisms(r) for r in runs):
             modes = sorted({m for r in runs for m in r.modes()})
-            return ("modes", title, note(
-                f"Only the {', '.join(modes)} mode was measured, so there is nothing to set "
-                "side by side. Run with --modes sync,async (when the suite has async) to "
-                "compare them.") + loops)
-        return ("modes", title, note(
-            "No case was measured in both modes (the same mechanism, pattern, size and "
-            "placement, sync and async), so there is nothing to set side by side.") + loops)
-    body = note(MODES_INTRO) + loops
+            return _section_data("modes", "modes", title, state="one-mode",
+                             **{**data, "modes": ", ".join(modes)})
+        return _section_data("modes", "modes", title, state="no-pairs", **data)
     fig = plots.modes_side_by_side(runs, size, pairs)
     if fig is not None:
-        body += figure(fig, "modes", title,
-                       f"Sync and async bars per mechanism: p50 latency at {units.size(size)} "
-                       "(closed-loop async at window 1 only) and throughput. A second line "
-                       "under a mechanism says how the two sides waited when they differ, "
-                       "and what limited a throughput figure (‡ harness-limited: the "
-                       "harness's flow control held the sender; buffer full: the "
-                       "mechanism's own buffer was full most of the time). Log axes.")
-    line = model.left_out_line(pairs)
-    if line:
-        body += f'<p class="note" id="modes-left-out">{escape(line)}</p>'
-    shown = [p for p in pairs if not p.left_out]
-    if shown:
-        body += sync_async_table(shown, runs)
-    return ("modes", title, body)
+        data["figure"] = figure_data(
+            fig, "modes", title,
+            f"Sync and async bars per mechanism: p50 latency at {units.size(size)} "
+            "(closed-loop async at window 1 only) and throughput. A second line "
+            "under a mechanism says how the two sides waited when they differ, "
+            "and what limited a throughput figure (‡ harness-limited: the "
+            "harness's flow control held the sender; buffer full: the "
+            "mechanism's own buffer was full most of the time). Log axes.")
+    data["left_out"] = model.left_out_line(pairs) or ""
+    data["pairs"] = sync_async_rows([p for p in pairs if not p.left_out], runs)
+    return _section_data("modes", "modes", title, state="pairs", **data)
+
+
+def modes_section(runs, size):
+    return _as_tuple(modes_data(runs, size))
 
 
 def pair_wait_text(pair):
@@ -660,38 +695,30 @@ def pair_wait_text(pair):
     return f"both {w}" if w and w == pair.async_case.wait else ""
 
 
-def sync_async_table(pairs, runs):
+def sync_async_rows(pairs, runs):
     """One row per sync-vs-async pair shown: the two figures, async / sync,
     how the async case kept messages in flight, how each side waited and
     what else limited a figure."""
-    multi = len(runs) > 1
-    head = ([("host", "text")] if multi else []) + [
-        ("mechanism", "text"), ("pattern", "text"), ("size", "num"), ("placement", "text"),
-        ("sync", "num"), ("async", "num"), ("async / sync", "num"),
-        ("async in flight", "text"), ("wait", "text"), ("note", "text")]
-    body = []
+    rows = []
     for p in pairs:
         k = p.key
         fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
-        wait = pair_wait_text(p)
-        notes = "; ".join(p.notes())
-        cells = ([(p.run.label, p.run.label, "")] if multi else []) + [
-            (k.series(), k.series(), ""),
-            (k.pattern, ("p50 " if k.pattern == "latency" else "") + k.pattern, ""),
-            (k.size, units.size(k.size), "num"), (k.placement, k.placement, ""),
-            (p.sync_value, fmt(p.sync_value), "num"), (p.async_value, fmt(p.async_value), "num"),
-            (p.ratio, units.ratio(p.ratio) if p.ratio is not None else "", "num ratio"),
-            (p.in_flight.text(), p.in_flight.text(), ""),
-            (wait, wait, "wait-differs" if p.wait_label() else ""),
-            (notes, notes, "limited" if notes else "")]
-        body.append("<tr>" + "".join(
-            f'<td class="{cls}" data-v="{"" if v is None else escape(str(v), quote=True)}">'
-            f"{escape(text)}</td>" for v, text, cls in cells) + "</tr>")
-    thead = "".join(f'<th data-type="{t}">{escape(h)}</th>' for h, t in head)
-    return (f'<div class="table-wrap"><table class="data sortable" id="sync-async-table">'
-            f"<thead><tr>{thead}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-            + note("async / sync: the async figure over the sync one (latency under 1×: "
-                   "async is faster; throughput over 1×: async moves more)."))
+        rows.append({
+            "host": p.run.label, "series": k.series(), "pattern": k.pattern,
+            "pattern_text": ("p50 " if k.pattern == "latency" else "") + k.pattern,
+            "size": k.size, "size_text": units.size(k.size), "placement": k.placement,
+            "sync_value": p.sync_value, "sync_text": fmt(p.sync_value),
+            "async_value": p.async_value, "async_text": fmt(p.async_value),
+            "ratio": p.ratio, "ratio_text": units.ratio(p.ratio) if p.ratio is not None else "",
+            "in_flight": p.in_flight.text(), "wait": pair_wait_text(p),
+            "wait_differs": bool(p.wait_label()), "notes": "; ".join(p.notes())})
+    return rows
+
+
+def sync_async_table(pairs, runs):
+    """The sync-vs-async table and the line on reading async / sync."""
+    return _macro("report_sections.html", "sync_async_table", sync_async_rows(pairs, runs),
+                  len(runs) > 1)
 
 
 FLOOR_CAPTION = (
@@ -710,36 +737,30 @@ def _fig_suffix(runs, r, place):
     return f"{r}-{place}" if len(runs) > 1 else place
 
 
-def floor_section(runs, styles):
+def floor_data(runs, styles):
     """One figure per run and placement with floors, and why the others have none."""
     title = "Against the calibration floor"
-    parts = []
+    placements = []
     for r, run in enumerate(runs):
         for place in run.placements():
             heading = f"{place} (CPUs {', '.join(map(str, _placement_cpus(run, place)))})"
             if len(runs) > 1:
                 heading = f"{run.label}: {heading}"
-            body = ""
+            fig = None
             if plots.has_floor_data(run, place):
-                body += figure(plots.floor_plot(run, place, styles),
-                               f"floor-{_fig_suffix(runs, r, place)}",
-                               f"Against the floor, {place}", FLOOR_CAPTION)
-            body += _floor_notes(run, place)
-            if body:
-                parts.append(f'<div class="floor-placement"><h3>{escape(heading)}</h3>'
-                             f"{body}</div>")
-    if parts:
-        return ("floor", title, "\n".join(parts))
-    skipped = [r for r in runs if r.has_calibration_field and not r.calibration]
-    if skipped:
-        return ("floor", title, "".join(note(
-            f"{r.label}: calibration was skipped ({r.calibration_note or 'no reason given'}), "
-            "so there is no floor to draw.") for r in skipped))
-    return ("floor", title, note(
-        "This run has no calibration data (ipcbench.calibration), so there is no floor "
-        "to draw. Suites that measure the hardware floor (cache-line and payload round "
-        "trips, futex wake-up, memcpy and cross-core copy bandwidth) add it, and this "
-        "plot appears."))
+                fig = figure_data(plots.floor_plot(run, place, styles),
+                                  f"floor-{_fig_suffix(runs, r, place)}",
+                                  f"Against the floor, {place}", FLOOR_CAPTION)
+            no_floor = _floor_notes(run, place)
+            if fig is not None or no_floor:
+                placements.append({"heading": heading, "figure": fig, "no_floor": no_floor})
+    skipped = [{"label": r.label, "reason": r.calibration_note or "no reason given"}
+               for r in runs if r.has_calibration_field and not r.calibration]
+    return _section_data("floor", "floor", title, placements=placements, skipped=skipped)
+
+
+def floor_section(runs, styles):
+    return _as_tuple(floor_data(runs, styles))
 
 
 def _placement_cpus(run, place):
@@ -754,7 +775,7 @@ def _placement_cpus(run, place):
 
 def _floor_notes(run, place):
     """Why some cases of a placement have no floor: each distinct floor_note
-    once, with how many cases it covers."""
+    once, with how many cases it covers: [(note, count)]."""
     notes = {}
     for c in run.case_list():
         if c.key.placement != place:
@@ -762,7 +783,7 @@ def _floor_notes(run, place):
         f = run.floor(c)
         if f is not None and f.name is None:
             notes[f.note or "no floor applies"] = notes.get(f.note or "no floor applies", 0) + 1
-    return "".join(note(f"No floor for {n} case(s): {text}.") for text, n in notes.items())
+    return list(notes.items())
 
 
 # --- calibration ------------------------------------------------------------
@@ -770,8 +791,8 @@ def _fig(v, fmt, missing="not measured"):
     return fmt(v) if units.is_number(v) else missing
 
 
-def calibration_tables(run, r, multi):
-    """One table per placement: the clock read, the harness's own cost, the
+def calibration_data(run, r, multi):
+    """One entry per placement: the clock read, the harness's own cost, the
     cache-line and futex round trips, then per size the payload round trip
     and the memcpy and cross-core copy bandwidths; the notes below."""
     cal = run.calibration
@@ -781,70 +802,72 @@ def calibration_tables(run, r, multi):
                               "cross_core_copy_bytes_per_second")
                     if isinstance(p.get(k), dict) for s in p[k] if str(s).isdigit()})
     for place, figs in run.calibration_placements().items():
-        ident = f"{r}-{place}" if multi else place
         cl, cl_min = figs.get("cache_line_rtt_ns"), figs.get("cache_line_rtt_min_ns")
         cache_line = _fig(cl, units.ns)
         if units.is_number(cl) and units.is_number(cl_min):
             cache_line += f" (min {units.ns(cl_min)})"
-        pairs = [
-            ("CPUs", ", ".join(str(c) for c in figs.get("cpus") or []) or "not pinned"),
-            ("clock read", _fig(cal.get("clock_read_ns"), units.ns)),
-            ("harness cost per round trip", _fig(cal.get("harness_ns"), units.ns)),
-            ("cache-line round trip (p50)", cache_line),
-            ("futex wake-up round trip", _fig(figs.get("futex_rtt_ns"), units.ns)),
-        ]
-        rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in pairs)
-        per_size = []
-        for s in sizes:
-            cells = [units.size(s)]
-            for key, fmt in (("payload_rtt_ns", units.ns),
-                             ("memcpy_bytes_per_second", units.bytes_per_second),
-                             ("cross_core_copy_bytes_per_second", units.bytes_per_second)):
-                v = figs.get(key)
-                cells.append(_fig(v.get(str(s)) if isinstance(v, dict) else None, fmt))
-            per_size.append("<tr>" + "".join(
-                f'<td class="{"num" if i else ""}">{escape(c)}</td>'
-                for i, c in enumerate(cells)) + "</tr>")
-        notes = [n for n in figs.get("notes") or [] if isinstance(n, str)]
-        notes_html = ("<ul class=\"calibration-notes\">"
-                      + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
-        out.append(
-            f'<div class="calibration-placement" id="calibration-{escape(ident, quote=True)}">'
-            f"<h3>{escape((run.label + ': ') if multi else '')}{escape(place)}</h3>"
-            f'<table class="kv calibration">{rows}</table>'
-            + (f'<table class="data calibration-sizes"><thead><tr><th>size</th>'
-               "<th>payload round trip</th><th>memcpy</th><th>cross-core copy</th></tr>"
-               f"</thead><tbody>{''.join(per_size)}</tbody></table>" if per_size else "")
-            + notes_html + "</div>")
+
+        def per_size(key, s):
+            v = figs.get(key)
+            fmt = units.ns if key == "payload_rtt_ns" else units.bytes_per_second
+            return _fig(v.get(str(s)) if isinstance(v, dict) else None, fmt)
+        out.append({
+            "ident": f"{r}-{place}" if multi else place,
+            "heading": ((run.label + ": ") if multi else "") + place,
+            "pairs": [
+                ("CPUs", ", ".join(str(c) for c in figs.get("cpus") or []) or "not pinned"),
+                ("clock read", _fig(cal.get("clock_read_ns"), units.ns)),
+                ("harness cost per round trip", _fig(cal.get("harness_ns"), units.ns)),
+                ("cache-line round trip (p50)", cache_line),
+                ("futex wake-up round trip", _fig(figs.get("futex_rtt_ns"), units.ns)),
+            ],
+            "sizes": [{"size": units.size(s), "payload": per_size("payload_rtt_ns", s),
+                       "memcpy": per_size("memcpy_bytes_per_second", s),
+                       "cross_core": per_size("cross_core_copy_bytes_per_second", s)}
+                      for s in sizes],
+            "notes": [n for n in figs.get("notes") or [] if isinstance(n, str)]})
     return out
 
 
-def calibration_section(runs):
-    """The floors the run measured, per placement, before the cases."""
+def calibration_tables(run, r, multi):
+    """One rendered <div> per placement (see calibration_data)."""
+    return [_macro("report_sections.html", "calibration_placement", p)
+            for p in calibration_data(run, r, multi)]
+
+
+def calibration_data_section(runs):
+    """The floors the run measured, per placement, before the cases; per
+    run, whether it has them ('tables'), has a layout this report does not
+    know ('unknown'), skipped calibrating ('skipped') or predates it
+    ('absent')."""
     multi = len(runs) > 1
-    parts, lines = [], []
+    placements, states = [], []
     for r, run in enumerate(runs):
-        prefix = f"{run.label}: " if multi else ""
+        state = {"prefix": f"{run.label}: " if multi else "", "reason": ""}
         if run.calibration:
-            tables = calibration_tables(run, r, multi)
-            if tables:
-                parts += tables
-            else:
-                lines.append(note(f"{prefix}the calibration has no per-placement figures "
-                                  "(a layout this report does not know), so none is shown."))
+            tables = calibration_data(run, r, multi)
+            placements += tables
+            state["state"] = "tables" if tables else "unknown"
         elif run.has_calibration_field:
-            lines.append(note(f"{prefix}calibration was skipped: "
-                              f"{run.calibration_note or 'no reason given'}."))
+            state.update(state="skipped", reason=run.calibration_note or "no reason given")
         else:
-            lines.append(note(f"{prefix}no calibration in this file (the suite that wrote it "
-                              "did not measure the floors)."))
-    intro = note("Measured in the same run, on the cases' own CPUs: the floors no mechanism "
-                 "can beat. A same-cpu placement has no spinning floors (cache-line, payload "
-                 "round trip, cross-core copy): two processes on one CPU cannot spin against "
-                 "each other.") if parts else ""
-    body = intro + "".join(lines) + (
-        '<div class="calibration-grid">' + "".join(parts) + "</div>" if parts else "")
-    return ("calibration", "Calibration", body)
+            state["state"] = "absent"
+        states.append(state)
+    return _section_data("calibration", "calibration", "Calibration", runs=states,
+                     placements=placements)
+
+
+def calibration_section(runs):
+    return _as_tuple(calibration_data_section(runs))
+
+
+def cases_data_section(runs):
+    """All cases: the note on reading the table, the legend of its limit
+    markers, the table."""
+    return _section_data("cases", "cases", "All cases",
+                     remote=any(r.has_remote_cases() for r in runs),
+                     columns_text=cases_columns_text(runs), legend=limit_legend(runs),
+                     table=cases_table_data(runs), unstable_mark=UNSTABLE_MARK)
 
 
 def render_report(runs, size=None, title=None):
@@ -858,33 +881,20 @@ def render_report(runs, size=None, title=None):
                    if p not in places]
     styles = plots.Styles(mechs, places)
     size = choose_size(runs, size)
-    side_by_side = local_remote_section(runs)
-    sections = (([side_by_side] if side_by_side else []) + [calibration_section(runs)]
-                + plot_sections(runs, styles, size))
-    sections.append(("cases", "All cases", note(
-        "Click a column header to sort; click again to reverse. Values are medians over "
-        "repetitions when the run had several (cv: coefficient of variation across the "
-        "repetitions of p50 for latency, of throughput for throughput; over 5% is "
-        f"marked {UNSTABLE_MARK}). × floor: how far the case is from the floor that "
-        "applies to it (see the calibration). Cases flagged as measurement errors are "
-        "not listed here."
-        + (" where: local (the peer on this host) or remote (the peer on the remote host; "
-           "no floor, and no one-way latency, across hosts)."
-           if any(r.has_remote_cases() for r in runs) else "")
-        + cases_columns_text(runs)) + limits_legend_html(runs) + cases_table(runs)))
-    sections.append(("flagged", "Flagged as measurement errors", flagged_table(runs)))
-    sections.append(("problems", "Failed and skipped cases", problems_table(runs)))
-    return template("report.html").substitute(
-        title=escape(title or default_title(runs)),
-        lead=escape(lead_line(runs)),
-        toc=" ".join(f'<a href="#{i}">{escape(t)}</a>' for i, t, _ in
-                     [("context", "Run context", "")] + sections),
-        warnings=warnings_html(runs),
-        context="\n".join(context_block(r, r.label) for r in runs),
-        sections="\n".join(section(i, t, body) for i, t, body in sections),
-        sources=escape(", ".join(r.path.name for r in runs)),
-        style=asset("style.css"),
-        script=asset("sortable.js"),
+    side_by_side = local_remote_data_section(runs)
+    sections = (([side_by_side] if side_by_side else []) + [calibration_data_section(runs)]
+                + plot_data_sections(runs, styles, size))
+    sections.append(cases_data_section(runs))
+    sections.append(flagged_data(runs))
+    sections.append(problems_data(runs))
+    return template("report.html").render(
+        title=title or default_title(runs),
+        lead=lead_line(runs),
+        warnings=warnings_data(runs),
+        unstable_mark=UNSTABLE_MARK,
+        contexts=[context_data(r, r.label) for r in runs],
+        sections=sections,
+        sources=", ".join(r.path.name for r in runs),
     )
 
 
@@ -906,11 +916,7 @@ def cases_columns_text(runs):
 
 def limits_legend_html(runs):
     """The legend of the limit markers the case table carries, one line each."""
-    lines = limit_legend(runs)
-    if not lines:
-        return ""
-    return ('<ul class="note limits-legend" id="limits-legend">'
-            + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>")
+    return _macro("report_sections.html", "limits_legend", limit_legend(runs))
 
 
 def default_title(runs):
@@ -924,102 +930,87 @@ def lead_line(runs):
     return f"{len(mechs)} mechanisms; {counts_line(runs)}."
 
 
-def warnings_html(runs):
-    """Warnings a reader must see before trusting the numbers."""
+def warnings_data(runs):
+    """Warnings a reader must see before trusting the numbers: per run, an
+    interrupted run, flagged cases, unstable cases."""
     out = []
     for run in runs:
         if not run.complete:
-            out.append(note(f"{run.label}: this run was interrupted ('complete': false); "
-                            "cases not run appear as failed.", "warning"))
+            out.append({"kind": "interrupted", "label": run.label, "count": 0})
         flagged = run.flagged_cases()
         if flagged:
-            out.append(note(f"{run.label}: {len(flagged)} case(s) flagged as measurement "
-                            "errors by the sanity gate; they are not shown as results (see "
-                            "'Flagged as measurement errors').", "warning"))
+            out.append({"kind": "flagged", "label": run.label, "count": len(flagged)})
         unstable = run.unstable_cases()
         if unstable:
-            out.append(note(f"{run.label}: {len(unstable)} case(s) unstable (cv over 5% "
-                            f"across repetitions), marked {UNSTABLE_MARK} in the case table.",
-                            "warning"))
-    return "\n".join(out)
+            out.append({"kind": "unstable", "label": run.label, "count": len(unstable)})
+    return out
+
+
+def warnings_html(runs):
+    return _macro("report_sections.html", "warnings", warnings_data(runs), UNSTABLE_MARK)
 
 
 def render_compare(result):
     """The compare diff page: verdict, the runs, a change chart and table."""
     from . import compare as cmp
-    regressed = escape(", ".join(result.regressed))
-    if result.nothing_paired:
-        verdict = (f'<p class="warning"><strong>Nothing compared</strong>: '
-                   f"{escape(cmp.nothing_paired_line(result))}.</p>")
-    else:
-        verdict = (f'<p class="warning"><strong>Regression</strong>: {regressed}</p>'
-                   if result.regressed else note("No regression."))
-    verdict += "".join(f"<p>{escape(line)}</p>" for line in cmp.method_lines(result))
     sys_lines = cmp.syscall_lines(result)
-    verdict += f"<p>{escape(sys_lines[0])}</p>"
-    if len(sys_lines) > 1:
-        verdict += "<ul>" + "".join(f"<li>{escape(line.strip())}</li>"
-                                    for line in sys_lines[1:]) + "</ul>"
+    verdict = {"nothing_paired": result.nothing_paired,
+               "nothing_line": cmp.nothing_paired_line(result) if result.nothing_paired else "",
+               "regressed": ", ".join(result.regressed),
+               "method_lines": list(cmp.method_lines(result)),
+               "syscall_line": sys_lines[0],
+               "syscall_items": [line.strip() for line in sys_lines[1:]]}
     rows = [ch.as_row() for ch in result.changes]
-    chart = (figure(plots.compare_changes(rows, result.threshold), "compare", "Changes",
-                    "Each compared metric's change, signed so that positive is worse "
-                    "(latency up, throughput down).")
-             if any(r["worse_pct"] is not None for r in rows) else note("No metric to compare."))
-    return template("compare.html").substitute(
-        title=escape(f"ipcbench compare: {result.base.path.name} → {result.new.path.name}"),
-        lead=escape(cmp.summary_line(result)),
-        warnings="\n".join(note(f"Warning: {w}", "warning")
-                           for w in result.warnings + result.notes),
+    chart = (figure_data(plots.compare_changes(rows, result.threshold), "compare", "Changes",
+                         "Each compared metric's change, signed so that positive is worse "
+                         "(latency up, throughput down).")
+             if any(r["worse_pct"] is not None for r in rows) else None)
+    return template("compare.html").render(
+        title=f"ipcbench compare: {result.base.path.name} → {result.new.path.name}",
+        lead=cmp.summary_line(result),
+        warnings=result.warnings + result.notes,
         verdict=verdict,
-        context="\n".join(context_block(r, f"{side}: {r.label}")
-                          for side, r in (("base", result.base), ("new", result.new))),
+        contexts=[context_data(r, f"{side}: {r.label}")
+                  for side, r in (("base", result.base), ("new", result.new))],
         chart=chart,
-        table=compare_table(result),
-        unmatched=unmatched_html(result),
-        style=asset("style.css"),
-        script=asset("sortable.js"),
+        changes=changes_data(result),
+        unmatched=unmatched_data(result),
     )
+
+
+def changes_data(result):
+    """Every compared metric: values for sorting, texts for reading."""
+    from . import compare as cmp
+    return [{"case": ch.case, "metric": ch.metric,
+             "base": ch.base, "base_text": ch.fmt(ch.base),
+             "new": ch.new, "new_text": ch.fmt(ch.new),
+             "change": ch.change_pct, "change_text": units.percent_change(ch.change_pct),
+             "p_value": ch.p_value, "p_text": cmp.p_text(ch.p_value),
+             "noise_text": cmp.noise_text(ch),
+             "detectable": ch.detectable_pct, "detectable_text": cmp.detectable_text(ch),
+             "method": ch.method, "verdict": ch.verdict,
+             "verdict_text": cmp.verdict_text(ch.verdict),
+             "verdict_class": ch.verdict.replace(" ", "-")}
+            for ch in result.changes]
 
 
 def compare_table(result):
     """Every compared metric, sortable."""
-    from . import compare as cmp
-    head = [("case", "text"), ("metric", "text"), ("base", "num"), ("new", "num"),
-            ("change", "num"), ("p-value", "num"), ("noise", "text"), ("detectable", "num"),
-            ("method", "text"), ("verdict", "text")]
-    body = []
-    for ch in result.changes:
-        cells = [
-            (ch.case, ch.case, ""), (ch.metric, ch.metric, ""),
-            (ch.base, ch.fmt(ch.base), "num"), (ch.new, ch.fmt(ch.new), "num"),
-            (ch.change_pct, units.percent_change(ch.change_pct), "num"),
-            (ch.p_value, cmp.p_text(ch.p_value), "num"),
-            (None, cmp.noise_text(ch), ""),
-            (ch.detectable_pct, cmp.detectable_text(ch), "num"), (ch.method, ch.method, ""),
-            (ch.verdict, cmp.verdict_text(ch.verdict), f"verdict-{ch.verdict.replace(' ', '-')}"),
-        ]
-        body.append("<tr>" + "".join(
-            f'<td class="{cls}" data-v="{"" if v is None else escape(str(v), quote=True)}">'
-            f"{escape(t)}</td>" for v, t, cls in cells) + "</tr>")
-    thead = "".join(f'<th data-type="{t}">{escape(h)}</th>' for h, t in head)
-    return (f'<div class="table-wrap"><table class="data sortable" id="changes-table">'
-            f"<thead><tr>{thead}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    return _macro("compare_sections.html", "changes_table", changes_data(result))
+
+
+def unmatched_data(result):
+    """Cases not compared: status changes, flagged cases, cases measured
+    under different settings and cases present on one side only."""
+    return {
+        "status_changes": [{"label": label, "base": b, "new": n, "what": what}
+                           for label, b, n, what in result.status_changes],
+        "flagged": [{"label": label, "reasons": reasons}
+                    for label, _b, _n, reasons in result.flagged],
+        "mismatched": [{"label": m.case, "what": m.what()} for m in result.mismatched],
+        "only_base": [{"label": c.key.label(), "status": c.status} for c in result.only_base],
+        "only_new": [{"label": c.key.label(), "status": c.status} for c in result.only_new]}
 
 
 def unmatched_html(result):
-    """Cases not compared: status changes, flagged cases, cases measured
-    under different settings and cases present on one side only."""
-    items = [f"<li><code>{escape(label)}</code>: base {escape(b)}, new {escape(n)}: "
-             f"<strong>{escape(what)}</strong></li>" for label, b, n, what in result.status_changes]
-    items += [f'<li class="flagged"><code>{escape(label)}</code>: <strong>flagged as a '
-              f"measurement error</strong>, not compared ({escape(reasons)})</li>"
-              for label, _b, _n, reasons in result.flagged]
-    items += [f'<li class="mismatched"><code>{escape(m.case)}</code>: '
-              f"<strong>{escape(m.what())}</strong></li>" for m in result.mismatched]
-    items += [f"<li><code>{escape(c.key.label())}</code>: only in base ({escape(c.status)})</li>"
-              for c in result.only_base]
-    items += [f"<li><code>{escape(c.key.label())}</code>: only in new ({escape(c.status)})</li>"
-              for c in result.only_new]
-    if not items:
-        return ""
-    return section("unmatched", "Not compared", "<ul>" + "".join(items) + "</ul>")
+    return _macro("compare_sections.html", "unmatched", unmatched_data(result))
