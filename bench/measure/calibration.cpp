@@ -22,6 +22,7 @@
 #include "bench/core/sysinfo.hpp"
 #include "bench/core/units.hpp"
 #include "mechanisms/posix/futex.hpp"
+#include "mechanisms/posix/mapping.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/spin.hpp"
 
@@ -92,19 +93,12 @@ class Shared {
   explicit Shared(std::size_t max_size)
       : max_(align64(max_size)),
         area_(std::max<std::size_t>(1u << 20, 4 * rotation_stride(max_size))) {
-    bytes_ = 4096 + 2 * area_ + max_;
-    void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      throw std::system_error(errno, std::generic_category(),
-                              "calibration: cannot map " + std::to_string(bytes_) + " bytes");
-    }
-    base_ = static_cast<std::byte*>(p);
-    std::memset(base_, 0, bytes_);  // fault every page in before anything is timed
+    region_ = posix::MappedRegion::map_shared(4096 + 2 * area_ + max_, -1, 0,
+                                              "the calibration's shared memory");
+    base_ = region_.data();
+    std::memset(base_, 0, region_.size());  // fault every page in before anything is timed
     new (base_) Control();
   }
-  ~Shared() { ::munmap(base_, bytes_); }
-  Shared(const Shared&) = delete;
-  Shared& operator=(const Shared&) = delete;
 
   Control& ctl() const noexcept { return *reinterpret_cast<Control*>(base_); }
   // A and B: where the payload round trip's message goes out and comes
@@ -121,7 +115,7 @@ class Shared {
  private:
   std::size_t max_;
   std::size_t area_;
-  std::size_t bytes_ = 0;
+  posix::MappedRegion region_;  // control page, A, B, the child's buffer
   std::byte* base_ = nullptr;
 };
 

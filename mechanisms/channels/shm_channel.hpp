@@ -1,5 +1,7 @@
 // Shared-memory channel over two SPSC rings (shm_ring.hpp), shared by the
-// shm-spin and shm-futex mechanisms, which differ only in how they wait.
+// shm-spin and shm-futex mechanisms, which differ only in how they wait: a
+// wait policy (SpinWait, FutexWait below) is a small type the channel is
+// built with, so a new wake-up is one more struct, not edits inside it.
 //
 // Segment layout (one POSIX shm object, created O_EXCL with mode 0600,
 // named /ipcbench.<pid>.<tag>.<suffix>, unlinked as soon as the peer mapped
@@ -32,6 +34,7 @@
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/futex.hpp"
 #include "mechanisms/posix/limits.hpp"
+#include "mechanisms/posix/mapping.hpp"
 #include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/spin.hpp"
@@ -76,17 +79,13 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
   }
 }
 
-// Owns one mapping of the segment. Move-only; unmaps in the destructor.
+// One mapping of the segment (posix::MappedRegion owns it) and where its
+// parts are.
 class Mapping {
  public:
-  Mapping(void* base, std::size_t size) : base_(base), size_(size) {}
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (base_ != nullptr) ::munmap(base_, size_);
-  }
-  std::byte* base() const noexcept { return static_cast<std::byte*>(base_); }
-  SegmentHeader* header() const noexcept { return reinterpret_cast<SegmentHeader*>(base_); }
+  explicit Mapping(posix::MappedRegion region) : region_(std::move(region)) {}
+  std::byte* base() const noexcept { return region_.data(); }
+  SegmentHeader* header() const noexcept { return reinterpret_cast<SegmentHeader*>(base()); }
   RingControl* control(int ring) const noexcept {
     return reinterpret_cast<RingControl*>(base() + kPage + ring * (kPage + header()->capacity));
   }
@@ -95,30 +94,129 @@ class Mapping {
   }
 
  private:
-  void* base_;
-  std::size_t size_;
+  posix::MappedRegion region_;
 };
 
-// How a side waits for data or room. Spin: busy-poll with a pause
-// instruction (yielding the CPU when both sides share one). Futex: spin
-// briefly, then sleep on the ring's futex word until the other side wakes us.
-enum class WaitPolicy { kSpin, kFutex };
+using Deadline = std::chrono::steady_clock::time_point;
+inline constexpr Deadline kNoDeadline = Deadline::max();
+// Spins between checks of the interrupt flag and the clock (~10-50 us).
+inline constexpr unsigned kSpinsPerCheck = 1024;
+// Futex sleeps are sliced so a missed wake-up can never hang us.
+inline constexpr auto kSleepSlice = std::chrono::milliseconds(100);
 
-template <WaitPolicy kPolicy>
+// Spins until `done()`, at most `limit` spins or until the deadline; true
+// when done. Yields the CPU on each spin when both sides share one.
+template <typename Done>
+bool spin_until(Done done, unsigned limit, bool same_cpu, Deadline deadline) {
+  for (unsigned i = 1; i <= limit; ++i) {
+    if (done()) return true;
+    posix::relax(same_cpu);  // yields when the other side needs this CPU
+    if (i % kSpinsPerCheck == 0) {
+      posix::throw_if_interrupted();
+      if (deadline != kNoDeadline && std::chrono::steady_clock::now() >= deadline) return done();
+    }
+  }
+  return done();
+}
+
+// Announces that we sleep, then sleeps on `word` until `done()` or the
+// deadline. The seq_cst fence after the announcement pairs with the other
+// side's fence after publishing: either we see its progress or it sees our
+// flag and wakes us.
+template <typename Done>
+void sleep_until(Done done, std::atomic<std::uint32_t>& waiting, std::atomic<std::uint32_t>& word,
+                 Deadline deadline) {
+  waiting.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  struct Reset {
+    std::atomic<std::uint32_t>& w;
+    ~Reset() { w.store(0, std::memory_order_relaxed); }
+  } reset{waiting};
+  for (;;) {
+    const std::uint32_t seen = word.load(std::memory_order_acquire);
+    if (done()) return;
+    posix::throw_if_interrupted();
+    auto slice = std::chrono::nanoseconds(kSleepSlice);
+    if (deadline != kNoDeadline) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) return;
+      slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+    }
+    futex_wait(&word, seen, slice);
+  }
+}
+
+// A wait policy: how a side waits for data (`wait_for_data`) or room
+// (`wait_for_room`) until `ready()` or the deadline, and what it does after
+// publishing a message (`pushed`) or consuming one (`popped`) so that the
+// other side's wait ends. The channel holds one as a member, so a policy
+// with state of its own (descriptors to wake through) fits too.
+
+// Busy-polls with a pause instruction (yielding the CPU when both sides
+// share one); publishing needs nothing more.
+struct SpinWait {
+  void pushed(RingProducer& /*producer*/) {}
+  void popped(RingConsumer& /*consumer*/) {}
+  template <typename Ready>
+  void wait_for_data(RingConsumer& /*consumer*/, Ready ready, bool same_cpu, Deadline deadline) {
+    spin_until(ready, ~0u, same_cpu, deadline);
+  }
+  template <typename Ready>
+  void wait_for_room(RingProducer& /*producer*/, Ready ready, bool same_cpu, Deadline deadline) {
+    spin_until(ready, ~0u, same_cpu, deadline);
+  }
+};
+
+// Spins briefly, then sleeps on the ring's futex word until the other side
+// wakes it; the publisher wakes only a side that said it sleeps.
+struct FutexWait {
+  // Spins before sleeping. Short: a cross-CPU wake-up on a VM costs tens of
+  // us, so a reply that is already on its way is worth a few us of
+  // spinning, but not more. Under same-cpu it sleeps at once.
+  static constexpr unsigned kSpinsBeforeSleep = 256;
+
+  void pushed(RingProducer& producer) {
+    if (producer.consumer_needs_wake()) {
+      producer.control()->data_futex.fetch_add(1, std::memory_order_release);
+      futex_wake(&producer.control()->data_futex);
+    }
+  }
+  void popped(RingConsumer& consumer) {
+    if (consumer.producer_needs_wake()) {
+      consumer.control()->space_futex.fetch_add(1, std::memory_order_release);
+      futex_wake(&consumer.control()->space_futex);
+    }
+  }
+  template <typename Ready>
+  void wait_for_data(RingConsumer& consumer, Ready ready, bool same_cpu, Deadline deadline) {
+    if (!same_cpu && spin_until(ready, kSpinsBeforeSleep, same_cpu, deadline)) return;
+    sleep_until(ready, consumer.control()->consumer_waiting, consumer.control()->data_futex,
+                deadline);
+  }
+  template <typename Ready>
+  void wait_for_room(RingProducer& producer, Ready ready, bool same_cpu, Deadline deadline) {
+    if (!same_cpu && spin_until(ready, kSpinsBeforeSleep, same_cpu, deadline)) return;
+    sleep_until(ready, producer.control()->producer_waiting, producer.control()->space_futex,
+                deadline);
+  }
+};
+
+template <typename Wait>
 class ShmChannel : public Channel {
  public:
   // `listener` selects which ring is ours to produce into.
-  ShmChannel(std::unique_ptr<Mapping> mapping, bool listener, bool same_cpu)
+  ShmChannel(std::unique_ptr<Mapping> mapping, bool listener, bool same_cpu, Wait wait = {})
       : mapping_(std::move(mapping)),
         producer_(mapping_->control(listener ? 0 : 1), mapping_->data(listener ? 0 : 1)),
         consumer_(mapping_->control(listener ? 1 : 0), mapping_->data(listener ? 1 : 0)),
         max_message_(mapping_->header()->max_message),
-        same_cpu_(same_cpu) {}
+        same_cpu_(same_cpu),
+        wait_(std::move(wait)) {}
 
   void send(std::span<const std::byte> message) override {
     check_size(message.size());
     while (!producer_.try_push(message)) wait_for_room(message.size(), kForever);
-    after_push();
+    wait_.pushed(producer_);
   }
 
   std::size_t receive(std::span<std::byte> buffer) override {
@@ -132,7 +230,7 @@ class ShmChannel : public Channel {
       refused_size_ = message.size();  // wait_sendable waits for room for this one
       return false;
     }
-    after_push();
+    wait_.pushed(producer_);
     return true;
   }
 
@@ -156,14 +254,6 @@ class ShmChannel : public Channel {
 
  private:
   static constexpr auto kForever = std::chrono::nanoseconds::max();
-  // Spins between checks of the interrupt flag and the clock (~10-50 us).
-  static constexpr unsigned kSpinsPerCheck = 1024;
-  // Futex mode: spins before sleeping. Short: a cross-CPU wake-up on a VM
-  // costs tens of us, so a reply that is already on its way is worth a few
-  // us of spinning, but not more.
-  static constexpr unsigned kSpinsBeforeSleep = 256;
-  // Futex sleeps are sliced so a missed wake-up can never hang us.
-  static constexpr auto kSleepSlice = std::chrono::milliseconds(100);
 
   void check_size(std::size_t size) const {
     if (size == 0 || size > max_message_) {
@@ -179,95 +269,24 @@ class ShmChannel : public Channel {
                           std::to_string(buffer.size()) + "-byte receive buffer");
     }
     consumer_.pop(buffer);
-    if constexpr (kPolicy == WaitPolicy::kFutex) {
-      if (consumer_.producer_needs_wake()) {
-        consumer_.control()->space_futex.fetch_add(1, std::memory_order_release);
-        futex_wake(&consumer_.control()->space_futex);
-      }
-    }
+    wait_.popped(consumer_);
     return len;
   }
 
-  void after_push() {
-    if constexpr (kPolicy == WaitPolicy::kFutex) {
-      if (producer_.consumer_needs_wake()) {
-        producer_.control()->data_futex.fetch_add(1, std::memory_order_release);
-        futex_wake(&producer_.control()->data_futex);
-      }
-    }
-  }
-
-  // Spins until `done()` or the deadline; true when done.
-  template <typename Done>
-  bool spin(Done done, unsigned limit, std::chrono::steady_clock::time_point deadline) {
-    for (unsigned i = 1; i <= limit; ++i) {
-      if (done()) return true;
-      posix::relax(same_cpu_);  // yields when the other side needs this CPU
-      if (i % kSpinsPerCheck == 0) {
-        posix::throw_if_interrupted();
-        if (deadline != std::chrono::steady_clock::time_point::max() &&
-            std::chrono::steady_clock::now() >= deadline) {
-          return done();
-        }
-      }
-    }
-    return done();
-  }
-
-  static std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds t) {
-    if (t == kForever) return std::chrono::steady_clock::time_point::max();
+  static Deadline deadline_after(std::chrono::nanoseconds t) {
+    if (t == kForever) return kNoDeadline;
     return std::chrono::steady_clock::now() + t;
   }
 
   void wait_for_data(std::chrono::nanoseconds timeout) {
-    const auto deadline = deadline_after(timeout);
-    auto ready = [this] { return consumer_.ready(); };
-    if constexpr (kPolicy == WaitPolicy::kSpin) {
-      spin(ready, ~0u, deadline);
-    } else {
-      if (!same_cpu_ && spin(ready, kSpinsBeforeSleep, deadline)) return;
-      sleep_until(ready, consumer_.control()->consumer_waiting, consumer_.control()->data_futex,
-                  deadline);
-    }
+    wait_.wait_for_data(
+        consumer_, [this] { return consumer_.ready(); }, same_cpu_, deadline_after(timeout));
   }
 
   void wait_for_room(std::size_t size, std::chrono::nanoseconds timeout) {
-    const auto deadline = deadline_after(timeout);
-    auto room = [this, size] { return producer_.has_room(size); };
-    if constexpr (kPolicy == WaitPolicy::kSpin) {
-      spin(room, ~0u, deadline);
-    } else {
-      if (!same_cpu_ && spin(room, kSpinsBeforeSleep, deadline)) return;
-      sleep_until(room, producer_.control()->producer_waiting, producer_.control()->space_futex,
-                  deadline);
-    }
-  }
-
-  // Announces that we sleep, then sleeps on `word` until `done()`. The
-  // seq_cst fence after the announcement pairs with the other side's fence
-  // after publishing: either we see its progress or it sees our flag and
-  // wakes us.
-  template <typename Done>
-  void sleep_until(Done done, std::atomic<std::uint32_t>& waiting, std::atomic<std::uint32_t>& word,
-                   std::chrono::steady_clock::time_point deadline) {
-    waiting.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    struct Reset {
-      std::atomic<std::uint32_t>& w;
-      ~Reset() { w.store(0, std::memory_order_relaxed); }
-    } reset{waiting};
-    for (;;) {
-      const std::uint32_t seen = word.load(std::memory_order_acquire);
-      if (done()) return;
-      posix::throw_if_interrupted();
-      auto slice = std::chrono::nanoseconds(kSleepSlice);
-      if (deadline != std::chrono::steady_clock::time_point::max()) {
-        const auto left = deadline - std::chrono::steady_clock::now();
-        if (left <= std::chrono::nanoseconds::zero()) return;
-        slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
-      }
-      futex_wait(&word, seen, slice);
-    }
+    wait_.wait_for_room(
+        producer_, [this, size] { return producer_.has_room(size); }, same_cpu_,
+        deadline_after(timeout));
   }
 
   std::unique_ptr<Mapping> mapping_;
@@ -275,12 +294,13 @@ class ShmChannel : public Channel {
   RingConsumer consumer_;
   std::size_t max_message_;
   bool same_cpu_;
+  [[no_unique_address]] Wait wait_;
   std::size_t refused_size_ = 1;
 };
 
 // The listener's side: creates, sizes and pre-faults the segment, and
 // removes its name once the peer has mapped it.
-template <WaitPolicy kPolicy>
+template <typename Wait>
 class ShmEndpoint : public Endpoint {
  public:
   ShmEndpoint(std::string name, std::size_t max_message, bool same_cpu)
@@ -305,10 +325,9 @@ class ShmEndpoint : public Endpoint {
       // /dev/shm then kills the first writer with SIGBUS; reserving makes it
       // an error here, before anything is mapped or measured.
       posix::reserve_shm(fd.get(), size, "shared memory " + name_);
-      void* base =
-          ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
-      if (base == MAP_FAILED) posix::throw_errno("cannot map shared memory " + name_);
-      mapping_ = std::make_unique<Mapping>(base, size);
+      mapping_ = std::make_unique<Mapping>(
+          posix::MappedRegion::map_shared(size, fd.get(), MAP_POPULATE, "shared memory " + name_));
+      std::byte* base = mapping_->base();
       // Touch every page now (tmpfs allocates on first write): page faults
       // must not be measured.
       std::memset(base, 0, size);
@@ -344,7 +363,7 @@ class ShmEndpoint : public Endpoint {
                  std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50)));
     }
     unlink_name();  // both sides hold mappings; the name is no longer needed
-    return std::make_unique<ShmChannel<kPolicy>>(std::move(mapping_), true, same_cpu_);
+    return std::make_unique<ShmChannel<Wait>>(std::move(mapping_), true, same_cpu_);
   }
 
  private:
@@ -363,7 +382,7 @@ class ShmEndpoint : public Endpoint {
 };
 
 // The connecting side: maps the segment, checks it, says it is there.
-template <WaitPolicy kPolicy>
+template <typename Wait>
 std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOptions& options) {
   const std::string name(address);
   if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos) {
@@ -375,10 +394,8 @@ std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOpti
   if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat shared memory " + name);
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size < segment_size(0)) throw ProtocolError("shared memory " + name + " is too small");
-  void* base =
-      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
-  if (base == MAP_FAILED) posix::throw_errno("cannot map shared memory " + name);
-  auto mapping = std::make_unique<Mapping>(base, size);
+  auto mapping = std::make_unique<Mapping>(
+      posix::MappedRegion::map_shared(size, fd.get(), MAP_POPULATE, "shared memory " + name));
   const SegmentHeader* h = mapping->header();
   // Never trust the segment's own numbers beyond what we mapped.
   if (h->magic != kMagic || h->total_size != size || !std::has_single_bit(h->capacity) ||
@@ -388,7 +405,7 @@ std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOpti
   }
   mapping->header()->connected.store(1, std::memory_order_release);
   futex_wake(&mapping->header()->connected);
-  return std::make_unique<ShmChannel<kPolicy>>(std::move(mapping), false, options.same_cpu);
+  return std::make_unique<ShmChannel<Wait>>(std::move(mapping), false, options.same_cpu);
 }
 
 // "/ipcbench.<pid>.<tag>.<suffix>": the owner's pid lets a later cleanup tell

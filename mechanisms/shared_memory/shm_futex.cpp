@@ -20,12 +20,12 @@ class ShmFutexMechanism : public Mechanism {
             .names = Names::kSystem};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kFutex>>(
+    return std::make_unique<shm::ShmEndpoint<shm::FutexWait>>(
         shm::shm_name(options, "futex"), options.max_message, options.same_cpu);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {
-    return shm::connect_shm<shm::WaitPolicy::kFutex>(address, options);
+    return shm::connect_shm<shm::FutexWait>(address, options);
   }
 };
 

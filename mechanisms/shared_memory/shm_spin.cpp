@@ -20,12 +20,12 @@ class ShmSpinMechanism : public Mechanism {
             .names = Names::kSystem};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<shm::ShmEndpoint<shm::WaitPolicy::kSpin>>(
-        shm::shm_name(options, "spin"), options.max_message, options.same_cpu);
+    return std::make_unique<shm::ShmEndpoint<shm::SpinWait>>(shm::shm_name(options, "spin"),
+                                                             options.max_message, options.same_cpu);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {
-    return shm::connect_shm<shm::WaitPolicy::kSpin>(address, options);
+    return shm::connect_shm<shm::SpinWait>(address, options);
   }
 };
 
