@@ -280,7 +280,8 @@ class OwnersTest : public ::testing::Test {
   // them by their last sender/receiver pid, 0 until used) and the record
   // holds them. The others: the runner accepted the peer and unlinked the
   // case's names (the record's "- " lines are written after the unlink).
-  bool mid_case(const std::string& mechanism, pid_t runner, pid_t peer) const;
+  // The case is under way: its objects are held by both sides (see the definition).
+  bool mid_case(pid_t runner, pid_t peer) const;
 
   std::string work_, owner_dir_, hang_, last_err_;
   std::vector<pid_t> children_;
@@ -328,14 +329,16 @@ std::set<std::string> objects_of(pid_t pid, pid_t peer) {
   return found;
 }
 
-bool OwnersTest::mid_case(const std::string& mechanism, pid_t runner, pid_t peer) const {
+bool OwnersTest::mid_case(pid_t runner, pid_t peer) const {
   const std::set<std::string> held = held_by_records();
-  if (mechanism == "sysv-mq") {
-    const std::set<std::string> seen = objects_of(runner, peer);
-    return std::count_if(seen.begin(), seen.end(), [&](const std::string& o) {
-             return o.starts_with("sysv-msg") && held.contains(o);
-           }) == 2;
+  // System V queues have no name to unlink: both of the case's are held.
+  const std::set<std::string> seen = objects_of(runner, peer);
+  if (std::count_if(seen.begin(), seen.end(), [&](const std::string& o) {
+        return o.starts_with("sysv-msg") && held.contains(o);
+      }) == 2) {
+    return true;
   }
+  // Named objects: the case's names were unlinked once both sides held them.
   const std::string case_names = "/ipcbench." + std::to_string(runner) + ".case";
   bool unlinked = false;
   std::istringstream in(record_text());
@@ -451,14 +454,26 @@ INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledBeforeAccept, ::testing::ValuesIn(nam
 
 // --- killed mid-case: SysV queues (and the run directory) are left ---------
 
-class KilledMidCase : public OwnersTest, public ::testing::WithParamInterface<const char*> {};
+// Every registered mechanism whose objects have system-wide names
+// (Capabilities::names kSystem): killed mid-case, `clean` removes what it
+// held. (Those with run-directory names only leave the directory, which
+// KilledBeforeAccept covers.)
+std::vector<std::string> system_named_mechanisms() {
+  std::vector<std::string> out;
+  for (const auto& m : ipcbench::mechanisms()) {
+    if (m->capabilities().names == ipcbench::Names::kSystem) out.emplace_back(m->name());
+  }
+  return out;
+}
+
+class KilledMidCase : public OwnersTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
   const std::string mechanism = GetParam();
   Child runner = spawn(run_args(mechanism, "30"));
   pid_t peer = -1;
   ASSERT_TRUE(eventually([&] { return (peer = peer_of(runner.pid)) > 0; })) << runner.err();
-  ASSERT_TRUE(eventually([&] { return mid_case(mechanism, runner.pid, peer); }))
+  ASSERT_TRUE(eventually([&] { return mid_case(runner.pid, peer); }))
       << "the case never got going: objects " << joined(objects_of(runner.pid, peer))
       << "\nrecord:\n"
       << record_text() << "\nstderr: " << runner.err();
@@ -484,8 +499,7 @@ TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
   EXPECT_TRUE(objects_of(runner.pid, peer).empty()) << joined(objects_of(runner.pid, peer));
 }
 
-INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledMidCase,
-                         ::testing::Values("sysv-mq", "shm-spin", "posix-mq"),
+INSTANTIATE_TEST_SUITE_P(Mechanisms, KilledMidCase, ::testing::ValuesIn(system_named_mechanisms()),
                          [](const auto& param_info) {
                            std::string name = param_info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
@@ -499,7 +513,7 @@ TEST_F(OwnersTest, LiveRunSurvivesConcurrentCleanAndAnotherRunsSweep) {
   pid_t peer = -1;
   ASSERT_TRUE(eventually([&] { return (peer = peer_of(live.pid)) > 0; })) << live.err();
   // Both queues used, so what the run holds no longer changes.
-  ASSERT_TRUE(eventually([&] { return mid_case("sysv-mq", live.pid, peer); }))
+  ASSERT_TRUE(eventually([&] { return mid_case(live.pid, peer); }))
       << "no messages both ways: " << joined(objects_of(live.pid, peer)) << "\nrecord:\n"
       << record_text() << "\nstderr: " << live.err();
   const std::set<std::string> held = objects_of(live.pid, peer);
