@@ -20,15 +20,34 @@ std::unique_ptr<Mechanism> make_sysv_mq();
 std::unique_ptr<Mechanism> make_boost_mq();
 std::unique_ptr<Mechanism> make_zmq_ipc();
 std::unique_ptr<Mechanism> make_zmq_tcp();
+#ifdef IPCBENCH_EXTRA_MECHANISM
+// A build with -DIPCBENCH_EXTRA_MECHANISM=FILE (scripts/check-new-mechanism)
+// compiles FILE in, which defines this factory; other builds have no such entry.
+std::unique_ptr<Mechanism> make_extra_mechanism();
+#endif
 }  // namespace mech
 
 namespace {
 using Factory = std::unique_ptr<Mechanism> (*)();
 constexpr Factory kFactories[] = {
-    mech::make_pipe,          mech::make_fifo,      mech::make_uds_stream, mech::make_uds_dgram,
-    mech::make_uds_seqpacket, mech::make_tcp,       mech::make_udp,        mech::make_shm_spin,
-    mech::make_shm_futex,     mech::make_boost_shm, mech::make_posix_mq,   mech::make_sysv_mq,
-    mech::make_boost_mq,      mech::make_zmq_ipc,   mech::make_zmq_tcp,
+    mech::make_pipe,
+    mech::make_fifo,
+    mech::make_uds_stream,
+    mech::make_uds_dgram,
+    mech::make_uds_seqpacket,
+    mech::make_tcp,
+    mech::make_udp,
+    mech::make_shm_spin,
+    mech::make_shm_futex,
+    mech::make_boost_shm,
+    mech::make_posix_mq,
+    mech::make_sysv_mq,
+    mech::make_boost_mq,
+    mech::make_zmq_ipc,
+    mech::make_zmq_tcp,
+#ifdef IPCBENCH_EXTRA_MECHANISM
+    mech::make_extra_mechanism,
+#endif
 };
 }  // namespace
 

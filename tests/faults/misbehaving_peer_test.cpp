@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "../support/proc.hpp"
+#include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
@@ -464,6 +465,15 @@ std::vector<Scenario> scenarios() {
   // when it noticed the death first), within a second or so of the death.
   Scenario lock{"boost-mq", "die-holding-lock", {"holding a queue's lock", "exited"}};
   v.push_back(lock);
+  // Every other registered mechanism (and any added later, with no edit
+  // here): a reply with the wrong sequence number fails the case, in both
+  // modes and both patterns.
+  for (const std::string& mech : ipcbench::mechanism_names()) {
+    const bool covered = std::any_of(v.begin(), v.end(), [&](const Scenario& s) {
+      return s.mechanism == mech && s.fault == "wrong-seq";
+    });
+    if (!covered) v.push_back({mech, "wrong-seq", kSequence});
+  }
   return v;
 }
 
