@@ -34,8 +34,10 @@ long read_id() {
   return -1;
 }
 
-// The tracepoint's id; mounts tracefs at its usual place first when root
-// and it is not there (as perf(1) does).
+// The tracepoint's id; when root and tracefs is not mounted, mounts it at
+// its usual place for the time it takes to read the id (as perf(1) does),
+// then unmounts it: counting needs only the id, and a run leaves no mount
+// behind.
 long tracepoint_id() {
   long id = read_id();
   if (id < 0 && ::geteuid() == 0) {
@@ -43,6 +45,7 @@ long tracepoint_id() {
     if (::stat("/sys/kernel/tracing", &st) == 0 && S_ISDIR(st.st_mode) &&
         ::mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr) == 0) {
       id = read_id();
+      ::umount2("/sys/kernel/tracing", MNT_DETACH);
     }
   }
   return id;
