@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "../support/proc.hpp"
+#include "../support/run.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
@@ -80,14 +81,18 @@ class Measurement : public ::testing::Test {
   std::string out_path(const std::string& name) const { return dir_ + "/" + name + ".json"; }
   std::string log_path(const std::string& name) const { return dir_ + "/" + name + ".log"; }
 
-  // Runs `ipcbench run ARGS --no-calibration --out DIR/NAME.json`, console
-  // output to DIR/NAME.log; returns the exit status (-1 if it did not exit).
+  // Runs `ipcbench run ARGS --no-calibration --out DIR/NAME.json` (ARGS
+  // split at spaces) within a deadline, its stdout and then its stderr to
+  // DIR/NAME.log; returns the exit status (-1 if it did not exit).
   int run_raw(const std::string& args, const std::string& name) {
-    const std::string cmd = std::string(IPCBENCH_BINARY) + " run " + args +
-                            " --no-calibration --out " + out_path(name) + " >" + log_path(name) +
-                            " 2>&1 </dev/null";
-    const int status = std::system(cmd.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    testproc::Args argv = {IPCBENCH_BINARY, "run"};
+    std::istringstream words(args);
+    for (std::string w; words >> w;) argv.push_back(w);
+    argv.insert(argv.end(), {"--no-calibration", "--out", out_path(name)});
+    const testproc::RunResult r =
+        testproc::run_command(argv, std::nullopt, std::chrono::seconds(140));
+    std::ofstream(log_path(name)) << r.out << r.err;
+    return r.status >= 0 && r.status < 128 ? r.status : -1;
   }
 
   // A run that must succeed: exit 0, a result file valid against the
@@ -107,11 +112,10 @@ class Measurement : public ::testing::Test {
       ADD_FAILURE() << "result file is not JSON: " << e.what();
       return json::object();
     }
-    const std::string validate = "/usr/bin/python3 " IPCBENCH_SOURCE_DIR
-                                 "/tests/tools/validate_result.py " IPCBENCH_SOURCE_DIR
-                                 "/docs/result.schema.json " +
-                                 out_path(name);
-    EXPECT_EQ(std::system(validate.c_str()), 0) << validate;
+    const testproc::RunResult valid = testproc::run_command(
+        {"/usr/bin/python3", IPCBENCH_SOURCE_DIR "/tests/tools/validate_result.py",
+         IPCBENCH_SOURCE_DIR "/docs/result.schema.json", out_path(name)});
+    EXPECT_EQ(valid.status, 0) << "validate_result.py " << out_path(name) << "\n" << valid;
     for (const json& b : doc.value("benchmarks", json::array())) {
       EXPECT_FALSE(b.value("error_occurred", false))
           << b.value("name", "?") << " failed: " << b.value("error_message", "");

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../support/proc.hpp"
+#include "../support/run.hpp"
 
 namespace {
 
@@ -156,10 +157,10 @@ TEST_F(OpenLoop, AchievedRateIsReportedNextToTheRequestedOne) {
   EXPECT_TRUE(open.contains("oneway_p50_ns"));
   EXPECT_TRUE(open.contains("oneway_histogram"));
   // The file, async fields included, is valid against the contract.
-  const std::string validate =
-      "/usr/bin/python3 " + std::string(IPCBENCH_SOURCE_DIR) + "/tests/tools/validate_result.py " +
-      std::string(IPCBENCH_SOURCE_DIR) + "/docs/result.schema.json " + dir_ + "/rate.json";
-  EXPECT_EQ(std::system(validate.c_str()), 0) << validate;
+  const testproc::RunResult valid = testproc::run_command(
+      {"/usr/bin/python3", IPCBENCH_SOURCE_DIR "/tests/tools/validate_result.py",
+       IPCBENCH_SOURCE_DIR "/docs/result.schema.json", dir_ + "/rate.json"});
+  EXPECT_EQ(valid.status, 0) << "validate_result.py rate.json\n" << valid;
 }
 
 TEST_F(OpenLoop, ClosedLoopHasANullRate) {
