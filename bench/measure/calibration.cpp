@@ -95,15 +95,14 @@ class Shared {
         area_(std::max<std::size_t>(1u << 20, 4 * rotation_stride(max_size))) {
     region_ = posix::MappedRegion::map_shared(4096 + 2 * area_ + max_, -1, 0,
                                               "the calibration's shared memory");
-    base_ = region_.data();
-    std::memset(base_, 0, region_.size());  // fault every page in before anything is timed
-    new (base_) Control();
+    std::memset(region_.data(), 0, region_.size());  // fault every page in before anything is timed
+    new (region_.data()) Control();
   }
 
-  Control& ctl() const noexcept { return *reinterpret_cast<Control*>(base_); }
+  Control& ctl() const noexcept { return *reinterpret_cast<Control*>(region_.data()); }
   // A and B: where the payload round trip's message goes out and comes
   // back, at offset 0 (fixed) or rotating through the area.
-  std::byte* a(std::size_t offset = 0) const noexcept { return base_ + 4096 + offset; }
+  std::byte* a(std::size_t offset = 0) const noexcept { return region_.data() + 4096 + offset; }
   std::byte* b(std::size_t offset = 0) const noexcept { return a() + area_ + offset; }
   std::byte* child_buffer() const noexcept { return b() + area_; }
   std::size_t area() const noexcept { return area_; }
@@ -116,7 +115,6 @@ class Shared {
   std::size_t max_;
   std::size_t area_;
   posix::MappedRegion region_;  // control page, A, B, the child's buffer
-  std::byte* base_ = nullptr;
 };
 
 // ---- the calibration process (the child). Only atomics, memcpy and system
