@@ -18,9 +18,9 @@
 #include <system_error>
 
 #include "bench/core/histogram.hpp"
-#include "bench/core/ping_pong.hpp"
 #include "bench/core/sysinfo.hpp"
 #include "bench/core/units.hpp"
+#include "bench/measure/ping_pong.hpp"
 #include "mechanisms/posix/futex.hpp"
 #include "mechanisms/posix/mapping.hpp"
 #include "mechanisms/posix/retry.hpp"

@@ -1,13 +1,14 @@
 // The timing loops. The harness owns the clock; mechanisms only move bytes.
 //
-// Each function runs one Google Benchmark trial over an established session:
-// it times the trial itself (UseManualTime), verifies every message, and fills
-// a TrialResult. On a lost peer or a bad message it throws (PeerLost,
-// ProtocolError); the caller turns that into a failed case.
+// Each function runs one trial over an established channel to a peer that
+// serves the wire protocol (a peer process, or an EchoServer in a test): it
+// times the trial itself, verifies every message, and fills a TrialResult,
+// whose iteration_seconds is the manual time the caller reports to Google
+// Benchmark (these loops do not know it). On a lost peer or a bad message it
+// throws (PeerLost, ProtocolError); the caller turns that into a failed case.
 #pragma once
 
-#include <benchmark/benchmark.h>
-
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -16,12 +17,12 @@
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
 #include "bench/core/settings.hpp"
-#include "bench/peer/session.hpp"
+#include "bench/wire/peer_link.hpp"
 
 namespace ipcbench {
 
 struct PatternContext {
-  PeerSession& session;
+  PeerLink& link;  // the channel to the peer, sequence numbers, control requests
   const Clock& clock;
   Histogram& histogram;                  // latency samples (ns); reset per trial
   Histogram& lateness;                   // open loop: send lateness (ns); reset per trial
@@ -87,20 +88,28 @@ struct TrialResult {
   std::uint64_t runner_verify_ns = 0;   // --verify full, throughput: filling (inside the span)
   std::uint64_t peer_verify_ns = 0;     // --verify full, throughput: checking (inside the span)
   std::optional<OneWayPayload> oneway;  // async latency: the peer's one-way spectrum
+  // The manual time of the trial's iterations, for Google Benchmark's
+  // SetIterationTime: real_time is then the mean round trip (latency) or the
+  // time per message (throughput).
+  double iteration_seconds = 0;
 };
+
+// Every function takes `iterations`: how many Google Benchmark wants (its
+// messages, for sync latency and throughput over a reliable mechanism), or 1
+// for the trials that time themselves (self_timed()).
 
 // Ping-pong: send, wait for the echo, record the round trip. One benchmark
 // iteration is one round trip; the iteration time is the round trip, so
 // real_time is the mean round trip. With --verify full the payload is filled
 // and checked outside the timed round trip (one more clock read).
 // Lossy mechanisms run their own loop (self-timed: one iteration per trial).
-TrialResult run_latency_trial(benchmark::State& state, PatternContext& ctx);
+TrialResult run_latency_trial(PatternContext& ctx, std::uint64_t iterations);
 
-// Streaming: send state.max_iterations messages with blocking sends, the last
+// Streaming: send `iterations` messages with blocking sends, the last
 // asking for an acknowledgement; the time span ends when it arrives. One
 // benchmark iteration is one message. Lossy mechanisms stream with flow
 // control (self-timed).
-TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx);
+TrialResult run_throughput_trial(PatternContext& ctx, std::uint64_t iterations);
 
 // Async latency (self-timed: the case registers one iteration per trial,
 // the loop runs for ctx.min_time of wall time and the iteration time is the
@@ -113,11 +122,14 @@ TrialResult run_throughput_trial(benchmark::State& state, PatternContext& ctx);
 // intended time (no coordinated omission); the sender waits for a due time
 // by sleeping to shortly before it, then spinning (the spin is recorded as
 // pacing, not as the runner's CPU), and records how late each send was.
-TrialResult run_async_latency_trial(benchmark::State& state, PatternContext& ctx);
+TrialResult run_async_latency_trial(PatternContext& ctx, std::uint64_t iterations);
 
 // Async throughput (self-timed): non-blocking streaming with readiness waits
 // under stream_flow_limit(); the span ends at the final acknowledgement.
-TrialResult run_async_throughput_trial(benchmark::State& state, PatternContext& ctx);
+TrialResult run_async_throughput_trial(PatternContext& ctx, std::uint64_t iterations);
+
+// The one of the four for a case's mode and pattern.
+TrialResult run_trial(Mode mode, Pattern pattern, PatternContext& ctx, std::uint64_t iterations);
 
 // True for the trials that time themselves (register with Iterations(1)).
 bool self_timed(bool async, bool lossy);

@@ -21,19 +21,7 @@
 #include "mechanisms/posix/time.hpp"
 
 namespace ipcbench {
-namespace {
-
-// Receives one control message of `kind` answering `seq`.
-void receive_control(Channel& ch, std::vector<std::byte>& buf, std::uint32_t seq, Kind kind) {
-  const std::size_t n = ch.receive(buf);
-  const std::string bad = check_message({buf.data(), n}, n, seq, kControlBytes, kind, false);
-  if (!bad.empty()) throw ProtocolError("control reply: " + bad);
-}
-
-}  // namespace
-
-PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
-    : control_(std::max(config.max_message, kControlBytes)) {
+PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog) {
   const std::size_t max_message = std::max(config.max_message, kControlBytes);
   lossy_ = config.mechanism->capabilities().lossy;
   if (config.remote != nullptr) {
@@ -48,11 +36,12 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
   watchdog.arm(pid_, pidfd_.get());
   try {
     channel_ = endpoint_->accept(watchdog.timeout());
-    receive_hello(pid_);
+    receive_hello(pid_, max_message);
   } catch (const std::exception& e) {
     watchdog.disarm();
     // The destructor will not run: reap the peer here, and say how it ended.
     const std::string why = std::string(e.what()) + " (" + kill_and_describe() + ")";
+    link_.reset();
     channel_.reset();
     endpoint_.reset();
     throw PeerLost(why);
@@ -60,13 +49,9 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog)
   watchdog.disarm();
 }
 
-void PeerSession::receive_hello(pid_t expected_pid) {
-  const std::size_t n = channel_->receive(control_);
-  const std::string bad =
-      check_message({control_.data(), n}, n, 0, kControlBytes, Kind::kHello, false);
-  if (!bad.empty()) throw ProtocolError("peer hello: " + bad);
-  HelloPayload hello;
-  std::memcpy(&hello, control_.data() + kHeaderBytes, sizeof hello);
+void PeerSession::receive_hello(pid_t expected_pid, std::size_t max_message) {
+  link_ = std::make_unique<PeerLink>(*channel_, lossy_, max_message);
+  const HelloPayload hello = link_->receive_hello();
   if (hello.pid != expected_pid) throw ProtocolError("peer hello from an unexpected process");
   peer_cpu_ = hello.cpu;
 }
@@ -90,11 +75,12 @@ void PeerSession::start_remote(const SessionConfig& config, Watchdog& watchdog) 
   try {
     channel_ = config.mechanism->connect(
         ready.address, {.max_message = max_message, .timeout = watchdog.timeout()});
-    receive_hello(ready.peer_pid);
+    receive_hello(ready.peer_pid, max_message);
   } catch (const std::exception& e) {
     watchdog.disarm();
     const std::string why =
         std::string(e.what()) + " (" + remote_->epitaph(std::chrono::milliseconds(500)) + ")";
+    link_.reset();
     channel_.reset();
     (void)remote_->teardown();
     throw PeerLost(why);
@@ -142,80 +128,6 @@ void PeerSession::spawn(const SessionConfig& config, const std::string& address,
   stderr_ = std::move(p.stderr_read);
 }
 
-const std::byte* PeerSession::control_round_trip(Kind request, Kind reply) {
-  if (!lossy_) {
-    const std::uint32_t seq = next_seq++;
-    write_header(control_.data(), seq, kControlBytes, request);
-    channel_->send({control_.data(), kControlBytes});
-    receive_control(*channel_, control_, seq, reply);
-    return control_.data() + kHeaderBytes;
-  }
-  // Lossy: a request or its reply may be dropped. Ask again (a fresh seq
-  // each time); replies to older requests, and late acknowledgements of
-  // data, are skipped.
-  constexpr int kAttempts = 20;
-  constexpr auto kWait = std::chrono::milliseconds(100);
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    const std::uint32_t seq = next_seq++;
-    write_header(control_.data(), seq, kControlBytes, request);
-    channel_->send({control_.data(), kControlBytes});
-    const auto deadline = std::chrono::steady_clock::now() + kWait;
-    for (;;) {
-      const auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= std::chrono::nanoseconds::zero()) break;
-      const auto n = channel_->receive_for(control_, left);
-      if (!n) break;
-      const MessageHeader h = read_header(control_.data());
-      if (*n == kControlBytes && h.seq == seq && kind_of(h) == reply &&
-          length_of(h) == kControlBytes) {
-        return control_.data() + kHeaderBytes;
-      }
-      // Older than our request: a late reply or echo. Anything else is wrong.
-      if (*n < kHeaderBytes || static_cast<std::int32_t>(h.seq - seq) >= 0) {
-        throw ProtocolError("unexpected reply to a control request (seq " + std::to_string(h.seq) +
-                            ")");
-      }
-    }
-  }
-  throw PeerLost("peer did not answer " + std::to_string(kAttempts) + " control requests");
-}
-
-StatsPayload PeerSession::peer_stats() {
-  const std::byte* p = control_round_trip(Kind::kStats, Kind::kStatsReply);
-  StatsPayload s;
-  std::memcpy(&s, p, sizeof s);
-  return s;
-}
-
-OneWayPayload PeerSession::peer_oneway() {
-  const std::byte* p = control_round_trip(Kind::kOneWay, Kind::kOneWayReply);
-  OneWayPayload o;
-  std::memcpy(&o, p, sizeof o);
-  return o;
-}
-
-AckPayload PeerSession::peer_count() {
-  const std::byte* p = control_round_trip(Kind::kCount, Kind::kAck);
-  AckPayload a;
-  std::memcpy(&a, p, sizeof a);
-  return a;
-}
-
-void PeerSession::say_bye() noexcept {
-  try {
-    if (channel_) {
-      // Never block here: the watchdog is disarmed, and a hung peer with a
-      // full queue would otherwise hold us forever.
-      write_header(control_.data(), next_seq++, kControlBytes, Kind::kBye);
-      const std::span<const std::byte> bye(control_.data(), kControlBytes);
-      if (!channel_->try_send(bye) && channel_->wait_sendable(std::chrono::milliseconds(200))) {
-        (void)channel_->try_send(bye);
-      }
-    }
-  } catch (...) {
-  }
-}
-
 bool PeerSession::wait_exit(std::chrono::milliseconds timeout) noexcept {
   if (reaped_) return true;
   if (pidfd_) {
@@ -247,13 +159,14 @@ std::string PeerSession::peer_epitaph() {
 
 PeerSession::~PeerSession() {
   if (remote_ != nullptr) {
-    say_bye();
+    if (link_) link_->say_bye();
+    link_.reset();
     channel_.reset();
     (void)remote_->teardown();  // the server reaps its peer (or kills it)
     return;
   }
   if (pid_ > 0 && !reaped_) {
-    say_bye();  // a clean goodbye first; on any failure fall through to SIGKILL
+    if (link_) link_->say_bye();  // a clean goodbye first; on any failure fall through to SIGKILL
     if (!wait_exit(std::chrono::milliseconds(channel_ ? 2000 : 0))) {
       ::kill(pid_, SIGKILL);
       wait_exit(std::chrono::milliseconds(5000));
@@ -263,6 +176,7 @@ PeerSession::~PeerSession() {
       }
     }
   }
+  link_.reset();
   channel_.reset();
   endpoint_.reset();
 }

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/core/protocol.hpp"
+#include "bench/wire/peer_link.hpp"
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/fd.hpp"
 
@@ -56,21 +56,9 @@ class PeerSession {
   void kill_peer() noexcept;
   int peer_cpu() const noexcept { return peer_cpu_; }
 
-  // The runner's next sequence number; every message it sends takes one.
-  std::uint32_t next_seq = 1;
-
-  // Asks the peer for its CPU time and context switches (a control round
-  // trip, outside any timed region); also resets the peer's receive counter.
-  StatsPayload peer_stats();
-
-  // Lossy mechanisms: asks the peer how many data messages it has received
-  // since the last peer_stats() (retrying if a request or reply is lost).
-  AckPayload peer_count();
-
-  // The peer's one-way latency spectrum since the last peer_stats().
-  OneWayPayload peer_oneway();
-
-  // True when the mechanism may drop messages.
+  // The wire protocol's runner end over the channel: sequence numbers and
+  // control requests (what the patterns use).
+  PeerLink& link() noexcept { return *link_; }
   bool lossy() const noexcept { return lossy_; }
 
   // After a failure: waits briefly for the peer to exit and describes how it
@@ -79,16 +67,16 @@ class PeerSession {
 
  private:
   void start_remote(const SessionConfig& config, Watchdog& watchdog);
-  void receive_hello(pid_t expected_pid);
+  void receive_hello(pid_t expected_pid, std::size_t max_message);
   void spawn(const SessionConfig& config, const std::string& address,
              const std::vector<int>& inherited);
   bool wait_exit(std::chrono::milliseconds timeout) noexcept;
-  void say_bye() noexcept;
   std::string kill_and_describe() noexcept;
 
   RemoteServer* remote_ = nullptr;
   std::unique_ptr<Endpoint> endpoint_;
   std::unique_ptr<Channel> channel_;
+  std::unique_ptr<PeerLink> link_;  // over channel_
   pid_t pid_ = -1;
   posix::Fd pidfd_;
   posix::Fd stderr_;  // read end of the peer's stderr
@@ -96,11 +84,6 @@ class PeerSession {
   bool lossy_ = false;
   bool reaped_ = false;
   int wait_status_ = 0;
-  std::vector<std::byte> control_;
-
-  // Sends a control request and returns the matching reply's payload start.
-  // Over a lossy mechanism a lost request or reply is retried.
-  const std::byte* control_round_trip(Kind request, Kind reply);
 };
 
 }  // namespace ipcbench

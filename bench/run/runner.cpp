@@ -207,7 +207,7 @@ std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
 PatternContext Runner::context_for(const Case& c) {
   const Placement& p = placement_of(c);
   return {
-      .session = *session_,
+      .link = session_->link(),
       .clock = clock_,
       .histogram = histogram_,
       .lateness = lateness_,
@@ -251,11 +251,13 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     {
       Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
                             &session_->channel());
-      if (c.pattern == Pattern::kLatency) {
-        r = async ? run_async_latency_trial(state, ctx) : run_latency_trial(state, ctx);
-      } else {
-        r = async ? run_async_throughput_trial(state, ctx) : run_throughput_trial(state, ctx);
+      // One batch of all the iterations Google Benchmark wants: the pattern
+      // times them itself, and reports the manual time.
+      const auto iterations = static_cast<std::uint64_t>(state.max_iterations);
+      while (state.KeepRunningBatch(state.max_iterations)) {
+        r = run_trial(c.mode, c.pattern, ctx, iterations);
       }
+      state.SetIterationTime(r.iteration_seconds);
     }
 
     // The bare reference block right after the trial: both see the same
