@@ -27,6 +27,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "mechanisms/channels/shm_ring.hpp"
 #include "mechanisms/mechanism.hpp"
@@ -150,7 +152,15 @@ void sleep_until(Done done, std::atomic<std::uint32_t>& waiting, std::atomic<std
 // (`wait_for_room`) until `ready()` or the deadline, and what it does after
 // publishing a message (`pushed`) or consuming one (`popped`) so that the
 // other side's wait ends. The channel holds one as a member, so a policy
-// with state of its own (descriptors to wake through) fits too.
+// with state of its own (descriptors to wake through) fits too. Optional,
+// for a policy whose waits are descriptors (EventfdWait,
+// eventfd_wait.hpp): `receive_fd()`/`send_fd()` make the channel pollable;
+// `attach` when the channel is built, `arm_for_data`/`arm_for_room` when
+// try_receive finds nothing
+// or try_send is refused (a caller may now poll), `took_data`/`found_room`
+// when it then succeeds; a `Shared` type is what both sides hold beyond the
+// segment (created by the listener, named in the address after a '?',
+// inherited by the peer).
 
 // Busy-polls with a pause instruction (yielding the CPU when both sides
 // share one); publishing needs nothing more.
@@ -211,7 +221,11 @@ class ShmChannel : public Channel {
         consumer_(mapping_->control(listener ? 1 : 0), mapping_->data(listener ? 1 : 0)),
         max_message_(mapping_->header()->max_message),
         same_cpu_(same_cpu),
-        wait_(std::move(wait)) {}
+        wait_(std::move(wait)) {
+    if constexpr (requires { wait_.attach(producer_, consumer_); }) {
+      wait_.attach(producer_, consumer_);
+    }
+  }
 
   void send(std::span<const std::byte> message) override {
     check_size(message.size());
@@ -228,15 +242,37 @@ class ShmChannel : public Channel {
     check_size(message.size());
     if (!producer_.try_push(message)) {
       refused_size_ = message.size();  // wait_sendable waits for room for this one
-      return false;
+      if constexpr (requires { wait_.arm_for_room(producer_); }) {
+        wait_.arm_for_room(producer_);  // then look again: room may have come meanwhile
+        if (!producer_.try_push(message)) return false;
+      } else {
+        return false;
+      }
     }
+    if constexpr (requires { wait_.found_room(producer_); }) wait_.found_room(producer_);
     wait_.pushed(producer_);
     return true;
   }
 
   std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
-    if (!consumer_.ready()) return std::nullopt;
+    if (!consumer_.ready()) {
+      if constexpr (requires { wait_.arm_for_data(consumer_); }) {
+        wait_.arm_for_data(consumer_);  // then look again: a message may have come meanwhile
+        if (!consumer_.ready()) return std::nullopt;
+      } else {
+        return std::nullopt;
+      }
+    }
     return pop(buffer);
+  }
+
+  int receive_fd() const noexcept override {
+    if constexpr (requires { wait_.receive_fd(); }) return wait_.receive_fd();
+    return -1;
+  }
+  int send_fd() const noexcept override {
+    if constexpr (requires { wait_.send_fd(); }) return wait_.send_fd();
+    return -1;
   }
 
   bool wait_receivable(std::chrono::nanoseconds timeout) override {
@@ -269,6 +305,7 @@ class ShmChannel : public Channel {
                           std::to_string(buffer.size()) + "-byte receive buffer");
     }
     consumer_.pop(buffer);
+    if constexpr (requires { wait_.took_data(consumer_); }) wait_.took_data(consumer_);
     wait_.popped(consumer_);
     return len;
   }
@@ -298,13 +335,45 @@ class ShmChannel : public Channel {
   std::size_t refused_size_ = 1;
 };
 
+// What a policy's two sides share beyond the segment: its `Shared`, or
+// nothing (an address with nothing after the name).
+struct NothingShared {
+  static NothingShared create() { return {}; }
+  static NothingShared attach(std::string_view suffix) {
+    if (!suffix.empty()) {
+      throw std::invalid_argument("malformed shared memory name: unexpected '" +
+                                  std::string(suffix) + "'");
+    }
+    return {};
+  }
+  std::string address_suffix() const { return {}; }
+  std::vector<int> fds() const { return {}; }
+};
+template <typename Wait>
+struct SharedOf {
+  using type = NothingShared;
+};
+template <typename Wait>
+requires requires { typename Wait::Shared; }
+struct SharedOf<Wait> {
+  using type = typename Wait::Shared;
+};
+template <typename Wait>
+Wait make_wait(typename SharedOf<Wait>::type shared, bool listener) {
+  if constexpr (requires { typename Wait::Shared; }) {
+    return Wait(std::move(shared), listener);
+  } else {
+    return Wait{};
+  }
+}
+
 // The listener's side: creates, sizes and pre-faults the segment, and
 // removes its name once the peer has mapped it.
 template <typename Wait>
 class ShmEndpoint : public Endpoint {
  public:
   ShmEndpoint(std::string name, std::size_t max_message, bool same_cpu)
-      : name_(std::move(name)), same_cpu_(same_cpu) {
+      : name_(std::move(name)), same_cpu_(same_cpu), shared_(SharedOf<Wait>::type::create()) {
     const std::size_t capacity = ring_capacity_for(max_message);
     const std::size_t size = segment_size(capacity);
     objects::creating(objects::posix_shm(name_));  // recorded before it exists
@@ -347,7 +416,8 @@ class ShmEndpoint : public Endpoint {
   }
   ~ShmEndpoint() override { unlink_name(); }
 
-  std::string address() const override { return name_; }
+  std::string address() const override { return name_ + shared_.address_suffix(); }
+  std::vector<int> inherited_fds() const override { return shared_.fds(); }
 
   std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
     auto& connected = mapping_->header()->connected;
@@ -363,7 +433,8 @@ class ShmEndpoint : public Endpoint {
                  std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50)));
     }
     unlink_name();  // both sides hold mappings; the name is no longer needed
-    return std::make_unique<ShmChannel<Wait>>(std::move(mapping_), true, same_cpu_);
+    return std::make_unique<ShmChannel<Wait>>(std::move(mapping_), true, same_cpu_,
+                                              make_wait<Wait>(std::move(shared_), true));
   }
 
  private:
@@ -378,13 +449,15 @@ class ShmEndpoint : public Endpoint {
   std::string name_;
   bool same_cpu_;
   bool linked_ = false;
+  typename SharedOf<Wait>::type shared_;
   std::unique_ptr<Mapping> mapping_;
 };
 
 // The connecting side: maps the segment, checks it, says it is there.
 template <typename Wait>
 std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOptions& options) {
-  const std::string name(address);
+  const std::string name(address.substr(0, address.find('?')));
+  auto shared = SharedOf<Wait>::type::attach(address.substr(name.size()));
   if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos) {
     throw std::invalid_argument("malformed shared memory name '" + name + "'");
   }
@@ -405,7 +478,8 @@ std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOpti
   }
   mapping->header()->connected.store(1, std::memory_order_release);
   futex_wake(&mapping->header()->connected);
-  return std::make_unique<ShmChannel<Wait>>(std::move(mapping), false, options.same_cpu);
+  return std::make_unique<ShmChannel<Wait>>(std::move(mapping), false, options.same_cpu,
+                                            make_wait<Wait>(std::move(shared), false));
 }
 
 // "/ipcbench.<pid>.<tag>.<suffix>": the owner's pid lets a later cleanup tell
