@@ -205,6 +205,14 @@ class StreamTrial {
                           : std::chrono::nanoseconds(trial::kAsyncIdleWait);
     if (blocking_) {
       if (const auto n = ch_.receive_for(ctx_.receive_buffer, left)) take_ack(*n);
+    } else if (send_blocked_ && sent_ - acked_ < flow_.messages && ch_.send_fd() < 0) {
+      // The channel is full and the credits allow more: only room lets the
+      // stream go on. Without descriptors to poll both at once, a wait for
+      // either alternates bounded waits of each kind, and one for an
+      // acknowledgement while room came would be the harness's sleep in the
+      // rate. Acknowledgements cannot pile up meanwhile: at most
+      // messages / ask_every (4) are outstanding, and each pass takes them.
+      ch_.wait_sendable(left);
     } else {
       trial::wait_ready(ch_, send_blocked_, left);
     }
