@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -60,6 +61,9 @@ struct Capabilities {
   // Where its objects have names, which outlive a process killed before it
   // removes them (owner records and `ipcbench clean` cover them).
   Names names = Names::kNone;
+  // Takes ListenOptions::spin_budget (shm-eventfd): it then spins that many
+  // times before a wait sleeps (its `waiting` says kSleep, for budget 0).
+  bool spin_budget = false;
 };
 
 // Byte streams have no natural limit; we cap them so buffers stay bounded.
@@ -83,6 +87,10 @@ struct ListenOptions {
   // Runner and peer share one CPU: spinning waits must yield the CPU, or a
   // spinner burns its whole time slice while the other side cannot run.
   bool same_cpu = false;
+  // Spins before a wait sleeps, for a mechanism that takes a budget
+  // (Capabilities::spin_budget; both sides use the listener's). 0: every
+  // wait sleeps at once.
+  std::uint32_t spin_budget = 0;
 };
 
 struct ConnectOptions {

@@ -82,9 +82,10 @@ struct RunArgs {
   int remote_cpu = -1;
   bool no_calibration = false;
   double min_time = 0.2;
-  std::optional<long long> window;  // unset: 1 (closed loop only)
-  std::optional<long long> rate;    // unset: closed loop
-  std::string in_flight_limit;      // unset: kDefaultInFlightBytes
+  std::optional<long long> window;       // unset: 1 (closed loop only)
+  std::optional<long long> rate;         // unset: closed loop
+  std::string in_flight_limit;           // unset: kDefaultInFlightBytes
+  std::optional<long long> spin_budget;  // unset: 0
   int repetitions = 1;
   double timeout = 10;
   std::vector<std::string> passthrough;
@@ -286,6 +287,19 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     throw UsageError(
         "--window applies to the closed loop; the open loop (--rate) has no window "
         "(messages in flight are bounded by a memory cap): leave one out");
+  }
+  if (a.spin_budget) {
+    if (*a.spin_budget < 0 || *a.spin_budget > 10'000'000) {
+      throw UsageError("--spin-budget must be between 0 and 10000000 spins");
+    }
+    const bool taken = std::any_of(s.mechanisms.begin(), s.mechanisms.end(), [](const auto& m) {
+      return find_mechanism(m)->capabilities().spin_budget;
+    });
+    if (!taken) {
+      throw UsageError(
+          "--spin-budget applies to shm-eventfd, which is not among the chosen mechanisms");
+    }
+    s.spin_budget = static_cast<std::uint32_t>(*a.spin_budget);
   }
   if (!a.in_flight_limit.empty()) {
     std::size_t bytes = 0;
@@ -653,6 +667,9 @@ int cli_main(int argc, char** argv) {
                   "queueing)");
   run->add_option("--in-flight-limit", r.in_flight_limit,
                   "Async and lossy throughput: flow-control budget in bytes (default 64MiB)");
+  run->add_option("--spin-budget", r.spin_budget,
+                  "shm-eventfd: spins before a wait sleeps on its eventfd (default 0: every "
+                  "wait sleeps)");
   run->add_option("--rate", r.rate,
                   "Async latency: open loop at N messages/s (default: closed "
                   "loop)");

@@ -94,7 +94,8 @@ struct Settings {
   std::uint64_t window = 1;  // async closed-loop latency: messages in flight
   std::uint64_t rate = 0;    // async latency: messages/s; 0 = closed loop
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow control
-  std::string out;                                        // result file; empty: none
+  std::uint32_t spin_budget = 0;  // spins before a wait, where a mechanism takes a budget
+  std::string out;                // result file; empty: none
   // Across hosts (`--remote HOST:PORT`): the peer runs under `ipcbench
   // serve` there; placements then place the runner only.
   std::string remote;

@@ -31,7 +31,8 @@ PeerSession::PeerSession(const SessionConfig& config, Watchdog& watchdog) {
   endpoint_ = config.mechanism->listen({.run_dir = config.run_dir,
                                         .tag = config.tag,
                                         .max_message = max_message,
-                                        .same_cpu = config.same_cpu});
+                                        .same_cpu = config.same_cpu,
+                                        .spin_budget = config.spin_budget});
   spawn(config, endpoint_->address(), endpoint_->inherited_fds());
   watchdog.arm(pid_, pidfd_.get());
   try {

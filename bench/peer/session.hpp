@@ -27,8 +27,9 @@ struct SessionConfig {
   std::size_t max_message = 0;
   int peer_cpu = -1;  // -1: unpinned
   bool verify_full = false;
-  std::string executable;  // path of this program, to exec the peer
-  bool same_cpu = false;   // runner and peer pinned to one CPU
+  std::string executable;         // path of this program, to exec the peer
+  bool same_cpu = false;          // runner and peer pinned to one CPU
+  std::uint32_t spin_budget = 0;  // ListenOptions::spin_budget
   // Across hosts: the peer is started by `ipcbench serve` through this
   // server, listens there, and this side connects. Null: a local peer.
   RemoteServer* remote = nullptr;

@@ -55,10 +55,11 @@ constexpr double kRateKeptUp = 0.95;
 // How the runner waits for a message in this mode: sync calls block in the
 // kernel or wait as the mechanism does; async waits poll descriptors, or use
 // the mechanism's readiness wait when it has none.
-std::string wait_of(const Mechanism& m, Mode mode) {
+std::string wait_of(const Mechanism& m, Mode mode, std::uint32_t spin_budget) {
   const Capabilities caps = m.capabilities();
-  const Waiting w = mode == Mode::kAsync ? caps.readiness : caps.waiting;
+  Waiting w = mode == Mode::kAsync ? caps.readiness : caps.waiting;
   if (mode == Mode::kAsync && caps.pollable) return "poll";
+  if (caps.spin_budget && spin_budget > 0) w = Waiting::kSpinThenSleep;
   switch (w) {
     case Waiting::kSpin:
       return "spin";
@@ -475,7 +476,8 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       b["remote"] = {{"address", settings.remote}, {"peer_cpu", c.peer_cpu}};
     }
     b["verify"] = settings.verify_full ? "full" : "header";
-    b["wait"] = wait_of(*c.mechanism, c.mode);
+    b["wait"] = wait_of(*c.mechanism, c.mode, settings.spin_budget);
+    if (c.mechanism->capabilities().spin_budget) b["spin_budget"] = settings.spin_budget;
     if (b.contains("adapter_ratio")) {
       if (const auto family = bare_family_for(c.mechanism->name())) {
         b["bare_family"] = bare_family_name(*family);
@@ -603,6 +605,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
         {"verify", settings.verify_full ? "full" : "header"},
         {"window", settings.window},
+        {"spin_budget", settings.spin_budget},
         {"in_flight_limit_bytes", settings.in_flight_bytes},
         {"rate", settings.rate > 0 ? nlohmann::ordered_json(settings.rate)
                                    : nlohmann::ordered_json(nullptr)},

@@ -151,6 +151,7 @@ void Runner::start_session(std::size_t index) {
                        .executable = executable_,
                        .same_cpu = remote_ == nullptr && placement.runner_cpu >= 0 &&
                                    placement.runner_cpu == placement.peer_cpu,
+                       .spin_budget = settings_.spin_budget,
                        .remote = remote_};
   session_ = std::make_unique<PeerSession>(config, watchdog_);
   session_case_ = index;

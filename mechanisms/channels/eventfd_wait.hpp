@@ -4,7 +4,7 @@
 // wait for the ring beside its sockets (a futex cannot go into epoll).
 //
 // Four eventfds, created by the listener and inherited by the peer across
-// exec (their numbers travel in the address, "?efd=D0,S0,D1,S1"): for each
+// exec (their numbers travel in the address, "?efd=D0,S0,D1,S1&spin=N"): for each
 // ring, one the producer writes when it publishes (data) and one the
 // consumer writes when it frees space (space). As with FutexWait, a side
 // writes only when the other said it waits: a waiter sets its flag in the
@@ -12,8 +12,9 @@
 // fence, then looks at the ring again; a publisher fences, and if the flag
 // is set takes it (exchange) and writes. Whoever took the flag wrote, so a
 // waiter that finds its flag gone knows one count sits in the eventfd and
-// reads it before waiting again. No spin before the wait: a spin would make
-// it shm-spin in disguise (issue: the default spin budget is 0).
+// reads it before waiting again. By default no spin before the wait (a
+// spin would make it shm-spin in disguise); a budget (ListenOptions::
+// spin_budget, --spin-budget) spins that many times first, on both sides.
 #pragma once
 
 #include <fcntl.h>
@@ -31,9 +32,11 @@
 #include <vector>
 
 #include "mechanisms/channels/shm_ring.hpp"
+#include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/spin.hpp"
 #include "mechanisms/posix/syscall_tally.hpp"
 #include "mechanisms/posix/time.hpp"
 
@@ -46,11 +49,13 @@ class EventfdWait {
   struct Shared {
     posix::Fd data[2];
     posix::Fd space[2];
+    std::uint32_t spin = 0;  // spins before a wait
 
     // The listener's: four new eventfds (non-blocking; close-on-exec, the
     // peer's spawn keeps the inherited ones open).
-    static Shared create() {
+    static Shared create(const ListenOptions& options) {
       Shared s;
+      s.spin = options.spin_budget;
       for (posix::Fd* fd : {&s.data[0], &s.space[0], &s.data[1], &s.space[1]}) {
         *fd = posix::Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         if (!*fd) posix::throw_errno("cannot create eventfd");
@@ -60,9 +65,16 @@ class EventfdWait {
     // The connector's: the inherited descriptors the address suffix names.
     static Shared attach(std::string_view suffix) {
       constexpr std::string_view kPrefix = "?efd=";
+      constexpr std::string_view kSpin = "&spin=";
       if (!suffix.starts_with(kPrefix)) throw malformed(suffix);
       std::string_view rest = suffix.substr(kPrefix.size());
       Shared s;
+      const std::size_t spin_at = rest.find(kSpin);
+      if (spin_at == std::string_view::npos) throw malformed(suffix);
+      const std::string_view spin = rest.substr(spin_at + kSpin.size());
+      const auto [sp, sec] = std::from_chars(spin.data(), spin.data() + spin.size(), s.spin);
+      if (sec != std::errc() || sp != spin.data() + spin.size()) throw malformed(suffix);
+      rest = rest.substr(0, spin_at);
       for (posix::Fd* fd : {&s.data[0], &s.space[0], &s.data[1], &s.space[1]}) {
         int n = -1;
         const auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
@@ -82,7 +94,8 @@ class EventfdWait {
     }
     std::string address_suffix() const {
       return "?efd=" + std::to_string(data[0].get()) + "," + std::to_string(space[0].get()) + "," +
-             std::to_string(data[1].get()) + "," + std::to_string(space[1].get());
+             std::to_string(data[1].get()) + "," + std::to_string(space[1].get()) +
+             "&spin=" + std::to_string(spin);
     }
     std::vector<int> fds() const {
       return {data[0].get(), space[0].get(), data[1].get(), space[1].get()};
@@ -91,13 +104,13 @@ class EventfdWait {
    private:
     static std::invalid_argument malformed(std::string_view suffix) {
       return std::invalid_argument("malformed shm-eventfd descriptors '" + std::string(suffix) +
-                                   "' (expected ?efd=D0,S0,D1,S1)");
+                                   "' (expected ?efd=D0,S0,D1,S1&spin=N)");
     }
   };
 
   // The listener produces into ring 0 and consumes ring 1; the connector
   // the other way round.
-  EventfdWait(Shared shared, bool listener) {
+  EventfdWait(Shared shared, bool listener) : spin_(shared.spin) {
     const int out = listener ? 0 : 1;
     const int in = 1 - out;
     data_out_ = std::move(shared.data[out]);
@@ -144,17 +157,32 @@ class EventfdWait {
   void found_room(RingProducer& producer) { room_.disarm(producer.control()->producer_waiting); }
 
   template <typename Ready>
-  void wait_for_data(RingConsumer& consumer, Ready ready, bool /*same_cpu*/,
+  void wait_for_data(RingConsumer& consumer, Ready ready, bool same_cpu,
                      std::chrono::steady_clock::time_point deadline) {
+    if (spin(ready, same_cpu)) return;
     data_.wait(consumer.control()->consumer_waiting, data_in_, Event::kData, ready, deadline);
   }
   template <typename Ready>
-  void wait_for_room(RingProducer& producer, Ready ready, bool /*same_cpu*/,
+  void wait_for_room(RingProducer& producer, Ready ready, bool same_cpu,
                      std::chrono::steady_clock::time_point deadline) {
+    if (spin(ready, same_cpu)) return;
     room_.wait(producer.control()->producer_waiting, space_in_, Event::kRoom, ready, deadline);
   }
 
  private:
+  // The spin budget: true once ready(). None under same-cpu (the other side
+  // needs this CPU to make us ready).
+  template <typename Ready>
+  bool spin(Ready ready, bool same_cpu) const {
+    if (spin_ == 0 || same_cpu) return false;
+    for (std::uint32_t i = 1; i <= spin_; ++i) {
+      if (ready()) return true;
+      posix::relax(false);
+      if (i % 1024 == 0) posix::throw_if_interrupted();
+    }
+    return ready();
+  }
+
   // What a descriptor says. Data: readable while it holds a count (the
   // producer posts one). Room: writable while its count is below the
   // eventfd's maximum: the producer fills it to the maximum before it waits
@@ -268,8 +296,9 @@ class EventfdWait {
   posix::Fd data_in_;    // we wait: a message is in the ring we consume
   posix::Fd space_out_;  // we write: space freed in the ring we consume
   posix::Fd space_in_;   // we wait: space in the ring we produce
-  Waiter data_{false};   // a new eventfd holds no count: not readable
-  Waiter room_{true};    // and is writable
+  std::uint32_t spin_ = 0;
+  Waiter data_{false};  // a new eventfd holds no count: not readable
+  Waiter room_{true};   // and is writable
 };
 
 }  // namespace ipcbench::shm

@@ -338,7 +338,7 @@ class ShmChannel : public Channel {
 // What a policy's two sides share beyond the segment: its `Shared`, or
 // nothing (an address with nothing after the name).
 struct NothingShared {
-  static NothingShared create() { return {}; }
+  static NothingShared create(const ListenOptions& /*options*/) { return {}; }
   static NothingShared attach(std::string_view suffix) {
     if (!suffix.empty()) {
       throw std::invalid_argument("malformed shared memory name: unexpected '" +
@@ -372,8 +372,11 @@ Wait make_wait(typename SharedOf<Wait>::type shared, bool listener) {
 template <typename Wait>
 class ShmEndpoint : public Endpoint {
  public:
-  ShmEndpoint(std::string name, std::size_t max_message, bool same_cpu)
-      : name_(std::move(name)), same_cpu_(same_cpu), shared_(SharedOf<Wait>::type::create()) {
+  ShmEndpoint(std::string name, const ListenOptions& options)
+      : name_(std::move(name)),
+        same_cpu_(options.same_cpu),
+        shared_(SharedOf<Wait>::type::create(options)) {
+    const std::size_t max_message = options.max_message;
     const std::size_t capacity = ring_capacity_for(max_message);
     const std::size_t size = segment_size(capacity);
     objects::creating(objects::posix_shm(name_));  // recorded before it exists

@@ -1,6 +1,7 @@
 // shm-eventfd: the same rings as shm-spin, woken through eventfds, so the
 // channel is pollable (an event loop can wait for it beside its sockets).
-// No spin before a wait: every wait is an eventfd wake-up.
+// By default no spin before a wait (every wait is an eventfd wake-up, or
+// it would be shm-spin in disguise); --spin-budget sets a spin first.
 #include "mechanisms/channels/eventfd_wait.hpp"
 #include "mechanisms/channels/shm_channel.hpp"
 
@@ -19,11 +20,12 @@ class ShmEventfdMechanism : public Mechanism {
             .lossy = false,
             .waiting = Waiting::kSleep,
             .readiness = Waiting::kSleep,
-            .names = Names::kSystem};
+            .names = Names::kSystem,
+            .spin_budget = true};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<shm::ShmEndpoint<shm::EventfdWait>>(
-        shm::shm_name(options, "eventfd"), options.max_message, options.same_cpu);
+    return std::make_unique<shm::ShmEndpoint<shm::EventfdWait>>(shm::shm_name(options, "eventfd"),
+                                                                options);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {

@@ -21,7 +21,7 @@ class ShmSpinMechanism : public Mechanism {
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     return std::make_unique<shm::ShmEndpoint<shm::SpinWait>>(shm::shm_name(options, "spin"),
-                                                             options.max_message, options.same_cpu);
+                                                             options);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {
