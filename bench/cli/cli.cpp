@@ -607,6 +607,7 @@ int do_list(bool json) {
                      {"waiting", to_string(c.waiting)},
                      {"readiness", to_string(c.readiness)},
                      {"copies", c.copies},
+                     {"spin_budget", c.spin_budget},
                      {"names", to_string(c.names)}});
     }
     std::cout << out.dump(2) << "\n";

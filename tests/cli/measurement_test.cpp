@@ -21,16 +21,18 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../support/files.hpp"
+#include "../support/ipcbench.hpp"
 #include "../support/proc.hpp"
 #include "../support/run.hpp"
 
@@ -46,7 +48,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-using ipcbench::testproc::read_file;
+using testproc::read_file;
 
 // A number field of a row; a failure (and NaN, which fails every
 // comparison) when it is missing or not a number.
@@ -100,18 +102,9 @@ class Measurement : public ::testing::Test {
   json run(const std::string& args, const std::string& name) {
     const int code = run_raw(args, name);
     EXPECT_EQ(code, 0) << "ipcbench run " << args << "\n" << read_file(log_path(name));
-    std::ifstream in(out_path(name));
-    if (!in) {
-      ADD_FAILURE() << "no result file for: ipcbench run " << args;
-      return json::object();
-    }
-    json doc;
-    try {
-      doc = json::parse(in);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "result file is not JSON: " << e.what();
-      return json::object();
-    }
+    const std::optional<json> parsed = testproc::read_json(out_path(name));
+    if (!parsed) return json::object();
+    const json& doc = *parsed;
     const testproc::RunResult valid = testproc::run_command(
         {"/usr/bin/python3", IPCBENCH_SOURCE_DIR "/tests/tools/validate_result.py",
          IPCBENCH_SOURCE_DIR "/docs/result.schema.json", out_path(name)});
@@ -381,6 +374,35 @@ TEST_F(Measurement, QueuesWithoutReadinessSpinInAsync) {
   }
 }
 
+// shm-eventfd's spin budget reaches both sides (the peer's through the
+// address) and its rows. With a budget far above a round trip a side finds
+// the reply while spinning and makes almost no system call of its own;
+// without one every wait is an eventfd poll, so at least one call per
+// message on each side.
+TEST_F(Measurement, ShmEventfdSpinBudgetReachesBothSidesAndItsRows) {
+  if (testproc::allowed_cpus().size() < 2) GTEST_SKIP() << "needs two CPUs (no spin on one)";
+  const json spun =
+      run("--mechanisms shm-eventfd,shm-futex --modes sync --patterns latency --sizes 64 "
+          "--min-time 0.05 --spin-budget 1000000",
+          "spin");
+  const json b = row(spun, "shm-eventfd/sync/latency/64");
+  EXPECT_EQ(b.value("spin_budget", -1), 1000000) << b.dump();
+  EXPECT_EQ(str(b, "wait"), "spin-then-block") << b.dump();
+  EXPECT_LT(num(b, "runner_own_syscalls_per_msg"), 1.0) << b.dump();
+  EXPECT_LT(num(b, "peer_own_syscalls_per_msg"), 1.0) << b.dump();
+  EXPECT_FALSE(row(spun, "shm-futex/sync/latency/64").contains("spin_budget"));
+  EXPECT_EQ(spun["ipcbench"]["configuration"].value("spin_budget", -1), 1000000);
+
+  const json slept =
+      run("--mechanisms shm-eventfd --modes sync --patterns latency --sizes 64 --min-time 0.05",
+          "no-spin");
+  const json c = row(slept, "shm-eventfd/sync/latency/64");
+  EXPECT_EQ(c.value("spin_budget", -1), 0) << c.dump();
+  EXPECT_EQ(str(c, "wait"), "block") << c.dump();
+  EXPECT_GE(num(c, "runner_own_syscalls_per_msg"), 1.0) << c.dump();
+  EXPECT_GE(num(c, "peer_own_syscalls_per_msg"), 1.0) << c.dump();
+}
+
 TEST_F(Measurement, VerifyFullCostIsRecordedInThroughput) {
   const json full =
       run("--mechanisms pipe --modes sync --patterns throughput --sizes 4KiB --min-time 0.1 "
@@ -494,7 +516,7 @@ TEST_F(Measurement, IpcbenchsOwnSyscallsAreCountedEverywhere) {
 // the case's peer has exec'd (it has said hello before the bare pair is
 // made).
 static std::vector<pid_t> bare_peers_of(pid_t runner) {
-  using namespace ipcbench::testproc;
+  using namespace testproc;
   std::vector<pid_t> out;
   bool case_peer = false;
   for (const auto& [pid, st] : live_children(runner)) {
@@ -512,17 +534,12 @@ static std::vector<pid_t> bare_peers_of(pid_t runner) {
 // says why it has no adapter_ratio; the run does not hang.
 TEST_F(Measurement, AStalledBareLoopEndsWithANoteNotAHang) {
   const std::string out = out_path("stalled");
-  const pid_t runner = ::fork();
-  ASSERT_GE(runner, 0);
-  if (runner == 0) {
-    const std::string log = log_path("stalled");
-    std::freopen(log.c_str(), "w", stdout);
-    std::freopen(log.c_str(), "a", stderr);
-    ::execl(IPCBENCH_BINARY, IPCBENCH_BINARY, "run", "--mechanisms", "pipe", "--modes", "sync",
-            "--patterns", "latency", "--sizes", "64", "--min-time", "0.5", "--timeout", "2",
-            "--no-calibration", "--out", out.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  // In the background (testproc::spawn): the test stops its bare peer while it runs.
+  const pid_t runner = testproc::spawn(
+      {IPCBENCH_BINARY, "run", "--mechanisms", "pipe", "--modes", "sync", "--patterns", "latency",
+       "--sizes", "64", "--min-time", "0.5", "--timeout", "2", "--no-calibration", "--out", out},
+      {.out_path = log_path("stalled"), .err_path = log_path("stalled")});
+  ASSERT_GT(runner, 0);
   // The bare peer exists from the case's start, before its first block.
   std::vector<pid_t> bare;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

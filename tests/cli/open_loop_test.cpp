@@ -2,7 +2,6 @@
 // a closed loop does hide it; and the achieved rate is reported next to the
 // requested one. The test stalls the peer itself: SIGSTOP for 50 ms every
 // 300 ms, a pause the peer does not know of, as a preemption would be.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -10,15 +9,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../support/files.hpp"
 #include "../support/proc.hpp"
 #include "../support/run.hpp"
 
@@ -30,7 +28,7 @@ using namespace std::chrono_literals;
 // The exec'd peer of `runner`, or -1 (a forked child shows the runner's
 // command line until it execs: the calibration's prober never matches).
 pid_t peer_of(pid_t runner) {
-  using namespace ipcbench::testproc;
+  using namespace testproc;
   for (const auto& [pid, st] : live_children(runner)) {
     if (is_peer_cmdline(proc_cmdline(pid))) return pid;
   }
@@ -56,17 +54,8 @@ class OpenLoop : public ::testing::Test {
                                      "--sizes",       "64",    "--out",        out};
     std::istringstream more(extra);
     for (std::string a; more >> a;) args.push_back(a);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t runner = ::fork();
-    if (runner == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    // In the background (testproc::spawn): the test stalls its peer while it runs.
+    const pid_t runner = testproc::spawn(args, {.out_path = log, .err_path = log});
     EXPECT_GT(runner, 0);
     int status = 0;
     auto next_stall = std::chrono::steady_clock::time_point::max();
@@ -98,9 +87,8 @@ class OpenLoop : public ::testing::Test {
     }
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "exit status " << status << "; log:\n"
-        << ipcbench::testproc::read_file(log);
-    std::ifstream in(out);
-    const nlohmann::json doc = nlohmann::json::parse(in);
+        << testproc::read_file(log);
+    const nlohmann::json doc = nlohmann::json::parse(testproc::read_file(out));
     EXPECT_EQ(doc["benchmarks"].size(), 1u);
     return doc["benchmarks"][0];
   }

@@ -4,10 +4,10 @@
 // succeed (exit status 1, a JSON with everyone's results), nothing is left.
 //
 // The suite changes no system setting: every limit is made small only for
-// the ipcbench child, in a forked process before exec: setrlimit, a small
-// tmpfs over /dev/shm in a private mount namespace (unshare(CLONE_NEWNS)),
-// or the per-namespace sysctls of a private IPC namespace
-// (unshare(CLONE_NEWIPC) + /proc/sys/fs/mqueue/queues_max,
+// the ipcbench child, in the child before exec (run_command's before_exec):
+// setrlimit, a small tmpfs over /dev/shm in a private mount namespace
+// (unshare(CLONE_NEWNS)), or the per-namespace sysctls of a private IPC
+// namespace (unshare(CLONE_NEWIPC) + /proc/sys/fs/mqueue/queues_max,
 // /proc/sys/kernel/msgmni). Tests that need root or namespaces skip, saying
 // why, where those are not available.
 #include <fcntl.h>
@@ -21,11 +21,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -33,12 +31,11 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "../support/proc.hpp"
+#include "../support/files.hpp"
+#include "../support/run.hpp"
 
 #ifndef IPCBENCH_BINARY
 #error "IPCBENCH_BINARY must name the ipcbench executable"
@@ -52,7 +49,7 @@ using namespace std::chrono_literals;
 // Exit status of a child whose setup (unshare, mount, sysctl) was refused.
 constexpr int kSetupRefused = 120;
 
-using ipcbench::testproc::read_file;
+using testproc::read_file;
 
 // In the child: fails the setup with a reason the parent reads.
 [[noreturn]] void refuse(const std::string& reason_path, const std::string& why) {
@@ -99,50 +96,29 @@ class LimitsTest : public ::testing::Test {
   }
 
   // Runs `ipcbench run --mechanisms M,...` one sync latency case each of
-  // `size`, after `setup` ran in the forked child (return false to refuse).
+  // `size`, after `setup` ran in the child just before exec (it calls refuse()
+  // to refuse).
   Outcome run(const std::string& mechanisms, const std::string& size,
               const std::function<void(const std::string&)>& setup) {
     Outcome o;
     const std::string out = work_ + "/result.json";
-    const std::string err = work_ + "/stderr";
     const std::string reason = work_ + "/refused";
     fs::remove(out);
-    std::vector<std::string> args = {
-        IPCBENCH_BINARY, "run",        "--mechanisms",     mechanisms, "--modes",
-        "sync",          "--patterns", "latency",          "--sizes",  size,
-        "--min-time",    "0.02",       "--no-calibration", "--out",    out};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string owners = work_ + "/owners";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int null = ::open("/dev/null", O_WRONLY);
-      ::dup2(null, 1);
-      ::dup2(fd, 2);
-      // Only stdin/out/err: descriptors the test happens to hold must not
-      // count against the child's open-file limit.
+    // In the child: only stdin/out/err (descriptors the test happens to hold
+    // must not count against its open-file limit), then the test's setup.
+    const auto in_child = [&] {
       ::syscall(SYS_close_range, 3u, ~0u, 0u);
-      ::setenv("IPCBENCH_OWNER_DIR", owners.c_str(), 1);
       setup(reason);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    o.pid = pid;
-    int status = 0;
-    const auto deadline = std::chrono::steady_clock::now() + 120s;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        ADD_FAILURE() << "ipcbench overran";
-        break;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    o.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    o.err = read_file(err);
+    };
+    const testproc::RunResult r = testproc::run_command(
+        {IPCBENCH_BINARY, "run", "--mechanisms", mechanisms, "--modes", "sync", "--patterns",
+         "latency", "--sizes", size, "--min-time", "0.02", "--no-calibration", "--out", out},
+        {.limit = 120s,
+         .env = {"IPCBENCH_OWNER_DIR=" + work_ + "/owners"},
+         .before_exec = in_child});
+    o.pid = r.pid;
+    o.status = r.status;
+    o.err = r.err;
     if (o.status == kSetupRefused && fs::exists(reason)) {
       o.refused = true;
       o.refusal = read_file(reason);

@@ -14,29 +14,27 @@
 // really was injected once per case, every peer was reaped by the runner,
 // and no run directory or IPC object of the run is left. "silent" also
 // checks that each case failed within --timeout of the peer going quiet.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "../support/proc.hpp"
+#include "../support/files.hpp"
+#include "../support/leftovers.hpp"
+#include "../support/run.hpp"
+#include "../support/text.hpp"
 #include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
@@ -57,14 +55,8 @@ using SteadyClock = std::chrono::steady_clock;  // CLOCK_MONOTONIC, as the fake 
 constexpr std::size_t kBadSize = 64;     // spoilt: --max-message 512
 constexpr std::size_t kGoodSize = 1024;  // real peer: --max-message 1024
 
-using ipcbench::testproc::read_file;
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
+using testproc::lines_of;
+using testproc::read_file;
 
 std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(
@@ -99,7 +91,7 @@ std::string join(const std::vector<std::string>& v) {
 // line appeared, the fake peer's log.
 struct RunResult {
   pid_t pid = -1;
-  int status = -1;
+  int status = -1;  // exit status; 128 + N when killed by signal N
   bool finished = false;
   double seconds = 0;
   std::string stderr_text;
@@ -127,44 +119,18 @@ class MisbehavingPeer : public ::testing::TestWithParam<Scenario> {
     std::filesystem::remove_all(dir_, ec);
   }
 
-  // Runs `ipcbench run args --out ...` with `env` added, polling its stderr
-  // for progress lines; kills it after `deadline`.
+  // Runs `ipcbench run args --out ...` with `env` added (testproc::run_command),
+  // noting when each case's progress line first appears on its stderr; kills it
+  // after `deadline`.
   RunResult run(const std::vector<std::string>& args, const std::vector<std::string>& env,
                 std::chrono::seconds deadline) {
     RunResult r;
-    const std::string out = dir_ + "/result.json", err = dir_ + "/stderr";
-    std::vector<std::string> argv_s = {IPCBENCH_BINARY, "run"};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    argv_s.insert(argv_s.end(), {"--out", out});
-    std::vector<std::string> env_s = env;
-    for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    for (auto& e : env_s) envp.push_back(e.data());
-    argv.push_back(nullptr);
-    envp.push_back(nullptr);
-    const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    const auto started = SteadyClock::now();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::dup2(null_fd, STDIN_FILENO);
-      ::dup2(null_fd, STDOUT_FILENO);
-      ::dup2(err_fd, STDERR_FILENO);
-      ::execve(argv[0], argv.data(), envp.data());
-      ::_exit(127);
-    }
-    ::close(err_fd);
-    ::close(null_fd);
-    if (pid < 0) {
-      ADD_FAILURE() << "fork: " << std::strerror(errno);
-      return r;
-    }
-    r.pid = pid;
-    for (;;) {
-      int status = 0;
-      const pid_t got = ::waitpid(pid, &status, WNOHANG);
-      for (const std::string& line : lines_of(read_file(err))) {
+    const std::string out = dir_ + "/result.json";
+    testproc::Args argv = {IPCBENCH_BINARY, "run"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--out", out});
+    const auto note_progress_lines = [&r](const std::string& err) {
+      for (const std::string& line : lines_of(err)) {
         // "[i/n] <name>: FAILED: ..." or ": <outcome>"
         const auto close = line.find("] ");
         const auto colon = line.find(": ", close == std::string::npos ? 0 : close);
@@ -174,33 +140,17 @@ class MisbehavingPeer : public ::testing::TestWithParam<Scenario> {
         }
         r.line_seen_ns.emplace(line.substr(close + 2, colon - close - 2), now_ns());
       }
-      if (got == pid) {
-        r.status = status;
-        r.finished = true;
-        break;
-      }
-      if (SteadyClock::now() - started > deadline) {
-        ADD_FAILURE() << "ipcbench run still running after " << deadline.count()
-                      << " s; killing it";
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &r.status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
+    };
+    const auto started = SteadyClock::now();
+    const testproc::RunResult ran = testproc::run_command(
+        argv, {.limit = deadline, .env = env, .on_stderr = note_progress_lines});
     r.seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
-    r.stderr_text = last_stderr_ = read_file(err);
+    r.pid = ran.pid;
+    r.status = ran.status;
+    r.finished = ran.status != -1;  // -1: killed at the deadline (a failure already)
+    r.stderr_text = last_stderr_ = ran.err;
     r.log = lines_of(read_file(log_path()));
-    std::ifstream in(out);
-    if (!in) {
-      ADD_FAILURE() << "no result file";
-    } else {
-      try {
-        r.doc = nlohmann::json::parse(in);
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "result file is not JSON: " << e.what();
-      }
-    }
+    if (const auto doc = testproc::read_json(out)) r.doc = *doc;
     return r;
   }
 
@@ -243,17 +193,8 @@ void parse_log(const std::vector<std::string>& log, std::vector<pid_t>& pids,
 // Lines of scripts/leftovers naming objects of runner `pid` or one of `peers`.
 std::vector<std::string> leftovers_of(pid_t pid, const std::vector<pid_t>& peers) {
   std::vector<std::string> found;
-  FILE* p = ::popen("bash " IPCBENCH_SOURCE_DIR "/scripts/leftovers 2>/dev/null", "r");
-  if (p == nullptr) {
-    ADD_FAILURE() << "cannot run scripts/leftovers";
-    return found;
-  }
-  std::string text;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
-  ::pclose(p);
   const std::string mine = "ipcbench." + std::to_string(pid) + ".";
-  for (const std::string& line : lines_of(text)) {
+  for (const std::string& line : testproc::leftover_objects()) {
     bool ours = line.find(mine) != std::string::npos;
     for (pid_t peer : peers) {
       ours = ours || line.starts_with("process " + std::to_string(peer) + " ");
@@ -285,8 +226,7 @@ TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
   const RunResult r = run(args, env, std::chrono::seconds(30 + 4 * s.timeout_s * cases));
   ASSERT_TRUE(r.finished);
 
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1)
-      << "expected exit status 1, got " << r.status;
+  EXPECT_EQ(r.status, 1) << "expected exit status 1, got " << r.status;
 
   // The fault was injected once in every spoilt case; the runner reaped
   // every peer (one it did not would now be our zombie, or still running).
@@ -519,8 +459,7 @@ TEST_F(LateReply, IsALatencySampleNotALoss) {
                                          IPCBENCH_FAKE_PEER_BINARY};
   const RunResult r = run(args, env, 60s);
   ASSERT_TRUE(r.finished);
-  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0)
-      << "expected exit status 0, got " << r.status;
+  EXPECT_EQ(r.status, 0) << "expected exit status 0, got " << r.status;
 
   // The fault happened once in each case, each in its own fake peer.
   std::vector<pid_t> peers;

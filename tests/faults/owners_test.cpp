@@ -37,7 +37,9 @@
 #include <thread>
 #include <vector>
 
+#include "../support/files.hpp"
 #include "../support/proc.hpp"
+#include "../support/run.hpp"
 #include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
@@ -50,17 +52,17 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-using ipcbench::testproc::read_file;
+using testproc::read_file;
 
-using ipcbench::testproc::proc_stat;
+using testproc::proc_stat;
 
 std::string boot_id() {
   std::string id;
-  std::ifstream("/proc/sys/kernel/random/boot_id") >> id;
+  std::istringstream(read_file("/proc/sys/kernel/random/boot_id")) >> id;
   return id;
 }
 
-// A child process of ipcbench with its output in files.
+// An ipcbench started in the background, its output in files.
 struct Child {
   pid_t pid = -1;
   std::string out_path, err_path;
@@ -116,6 +118,9 @@ class OwnersTest : public ::testing::Test {
     }
   }
 
+  // Starts ipcbench in the background (testproc::spawn: the tests kill it or
+  // its peer while it runs, which run_command cannot), with the test's owner
+  // directory; TearDown kills it if the test did not wait for it.
   Child spawn(const std::vector<std::string>& args, bool hanging_peer = false) {
     Child c;
     static int n = 0;
@@ -124,55 +129,43 @@ class OwnersTest : public ::testing::Test {
     std::vector<std::string> argv = {IPCBENCH_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
     if (hanging_peer) argv.insert(argv.end(), {"--peer-executable", hang_});
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::setenv("IPCBENCH_OWNER_DIR", owner_dir_.c_str(), 1);
-      const int out = ::open(c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int err = ::open(c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      ::execv(cargv[0], cargv.data());
-      ::_exit(127);
-    }
-    c.pid = pid;
-    children_.push_back(pid);
+    c.pid = testproc::spawn(argv, {.out_path = c.out_path,
+                                   .err_path = c.err_path,
+                                   .env = {"IPCBENCH_OWNER_DIR=" + owner_dir_}});
+    if (c.pid > 0) children_.push_back(c.pid);
     return c;
   }
 
   // Waits for `c` (at most `limit`); its exit status, -1 if it had to be killed.
   int wait(Child& c, std::chrono::seconds limit = 60s) {
-    const auto deadline = Clock::now() + limit;
-    int status = 0;
-    while (::waitpid(c.pid, &status, WNOHANG) == 0) {
-      if (Clock::now() > deadline) {
-        ::kill(c.pid, SIGKILL);
-        ::waitpid(c.pid, &status, 0);
-        forget(c.pid);
-        ADD_FAILURE() << "ipcbench " << c.pid << " overran; stderr: " << c.err();
-        return -1;
-      }
-      std::this_thread::sleep_for(10ms);
+    const std::optional<int> status = testproc::wait_exit(c.pid, limit);
+    if (!status) {
+      ::kill(c.pid, SIGKILL);
+      ::waitpid(c.pid, nullptr, 0);
+      forget(c.pid);
+      ADD_FAILURE() << "ipcbench " << c.pid << " overran; stderr: " << c.err();
+      return -1;
     }
     forget(c.pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return testproc::exit_status(*status);
   }
 
-  // Runs ipcbench to the end; {exit status, stdout}.
+  // Runs ipcbench to the end (testproc::run_command, at most 60 s), with the
+  // test's owner directory; {exit status, stdout}.
   std::pair<int, std::string> run(const std::vector<std::string>& args) {
-    Child c = spawn(args);
-    const int status = wait(c);
-    last_err_ = c.err();
-    return {status, c.out()};
+    std::vector<std::string> argv = {IPCBENCH_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const testproc::RunResult r =
+        testproc::run_command(argv, {.limit = 60s, .env = {"IPCBENCH_OWNER_DIR=" + owner_dir_}});
+    last_err_ = r.err;
+    return {r.status, r.out};
   }
 
   void forget(pid_t pid) { std::erase(children_, pid); }
 
   // The child of `runner` (its peer), or -1.
   static pid_t peer_of(pid_t runner) {
-    for (const pid_t pid : ipcbench::testproc::all_pids()) {
+    for (const pid_t pid : testproc::all_pids()) {
       const auto st = proc_stat(pid);
       if (st && st->ppid == runner) return pid;
     }
@@ -565,11 +558,8 @@ class HandWrittenRecord : public OwnersTest {
     fs::create_directory(owner_dir_);
     fs::permissions(owner_dir_, fs::perms::owner_all);
     // A live process that is not ipcbench; its pid is the "reused" one.
-    sleeper_ = ::fork();
-    if (sleeper_ == 0) {
-      ::execl("/bin/sleep", "sleep", "60", nullptr);
-      ::_exit(127);
-    }
+    sleeper_ = testproc::spawn({"/bin/sleep", "60"});
+    ASSERT_GT(sleeper_, 0);
     children_.push_back(sleeper_);
     ASSERT_TRUE(eventually([&] { return proc_stat(sleeper_).has_value(); }));
   }

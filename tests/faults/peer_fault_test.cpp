@@ -13,12 +13,10 @@
 // The test process makes itself a child subreaper, so a peer orphaned by a
 // dead runner is re-parented to us (and can be seen and reaped here) instead
 // of disappearing under the system's init.
-#include <fcntl.h>
 #include <glob.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,7 +28,6 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -40,7 +37,10 @@
 #include <thread>
 #include <vector>
 
+#include "../support/files.hpp"
+#include "../support/leftovers.hpp"
 #include "../support/proc.hpp"
+#include "../support/run.hpp"
 #include "mechanisms/registry.hpp"
 
 #ifndef IPCBENCH_BINARY
@@ -61,11 +61,11 @@ double seconds_between(SteadyClock::time_point a, SteadyClock::time_point b) {
 // ---------------------------------------------------------------------------
 // /proc helpers
 
-using ipcbench::testproc::all_pids;
-using ipcbench::testproc::is_peer_cmdline;
-using ipcbench::testproc::proc_cmdline;
-using ipcbench::testproc::proc_stat;
-using ipcbench::testproc::read_file;
+using testproc::all_pids;
+using testproc::is_peer_cmdline;
+using testproc::proc_cmdline;
+using testproc::proc_stat;
+using testproc::read_file;
 
 std::string peer_mechanism(const std::vector<std::string>& args) {
   for (std::size_t i = 0; i + 1 < args.size(); ++i) {
@@ -102,7 +102,7 @@ struct PeerProc {
 // Running peers whose parent is `parent`.
 std::vector<PeerProc> peers_of(pid_t parent) {
   std::vector<PeerProc> out;
-  for (const auto& [pid, st] : ipcbench::testproc::live_children(parent)) {
+  for (const auto& [pid, st] : testproc::live_children(parent)) {
     const auto args = proc_cmdline(pid);
     if (!is_peer_cmdline(args)) continue;
     out.push_back({pid, st.start_time, peer_mechanism(args)});
@@ -110,14 +110,11 @@ std::vector<PeerProc> peers_of(pid_t parent) {
   return out;
 }
 
-// Where the runner creates its private directory (same rule as the runner).
-std::string run_dir_base() {
-  const char* tmp = std::getenv("TMPDIR");
-  return (tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 40) ? tmp : "/tmp";
-}
-
+// The run directories of `runner` (testproc::run_dir_base: where the runner
+// creates them).
 std::vector<std::string> run_dirs_of(pid_t runner) {
-  const std::string pattern = run_dir_base() + "/ipcbench." + std::to_string(runner) + ".*";
+  const std::string pattern =
+      testproc::run_dir_base() + "/ipcbench." + std::to_string(runner) + ".*";
   std::vector<std::string> out;
   glob_t g{};
   if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
@@ -129,6 +126,11 @@ std::vector<std::string> run_dirs_of(pid_t runner) {
 
 // ---------------------------------------------------------------------------
 // The runner child
+//
+// Started in the background (testproc::spawn), not with run_command: every
+// test acts on the runner or its peer while the run goes on (kills or stops
+// the peer, SIGKILLs or interrupts the runner) and times what follows from the
+// moment it acted, so it polls the runner itself (try_reap, wait_runner).
 
 struct RunnerProc {
   pid_t pid = -1;
@@ -226,37 +228,10 @@ class PeerFault : public ::testing::Test {
     r.argv.push_back("--out");
     r.argv.push_back(r.out_path);
 
-    // Everything is prepared before fork; the child only calls
-    // async-signal-safe functions.
-    std::vector<char*> argv;
-    for (std::string& a : r.argv) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int out_fd =
-        ::open(r.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int err_fd =
-        ::open(r.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    EXPECT_GE(out_fd, 0);
-    EXPECT_GE(err_fd, 0);
-    EXPECT_GE(null_fd, 0);
-    sigset_t none;
-    sigemptyset(&none);
-
     r.started = SteadyClock::now();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::dup2(null_fd, STDIN_FILENO);
-      ::dup2(out_fd, STDOUT_FILENO);
-      ::dup2(err_fd, STDERR_FILENO);
-      for (int sig : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD}) ::signal(sig, SIG_DFL);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(out_fd);
-    ::close(err_fd);
-    ::close(null_fd);
-    EXPECT_GT(pid, 0) << "fork: " << std::strerror(errno);
+    const pid_t pid =
+        testproc::spawn(r.argv, {.out_path = r.stdout_path, .err_path = r.stderr_path});
+    EXPECT_GT(pid, 0);
     r.pid = pid;
     if (pid < 0) r.reaped = true;
     runners_.push_back(std::move(r));
@@ -343,18 +318,9 @@ class PeerFault : public ::testing::Test {
     }
   }
 
+  // The result file; an empty object (and a failure) if it is missing or not JSON.
   static nlohmann::json read_json(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-      ADD_FAILURE() << "cannot read result file " << path;
-      return nlohmann::json::object();
-    }
-    try {
-      return nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "result file " << path << " is not valid JSON: " << e.what();
-      return nlohmann::json::object();
-    }
+    return testproc::read_json(path).value_or(nlohmann::json::object());
   }
 
   // The single (non-aggregate) entry of case `name`, or null.
@@ -679,18 +645,8 @@ namespace {
 // The IPC objects scripts/leftovers sees (run directories, POSIX shm and
 // queues, this user's SysV objects, peer processes), one per line.
 std::set<std::string> leftover_objects() {
-  std::set<std::string> out;
-  const std::string cmd = std::string(IPCBENCH_SOURCE_DIR) + "/scripts/leftovers";
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (f == nullptr) return out;
-  char line[4096];
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    std::string l(line);
-    while (!l.empty() && l.back() == '\n') l.pop_back();
-    if (!l.empty()) out.insert(l);
-  }
-  ::pclose(f);
-  return out;
+  const std::vector<std::string> lines = testproc::leftover_objects();
+  return {lines.begin(), lines.end()};
 }
 
 // SIGINT and SIGTERM in the middle of a case of every mechanism that creates

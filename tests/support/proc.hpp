@@ -1,36 +1,31 @@
 // What the tests read of other processes in /proc: state, parent, start
 // time and command line. Header-only, shared by the tests that look for the
-// processes ipcbench starts (its peers, the bare loop's peer).
+// processes ipcbench starts (its peers, the bare loop's peer). Files are read
+// with read_file (files.hpp).
 #pragma once
 
 #include <dirent.h>
 #include <sys/types.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
-namespace ipcbench::testproc {
+#include "files.hpp"
 
-// Whole file, binary-safe; empty if it cannot be read.
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+namespace testproc {
 
+// The fields of /proc/PID/stat the tests use.
 struct ProcStat {
   char state = '?';
   pid_t ppid = -1;
   unsigned long long start_time = 0;  // clock ticks since boot: tells pid reuse apart
 };
 
+// Process `pid`'s state, parent and start time; nullopt if it is gone.
 inline std::optional<ProcStat> proc_stat(pid_t pid) {
   const std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
   // "pid (comm) state ppid ..."; comm may contain anything, so parse after
@@ -47,6 +42,7 @@ inline std::optional<ProcStat> proc_stat(pid_t pid) {
   return st;
 }
 
+// Process `pid`'s command line, one string per argument (empty if it is gone).
 inline std::vector<std::string> proc_cmdline(pid_t pid) {
   const std::string raw = read_file("/proc/" + std::to_string(pid) + "/cmdline");
   std::vector<std::string> args;
@@ -63,6 +59,7 @@ inline std::vector<std::string> proc_cmdline(pid_t pid) {
   return args;
 }
 
+// Every pid in /proc now.
 inline std::vector<pid_t> all_pids() {
   std::vector<pid_t> pids;
   DIR* dir = ::opendir("/proc");
@@ -93,4 +90,4 @@ inline bool is_peer_cmdline(const std::vector<std::string>& args) {
   return args.size() >= 2 && args[1] == "peer" && args[0].ends_with("ipcbench");
 }
 
-}  // namespace ipcbench::testproc
+}  // namespace testproc
