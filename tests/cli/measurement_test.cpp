@@ -36,13 +36,6 @@
 #include "../support/proc.hpp"
 #include "../support/run.hpp"
 
-#ifndef IPCBENCH_BINARY
-#error "IPCBENCH_BINARY must name the ipcbench executable"
-#endif
-#ifndef IPCBENCH_SOURCE_DIR
-#error "IPCBENCH_SOURCE_DIR must name the source tree"
-#endif
-
 namespace {
 
 namespace fs = std::filesystem;
