@@ -3,9 +3,9 @@
 // wait policy (SpinWait, FutexWait below) is a small type the channel is
 // built with, so a new wake-up is one more struct, not edits inside it.
 //
-// Segment layout (one POSIX shm object, created O_EXCL with mode 0600,
-// named /ipcbench.<pid>.<tag>.<suffix>, unlinked as soon as the peer mapped
-// it):
+// Segment layout (by default one POSIX shm object, created O_EXCL with
+// mode 0600, named /ipcbench.<pid>.<tag>.<suffix>, unlinked as soon as the
+// peer mapped it; a segment policy below may put it elsewhere):
 //   [SegmentHeader | pad to 4 KiB][RingControl up | pad][data up]
 //   [RingControl down | pad][data down]
 // "up" carries listener -> connector, "down" the other way.
@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mechanisms/channels/shm_ring.hpp"
@@ -367,77 +368,59 @@ Wait make_wait(typename SharedOf<Wait>::type shared, bool listener) {
   }
 }
 
-// The listener's side: creates, sizes and pre-faults the segment, and
-// removes its name once the peer has mapped it.
-template <typename Wait>
-class ShmEndpoint : public Endpoint {
+// Where a segment lives, and how the peer finds it: a segment policy.
+// The listener's side constructs one, `create(size)`s the object (sized and
+// backed), names it in `address()` (with `fds()` for the peer to inherit)
+// and calls `peer_attached()` once the peer has mapped it; its destructor
+// removes what is left. The connector's side calls the static
+// `open(address, options)`, which checks what it found. NamedSegment is a
+// POSIX shm object; memfd's (shared_memory/memfd.cpp) has no name at all.
+struct OpenedSegment {
+  posix::Fd fd;
+  std::string what;  // "shared memory /ipcbench...", for error messages
+};
+
+class NamedSegment {
  public:
-  ShmEndpoint(std::string name, const ListenOptions& options)
-      : name_(std::move(name)),
-        same_cpu_(options.same_cpu),
-        shared_(SharedOf<Wait>::type::create(options)) {
-    const std::size_t max_message = options.max_message;
-    const std::size_t capacity = ring_capacity_for(max_message);
-    const std::size_t size = segment_size(capacity);
+  explicit NamedSegment(std::string name) : name_(std::move(name)) {}
+  NamedSegment(NamedSegment&& other) noexcept
+      : name_(std::move(other.name_)), linked_(std::exchange(other.linked_, false)) {}
+  NamedSegment& operator=(NamedSegment&&) = delete;
+  ~NamedSegment() { unlink_name(); }
+
+  posix::Fd create(std::size_t size) {
     objects::creating(objects::posix_shm(name_));  // recorded before it exists
     posix::Fd fd(::shm_open(name_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd) {
       const int err = errno;
       objects::removed(objects::posix_shm(name_));
-      posix::throw_errno(err, "cannot create shared memory " + name_);
+      posix::throw_errno(err, "cannot create " + what());
     }
     linked_ = true;
-    try {
-      if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-        const int err = errno;
-        posix::throw_errno(err, "cannot size shared memory " + name_ + " to " +
-                                    std::to_string(size) + " bytes" + posix::shm_hint(err, size));
-      }
-      // Back every page now: tmpfs allocates on first write, and a full
-      // /dev/shm then kills the first writer with SIGBUS; reserving makes it
-      // an error here, before anything is mapped or measured.
-      posix::reserve_shm(fd.get(), size, "shared memory " + name_);
-      mapping_ = std::make_unique<Mapping>(
-          posix::MappedRegion::map_shared(size, fd.get(), MAP_POPULATE, "shared memory " + name_));
-      std::byte* base = mapping_->base();
-      // Touch every page now (tmpfs allocates on first write): page faults
-      // must not be measured.
-      std::memset(base, 0, size);
-      auto* header = new (base) SegmentHeader{};
-      header->magic = kMagic;
-      header->capacity = capacity;
-      header->max_message = max_message;
-      header->total_size = size;
-      for (int ring = 0; ring < 2; ++ring) {
-        auto* control = new (mapping_->control(ring)) RingControl{};
-        control->capacity = capacity;
-      }
-    } catch (...) {
-      unlink_name();
-      throw;
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+      const int err = errno;
+      posix::throw_errno(err, "cannot size " + what() + " to " + std::to_string(size) + " bytes" +
+                                  posix::shm_hint(err, size));
     }
+    // Back every page now: tmpfs allocates on first write, and a full
+    // /dev/shm then kills the first writer with SIGBUS; reserving makes it
+    // an error here, before anything is mapped or measured.
+    posix::reserve_shm(fd.get(), size, what());
+    return fd;
   }
-  ~ShmEndpoint() override { unlink_name(); }
+  std::string what() const { return "shared memory " + name_; }
+  std::string address() const { return name_; }
+  std::vector<int> fds() const { return {}; }
+  void peer_attached() { unlink_name(); }  // both sides hold mappings now
 
-  std::string address() const override { return name_ + shared_.address_suffix(); }
-  std::vector<int> inherited_fds() const override { return shared_.fds(); }
-
-  std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
-    auto& connected = mapping_->header()->connected;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (connected.load(std::memory_order_acquire) == 0) {
-      posix::throw_if_interrupted();
-      const auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= std::chrono::nanoseconds::zero()) {
-        throw Timeout("peer did not map shared memory " + name_ + " within " +
-                      std::to_string(timeout.count()) + " ms");
-      }
-      futex_wait(&connected, 0,
-                 std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50)));
+  static OpenedSegment open(std::string_view address, const ConnectOptions& /*options*/) {
+    const std::string name(address);
+    if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos) {
+      throw std::invalid_argument("malformed shared memory name '" + name + "'");
     }
-    unlink_name();  // both sides hold mappings; the name is no longer needed
-    return std::make_unique<ShmChannel<Wait>>(std::move(mapping_), true, same_cpu_,
-                                              make_wait<Wait>(std::move(shared_), true));
+    posix::Fd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
+    if (!fd) posix::throw_errno("cannot open shared memory " + name);
+    return {std::move(fd), "shared memory " + name};
   }
 
  private:
@@ -450,34 +433,93 @@ class ShmEndpoint : public Endpoint {
   }
 
   std::string name_;
-  bool same_cpu_;
   bool linked_ = false;
+};
+
+// The listener's side: has the segment policy create the segment, maps and
+// pre-faults it, and lets the policy drop what the peer no longer needs
+// once it has mapped it.
+template <typename Wait, typename Segment = NamedSegment>
+class ShmEndpoint : public Endpoint {
+ public:
+  ShmEndpoint(Segment segment, const ListenOptions& options)
+      : segment_(std::move(segment)),
+        same_cpu_(options.same_cpu),
+        shared_(SharedOf<Wait>::type::create(options)) {
+    const std::size_t max_message = options.max_message;
+    const std::size_t capacity = ring_capacity_for(max_message);
+    const std::size_t size = segment_size(capacity);
+    // On a throw, segment_'s destructor removes what it created.
+    const posix::Fd fd = segment_.create(size);
+    mapping_ = std::make_unique<Mapping>(
+        posix::MappedRegion::map_shared(size, fd.get(), MAP_POPULATE, segment_.what()));
+    std::byte* base = mapping_->base();
+    // Touch every page now (tmpfs allocates on first write): page faults
+    // must not be measured.
+    std::memset(base, 0, size);
+    auto* header = new (base) SegmentHeader{};
+    header->magic = kMagic;
+    header->capacity = capacity;
+    header->max_message = max_message;
+    header->total_size = size;
+    for (int ring = 0; ring < 2; ++ring) {
+      auto* control = new (mapping_->control(ring)) RingControl{};
+      control->capacity = capacity;
+    }
+  }
+
+  std::string address() const override { return segment_.address() + shared_.address_suffix(); }
+  std::vector<int> inherited_fds() const override {
+    std::vector<int> fds = segment_.fds();
+    for (int fd : shared_.fds()) fds.push_back(fd);
+    return fds;
+  }
+
+  std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
+    auto& connected = mapping_->header()->connected;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (connected.load(std::memory_order_acquire) == 0) {
+      posix::throw_if_interrupted();
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) {
+        throw Timeout("peer did not map " + segment_.what() + " within " +
+                      std::to_string(timeout.count()) + " ms");
+      }
+      futex_wait(&connected, 0,
+                 std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50)));
+    }
+    segment_.peer_attached();
+    return std::make_unique<ShmChannel<Wait>>(std::move(mapping_), true, same_cpu_,
+                                              make_wait<Wait>(std::move(shared_), true));
+  }
+
+ private:
+  Segment segment_;
+  bool same_cpu_;
   typename SharedOf<Wait>::type shared_;
   std::unique_ptr<Mapping> mapping_;
 };
 
-// The connecting side: maps the segment, checks it, says it is there.
-template <typename Wait>
+// The connecting side: has the segment policy open the segment (the
+// address up to a '?'; the wait policy's part follows it), maps it, checks
+// it, says it is there.
+template <typename Wait, typename Segment = NamedSegment>
 std::unique_ptr<Channel> connect_shm(std::string_view address, const ConnectOptions& options) {
-  const std::string name(address.substr(0, address.find('?')));
-  auto shared = SharedOf<Wait>::type::attach(address.substr(name.size()));
-  if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos) {
-    throw std::invalid_argument("malformed shared memory name '" + name + "'");
-  }
-  posix::Fd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
-  if (!fd) posix::throw_errno("cannot open shared memory " + name);
+  const std::string_view where = address.substr(0, address.find('?'));
+  auto shared = SharedOf<Wait>::type::attach(address.substr(where.size()));
+  OpenedSegment segment = Segment::open(where, options);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) posix::throw_errno("cannot stat shared memory " + name);
+  if (::fstat(segment.fd.get(), &st) != 0) posix::throw_errno("cannot stat " + segment.what);
   const auto size = static_cast<std::size_t>(st.st_size);
-  if (size < segment_size(0)) throw ProtocolError("shared memory " + name + " is too small");
+  if (size < segment_size(0)) throw ProtocolError(segment.what + " is too small");
   auto mapping = std::make_unique<Mapping>(
-      posix::MappedRegion::map_shared(size, fd.get(), MAP_POPULATE, "shared memory " + name));
+      posix::MappedRegion::map_shared(size, segment.fd.get(), MAP_POPULATE, segment.what));
   const SegmentHeader* h = mapping->header();
   // Never trust the segment's own numbers beyond what we mapped.
   if (h->magic != kMagic || h->total_size != size || !std::has_single_bit(h->capacity) ||
       segment_size(h->capacity) != size || h->max_message == 0 ||
       h->max_message > ring_max_message(h->capacity) || h->max_message < options.max_message) {
-    throw ProtocolError("shared memory " + name + " is not an ipcbench segment of this size");
+    throw ProtocolError(segment.what + " is not an ipcbench segment of this size");
   }
   mapping->header()->connected.store(1, std::memory_order_release);
   futex_wake(&mapping->header()->connected);

@@ -24,8 +24,8 @@ class ShmEventfdMechanism : public Mechanism {
             .spin_budget = true};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<shm::ShmEndpoint<shm::EventfdWait>>(shm::shm_name(options, "eventfd"),
-                                                                options);
+    return std::make_unique<shm::ShmEndpoint<shm::EventfdWait>>(
+        shm::NamedSegment(shm::shm_name(options, "eventfd")), options);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {

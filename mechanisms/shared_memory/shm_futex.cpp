@@ -20,8 +20,8 @@ class ShmFutexMechanism : public Mechanism {
             .names = Names::kSystem};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<shm::ShmEndpoint<shm::FutexWait>>(shm::shm_name(options, "futex"),
-                                                              options);
+    return std::make_unique<shm::ShmEndpoint<shm::FutexWait>>(
+        shm::NamedSegment(shm::shm_name(options, "futex")), options);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {

@@ -20,8 +20,8 @@ class ShmSpinMechanism : public Mechanism {
             .names = Names::kSystem};
   }
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
-    return std::make_unique<shm::ShmEndpoint<shm::SpinWait>>(shm::shm_name(options, "spin"),
-                                                             options);
+    return std::make_unique<shm::ShmEndpoint<shm::SpinWait>>(
+        shm::NamedSegment(shm::shm_name(options, "spin")), options);
   }
   std::unique_ptr<Channel> connect(std::string_view address,
                                    const ConnectOptions& options) override {
