@@ -206,6 +206,11 @@ class Mechanism {
   virtual std::string_view family() const = 0;
   // Capabilities on this machine (probed once, then cached).
   virtual Capabilities capabilities() const = 0;
+  // Why the mechanism cannot run here (the kernel or a security policy
+  // refuses what it needs, or the build left out its library), in words a
+  // user can act on; empty when it can. Probed once, then cached. Its cases
+  // are then skipped with this reason, never failed.
+  virtual std::string unavailable_reason() const { return {}; }
 
   // Creates the kernel objects and returns the endpoint the peer connects to.
   // Throws std::system_error naming the object if creation fails.

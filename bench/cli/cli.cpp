@@ -609,6 +609,9 @@ int do_list(bool json) {
                      {"copies", c.copies},
                      {"spin_budget", c.spin_budget},
                      {"names", to_string(c.names)}});
+      const std::string unavailable = m->unavailable_reason();
+      out.back()["available"] = unavailable.empty();
+      if (!unavailable.empty()) out.back()["unavailable_reason"] = unavailable;
     }
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -621,6 +624,13 @@ int do_list(bool json) {
                 std::string(m->family()).c_str(), std::string(to_string(c.boundaries)).c_str(),
                 format_size(c.max_message).c_str(), c.crosses_hosts ? "yes" : "no",
                 c.pollable ? "yes" : "no", c.lossy ? "yes" : "no");
+  }
+  for (const auto& m : mechanisms()) {
+    const std::string unavailable = m->unavailable_reason();
+    if (!unavailable.empty()) {
+      std::printf("%s is unavailable here: %s\n", std::string(m->name()).c_str(),
+                  unavailable.c_str());
+    }
   }
   return 0;
 }

@@ -55,6 +55,8 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
   for (const std::string& mech_name : settings.mechanisms) {
     Mechanism* mech = find_mechanism(mech_name);
     const Capabilities caps = mech->capabilities();
+    std::string unavailable = mech->unavailable_reason();
+    if (!unavailable.empty()) unavailable.insert(0, mech_name + " is unavailable here: ");
     for (std::size_t p = 0; p < settings.placements.size(); ++p) {
       for (const Mode mode : settings.modes) {
         for (const Pattern pattern : settings.patterns) {
@@ -69,7 +71,9 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
                      std::string(name_of(pattern)) + "/" + std::to_string(size);
             c.self_timed = self_timed(mode == Mode::kAsync, caps.lossy);
             if (several_placements) c.name += "/" + settings.placements[p].name();
-            if (size > caps.max_message) {
+            if (!unavailable.empty()) {
+              c.skip_reason = unavailable;
+            } else if (size > caps.max_message) {
               c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
                               "'s limit of " + std::to_string(caps.max_message) + " bytes";
             }

@@ -46,7 +46,18 @@ TEST(Cli, ListPrintsEveryMechanismOnceInRegistryOrder) {
   const RunResult listed = run_ipcbench({"list", "--json"});
   ASSERT_EQ(listed.status, 0) << listed;
   const json mechanisms = json::parse(listed.out);
-  ASSERT_EQ(lines.size(), mechanisms.size() + 1) << table.out;
+  // The table, then one line for each mechanism that cannot run here.
+  std::vector<std::string> unavailable;
+  for (const json& m : mechanisms) {
+    if (!m.value("available", true)) {
+      unavailable.push_back(m.value("name", "") +
+                            " is unavailable here: " + m.value("unavailable_reason", ""));
+    }
+  }
+  ASSERT_EQ(lines.size(), mechanisms.size() + 1 + unavailable.size()) << table.out;
+  EXPECT_EQ(std::vector<std::string>(lines.end() - static_cast<std::ptrdiff_t>(unavailable.size()),
+                                     lines.end()),
+            unavailable);
   std::vector<std::string> table_names;
   for (std::size_t i = 0; i < mechanisms.size(); ++i) {
     const json& m = mechanisms[i];
@@ -89,8 +100,15 @@ TEST(Cli, ListJsonGivesEveryFieldWithTheRightType) {
     EXPECT_TRUE(m["boundaries"] == "message" || m["boundaries"] == "stream");
     ASSERT_TRUE(m.contains("max_message") && m["max_message"].is_number_unsigned());
     EXPECT_GE(m["max_message"].get<std::uint64_t>(), 16u) << "room for the header at least";
-    for (const char* key : {"crosses_hosts", "pollable", "lossy"}) {
+    for (const char* key : {"crosses_hosts", "pollable", "lossy", "available"}) {
       EXPECT_TRUE(m.contains(key) && m[key].is_boolean()) << key;
+    }
+    // A reason exactly when it cannot run here.
+    if (m.value("available", true)) {
+      EXPECT_FALSE(m.contains("unavailable_reason"));
+    } else {
+      ASSERT_TRUE(m.contains("unavailable_reason") && m["unavailable_reason"].is_string());
+      EXPECT_FALSE(m["unavailable_reason"].get<std::string>().empty());
     }
   }
 }

@@ -299,6 +299,9 @@ class MechanismTest : public ::testing::TestWithParam<std::string> {
     mech_ = find_mechanism(GetParam());
     ASSERT_NE(mech_, nullptr) << "no mechanism named " << GetParam();
     caps_ = mech_->capabilities();
+    if (const std::string reason = mech_->unavailable_reason(); !reason.empty()) {
+      GTEST_SKIP() << GetParam() << " is unavailable here: " << reason;
+    }
     std::string dir = std::string(dir_prefix_) + "XXXXXX";
     ASSERT_NE(::mkdtemp(dir.data()), nullptr) << std::strerror(errno);
     run_dir_ = dir;

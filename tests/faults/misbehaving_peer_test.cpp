@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/available.hpp"
 #include "../support/files.hpp"
 #include "../support/leftovers.hpp"
 #include "../support/run.hpp"
@@ -206,6 +207,7 @@ std::vector<std::string> leftovers_of(pid_t pid, const std::vector<pid_t>& peers
 
 TEST_P(MisbehavingPeer, FailsTheCaseAndGoesOn) {
   const Scenario& s = GetParam();
+  IPCBENCH_SKIP_IF_UNAVAILABLE(s.mechanism);
   std::vector<std::string> env = {
       "IPCBENCH_FAKE_PEER=" + s.fault,
       "IPCBENCH_FAKE_PEER_AFTER=" + std::to_string(s.after),

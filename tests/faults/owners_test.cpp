@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/available.hpp"
 #include "../support/files.hpp"
 #include "../support/proc.hpp"
 #include "../support/run.hpp"
@@ -394,6 +395,7 @@ std::vector<std::string> named_mechanisms() {
 
 TEST_P(KilledBeforeAccept, CleanListsExactlyTheLeftObjectsThenRemovesOnlyThem) {
   const std::string mechanism = GetParam();
+  IPCBENCH_SKIP_IF_UNAVAILABLE(mechanism);
   // Objects that are not this run's: one with an ipcbench-like name of
   // another pid, one without; and a System V queue.
   // (TearDown removes them.)
@@ -463,6 +465,7 @@ class KilledMidCase : public OwnersTest, public ::testing::WithParamInterface<st
 
 TEST_P(KilledMidCase, CleanRemovesWhatTheCaseHeld) {
   const std::string mechanism = GetParam();
+  IPCBENCH_SKIP_IF_UNAVAILABLE(mechanism);
   Child runner = spawn(run_args(mechanism, "30"));
   pid_t peer = -1;
   ASSERT_TRUE(eventually([&] { return (peer = peer_of(runner.pid)) > 0; })) << runner.err();

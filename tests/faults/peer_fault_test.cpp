@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/available.hpp"
 #include "../support/files.hpp"
 #include "../support/leftovers.hpp"
 #include "../support/proc.hpp"
@@ -611,6 +612,7 @@ class PeerFaultEveryMechanism : public PeerFaultRun,
 
 TEST_P(PeerFaultEveryMechanism, PeerKilledMidCaseFailsOnlyThatCase) {
   const std::string victim = GetParam();
+  IPCBENCH_SKIP_IF_UNAVAILABLE(victim);
   const std::string other = victim == "pipe" ? "uds-stream" : "pipe";
   FaultPlan plan;
   plan.args = {"--mechanisms",    victim + "," + other,
@@ -658,6 +660,7 @@ class SignalEveryMechanism : public PeerFault,
 
 TEST_P(SignalEveryMechanism, StopsPromptlyAndLeavesNothing) {
   const auto [mechanism, sig] = GetParam();
+  IPCBENCH_SKIP_IF_UNAVAILABLE(mechanism);
   const std::set<std::string> before = leftover_objects();
   RunnerProc& r = start_run(
       "signal", {"--mechanisms", mechanism, "--modes", "sync", "--patterns", "latency", "--sizes",
