@@ -6,6 +6,7 @@
 namespace ipcbench {
 namespace mech {
 std::unique_ptr<Mechanism> make_pipe();
+std::unique_ptr<Mechanism> make_pipe_splice();
 std::unique_ptr<Mechanism> make_fifo();
 std::unique_ptr<Mechanism> make_uds_stream();
 std::unique_ptr<Mechanism> make_uds_dgram();
@@ -33,6 +34,7 @@ namespace {
 using Factory = std::unique_ptr<Mechanism> (*)();
 constexpr Factory kFactories[] = {
     mech::make_pipe,
+    mech::make_pipe_splice,
     mech::make_fifo,
     mech::make_uds_stream,
     mech::make_uds_dgram,

@@ -47,11 +47,19 @@ class FramedStreamChannel : public Channel {
   int receive_fd() const noexcept override { return read_fd_.get(); }
   int send_fd() const noexcept override { return write_fd_ ? write_fd_.get() : read_fd_.get(); }
 
+ protected:
+  // Writes what it can of the frame bytes in `iov` to send_fd(): writev, or
+  // sendmsg for a socket; -1 with errno set as those. After a partial write
+  // the next call passes the rest of the same frame. A subclass may move
+  // the bytes another way (pipe-splice's vmsplice).
+  virtual ssize_t write_some(const ::iovec* iov, int iovcnt);
+  // True while the descriptors are in non-blocking use (try_send/try_receive).
+  bool nonblocking() const noexcept { return nonblocking_; }
+
  private:
   // Reads more bytes into the buffer; throws PeerLost on end of file.
   // Non-blocking mode: returns false when nothing was available.
   bool fill(bool mid_frame);
-  ssize_t write_some(const ::iovec* iov, int iovcnt);
   // Pipes have no per-call MSG_DONTWAIT: switch O_NONBLOCK when the channel
   // changes between blocking and non-blocking use (once per case, not per
   // message, since a case uses one mode).
