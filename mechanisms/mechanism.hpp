@@ -54,10 +54,15 @@ struct Capabilities {
   // uses when there is no descriptor to poll (a pollable mechanism is waited
   // on with poll). Recorded on every async row as `wait`.
   Waiting readiness = Waiting::kSleep;
-  // Copies the payload at least once on each side (every mechanism so far;
-  // a zero-copy one would say false): its throughput can then never beat
-  // memcpy on one core, and the harness flags a result that does.
-  bool copies = true;
+  // Copies of the payload per message on its way from the sender's buffer
+  // to the receiver's, the kernel's included: 2 for a pipe, a socket, a
+  // queue or a ring in shared memory (in, then out), 1 for cross-memory
+  // attach (the kernel copies between the two processes), 0 for a loan
+  // API that hands the receiver the sender's memory. A mechanism that
+  // copies at all can never beat memcpy on one core: the harness holds it
+  // to the copy floors and flags a result that does; one that does not is
+  // held to neither.
+  int copies = 2;
   // Where its objects have names, which outlive a process killed before it
   // removes them (owner records and `ipcbench clean` cover them).
   Names names = Names::kNone;

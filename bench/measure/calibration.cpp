@@ -631,7 +631,7 @@ Floor floor_for(const PlacementCalibration* cal, const Capabilities& caps, Mode 
         return futex;
     }
   }
-  if (!caps.copies) return {"", 0, "the mechanism does not copy the payload"};
+  if (caps.copies == 0) return {"", 0, "the mechanism does not copy the payload"};
   if (const auto cross = at(cal->cross_core_copy_bytes_per_second)) {
     return {"cross_core_copy", *cross, ""};
   }
@@ -663,7 +663,8 @@ std::string sanity_check(const PlacementCalibration* cal, const Capabilities& ca
     return {};
   }
   auto it = cal->memcpy_bytes_per_second.find(size);
-  if (caps.copies && it != cal->memcpy_bytes_per_second.end() && bytes_per_second > it->second) {
+  if (caps.copies > 0 && it != cal->memcpy_bytes_per_second.end() &&
+      bytes_per_second > it->second) {
     return "throughput " + fmt_bw(bytes_per_second) + " is above memcpy's " + fmt_bw(it->second) +
            " at " + format_size(size) +
            " on one core: a mechanism that copies the payload cannot be faster, so the "

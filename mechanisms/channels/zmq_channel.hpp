@@ -381,6 +381,9 @@ class ZmqMechanism : public Mechanism {
             .crosses_hosts = crosses_hosts(),
             .pollable = false,  // see ZmqChannel: ZMQ_FD is not a readiness descriptor
             .lossy = false,     // PAIR with blocking sends waits at the high-water mark
+            // Into a ZeroMQ message, into the kernel (the I/O thread), out of
+            // it (the peer's), out of the message (copy_out): four at least.
+            .copies = 4,
             .names = crosses_hosts() ? Names::kNone : Names::kRunDir};
   }
 

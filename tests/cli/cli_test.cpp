@@ -103,6 +103,10 @@ TEST(Cli, ListJsonGivesEveryFieldWithTheRightType) {
     for (const char* key : {"crosses_hosts", "pollable", "lossy", "available"}) {
       EXPECT_TRUE(m.contains(key) && m[key].is_boolean()) << key;
     }
+    // Copies of the payload per message: 0 (a loan), 1 (cross-memory
+    // attach), 2 (in and out of the kernel or a ring) or more (ZeroMQ).
+    ASSERT_TRUE(m.contains("copies") && m["copies"].is_number_unsigned()) << "copies";
+    EXPECT_LE(m["copies"].get<unsigned>(), 4u);
     // A reason exactly when it cannot run here.
     if (m.value("available", true)) {
       EXPECT_FALSE(m.contains("unavailable_reason"));

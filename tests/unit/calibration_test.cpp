@@ -155,7 +155,7 @@ TEST(Floors, ThroughputIsComparedWithTheCrossCoreCopyAndTheRatioIsFloorOverMeasu
   EXPECT_EQ(f.name, "cross_core_copy");
   EXPECT_DOUBLE_EQ(*floor_ratio(f, Pattern::kThroughput, 0, 4e9), 2.0);
   Capabilities zero_copy;
-  zero_copy.copies = false;
+  zero_copy.copies = 0;
   EXPECT_TRUE(floor_for(&p, zero_copy, Mode::kSync, Pattern::kThroughput, 65536).name.empty());
 }
 
@@ -180,7 +180,7 @@ TEST(SanityGate, FlagsACopyingMechanismFasterThanMemcpy) {
   EXPECT_NE(why.find("memcpy"), std::string::npos) << why;
   EXPECT_TRUE(sanity_check(&p, waits(Waiting::kSleep), Pattern::kThroughput, 64, 0, 5e9).empty());
   Capabilities zero_copy;
-  zero_copy.copies = false;
+  zero_copy.copies = 0;
   EXPECT_TRUE(sanity_check(&p, zero_copy, Pattern::kThroughput, 64, 0, 25e9).empty());
 }
 
