@@ -69,6 +69,24 @@ struct Capabilities {
   // Takes ListenOptions::spin_budget (shm-eventfd): it then spins that many
   // times before a wait sleeps (its `waiting` says kSleep, for budget 0).
   bool spin_budget = false;
+  // Moves its bytes with plain read/write (send/recv) on its descriptors,
+  // as Channel::raw_io() describes them, so an engine may do that I/O
+  // itself (io_uring).
+  bool raw_io = false;
+};
+
+// How a channel whose bytes are plain reads and writes on descriptors
+// frames its messages (Channel::raw_io).
+struct RawIo {
+  enum class Framing {
+    kLengthPrefixed,  // a byte stream: 4-byte little-endian length, then the payload
+    kDatagram,        // one datagram per message; a zero-length one is a hello or probe
+    kSeqpacket,       // one record per message; zero bytes read is the end
+  };
+  int read_fd = -1;
+  int write_fd = -1;
+  Framing framing = Framing::kLengthPrefixed;
+  bool socket = false;  // send/recv (MSG_NOSIGNAL) rather than write/read
 };
 
 // Byte streams have no natural limit; we cap them so buffers stay bounded.
@@ -170,6 +188,14 @@ class Channel {
   // call try_receive until it returns nothing before waiting again.
   virtual int receive_fd() const noexcept { return -1; }
   virtual int send_fd() const noexcept { return -1; }
+
+  // For an engine that does the I/O itself for a while (io_uring): the
+  // descriptors and framing, when this channel moves bytes with plain
+  // reads and writes (Capabilities::raw_io) and holds none of its own now
+  // (nothing read ahead, nothing left to send); std::nullopt otherwise.
+  // The engine leaves the descriptors as it found them, at a message
+  // boundary, before the channel is used again.
+  virtual std::optional<RawIo> raw_io() const noexcept { return std::nullopt; }
 
   // Called from another thread (the watchdog's) once the peer process is
   // dead and the thread using the channel has not come back from its call:

@@ -29,6 +29,7 @@
 #include "bench/core/settings.hpp"
 #include "bench/core/sysinfo.hpp"
 #include "bench/core/units.hpp"
+#include "bench/engine/engine.hpp"
 #include "bench/measure/bare_loops.hpp"
 #include "bench/measure/calibration.hpp"
 #include "bench/peer/peer.hpp"
@@ -79,6 +80,7 @@ std::vector<std::string> choose(const std::string& text, const std::vector<std::
 struct RunArgs {
   std::string mechanisms, modes, patterns, sizes, cpus, placement, out, verify = "header";
   std::string remote, token_file;
+  std::string engine;  // unset: poll
   int remote_cpu = -1;
   bool no_calibration = false;
   double min_time = 0.2;
@@ -315,6 +317,23 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   }
   if (s.rate > 0 && std::find(s.modes.begin(), s.modes.end(), Mode::kAsync) == s.modes.end()) {
     throw UsageError("--rate applies to async latency: add async to --modes");
+  }
+  if (!a.engine.empty()) {
+    s.engines.clear();
+    for (const std::string& e : choose(a.engine, kEngines, "engine")) {
+      s.engines.push_back(*named(kAllEngines, e));
+    }
+    if (std::find(s.modes.begin(), s.modes.end(), Mode::kAsync) == s.modes.end()) {
+      throw UsageError("--engine applies to async cases: add async to --modes");
+    }
+    const bool pollable = std::any_of(s.mechanisms.begin(), s.mechanisms.end(), [](const auto& m) {
+      return find_mechanism(m)->capabilities().pollable;
+    });
+    if (!pollable) {
+      throw UsageError(
+          "--engine applies to mechanisms with descriptors to wait on (pollable), and none of "
+          "the chosen ones has any");
+    }
   }
 
   s.allowed_cpus = allowed_cpus();
@@ -608,7 +627,8 @@ int do_list(bool json) {
                      {"readiness", to_string(c.readiness)},
                      {"copies", c.copies},
                      {"spin_budget", c.spin_budget},
-                     {"names", to_string(c.names)}});
+                     {"names", to_string(c.names)},
+                     {"engines", names(engine::engines_of(c))}});
       const std::string unavailable = m->unavailable_reason();
       out.back()["available"] = unavailable.empty();
       if (!unavailable.empty()) out.back()["unavailable_reason"] = unavailable;
@@ -681,6 +701,9 @@ int cli_main(int argc, char** argv) {
   run->add_option("--spin-budget", r.spin_budget,
                   "shm-eventfd: spins before a wait sleeps on its eventfd (default 0: every "
                   "wait sleeps)");
+  run->add_option("--engine", r.engine,
+                  "Async cases of pollable mechanisms: comma list of poll, epoll, io_uring; "
+                  "each such case runs on each (default: poll)");
   run->add_option("--rate", r.rate,
                   "Async latency: open loop at N messages/s (default: closed "
                   "loop)");

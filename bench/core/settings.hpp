@@ -16,11 +16,26 @@ namespace ipcbench {
 enum class Mode { kSync, kAsync };
 enum class Pattern { kLatency, kThroughput };
 enum class PlacementKind { kCrossCpu, kSameCpu, kUnpinned };
+// How the async trials wait for a pollable channel: poll(2) on its
+// descriptors, an epoll set, or an io_uring that also moves the bytes of
+// the mechanisms that read and write plain descriptors (bench/engine/).
+enum class Engine { kPoll, kEpoll, kIoUring };
 
 // Their names, which only the CLI reads and the result file writes.
 constexpr std::string_view name_of(Mode m) { return m == Mode::kSync ? "sync" : "async"; }
 constexpr std::string_view name_of(Pattern p) {
   return p == Pattern::kLatency ? "latency" : "throughput";
+}
+constexpr std::string_view name_of(Engine e) {
+  switch (e) {
+    case Engine::kPoll:
+      return "poll";
+    case Engine::kEpoll:
+      return "epoll";
+    case Engine::kIoUring:
+      return "io_uring";
+  }
+  return "?";
 }
 constexpr std::string_view name_of(PlacementKind k) {
   switch (k) {
@@ -35,6 +50,7 @@ constexpr std::string_view name_of(PlacementKind k) {
 }
 inline constexpr std::array kAllModes{Mode::kSync, Mode::kAsync};
 inline constexpr std::array kAllPatterns{Pattern::kLatency, Pattern::kThroughput};
+inline constexpr std::array kAllEngines{Engine::kPoll, Engine::kEpoll, Engine::kIoUring};
 inline constexpr std::array kAllPlacements{PlacementKind::kCrossCpu, PlacementKind::kSameCpu,
                                            PlacementKind::kUnpinned};
 
@@ -60,6 +76,7 @@ std::vector<std::string> names(const Values& values) {
 inline const std::vector<std::string> kModes = names(kAllModes);
 inline const std::vector<std::string> kPatterns = names(kAllPatterns);
 inline const std::vector<std::string> kPlacements = names(kAllPlacements);
+inline const std::vector<std::string> kEngines = names(kAllEngines);
 inline const std::vector<std::size_t> kDefaultSizes = {64, 1024, 16 * 1024, 256 * 1024};
 
 // Async streaming and lossy streaming: the flow-control budget (bytes in
@@ -87,8 +104,10 @@ struct Settings {
   double min_time = 0.5;           // seconds per case (Google Benchmark's min time)
   int repetitions = 1;
   std::vector<Placement> placements;  // each case runs under each, in this order
-  std::vector<int> allowed_cpus;      // what "unpinned" lets both sides use
-  bool calibration = true;            // measure the floors first (--no-calibration: off)
+  // Each async case of a pollable mechanism runs on each that it can use.
+  std::vector<Engine> engines = {Engine::kPoll};
+  std::vector<int> allowed_cpus;  // what "unpinned" lets both sides use
+  bool calibration = true;        // measure the floors first (--no-calibration: off)
   std::chrono::milliseconds timeout{10'000};
   bool verify_full = false;
   std::uint64_t window = 1;  // async closed-loop latency: messages in flight

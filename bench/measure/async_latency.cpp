@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/core/protocol.hpp"
 #include "bench/core/schedule.hpp"
+#include "bench/engine/engine.hpp"
 #include "bench/measure/patterns.hpp"
 #include "bench/measure/trial.hpp"
 #include "mechanisms/posix/errors.hpp"
@@ -37,7 +39,8 @@ class AsyncLatencyTrial {
  public:
   explicit AsyncLatencyTrial(PatternContext& ctx)
       : ctx_(ctx),
-        ch_(ctx.link.channel()),
+        driver_(ctx.link.channel(), ctx.engine, std::max(ctx.size, kControlBytes)),
+        ch_(driver_.channel()),
         out_(ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
         check_(ctx.size, Kind::kEchoStamped, ctx.verify_full),
         late_(ctx.size, Kind::kEchoStamped),
@@ -63,6 +66,7 @@ class AsyncLatencyTrial {
       if (!sending_ && accounted_ == sent_) break;
       if (!progressed_) wait();
     }
+    driver_.finish();  // the channel is the link's again
     finish(usage, iterations);
     return r_;
   }
@@ -265,7 +269,8 @@ class AsyncLatencyTrial {
   }
 
   PatternContext& ctx_;
-  Channel& ch_;
+  engine::Driver driver_;
+  Channel& ch_;  // as the engine drives it
   trial::Outgoing out_;
   const trial::EchoCheck check_;
   trial::LateReplies late_;

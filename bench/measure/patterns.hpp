@@ -31,10 +31,11 @@ struct PatternContext {
   std::span<std::byte> receive_buffer;
   std::size_t size = 0;  // message size of the case
   bool verify_full = false;
-  bool same_cpu = false;     // runner and peer share one CPU (spins yield)
-  bool spin_wait = false;    // the mechanism's readiness wait spins (Capabilities)
-  std::uint64_t window = 1;  // async closed-loop latency: messages in flight
-  std::uint64_t rate = 0;    // async latency: messages/s (0 = closed loop)
+  bool same_cpu = false;          // runner and peer share one CPU (spins yield)
+  bool spin_wait = false;         // the mechanism's readiness wait spins (Capabilities)
+  Engine engine = Engine::kPoll;  // async: how the trial waits (and, io_uring, moves bytes)
+  std::uint64_t window = 1;       // async closed-loop latency: messages in flight
+  std::uint64_t rate = 0;         // async latency: messages/s (0 = closed loop)
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow-control budget
   std::chrono::nanoseconds min_time{200'000'000};  // self-timed trials: wall time of the loop
 };

@@ -13,6 +13,8 @@
 #include <string>
 #include <utility>
 
+#include "bench/core/protocol.hpp"
+#include "bench/engine/engine.hpp"
 #include "bench/measure/patterns.hpp"
 #include "bench/measure/trial.hpp"
 #include "mechanisms/posix/errors.hpp"
@@ -70,7 +72,10 @@ class StreamTrial {
  public:
   StreamTrial(PatternContext& ctx, bool blocking)
       : ctx_(ctx),
-        ch_(ctx.link.channel()),
+        // Blocking (lossy sync) streams use the channel itself.
+        driver_(ctx.link.channel(), blocking ? Engine::kPoll : ctx.engine,
+                std::max(ctx.size, kControlBytes)),
+        ch_(driver_.channel()),
         clock_(ctx.clock),
         out_(ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
         lossy_(ctx.link.lossy()),
@@ -102,6 +107,7 @@ class StreamTrial {
       }
       if (!wait()) break;
     }
+    driver_.finish();  // the channel is the link's again
     finish(r, usage, iterations);
     return r;
   }
@@ -248,7 +254,8 @@ class StreamTrial {
   }
 
   PatternContext& ctx_;
-  Channel& ch_;
+  engine::Driver driver_;
+  Channel& ch_;  // as the engine drives it
   const Clock& clock_;
   trial::Outgoing out_;
   const bool lossy_;

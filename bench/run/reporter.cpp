@@ -477,6 +477,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     }
     b["verify"] = settings.verify_full ? "full" : "header";
     b["wait"] = wait_of(*c.mechanism, c.mode, settings.spin_budget);
+    if (c.engine) b["engine"] = name_of(*c.engine);
     if (c.mechanism->capabilities().spin_budget) b["spin_budget"] = settings.spin_budget;
     if (b.contains("adapter_ratio")) {
       if (const auto family = bare_family_for(c.mechanism->name())) {
@@ -605,6 +606,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
         {"timeout_s", static_cast<double>(settings.timeout.count()) / 1000.0},
         {"verify", settings.verify_full ? "full" : "header"},
         {"window", settings.window},
+        {"engines", names(settings.engines)},
         {"spin_budget", settings.spin_budget},
         {"in_flight_limit_bytes", settings.in_flight_bytes},
         {"rate", settings.rate > 0 ? nlohmann::ordered_json(settings.rate)

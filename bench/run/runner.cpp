@@ -12,6 +12,7 @@
 
 #include "bench/core/protocol.hpp"
 #include "bench/core/sysinfo.hpp"
+#include "bench/engine/engine.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/registry.hpp"
@@ -52,6 +53,8 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
   // The name gains the placement only when more than one runs, so a
   // single-placement run keeps the names comparable with older files.
   const bool several_placements = settings.placements.size() > 1;
+  // Likewise the engine, on the async cases it applies to.
+  const bool several_engines = settings.engines.size() > 1;
   for (const std::string& mech_name : settings.mechanisms) {
     Mechanism* mech = find_mechanism(mech_name);
     const Capabilities caps = mech->capabilities();
@@ -59,25 +62,43 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
     if (!unavailable.empty()) unavailable.insert(0, mech_name + " is unavailable here: ");
     for (std::size_t p = 0; p < settings.placements.size(); ++p) {
       for (const Mode mode : settings.modes) {
-        for (const Pattern pattern : settings.patterns) {
-          for (std::size_t size : settings.sizes) {
-            Case c;
-            c.mechanism = mech;
-            c.mode = mode;
-            c.pattern = pattern;
-            c.size = size;
-            c.placement = p;
-            c.name = mech_name + "/" + std::string(name_of(mode)) + "/" +
-                     std::string(name_of(pattern)) + "/" + std::to_string(size);
-            c.self_timed = self_timed(mode == Mode::kAsync, caps.lossy);
-            if (several_placements) c.name += "/" + settings.placements[p].name();
-            if (!unavailable.empty()) {
-              c.skip_reason = unavailable;
-            } else if (size > caps.max_message) {
-              c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
-                              "'s limit of " + std::to_string(caps.max_message) + " bytes";
+        // Sync cases, and the async ones of a channel that waits its own
+        // way, run once; other async cases once per engine.
+        const std::vector<Engine> usable = engine::engines_of(caps);
+        std::vector<std::optional<Engine>> engines{std::nullopt};
+        if (mode == Mode::kAsync && !usable.empty()) {
+          engines.assign(settings.engines.begin(), settings.engines.end());
+        }
+        for (const std::optional<Engine> eng : engines) {
+          for (const Pattern pattern : settings.patterns) {
+            for (std::size_t size : settings.sizes) {
+              Case c;
+              c.mechanism = mech;
+              c.mode = mode;
+              c.pattern = pattern;
+              c.size = size;
+              c.placement = p;
+              c.engine = eng;
+              c.name = mech_name + "/" + std::string(name_of(mode)) + "/" +
+                       std::string(name_of(pattern)) + "/" + std::to_string(size);
+              c.self_timed = self_timed(mode == Mode::kAsync, caps.lossy);
+              if (eng && several_engines) c.name += "/" + std::string(name_of(*eng));
+              if (several_placements) c.name += "/" + settings.placements[p].name();
+              if (!unavailable.empty()) {
+                c.skip_reason = unavailable;
+              } else if (size > caps.max_message) {
+                c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
+                                "'s limit of " + std::to_string(caps.max_message) + " bytes";
+              } else if (eng && std::find(usable.begin(), usable.end(), *eng) == usable.end()) {
+                c.skip_reason = mech_name + " cannot run on " + std::string(name_of(*eng)) +
+                                ": its channel does not move its bytes with plain reads and "
+                                "writes an engine could make";
+              } else if (eng && !engine::unavailable_reason(*eng).empty()) {
+                c.skip_reason = std::string(name_of(*eng)) +
+                                " is unavailable here: " + engine::unavailable_reason(*eng);
+              }
+              cases_.push_back(std::move(c));
             }
-            cases_.push_back(std::move(c));
           }
         }
       }
@@ -224,6 +245,7 @@ PatternContext Runner::context_for(const Case& c) {
       .same_cpu = remote_ == nullptr && p.runner_cpu >= 0 && p.runner_cpu == p.peer_cpu,
       .spin_wait = !c.mechanism->capabilities().pollable &&
                    c.mechanism->capabilities().readiness == Waiting::kSpin,
+      .engine = c.engine.value_or(Engine::kPoll),
       .window = settings_.window,
       .rate = settings_.rate,
       .in_flight_bytes = settings_.in_flight_bytes,

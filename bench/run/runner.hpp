@@ -32,12 +32,15 @@ struct Case {
   Pattern pattern = Pattern::kLatency;
   std::size_t size = 0;
   std::size_t placement = 0;  // index into Settings::placements
-  std::string name;           // <mechanism>/<mode>/<pattern>/<size>[/<placement>]
-  bool self_timed = false;    // one Google Benchmark iteration per trial (see patterns.hpp)
-  std::string skip_reason;    // non-empty: never run, reported as skipped
-  std::string error;          // set when the case failed
-  int runner_cpu = -1;        // read back after pinning
-  int peer_cpu = -1;          // reported by the peer
+  // Async cases of a pollable mechanism: the engine they run on (unset:
+  // sync, or a channel that waits its own way).
+  std::optional<Engine> engine;
+  std::string name;         // <mechanism>/<mode>/<pattern>/<size>[/<engine>][/<placement>]
+  bool self_timed = false;  // one Google Benchmark iteration per trial (see patterns.hpp)
+  std::string skip_reason;  // non-empty: never run, reported as skipped
+  std::string error;        // set when the case failed
+  int runner_cpu = -1;      // read back after pinning
+  int peer_cpu = -1;        // reported by the peer
   std::optional<AdjacentFloor> adjacent;  // spinning floors re-measured before the case
   // Set once the case's results are reported:
   Floor floor;                    // the physical floor it is compared with

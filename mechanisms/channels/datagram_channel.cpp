@@ -149,6 +149,12 @@ class DatagramChannel final : public Channel {
 
   int receive_fd() const noexcept override { return fd_.get(); }
   int send_fd() const noexcept override { return fd_.get(); }
+  std::optional<RawIo> raw_io() const noexcept override {
+    return RawIo{.read_fd = fd_.get(),
+                 .write_fd = fd_.get(),
+                 .framing = RawIo::Framing::kDatagram,
+                 .socket = true};
+  }
 
  private:
   void check_size(std::size_t size) const {

@@ -351,6 +351,14 @@ std::optional<std::size_t> FramedStreamChannel::try_receive(std::span<std::byte>
   return len;
 }
 
+std::optional<RawIo> FramedStreamChannel::raw_io() const noexcept {
+  if (pos_ != end_ || assembly_len_ != 0 || !pending_.empty()) return std::nullopt;
+  return RawIo{.read_fd = read_fd_.get(),
+               .write_fd = send_fd(),
+               .framing = RawIo::Framing::kLengthPrefixed,
+               .socket = is_socket_};
+}
+
 bool FramedStreamChannel::wait_receivable(std::chrono::nanoseconds timeout) {
   if (end_ - pos_ >= kFrameHeaderBytes) {
     std::uint32_t len = 0;

@@ -46,6 +46,7 @@ class FramedStreamChannel : public Channel {
   bool send_pending() const noexcept override { return !pending_.empty(); }
   int receive_fd() const noexcept override { return read_fd_.get(); }
   int send_fd() const noexcept override { return write_fd_ ? write_fd_.get() : read_fd_.get(); }
+  std::optional<RawIo> raw_io() const noexcept override;
 
  protected:
   // Writes what it can of the frame bytes in `iov` to send_fd(): writev, or

@@ -224,7 +224,8 @@ class UdpMechanism : public Mechanism {
             .max_message = max_message(),
             .crosses_hosts = true,
             .pollable = true,
-            .lossy = true};
+            .lossy = true,
+            .raw_io = true};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -208,7 +208,8 @@ class UdsDgramMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = true,
             .lossy = true,
-            .names = Names::kRunDir};
+            .names = Names::kRunDir,
+            .raw_io = true};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -176,6 +176,12 @@ class SeqpacketChannel : public Channel {
 
   int receive_fd() const noexcept override { return fd_.get(); }
   int send_fd() const noexcept override { return fd_.get(); }
+  std::optional<RawIo> raw_io() const noexcept override {
+    return RawIo{.read_fd = fd_.get(),
+                 .write_fd = fd_.get(),
+                 .framing = RawIo::Framing::kSeqpacket,
+                 .socket = true};
+  }
 
  private:
   // One sendmsg per message: the kernel takes all of it or nothing.
@@ -338,7 +344,8 @@ class SeqpacketMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = true,
             .lossy = false,
-            .names = Names::kRunDir};
+            .names = Names::kRunDir,
+            .raw_io = true};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

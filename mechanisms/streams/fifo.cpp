@@ -215,7 +215,8 @@ class FifoMechanism : public Mechanism {
             .crosses_hosts = false,
             .pollable = true,
             .lossy = false,
-            .names = Names::kRunDir};
+            .names = Names::kRunDir,
+            .raw_io = true};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

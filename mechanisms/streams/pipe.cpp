@@ -20,7 +20,8 @@ class PipeMechanism : public Mechanism {
             .max_message = kMaxStreamMessage,
             .crosses_hosts = false,
             .pollable = true,
-            .lossy = false};
+            .lossy = false,
+            .raw_io = true};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -111,7 +111,8 @@ class TcpMechanism : public Mechanism {
             .max_message = kMaxStreamMessage,
             .crosses_hosts = true,
             .pollable = true,
-            .lossy = false};
+            .lossy = false,
+            .raw_io = true};
   }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {

@@ -134,6 +134,14 @@ INSTANTIATE_TEST_SUITE_P(
                  {{"--mechanisms", "shm-eventfd"}, {"--spin-budget", "10000001"}},
                  {},
                  "--spin-budget"},
+        BadInput{
+            "UnknownEngine", {{"--engine", "poll,kqueue"}, {"--modes", "async"}}, {}, "kqueue"},
+        BadInput{
+            "EngineWithoutAsync", {{"--engine", "epoll"}, {"--modes", "sync"}}, {}, "--engine"},
+        BadInput{"EngineWithoutAPollableMechanism",
+                 {{"--engine", "io_uring"}, {"--modes", "async"}, {"--mechanisms", "shm-futex"}},
+                 {},
+                 "--engine"},
         BadInput{"UnknownPlacement", {{"--placement", "cross-cpu,sideways"}}, {}, "sideways"},
         BadInput{"CpusAndPlacementTogether",
                  {{"--cpus", "@CPU@,@CPU@"}, {"--placement", "same-cpu"}},

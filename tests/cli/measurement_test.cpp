@@ -396,6 +396,56 @@ TEST_F(Measurement, ShmEventfdSpinBudgetReachesBothSidesAndItsRows) {
   EXPECT_GE(num(c, "peer_own_syscalls_per_msg"), 1.0) << c.dump();
 }
 
+// Each async case of a pollable mechanism runs on every engine asked for,
+// its name and row saying which; sync cases, and the async ones of a
+// channel that waits its own way (shm-futex), run once and name none.
+TEST_F(Measurement, EnginesMultiplyPollableAsyncCasesAndTheirRowsSayWhich) {
+  const json doc =
+      run("--mechanisms pipe,uds-dgram,shm-futex --modes sync,async --patterns latency,throughput "
+          "--sizes 64 --min-time 0.05 --engine poll,epoll,io_uring",
+          "engines");
+  const bool uring = doc.dump().find("io_uring is unavailable here") == std::string::npos;
+  for (const char* mech : {"pipe", "uds-dgram"}) {
+    for (const char* pattern : {"latency", "throughput"}) {
+      for (const char* eng : {"poll", "epoll", "io_uring"}) {
+        if (std::string(eng) == "io_uring" && !uring) continue;
+        const std::string name = std::string(mech) + "/async/" + pattern + "/64/" + eng;
+        const json b = row(doc, name);
+        EXPECT_EQ(b.value("name", ""), name + "/manual_time");
+        EXPECT_EQ(str(b, "engine"), eng) << b.dump();
+        EXPECT_GT(num(b, pattern == std::string("latency") ? "p50_ns" : "items_per_second"), 0)
+            << b.dump();
+      }
+    }
+    const json sync = row(doc, std::string(mech) + "/sync/latency/64");
+    EXPECT_EQ(sync.value("name", ""), std::string(mech) + "/sync/latency/64/manual_time");
+    EXPECT_FALSE(sync.contains("engine")) << sync.dump();
+  }
+  const json futex = row(doc, "shm-futex/async/latency/64");
+  EXPECT_EQ(futex.value("name", ""), "shm-futex/async/latency/64/manual_time");
+  EXPECT_FALSE(futex.contains("engine")) << futex.dump();
+  EXPECT_EQ(doc["ipcbench"]["configuration"].value("engines", json::array()),
+            json::array({"poll", "epoll", "io_uring"}));
+}
+
+// An engine a mechanism cannot use skips its cases with the reason:
+// pipe-splice's sends are vmsplices, so an io_uring writing its bytes would
+// measure plain pipe writes.
+TEST_F(Measurement, AnEngineAMechanismCannotUseSkipsItsCasesWithTheReason) {
+  ASSERT_EQ(run_raw("--mechanisms pipe-splice --modes async --patterns latency --sizes 64 "
+                    "--min-time 0.05 --engine poll,io_uring",
+                    "splice"),
+            0)
+      << read_file(log_path("splice"));
+  const std::optional<json> doc = testproc::read_json(out_path("splice"));
+  ASSERT_TRUE(doc.has_value());
+  const json skipped = row(*doc, "pipe-splice/async/latency/64/io_uring");
+  EXPECT_NE(str(skipped, "skip_message").find("cannot run on io_uring"), std::string::npos)
+      << skipped.dump();
+  const json polled = row(*doc, "pipe-splice/async/latency/64/poll");
+  EXPECT_GT(num(polled, "p50_ns"), 0) << polled.dump();
+}
+
 TEST_F(Measurement, VerifyFullCostIsRecordedInThroughput) {
   const json full =
       run("--mechanisms pipe --modes sync --patterns throughput --sizes 4KiB --min-time 0.1 "
