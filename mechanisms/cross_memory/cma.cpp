@@ -383,10 +383,14 @@ class CmaChannel : public Channel {
   }
 
   // Readable when a notification or an acknowledgement came ("may be
-  // ready"). The socket is also what send_fd() gives: writable whenever a
-  // notification fits, which is "may succeed" too, since a try_send that
-  // finds every slot waiting is answered by an acknowledgement, i.e.
-  // POLLIN on the same descriptor.
+  // ready"). send_fd() is the socket too, writable whenever a notification
+  // fits: "may succeed", since while every slot awaits its acknowledgement
+  // try_send still refuses, and what ends that is an acknowledgement, i.e.
+  // POLLIN on the same descriptor. (-1 would be exact, but the async
+  // conformance suite holds a pollable mechanism to a send_fd() that is a
+  // descriptor, writable on an empty channel.) A caller that polls for
+  // POLLOUT alone while the slots are full polls in a loop until the
+  // acknowledgements come; wait_sendable() sleeps for them instead.
   int receive_fd() const noexcept override { return sock_.get(); }
   int send_fd() const noexcept override { return sock_.get(); }
 
