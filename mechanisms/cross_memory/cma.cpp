@@ -209,15 +209,23 @@ std::string probe() {
   } catch (const std::system_error& e) {
     reason = e.what();
   }
+  // Plain EINTR loops, not retry_eintr: nothing here may throw before the
+  // child is reaped.
   const char go_byte = 'g';
-  if (reason.empty() &&
-      posix::retry_eintr([&] { return ::write(go_write.get(), &go_byte, 1); }) != 1) {
-    reason =
-        std::string("cannot probe cross-memory attach: pipe write failed: ") + std::strerror(errno);
+  ssize_t n = -1;
+  if (reason.empty()) {
+    do {
+      n = ::write(go_write.get(), &go_byte, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+      reason = std::string("cannot probe cross-memory attach: pipe write failed: ") +
+               std::strerror(errno);
+    }
   }
   if (reason.empty()) {
-    const ssize_t n =
-        posix::retry_eintr([&] { return ::read(result_read.get(), &child_err, sizeof child_err); });
+    do {
+      n = ::read(result_read.get(), &child_err, sizeof child_err);
+    } while (n < 0 && errno == EINTR);
     if (n != sizeof child_err) {
       reason = "cannot probe cross-memory attach: the probing child ended early";
     } else if (child_err != 0) {
