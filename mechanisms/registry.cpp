@@ -17,6 +17,7 @@ std::unique_ptr<Mechanism> make_shm_spin();
 std::unique_ptr<Mechanism> make_shm_futex();
 std::unique_ptr<Mechanism> make_shm_eventfd();
 std::unique_ptr<Mechanism> make_memfd();
+std::unique_ptr<Mechanism> make_cma();
 std::unique_ptr<Mechanism> make_boost_shm();
 std::unique_ptr<Mechanism> make_posix_mq();
 std::unique_ptr<Mechanism> make_sysv_mq();
@@ -45,6 +46,7 @@ constexpr Factory kFactories[] = {
     mech::make_shm_futex,
     mech::make_shm_eventfd,
     mech::make_memfd,
+    mech::make_cma,
     mech::make_boost_shm,
     mech::make_posix_mq,
     mech::make_sysv_mq,
