@@ -41,6 +41,7 @@
 // (its pid, checked against the kernel's SCM_CREDENTIALS) has come.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -68,6 +69,7 @@
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/socket.hpp"
+#include "mechanisms/posix/syscall_tally.hpp"
 
 namespace ipcbench::mech {
 namespace {
@@ -286,7 +288,10 @@ class CmaChannel : public Channel {
         peer_(peer),
         max_message_(max_message),
         slot_count_(std::clamp<std::size_t>(kSlotBudget / std::max<std::size_t>(max_message, 1),
-                                            kMinSlots, kMaxSlots)) {}
+                                            kMinSlots, kMaxSlots)),
+        room_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (!room_) posix::throw_errno("cannot create cma's room eventfd");
+  }
 
   CmaChannel(const CmaChannel&) = delete;
   CmaChannel& operator=(const CmaChannel&) = delete;
@@ -338,7 +343,10 @@ class CmaChannel : public Channel {
     check_size(message);
     if (slots_busy_ == slot_count_) drain();
     if (peer_closed_) throw PeerLost("the cma peer closed its socket");
-    if (slots_busy_ == slot_count_) return false;
+    if (slots_busy_ == slot_count_) {
+      close_room();
+      return false;
+    }
     if (slots_.empty()) {
       slots_.reserve(slot_count_);
       for (std::size_t i = 0; i < slot_count_; ++i) slots_.push_back(make_buffer(max_message_));
@@ -390,17 +398,17 @@ class CmaChannel : public Channel {
     }
   }
 
-  // Readable when a notification or an acknowledgement came ("may be
-  // ready"). send_fd() is the socket too, writable whenever a notification
-  // fits: "may succeed", since while every slot awaits its acknowledgement
-  // try_send still refuses, and what ends that is an acknowledgement, i.e.
-  // POLLIN on the same descriptor. (-1 would be exact, but the async
-  // conformance suite holds a pollable mechanism to a send_fd() that is a
-  // descriptor, writable on an empty channel.) A caller that polls for
-  // POLLOUT alone while the slots are full polls in a loop until the
-  // acknowledgements come; wait_sendable() sleeps for them instead.
+  // receive_fd() is the socket: readable when a notification or an
+  // acknowledgement came ("may be ready"). send_fd() is an eventfd of our
+  // own, writable while a slot is free: when try_send finds every slot
+  // awaiting its acknowledgement it fills the counter (no longer writable),
+  // and the acknowledgement that frees one, read by any call, empties it.
+  // That acknowledgement makes receive_fd() readable, so a caller polling
+  // both wakes, calls in, and finds room. (The socket's own POLLOUT only
+  // says a notification fits: a poller would spin on it while the slots
+  // are full.)
   int receive_fd() const noexcept override { return sock_.get(); }
-  int send_fd() const noexcept override { return sock_.get(); }
+  int send_fd() const noexcept override { return room_.get(); }
 
  private:
   // A message of the peer's, in order: only its notification (the peer's
@@ -478,12 +486,34 @@ class CmaChannel : public Channel {
     if (slots_busy_ > 0 && slot_seq_[slot_head_] == c.seq) {
       slot_head_ = (slot_head_ + 1) % slot_count_;
       --slots_busy_;
+      open_room();
     }
     if (c.status == AckStatus::kUnreadable) {
       throw ProtocolError("cma: the peer could not read message " + std::to_string(c.seq) +
                           " from this process's memory");
     }
     return c.status;
+  }
+
+  // send_fd() not writable / writable again (see send_fd()); a system call
+  // only at these changes.
+  void close_room() {
+    if (room_closed_) return;
+    const std::uint64_t full = 0xfffffffffffffffeULL;  // an eventfd's largest count
+    posix::count_syscall();
+    if (::write(room_.get(), &full, sizeof full) != sizeof full) {
+      posix::throw_errno("cannot fill cma's room eventfd");
+    }
+    room_closed_ = true;
+  }
+  void open_room() {
+    if (!room_closed_) return;
+    std::uint64_t count = 0;
+    posix::count_syscall();
+    if (::read(room_.get(), &count, sizeof count) != sizeof count) {
+      posix::throw_errno("cannot empty cma's room eventfd");
+    }
+    room_closed_ = false;
   }
 
   void take(const Control& c) {
@@ -660,6 +690,8 @@ class CmaChannel : public Channel {
   std::vector<std::uint64_t> slot_seq_;
   std::size_t slot_head_ = 0;
   std::size_t slots_busy_ = 0;
+  posix::Fd room_;  // send_fd(): writable while a slot is free
+  bool room_closed_ = false;
 };
 
 class CmaEndpoint : public Endpoint {
@@ -745,6 +777,9 @@ class CmaMechanism : public Mechanism {
             .lossy = false,
             .waiting = Waiting::kSleep,
             .readiness = Waiting::kSleep,
+            // The pull into the caller's buffer (sync); async try_send adds
+            // the copy into its slot.
+            .copies = 1,
             .names = Names::kNone};
   }
   std::string unavailable_reason() const override { return availability(); }
