@@ -1,6 +1,6 @@
 // The epoll engine: the channel does its own I/O; its waits are
-// epoll_pwait2 (nanosecond timeouts) on three sets made once per trial,
-// for data, for room and for either, so no wait changes an interest list
+// epoll_pwait2 (nanosecond timeouts) on two sets made once per trial, for
+// data and for either data or room, so no wait changes an interest list
 // (no epoll_ctl on the hot path).
 #include <sys/epoll.h>
 
@@ -23,7 +23,6 @@ class EpollChannel final : public Decorator {
     const int w = in.send_fd();
     if (r < 0 || w < 0) throw std::invalid_argument("the epoll engine needs a pollable channel");
     data_ = make_set({{r, EPOLLIN}});
-    room_ = make_set({{w, EPOLLOUT}});
     either_ =
         r == w ? make_set({{r, EPOLLIN | EPOLLOUT}}) : make_set({{r, EPOLLIN}, {w, EPOLLOUT}});
   }
@@ -45,7 +44,9 @@ class EpollChannel final : public Decorator {
   int send_fd() const noexcept override { return -1; }
 
   bool wait_receivable(std::chrono::nanoseconds t) override { return wait(data_, t); }
-  bool wait_sendable(std::chrono::nanoseconds t) override { return wait(room_, t); }
+  // Room may come from the channel taking what arrived (cma frees a slot
+  // when it reads the acknowledgement): its data wakes this wait too.
+  bool wait_sendable(std::chrono::nanoseconds t) override { return wait(either_, t); }
   bool wait_either(std::chrono::nanoseconds t) override { return wait(either_, t); }
 
   void finish() override {}
@@ -79,7 +80,7 @@ class EpollChannel final : public Decorator {
   }
 
   Channel& in_;
-  posix::Fd data_, room_, either_;
+  posix::Fd data_, either_;
 };
 
 }  // namespace
