@@ -153,6 +153,18 @@ class VersionMismatch(InputError):
                 f"rerun {older} with a suite that writes version {newest}")
 
 
+# The engine of async cases written without one (before --engine existed,
+# and non-pollable mechanisms) or with the default: they waited with poll.
+DEFAULT_ENGINE = "default"
+
+
+def engine_of(value):
+    """'default' for poll or nothing written, else the engine's name."""
+    if not isinstance(value, str) or not value or value == "poll":
+        return DEFAULT_ENGINE
+    return value
+
+
 @dataclass(frozen=True, order=True)
 class CaseKey:
     """The identity compare matches on: a case measured twice under the same
@@ -168,6 +180,10 @@ class CaseKey:
     size: int
     placement: str
     where: str = LOCAL
+    # The async engine (--engine) when not the default one (poll, or none
+    # written): one file may hold a case on several engines, and those are
+    # different cases, never repetitions of one.
+    engine: str = DEFAULT_ENGINE
 
     @property
     def remote(self):
@@ -178,22 +194,26 @@ class CaseKey:
         from the suite's console output, with the size made readable;
         '(cross-cpu, remote)' for a case measured across hosts."""
         where = ", remote" if self.remote else ""
+        engine = f", {self.engine}" if self.engine != DEFAULT_ENGINE else ""
         return (f"{self.mechanism}/{self.mode}/{self.pattern}/{units.size(self.size)}"
-                f" ({self.placement}{where})")
+                f" ({self.placement}{where}{engine})")
 
     def loose(self):
         """The key without placement: failed and skipped cases record
         placement 'unknown', yet they are the same case as a measured one
         (where it was measured still tells cases apart)."""
-        return (self.mechanism, self.mode, self.pattern, self.size, self.where)
+        return (self.mechanism, self.mode, self.pattern, self.size, self.where, self.engine)
 
     def local_twin(self):
         """The key of the same case measured locally (itself when local)."""
-        return CaseKey(self.mechanism, self.mode, self.pattern, self.size, self.placement)
+        return CaseKey(self.mechanism, self.mode, self.pattern, self.size, self.placement,
+                       LOCAL, self.engine)
 
     def series(self):
-        """'tcp' or 'tcp (remote)': the mechanism as plots and tables name it."""
-        return f"{self.mechanism} (remote)" if self.remote else self.mechanism
+        """'tcp', 'tcp (remote)' or 'tcp (io_uring)': the mechanism as plots
+        and tables name it."""
+        name = f"{self.mechanism} (remote)" if self.remote else self.mechanism
+        return f"{name} ({self.engine})" if self.engine != DEFAULT_ENGINE else name
 
 
 @dataclass(frozen=True)
@@ -786,7 +806,7 @@ class Run:
         engine = entry.get("engine")
         if engine is None and mode == "async":
             engine = cfg.get("engine")
-        out["engine"] = engine if isinstance(engine, str) and engine else "default"
+        out["engine"] = engine_of(engine)
         if mode != "async":
             return out
         if pattern == "latency":
@@ -1091,7 +1111,8 @@ def _cases(data):
     for entry in data["benchmarks"]:
         key = CaseKey(entry["mechanism"], entry["mode"], entry["pattern"],
                       int(entry["message_size"]), entry["placement"],
-                      REMOTE if entry.get("across_hosts") is True else LOCAL)
+                      REMOTE if entry.get("across_hosts") is True else LOCAL,
+                      engine_of(entry.get("engine")))
         cases.setdefault(key, Case(key)).entries.append(entry)
     flagged = data.get("ipcbench", {}).get("flagged")
     reasons = {f.get("name"): f.get("reason") or "flagged by the sanity gate"

@@ -318,22 +318,35 @@ def test_v2_failed_case_without_limits_still_pairs(v2_schema, tmp_path, capsys):
 
 def test_v2_row_verify_and_engine(v2_schema, tmp_path, capsys):
     """verify on the row wins over the configuration; an engine not written
-    is the default one."""
+    is the default one, poll, so rows that say poll are the same cases."""
     new = as_v2()
     for e in entries(new, "sync", "throughput"):
         if e["mechanism"] == "udp":
             e["verify"] = "full"
     for e in entries(new, "async"):
-        e["engine"] = "default"
+        e["engine"] = "poll"
     code, out, _ = run_compare(capsys, tmp_path, as_v2(), new)
     assert code == 0
     assert not_compared_lines(out) == {
         f"udp/sync/throughput/{s} (cross-cpu)": "not compared: verify header (base) vs full (new)"
         for s in ("64 B", "4 KiB")}
+
+
+def test_v2_another_engine_is_another_case(v2_schema, tmp_path, capsys):
+    """A case on io_uring is not the poll case under other settings but
+    another case (one file may hold both): never paired, never pooled."""
     other = set_fields(as_v2(), "async", "throughput", engine="io_uring")
     code, out, _ = run_compare(capsys, tmp_path, as_v2(), other)
-    assert not_compared_lines(out) == {c: "not compared: engine default (base) vs io_uring (new)"
-                                       for c in ASYNC_THROUGHPUT}
+    assert code == 0
+    assert not_compared_lines(out) == {}
+    n = len(ASYNC_THROUGHPUT)
+    assert f"{n} only in base, {n} only in new" in out
+    both = as_v2()
+    both["benchmarks"] += [dict(e, engine="io_uring") for e in entries(as_v2(), "async")]
+    run = model.load(save(both, tmp_path / "both.json"))
+    engines = {k.engine for k in run.cases if k.mode == "async"}
+    assert engines == {"default", "io_uring"}
+    assert all(len(c.iterations) <= 1 for c in run.cases.values())
 
 
 def test_v2_merge_pools_same_settings(v2_schema, tmp_path):
