@@ -37,7 +37,12 @@ struct PatternContext {
   std::uint64_t window = 1;       // async closed-loop latency: messages in flight
   std::uint64_t rate = 0;         // async latency: messages/s (0 = closed loop)
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow-control budget
-  std::chrono::nanoseconds min_time{200'000'000};  // self-timed trials: wall time of the loop
+  std::chrono::nanoseconds min_time{200'000'000};  // timed trials: wall time of the loop
+  // Sync trials over a reliable mechanism run for min_time (what the runner
+  // asks: each case is one Google Benchmark iteration per trial, so no
+  // estimating trials come first), not for a count of messages (tests,
+  // the calibration). Async and lossy trials are always timed.
+  bool timed = false;
 };
 
 // The flow control of a streaming trial whose acknowledgements the harness
@@ -95,20 +100,21 @@ struct TrialResult {
   double iteration_seconds = 0;
 };
 
-// Every function takes `iterations`: how many Google Benchmark wants (its
-// messages, for sync latency and throughput over a reliable mechanism), or 1
-// for the trials that time themselves (self_timed()).
+// Every function takes `iterations`, the Google Benchmark iterations the
+// manual time covers: the messages of a sync trial over a reliable
+// mechanism that is not `timed`; 1 for a timed trial, which runs for
+// ctx.min_time.
 
-// Ping-pong: send, wait for the echo, record the round trip. One benchmark
-// iteration is one round trip; the iteration time is the round trip, so
-// real_time is the mean round trip. With --verify full the payload is filled
+// Ping-pong: send, wait for the echo, record the round trip, `iterations`
+// times or (timed) until ctx.min_time has passed; real_time is the mean
+// round trip. With --verify full the payload is filled
 // and checked outside the timed round trip (one more clock read).
 // Lossy mechanisms run their own loop (self-timed: one iteration per trial).
 TrialResult run_latency_trial(PatternContext& ctx, std::uint64_t iterations);
 
-// Streaming: send `iterations` messages with blocking sends, the last
-// asking for an acknowledgement; the time span ends when it arrives. One
-// benchmark iteration is one message. Lossy mechanisms stream with flow
+// Streaming: send `iterations` messages (timed: until ctx.min_time has
+// passed) with blocking sends, the last asking for an acknowledgement; the
+// time span ends when it arrives. real_time is the time per message. Lossy mechanisms stream with flow
 // control (self-timed).
 TrialResult run_throughput_trial(PatternContext& ctx, std::uint64_t iterations);
 
@@ -131,9 +137,6 @@ TrialResult run_async_throughput_trial(PatternContext& ctx, std::uint64_t iterat
 
 // The one of the four for a case's mode and pattern.
 TrialResult run_trial(Mode mode, Pattern pattern, PatternContext& ctx, std::uint64_t iterations);
-
-// True for the trials that time themselves (register with Iterations(1)).
-bool self_timed(bool async, bool lossy);
 
 // Round trips run before the first trial and discarded: they fault in pages,
 // warm caches and wake both CPUs. At least `min_round_trips` (enough to cycle

@@ -29,8 +29,10 @@ struct PingPongResult {
 using PingPongFailure = void (*)(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq,
                                  std::size_t size, bool verify_full);
 
-// `iterations` is anything a range-for can drive: Google Benchmark's State,
-// or a Countdown. Every reply's header (sequence, length, kind) is checked;
+// `iterations` is anything a range-for can drive (a Countdown); the loop
+// also ends at the first round trip that ends at or after the tick `until`
+// (a timed trial: the stamp it compares is the one it takes anyway). Every
+// reply's header (sequence, length, kind) is checked;
 // with `verify_full` every payload byte too, outside the timed round trip:
 // the stamp that starts a round trip is then taken after the fill (one more
 // clock read), and the check runs before it.
@@ -38,7 +40,8 @@ template <typename Iterations>
 PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock, Histogram& hist,
                          std::span<std::byte> send_buffer, std::span<std::byte> receive_buffer,
                          std::size_t size, bool verify_full, std::uint32_t seq,
-                         std::atomic<std::uint64_t>& progress, PingPongFailure fail) {
+                         std::atomic<std::uint64_t>& progress, PingPongFailure fail,
+                         std::uint64_t until = ~std::uint64_t{0}) {
   std::byte* const sbuf = send_buffer.data();
   const std::span<const std::byte> message = send_buffer.first(size);
   const std::uint32_t expect_lk = pack_length_kind(size, Kind::kEcho);
@@ -67,6 +70,7 @@ PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock
     prev = now;
     ++seq;
     progress.store(++beats, std::memory_order_relaxed);
+    if (now >= until) break;
   }
   return {seq, total};
 }

@@ -34,6 +34,11 @@ inline std::uint64_t ns_of(std::chrono::nanoseconds d) noexcept {
   return static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
 }
 
+// A span as ticks of `clock` (for a deadline compared with clock.now()).
+inline std::uint64_t ticks_of(const Clock& clock, std::chrono::nanoseconds d) noexcept {
+  return static_cast<std::uint64_t>(static_cast<double>(ns_of(d)) * clock.ticks_per_ns());
+}
+
 // Throws ProtocolError saying what is wrong with buf[0..n), expected to be
 // message `seq` of `size` bytes and `kind` ("unexpected reply" if nothing is).
 [[noreturn]] void fail_message(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq,

@@ -81,7 +81,6 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
               c.engine = eng;
               c.name = mech_name + "/" + std::string(name_of(mode)) + "/" +
                        std::string(name_of(pattern)) + "/" + std::to_string(size);
-              c.self_timed = self_timed(mode == Mode::kAsync, caps.lossy);
               if (eng && several_engines) c.name += "/" + std::string(name_of(*eng));
               if (several_placements) c.name += "/" + settings.placements[p].name();
               if (!unavailable.empty()) {
@@ -120,11 +119,12 @@ void Runner::register_benchmarks() {
     auto* b = benchmark::RegisterBenchmark(
         cases_[i].name.c_str(), [this, i](benchmark::State& state) { run_case(state, i); });
     b->UseManualTime()->Unit(benchmark::kNanosecond);
-    // A self-timed trial runs its own loop for --min-time of wall time and
-    // reports the mean round trip (or ns per message) as its one
-    // iteration's time: Google Benchmark 1.7 would otherwise stop on the
-    // accumulated manual time, minutes of wall time for an open loop.
-    if (cases_[i].self_timed) b->Iterations(1);
+    // Every trial runs its own loop for --min-time of wall time and reports
+    // the mean round trip (or ns per message) as its one iteration's time.
+    // Google Benchmark would otherwise first run short trials to estimate
+    // the iterations (about as long again as the trial it keeps), and would
+    // stop on the accumulated manual time: minutes for an open loop.
+    b->Iterations(1);
   }
 }
 
@@ -187,7 +187,7 @@ void Runner::start_session(std::size_t index) {
   {
     Watchdog::Armed armed(watchdog_, session_->peer_pid(), session_->peer_pidfd(),
                           &session_->channel());
-    warm_up(ctx, std::chrono::milliseconds(50), 64, 2000);
+    warm_up(ctx, std::chrono::milliseconds(25), 64, 2000);
   }
   // The bare reference loop of the mechanism's kernel object, on the same
   // CPUs; its blocks alternate with the case's trials (run_bare_block). Made
@@ -209,10 +209,8 @@ void Runner::start_session(std::size_t index) {
 
 std::optional<double> Runner::run_bare_block(Case& c, const TrialResult& r) {
   if (!bare_) return std::nullopt;
-  // Google Benchmark's first, short trials only estimate the iterations;
-  // the trials it reports last about --min-time.
+  // As long as the trial's timed span, at most --min-time.
   const double min_time = settings_.min_time;
-  if (r.seconds < 0.5 * min_time) return std::nullopt;
   const auto duration =
       std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(r.seconds, min_time) * 1e9));
   try {
@@ -249,7 +247,8 @@ PatternContext Runner::context_for(const Case& c) {
       .window = settings_.window,
       .rate = settings_.rate,
       .in_flight_bytes = settings_.in_flight_bytes,
-      .min_time = std::chrono::nanoseconds(static_cast<std::int64_t>(settings_.min_time * 1e9))};
+      .min_time = std::chrono::nanoseconds(static_cast<std::int64_t>(settings_.min_time * 1e9)),
+      .timed = true};
 }
 
 void Runner::run_case(benchmark::State& state, std::size_t index) {

@@ -36,7 +36,6 @@ struct Case {
   // sync, or a channel that waits its own way).
   std::optional<Engine> engine;
   std::string name;         // <mechanism>/<mode>/<pattern>/<size>[/<engine>][/<placement>]
-  bool self_timed = false;  // one Google Benchmark iteration per trial (see patterns.hpp)
   std::string skip_reason;  // non-empty: never run, reported as skipped
   std::string error;        // set when the case failed
   int runner_cpu = -1;      // read back after pinning
