@@ -151,10 +151,9 @@ TrialResult run_latency_trial(PatternContext& ctx, std::uint64_t iterations) {
   Countdown countdown(ctx.timed ? ~std::uint64_t{0} : iterations);
   const std::uint64_t until =
       ctx.timed ? ctx.clock.now() + trial::ticks_of(ctx.clock, ctx.min_time) : ~std::uint64_t{0};
-  const PingPongResult pp =
-      ping_pong(countdown, ctx.link.channel(), ctx.clock, ctx.histogram, ctx.send_buffer,
-                ctx.receive_buffer, ctx.size, ctx.verify_full, ctx.link.next_seq, ctx.progress,
-                fail_echo, until);
+  const PingPongResult pp = ping_pong(
+      countdown, ctx.link.channel(), ctx.clock, ctx.histogram, ctx.send_buffer, ctx.receive_buffer,
+      ctx.size, ctx.verify_full, ctx.link.next_seq, ctx.progress, fail_echo, until);
   ctx.link.next_seq = pp.next_seq;
   const double sum_ns = static_cast<double>(ctx.clock.to_ns(pp.ticks));
   trial::finish_trial(r, usage,

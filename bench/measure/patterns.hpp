@@ -37,7 +37,7 @@ struct PatternContext {
   std::uint64_t window = 1;       // async closed-loop latency: messages in flight
   std::uint64_t rate = 0;         // async latency: messages/s (0 = closed loop)
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow-control budget
-  std::chrono::nanoseconds min_time{200'000'000};  // timed trials: wall time of the loop
+  std::chrono::nanoseconds min_time{200'000'000};         // timed trials: wall time of the loop
   // Sync trials over a reliable mechanism run for min_time (what the runner
   // asks: each case is one Google Benchmark iteration per trial, so no
   // estimating trials come first), not for a count of messages (tests,
@@ -114,8 +114,8 @@ TrialResult run_latency_trial(PatternContext& ctx, std::uint64_t iterations);
 
 // Streaming: send `iterations` messages (timed: until ctx.min_time has
 // passed) with blocking sends, the last asking for an acknowledgement; the
-// time span ends when it arrives. real_time is the time per message. Lossy mechanisms stream with flow
-// control (self-timed).
+// time span ends when it arrives. real_time is the time per message. Lossy mechanisms stream with
+// flow control (self-timed).
 TrialResult run_throughput_trial(PatternContext& ctx, std::uint64_t iterations);
 
 // Async latency (self-timed: the case registers one iteration per trial,

@@ -248,7 +248,8 @@ PatternContext Runner::context_for(const Case& c) {
       .rate = settings_.rate,
       .in_flight_bytes = settings_.in_flight_bytes,
       .min_time = std::chrono::nanoseconds(static_cast<std::int64_t>(settings_.min_time * 1e9)),
-      .timed = true};
+      .timed = true,
+  };
 }
 
 void Runner::run_case(benchmark::State& state, std::size_t index) {
