@@ -55,7 +55,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -68,6 +67,7 @@
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/ring_queue.hpp"
 #include "mechanisms/posix/socket.hpp"
 #include "mechanisms/posix/syscall_tally.hpp"
 
@@ -603,8 +603,8 @@ class CmaChannel : public Channel {
 
   // Stages every queued notification not pulled yet, in order.
   void stage_queued() {
-    for (Incoming& in : incoming_) {
-      if (!in.staged.bytes) stage(in);
+    for (std::size_t i = 0; i < incoming_.size(); ++i) {
+      if (!incoming_[i].staged.bytes) stage(incoming_[i]);
     }
   }
 
@@ -612,8 +612,7 @@ class CmaChannel : public Channel {
   // when none is queued.
   std::optional<std::size_t> serve(std::span<std::byte> buffer) {
     if (incoming_.empty()) return std::nullopt;
-    Incoming in = std::move(incoming_.front());
-    incoming_.pop_front();
+    Incoming in = incoming_.pop_front();
     const auto length = static_cast<std::size_t>(in.note.length);
     const bool pulled = in.staged.bytes != nullptr;
     if (!pulled) check_limit(in.note);
@@ -654,7 +653,8 @@ class CmaChannel : public Channel {
   // channels closing at once do not wait for each other.
   void linger() noexcept {
     try {
-      for (Incoming& in : incoming_) {
+      for (std::size_t i = 0; i < incoming_.size(); ++i) {
+        const Incoming& in = incoming_[i];
         if (!in.staged.bytes) acknowledge(in.note.seq, AckStatus::kDiscarded, true);
       }
       incoming_.clear();
@@ -682,7 +682,10 @@ class CmaChannel : public Channel {
   bool peer_closed_ = false;
   std::uint64_t next_seq_ = 0;  // our next notification
   std::uint64_t acked_ = 0;     // our oldest notification not acknowledged yet
-  std::deque<Incoming> incoming_;
+  // Notifications not served yet, staged or not: no bound (a peer whose
+  // sends we stage and acknowledge while we send goes on sending), so a
+  // queue that grows once and then allocates nothing per message.
+  posix::RingQueue<Incoming> incoming_;
   std::vector<Buffer> spare_;  // staging buffers to reuse
   // try_send's ring: slots_[slot_head_] is the oldest awaiting its ack.
   std::size_t slot_count_;

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <ctime>
 #include <stdexcept>
 
@@ -155,6 +157,49 @@ std::string format_address(const sockaddr_storage& ss) {
   }
   const auto port = ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
   return numeric_host(ss) + ":" + std::to_string(port);
+}
+
+ssize_t send_byte_with_fd(int sock, int fd) noexcept {
+  char byte = 'f';
+  iovec iov{.iov_base = &byte, .iov_len = 1};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  return retry_eintr([&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); });
+}
+
+ReceivedFd receive_byte_with_fd(int sock) noexcept {
+  char byte = 0;
+  iovec iov{.iov_base = &byte, .iov_len = 1};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ReceivedFd out;
+  out.bytes = retry_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
+  if (out.bytes < 0) return out;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int received = -1;
+      std::memcpy(&received, CMSG_DATA(c), sizeof(int));
+      out.fd = Fd(received);
+    }
+  }
+  out.truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+  return out;
 }
 
 }  // namespace ipcbench::posix

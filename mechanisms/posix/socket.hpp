@@ -1,6 +1,8 @@
 // Socket helpers shared by the socket mechanisms.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -29,6 +31,21 @@ void connect_with_timeout(int fd, const struct sockaddr* addr, unsigned addr_len
 // the harness asked for an interrupt (throw_if_interrupted throws PeerLost).
 // Throws std::system_error when ppoll fails otherwise.
 bool poll_for(int fd, short events, std::chrono::nanoseconds timeout);
+
+// Sends one byte on Unix socket `sock` with descriptor `fd` attached
+// (SCM_RIGHTS; nothing attached when fd < 0), retrying on EINTR. Returns
+// sendmsg's result: 1, or -1 with errno set.
+ssize_t send_byte_with_fd(int sock, int fd) noexcept;
+
+// What receive_byte_with_fd took.
+struct ReceivedFd {
+  ssize_t bytes = -1;      // recvmsg's result (-1: errno says why)
+  Fd fd;                   // the single descriptor that came (close-on-exec), or none
+  bool truncated = false;  // MSG_CTRUNC: more came than fits; the kernel closed the rest
+};
+// Receives one byte on `sock` without waiting, and the descriptor of a
+// single SCM_RIGHTS record of one descriptor, if that is what came with it.
+ReceivedFd receive_byte_with_fd(int sock) noexcept;
 
 // Sets an int socket option; throws std::system_error naming `what`.
 void set_socket_option(int fd, int level, int option, int value, const char* what);

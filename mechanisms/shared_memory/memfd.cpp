@@ -15,9 +15,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-#include <array>
 #include <charconv>
-#include <cstring>
 #include <system_error>
 
 #include "mechanisms/channels/shm_channel.hpp"
@@ -98,51 +96,20 @@ class MemfdSegment {
 
  private:
   static void send_descriptor(int sock, int fd) {
-    char byte = 'm';
-    iovec iov{.iov_base = &byte, .iov_len = 1};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    if (posix::retry_eintr([&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); }) != 1) {
+    if (posix::send_byte_with_fd(sock, fd) != 1) {
       posix::throw_errno("cannot hand the memfd to the peer's socket");
     }
   }
 
   // One message carrying exactly one descriptor, close-on-exec.
   static posix::Fd receive_descriptor(int sock, const std::string& from) {
-    char byte = 0;
-    iovec iov{.iov_base = &byte, .iov_len = 1};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    const ssize_t got =
-        posix::retry_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
-    if (got < 0) posix::throw_errno("cannot receive the memfd" + from);
-    posix::Fd fd;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-          c->cmsg_len == CMSG_LEN(sizeof(int))) {
-        int received = -1;
-        std::memcpy(&received, CMSG_DATA(c), sizeof(int));
-        fd = posix::Fd(received);
-      }
-    }
+    posix::ReceivedFd got = posix::receive_byte_with_fd(sock);
+    if (got.bytes < 0) posix::throw_errno("cannot receive the memfd" + from);
     // The kernel closes what did not fit (MSG_CTRUNC); one descriptor only.
-    if (got == 0 || !fd || (msg.msg_flags & MSG_CTRUNC) != 0) {
+    if (got.bytes == 0 || !got.fd || got.truncated) {
       throw ProtocolError("no single descriptor arrived" + from);
     }
-    return fd;
+    return std::move(got.fd);
   }
 
   posix::Fd peer_end_;

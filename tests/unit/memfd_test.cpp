@@ -20,6 +20,7 @@
 #include "mechanisms/mechanism.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/socket.hpp"
 #include "mechanisms/registry.hpp"
 
 namespace ipcbench {
@@ -47,39 +48,14 @@ int socket_of(const std::string& address) {
 
 // Sends one byte with `fd` attached (none when fd < 0), as the listener does.
 void send_with(int sock, int fd) {
-  char byte = 'm';
-  iovec iov{.iov_base = &byte, .iov_len = 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  ASSERT_EQ(::sendmsg(sock, &msg, MSG_NOSIGNAL), 1) << std::strerror(errno);
+  ASSERT_EQ(posix::send_byte_with_fd(sock, fd), 1) << std::strerror(errno);
 }
 
+// The descriptor that came with one byte, or none.
 posix::Fd receive_from(int sock) {
-  char byte = 0;
-  iovec iov{.iov_base = &byte, .iov_len = 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  if (::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1) return {};
-  const cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return {};
-  int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
-  return posix::Fd(fd);
+  posix::ReceivedFd got = posix::receive_byte_with_fd(sock);
+  if (got.bytes != 1) return {};
+  return std::move(got.fd);
 }
 
 // Entries of /dev/shm and /dev/mqueue that carry `mark` in their name.
