@@ -31,6 +31,7 @@
 #include "mechanisms/channels/stream_framing.hpp"
 #include "mechanisms/posix/errors.hpp"
 #include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/ring_queue.hpp"
 #include "mechanisms/posix/syscall_tally.hpp"
 #include "mechanisms/posix/time.hpp"
 
@@ -73,7 +74,8 @@ class UringChannel final : public Decorator {
         stream_(io.framing == RawIo::Framing::kLengthPrefixed),
         out_(std::max<std::size_t>(256u << 10, 2 * (kFrameHeaderBytes + max_message))),
         in_buf_(std::max<std::size_t>(64u << 10, kFrameHeaderBytes + max_message)) {
-    lengths_.assign(out_.size() / ((stream_ ? kFrameHeaderBytes : 0) + 1) + 1, 0);
+    lengths_ =
+        posix::RingQueue<std::size_t>(out_.size() / ((stream_ ? kFrameHeaderBytes : 0) + 1) + 1);
     // Touched now: page faults must not be measured.
     std::memset(out_.data(), 0, out_.size());
     std::memset(in_buf_.data(), 0, in_buf_.size());
@@ -144,8 +146,7 @@ class UringChannel final : public Decorator {
       std::memcpy(at, &len, sizeof len);
       at += sizeof len;
     }
-    lengths_[(len_head_ + len_count_) % lengths_.size()] = need;
-    ++len_count_;
+    lengths_.push_back(need);
     std::memcpy(at, message.data(), message.size());
     queued_end_ += need;
     return true;  // submitted with the next wait, together with a read
@@ -291,10 +292,9 @@ class UringChannel final : public Decorator {
   void arm_write() {
     if (writes_in_flight_ > 0 || sent_ == queued_end_) return;
     std::size_t at = sent_;
-    const std::size_t count = std::min(kChain, len_count_);
+    const std::size_t count = std::min(kChain, lengths_.size());
     for (std::size_t i = 0; i < count; ++i) {
-      const std::size_t len =
-          lengths_[(len_head_ + i) % lengths_.size()] - (i == 0 ? front_written_ : 0);
+      const std::size_t len = lengths_[i] - (i == 0 ? front_written_ : 0);
       io_uring_sqe* sqe = sqe_or_throw();
       if (io_.socket) {
         // MSG_WAITALL: io_uring then sends a stream's whole message or fails
@@ -388,7 +388,7 @@ class UringChannel final : public Decorator {
       throw std::system_error(-res, std::generic_category(), "io_uring send");
     }
     const auto n = static_cast<std::size_t>(res);
-    const std::size_t wanted = lengths_[len_head_] - front_written_;
+    const std::size_t wanted = lengths_.front() - front_written_;
     if (!stream_ && n != wanted) {
       throw std::system_error(std::make_error_code(std::errc::message_size),
                               "io_uring send took " + std::to_string(n) + " of " +
@@ -400,9 +400,8 @@ class UringChannel final : public Decorator {
     if (n < wanted) chain_cut_ = true;  // the kernel cancels the rest of the chain
     sent_ += n;
     front_written_ += n;  // short: the rest, and what the kernel cancelled, go again
-    if (front_written_ == lengths_[len_head_]) {
-      len_head_ = (len_head_ + 1) % lengths_.size();
-      --len_count_;
+    if (front_written_ == lengths_.front()) {
+      (void)lengths_.pop_front();
       front_written_ = 0;
     }
     if (sent_ == queued_end_) sent_ = queued_end_ = 0;
@@ -448,10 +447,9 @@ class UringChannel final : public Decorator {
   std::vector<std::byte> out_;
   std::size_t sent_ = 0;        // out_[0, sent_): written
   std::size_t queued_end_ = 0;  // out_[sent_, queued_end_): waiting or in flight
-  // A ring of each queued message's bytes (a stream's: with its length),
-  // sized for the most messages out_ can hold: no allocation per message.
-  std::vector<std::size_t> lengths_;
-  std::size_t len_head_ = 0, len_count_ = 0;
+  // Each queued message's bytes (a stream's: with its length), oldest
+  // first, sized for the most messages out_ can hold: no allocation per message.
+  posix::RingQueue<std::size_t> lengths_;
   std::size_t front_written_ = 0;     // of the first, already written
   std::size_t writes_in_flight_ = 0;  // of the chain under way
   bool chain_cut_ = false;            // a write of it was short
