@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/loopback.hpp"
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
 #include "bench/measure/patterns.hpp"
@@ -35,11 +36,6 @@ namespace ipcbench {
 namespace {
 
 constexpr std::size_t kMaxMessage = 64 * 1024;
-
-const Clock& test_clock() {
-  static const Clock c = Clock::calibrate();
-  return c;
-}
 
 enum class Transport { kStreamSocket, kPipes, kDatagram };
 
@@ -95,63 +91,20 @@ std::pair<std::unique_ptr<Channel>, std::unique_ptr<Channel>> channels(Transport
   throw std::logic_error("transport");
 }
 
-// A pattern's runner side and an EchoServer in a thread.
-class Loopback {
+// The shared loopback (tests/support/loopback.hpp) over `t`.
+class Loopback : public testproc::Loopback {
  public:
-  explicit Loopback(Transport t) {
-    auto [runner, peer] = channels(t);
-    channel_ = std::move(runner);
-    peer_ = std::move(peer);
-    link_ = std::make_unique<PeerLink>(*channel_, false, kMaxMessage);
-    server_ = std::thread([this] {
-      try {
-        EchoServer server(*peer_, {.max_message = kMaxMessage});
-        server.say_hello();
-        server.serve();
-      } catch (const std::exception& e) {
-        peer_error_ = e.what();
-      }
-      peer_.reset();
-    });
-    link_->receive_hello();
-  }
-  ~Loopback() {
-    if (server_.joinable()) finish();
-  }
-  std::string finish() {
-    link_->say_bye();
-    server_.join();
-    return peer_error_;
-  }
+  explicit Loopback(Transport t) : Loopback(channels(t)) {}
 
   PatternContext context(std::size_t size, Engine engine) {
-    send_.assign(kMaxMessage, std::byte{0});
-    receive_.assign(kMaxMessage, std::byte{0});
-    return {.link = *link_,
-            .clock = test_clock(),
-            .histogram = histogram_,
-            .lateness = lateness_,
-            .progress = progress_,
-            .send_buffer = send_,
-            .receive_buffer = receive_,
-            .size = size,
-            .engine = engine,
-            .window = 1,
-            .min_time = std::chrono::milliseconds(30)};
+    PatternContext ctx = testproc::Loopback::context(size);
+    ctx.engine = engine;
+    return ctx;
   }
-  PeerLink& link() { return *link_; }
-  Channel& channel() { return *channel_; }
 
  private:
-  std::unique_ptr<Channel> channel_;
-  std::unique_ptr<Channel> peer_;
-  std::unique_ptr<PeerLink> link_;
-  std::thread server_;
-  std::string peer_error_;
-  Histogram histogram_ = make_latency_histogram();
-  Histogram lateness_ = make_latency_histogram();
-  std::atomic<std::uint64_t> progress_{0};
-  std::vector<std::byte> send_, receive_;
+  explicit Loopback(std::pair<std::unique_ptr<Channel>, std::unique_ptr<Channel>> ends)
+      : testproc::Loopback(std::move(ends.first), std::move(ends.second), kMaxMessage) {}
 };
 
 int flags_of(int fd) { return ::fcntl(fd, F_GETFL); }

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/loopback.hpp"
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
 #include "bench/wire/echo_server.hpp"
@@ -30,11 +31,6 @@
 
 namespace ipcbench {
 namespace {
-
-const Clock& test_clock() {
-  static const Clock c = Clock::calibrate();
-  return c;
-}
 
 constexpr std::size_t kMaxMessage = 4096;
 
@@ -141,82 +137,37 @@ class TamperingChannel : public Channel {
   bool full_ = false;
 };
 
-// A pattern's runner side and an EchoServer in a thread, joined by a Unix
-// datagram socket pair. `lossy` is what both ends are told (gaps allowed,
-// losses counted); the loopback itself loses nothing unless tampered with.
-class Loopback {
+// The shared loopback (tests/support/loopback.hpp) over a Unix datagram
+// socket pair, with a TamperingChannel on the runner's end. `lossy` is what
+// both ends are told; the loopback itself loses nothing unless tampered with.
+class Loopback : public testproc::Loopback {
  public:
-  explicit Loopback(bool lossy = false, bool verify_full = false, Tamper tamper = {}) {
+  explicit Loopback(bool lossy = false, bool verify_full = false, Tamper tamper = {})
+      : Loopback(ends(tamper), lossy, verify_full) {}
+
+  PatternContext context(std::size_t size, bool verify_full = false) {
+    PatternContext ctx = testproc::Loopback::context(size);
+    ctx.verify_full = verify_full;
+    return ctx;
+  }
+  TamperingChannel& channel() {
+    return static_cast<TamperingChannel&>(testproc::Loopback::channel());
+  }
+
+ private:
+  using Ends = std::pair<std::unique_ptr<Channel>, std::unique_ptr<Channel>>;
+  static Ends ends(Tamper tamper) {
     int fds[2] = {-1, -1};
     if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) != 0) {
       throw std::system_error(errno, std::generic_category(), "socketpair");
     }
-    auto runner_end = mech::datagram::make_channel(posix::Fd(fds[0]), kMaxMessage, "loopback", "");
-    peer_ = mech::datagram::make_channel(posix::Fd(fds[1]), kMaxMessage, "loopback", "");
-    channel_ = std::make_unique<TamperingChannel>(std::move(runner_end), tamper);
-    link_ = std::make_unique<PeerLink>(*channel_, lossy, kMaxMessage);
-    server_ = std::thread([this, lossy, verify_full] {
-      try {
-        EchoServer server(*peer_,
-                          {.max_message = kMaxMessage, .verify_full = verify_full, .lossy = lossy});
-        server.say_hello();
-        server.serve();
-      } catch (const std::exception& e) {
-        peer_error_ = e.what();
-      }
-      peer_.reset();  // the runner's next call learns that the peer is gone
-    });
-    link_->receive_hello();
+    auto runner = mech::datagram::make_channel(posix::Fd(fds[0]), kMaxMessage, "loopback", "");
+    auto peer = mech::datagram::make_channel(posix::Fd(fds[1]), kMaxMessage, "loopback", "");
+    return {std::make_unique<TamperingChannel>(std::move(runner), tamper), std::move(peer)};
   }
-  ~Loopback() {
-    if (server_.joinable()) finish();
-  }
-
-  // Says goodbye and waits for the serve loop to end; returns its error
-  // (empty after a clean goodbye).
-  std::string finish() {
-    link_->say_bye();
-    server_.join();
-    return peer_error_;
-  }
-
-  PatternContext context(std::size_t size, bool verify_full = false) {
-    send_.assign(kMaxMessage, std::byte{0});
-    receive_.assign(kMaxMessage, std::byte{0});
-    return {.link = *link_,
-            .clock = test_clock(),
-            .histogram = histogram_,
-            .lateness = lateness_,
-            .progress = progress_,
-            .send_buffer = send_,
-            .receive_buffer = receive_,
-            .size = size,
-            .verify_full = verify_full,
-            .same_cpu = false,
-            .spin_wait = false,
-            .window = 1,
-            .rate = 0,
-            .in_flight_bytes = kDefaultInFlightBytes,
-            .min_time = std::chrono::milliseconds(30)};
-  }
-
-  PeerLink& link() { return *link_; }
-  TamperingChannel& channel() { return *channel_; }
-  Histogram& histogram() { return histogram_; }
-  Histogram& lateness() { return lateness_; }
-  std::uint64_t beats() const { return progress_.load(); }
-
- private:
-  std::unique_ptr<Channel> peer_;
-  std::unique_ptr<TamperingChannel> channel_;
-  std::unique_ptr<PeerLink> link_;
-  std::thread server_;
-  std::string peer_error_;
-  Histogram histogram_ = make_latency_histogram();
-  Histogram lateness_ = make_latency_histogram();
-  std::atomic<std::uint64_t> progress_{0};
-  std::vector<std::byte> send_;
-  std::vector<std::byte> receive_;
+  Loopback(Ends e, bool lossy, bool verify_full)
+      : testproc::Loopback(std::move(e.first), std::move(e.second), kMaxMessage, lossy,
+                           verify_full) {}
 };
 
 // Two stats requests bracket every trial: they take a sequence number each.
