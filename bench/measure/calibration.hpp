@@ -60,7 +60,8 @@ struct AdjacentFloor {
   std::optional<double> cross_core_copy_bytes_per_second;  // throughput cases
 };
 
-// Two figures of 30 ms, each after a 20 ms warm-up; call while no peer runs (it needs the peer's CPU).
+// Two figures of 30 ms, each after a 20 ms warm-up. Call while no peer
+// runs (it needs the peer's CPU).
 AdjacentFloor measure_adjacent_floor(const Clock& clock, const Placement& placement,
                                      Pattern pattern, std::size_t size,
                                      const std::vector<int>& allowed);
