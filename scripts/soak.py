@@ -33,7 +33,8 @@ The time is split in two levels (--share-a, 0.5, is level (a)'s part):
     exit status must be 0 (otherwise the failed or flagged cases are named),
     and none of our IPC objects or peer processes may remain (the baseline
     before the soak has none of ours, by construction). Per run, the peak
-    RSS (VmHWM) and the peak sampled fd, thread and mapping counts of the
+    RSS (VmHWM) and the peak sampled fd, thread and mapping counts (only
+    from runs with at least 3 samples: one sample is no peak) of the
     first third of the runs are compared with the last third (medians):
     flat = RSS within 10% + 4 MiB, fds within +4, threads +2, mappings +16.
     (Fewer than 3 runs: reported, not judged.)
@@ -52,11 +53,8 @@ The time is split in two levels (--share-a, 0.5, is level (a)'s part):
     every trial a small record, every reported row its counters and JSON.
     So RSS grows with the number of trials, not flat. What we chose: count
     the trials after the run from its result file (R repetitions per
-    measured case, plus the iteration-estimation trials Google Benchmark
-    1.7 ran before the first repetition, replayed from that repetition's
-    time per iteration with its own rule: 1 iteration, then x10 while the
-    trial is under 10% of --min-time, else x1.4*min_time/elapsed, until
-    min_time), and compare the RSS growth during the cases (first to last
+    measured case, one trial each: every case times itself, so Google
+    Benchmark runs no estimating trials), and compare the RSS growth during the cases (first to last
     sample with a peer; the final JSON assembly is outside) with
       allowed = 1.25 x (latency trials x 32 KiB + trials x 1 KiB
                         + reported rows x 4 KiB) + 8 MiB
@@ -140,6 +138,8 @@ TOLERANCES = {
     "objects": (2, 0.0),
 }
 MIN_WINDOW_SAMPLES = 6
+# Samples a run needs before its largest sampled fds/threads/maps count as its peak.
+MIN_PEAK_SAMPLES = 3
 MIN_RUNS = 3
 
 
@@ -307,23 +307,6 @@ def judge_runs(metric: str, values: list[float]) -> tuple[str | None, dict]:
     return None, fig
 
 
-def estimation_trials(seconds_per_iter: float, min_time: float) -> int:
-    """Trials Google Benchmark 1.7 runs for a case's first repetition
-    (PredictNumItersNeeded / ShouldReportIterationResults), the reported one
-    included, for a case that takes `seconds_per_iter` per iteration."""
-    iters, trials = 1, 1
-    while trials < 64:
-        secs = iters * seconds_per_iter
-        if secs >= min_time or iters >= 1_000_000_000:
-            break
-        multiplier = min_time * 1.4 / max(secs, 1e-9)
-        if secs / min_time <= 0.1:
-            multiplier = 10.0
-        iters = min(max(round(multiplier * iters), iters + 1), 1_000_000_000)
-        trials += 1
-    return trials
-
-
 def expected_rss_growth_kib(info: dict) -> float:
     b = (info["latency_trials"] * HISTOGRAM_BYTES + info["trials"] * TRIAL_RECORD_BYTES
          + info["reported_rows"] * REPORTED_ROW_BYTES)
@@ -397,7 +380,12 @@ def judge_level_b(runs: list[dict]) -> tuple[list[str], dict]:
             shown = "; ".join(run["own_after"][:3]) + (" ..." if len(run["own_after"]) > 3 else "")
             reasons.append(f"run {run['index']}: {len(run['own_after'])} IPC objects/processes left behind: {shown}")
     for metric in ("rss_kib", "fds", "threads", "maps"):
-        r, fig = judge_runs(metric, [run["peak"][metric] for run in runs if run.get("peak")])
+        # VmHWM is the kernel's own peak; the others are the largest of the
+        # run's samples, which is no peak when a run is shorter than a few
+        # samples (one sample catches a case's extra descriptors or not).
+        peaks = [run["peak"][metric] for run in runs if run.get("peak") and
+                 (metric == "rss_kib" or len(run.get("samples", [])) >= MIN_PEAK_SAMPLES)]
+        r, fig = judge_runs(metric, peaks)
         report[metric] = fig
         if r:
             reasons.append(r)
@@ -412,7 +400,7 @@ def fmt(metric: str, v: float) -> str:
 
 # ---------------------------------------------------------------- results
 
-def read_result(path: Path, min_time: float) -> dict | None:
+def read_result(path: Path) -> dict | None:
     try:
         d = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -421,7 +409,7 @@ def read_result(path: Path, min_time: float) -> dict | None:
     reported_rows = 0
     for b in d.get("benchmarks", []):
         name = b.get("run_name", b.get("name", ""))
-        c = cases.setdefault(name, {"pattern": b.get("pattern"), "reps": 0, "first": None,
+        c = cases.setdefault(name, {"pattern": b.get("pattern"), "reps": 0,
                                     "skipped": False, "error": False})
         reported_rows += 1
         if b.get("skipped"):
@@ -430,14 +418,11 @@ def read_result(path: Path, min_time: float) -> dict | None:
             c["error"] = True
         elif b.get("run_type", "iteration") == "iteration":
             c["reps"] += 1
-            if b.get("repetition_index", 0) == 0 or c["first"] is None:
-                scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}.get(b.get("time_unit", "ns"), 1e-9)
-                c["first"] = b.get("real_time", 0.0) * scale
     trials = latency_trials = 0
     for c in cases.values():
         if c["reps"] == 0:
             continue
-        n = estimation_trials(c["first"] or 0.0, min_time) + c["reps"] - 1
+        n = c["reps"]  # one trial per repetition: every case times itself
         trials += n
         if c["pattern"] == "latency":
             latency_trials += n
@@ -530,7 +515,7 @@ class Soak:
         rc = self.child.wait()
         self.child = None
         after = leftovers(self.own)
-        info = read_result(out, self.min_time)
+        info = read_result(out)
         problem = None
         if rc != 0:
             if info and (info["failed"] or info["flagged"]):
