@@ -77,9 +77,18 @@ def test_incomplete_run_does_not_judge_rss_and_few_samples_judge_nothing():
     assert reasons == [] and not report["fds"]["judged"]
 
 
-def run(i, rss=50_000, fds=13, threads=4, maps=134, exit=0, left=()):
+def run(i, rss=50_000, fds=13, threads=4, maps=134, exit=0, left=(), samples=5):
     return {"index": i, "exit": exit, "problem": None if exit == 0 else "failed tcp/sync/latency/64: boom",
-            "own_after": list(left), "peak": {"rss_kib": rss, "fds": fds, "threads": threads, "maps": maps}}
+            "own_after": list(left), "peak": {"rss_kib": rss, "fds": fds, "threads": threads, "maps": maps},
+            "samples": [{}] * samples}
+
+
+def test_a_run_of_one_sample_has_no_fd_peak_to_judge():
+    # One sample per run catches a case's extra descriptors or not: no trend.
+    blinking = [run(i, fds=8 if i < 3 else 13, samples=1) for i in range(1, 7)]
+    assert soak.judge_level_b(blinking)[0] == []
+    # The same figures from runs sampled enough are a trend.
+    assert soak.judge_level_b([run(i, fds=8 if i < 3 else 13) for i in range(1, 7)])[0]
 
 
 def test_runs_flat_pass_and_trends_fail():
