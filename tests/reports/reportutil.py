@@ -1,8 +1,11 @@
 """Helpers shared by the report tool's tests: paths, running the entry
 scripts, doctoring result files, and reading the SVGs out of a report."""
 
+import contextlib
 import copy
+import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,10 +25,48 @@ LATENCY_UP = ("p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns", "mean_ns", "m
 RATES_DOWN = ("bytes_per_second", "items_per_second")
 
 
+# The entry scripts that only exec `python3 -m ipcbench_report NAME "$@"`.
+IN_PROCESS = ("report", "compare", "merge")
+
+
 def run_script(name, *args, timeout=300):
-    """Runs scripts/NAME with args; returns the CompletedProcess (text)."""
+    """Runs scripts/NAME with args; returns a CompletedProcess (text).
+
+    report, compare and merge run in this process, as their scripts would
+    (the same main(), from the tree's root, stdout and stderr captured, the
+    exit status returned): a new Python that imports matplotlib cost ~0.7 s
+    a call, about half of this suite's time. Not when an argument is a
+    descriptor path (/dev/..., /proc/...), whose bytes would go round the
+    capture, nor with IPCBENCH_REPORT_SUBPROCESS=1 (the scripts themselves
+    are run by test_merge_and_scripts and test_cli_errors)."""
+    args = [str(a) for a in args]
+    if (name in IN_PROCESS and os.environ.get("IPCBENCH_REPORT_SUBPROCESS") != "1"
+            and not any(a.startswith(("/dev/", "/proc/")) for a in args)):
+        return run_in_process(name, args)
+    return run_subprocess(name, *args, timeout=timeout)
+
+
+def run_subprocess(name, *args, timeout=300):
+    """Runs scripts/NAME with args in a process of its own."""
     return subprocess.run([str(SCRIPTS / name), *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_in_process(name, args):
+    from ipcbench_report import cli  # pylint: disable=import-outside-toplevel
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main([name, *args])
+            except SystemExit as e:  # argparse refusing the arguments
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess([str(SCRIPTS / name), *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def load(path):

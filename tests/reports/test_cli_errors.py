@@ -1,8 +1,9 @@
-"""Bad inputs: exit status 2 and exactly one line on stderr, for both entries."""
+"""Bad inputs: exit status 2 and exactly one line on stderr, for both entries
+(the real scripts, each in a process of its own, as a user runs them)."""
 
 import pytest
 
-from reportutil import DATA, load, run_script, save
+from reportutil import DATA, load, run_subprocess, save
 
 
 def _bad_files(tmp_path):
@@ -30,7 +31,7 @@ CASES = ["not JSON", "not a suite result", "wrong schema", "newer schema_version
 @pytest.mark.parametrize("case", CASES)
 def test_report_refuses_with_one_line(tmp_path, case):
     path, expect = _bad_files(tmp_path)[case]
-    proc = run_script("report", DATA / "all-mechanisms.json", path, "-o", tmp_path / "out")
+    proc = run_subprocess("report", DATA / "all-mechanisms.json", path, "-o", tmp_path / "out")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -41,14 +42,14 @@ def test_report_refuses_with_one_line(tmp_path, case):
 @pytest.mark.parametrize("case", CASES)
 def test_compare_refuses_with_one_line(tmp_path, case):
     path, expect = _bad_files(tmp_path)[case]
-    proc = run_script("compare", DATA / "all-mechanisms.json", path)
+    proc = run_subprocess("compare", DATA / "all-mechanisms.json", path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expect in lines[0], proc.stderr
 
 
 def test_incomplete_accepted_with_flag(tmp_path):
-    proc = run_script("report", DATA / "interrupted.json", "--allow-incomplete",
+    proc = run_subprocess("report", DATA / "interrupted.json", "--allow-incomplete",
                       "-o", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "out" / "report.html").read_text()

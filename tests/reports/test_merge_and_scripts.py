@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from reportutil import DATA, ROOT, SCRIPTS, doctor, load, run_script, save
+from reportutil import DATA, ROOT, SCRIPTS, doctor, load, run_script, run_subprocess, save
 
 from ipcbench_report import cli, model
 
@@ -95,9 +95,9 @@ def test_ci_gate_refuses_binaries_that_are_not_executables(tmp_path):
 
 
 def test_report_help_names_both_commands():
-    proc = run_script("report", "--help")
+    proc = run_subprocess("report", "--help")
     assert proc.returncode == 0 and "--allow-incomplete" in proc.stdout
-    proc = run_script("compare", "--help")
+    proc = run_subprocess("compare", "--help")
     assert proc.returncode == 0 and "--cross-host" in proc.stdout and "--threshold" in proc.stdout
 
 
