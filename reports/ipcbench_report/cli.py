@@ -1,4 +1,4 @@
-"""Command line: report, compare and merge over ipcbench result files.
+"""Command line: report, compare, merge and export over ipcbench result files.
 
 Exit status: 0 success (compare: no regression among the paired cases); 1
 compare found a regression, or an output could not be written at the end
@@ -84,6 +84,17 @@ def build_parser():
     cmp.add_argument("--allow-incomplete", action="store_true",
                      help="accept interrupted runs ('complete': false)")
 
+    exp = sub.add_parser("export", help="a result in a CI benchmark tracker's format")
+    exp.add_argument("file", type=Path, help="result file")
+    exp.add_argument("--format", required=True, choices=export_formats(),
+                     help="github-action-benchmark: its customSmallerIsBetter (latency) and "
+                          "customBiggerIsBetter (throughput) JSON, two files; bencher: "
+                          "Bencher Metric Format JSON")
+    exp.add_argument("-o", "--out", type=Path, default=Path("results/export"),
+                     help="output directory, created if missing (default results/export)")
+    exp.add_argument("--allow-incomplete", action="store_true",
+                     help="accept interrupted runs ('complete': false)")
+
     mrg = sub.add_parser("merge", help="pool the repetitions of several runs of one host")
     mrg.add_argument("files", nargs="+", type=Path)
     mrg.add_argument("-o", "--out", required=True,
@@ -104,6 +115,27 @@ def cmd_report(args):
         for target, text in zip(targets, texts):
             target.write(text)
             print(f"{PROG}: wrote {target}", file=target.info)
+    return 0
+
+
+def export_formats():
+    from . import export
+    return export.FORMATS
+
+
+def cmd_export(args):
+    from . import export
+    with output.Outputs() as outs:
+        out = outs.directory(args.out)
+        targets = [outs.file(out / name) for name in export.FILES[args.format]]
+        run = model.load_all([args.file], args.allow_incomplete)[0]
+        _, left_out = export.exported_cases(run)
+        for target, text in zip(targets, export.render(run, args.format)):
+            target.write(text)
+            print(f"{PROG}: wrote {target}", file=target.info)
+        if left_out:
+            print(f"{PROG}: {left_out} case(s) failed, skipped or flagged: not exported",
+                  file=sys.stderr)
     return 0
 
 
@@ -194,7 +226,8 @@ def _merge(args, target):
     return 0
 
 
-COMMANDS = {"report": cmd_report, "compare": cmd_compare, "merge": cmd_merge}
+COMMANDS = {"report": cmd_report, "compare": cmd_compare, "merge": cmd_merge,
+            "export": cmd_export}
 
 
 def main(argv=None):
