@@ -1,4 +1,4 @@
-"""Command line: report, compare, merge and export over ipcbench result files.
+"""Command line: report, compare, merge, export and history over ipcbench result files.
 
 Exit status: 0 success (compare: no regression among the paired cases); 1
 compare found a regression, or an output could not be written at the end
@@ -95,6 +95,19 @@ def build_parser():
     exp.add_argument("--allow-incomplete", action="store_true",
                      help="accept interrupted runs ('complete': false)")
 
+    his = sub.add_parser("history", help="keep runs in an SQLite file; trends and steps")
+    hsub = his.add_subparsers(dest="history_command", required=True)
+    hadd = hsub.add_parser("add", help="store a result file (again: nothing changes)")
+    hadd.add_argument("file", type=Path, help="result file")
+    hadd.add_argument("--db", type=Path, required=True, help="the SQLite file (created if missing)")
+    hadd.add_argument("--allow-incomplete", action="store_true",
+                      help="accept interrupted runs ('complete': false)")
+    hshow = hsub.add_parser("show", help="trend page with the lasting step changes")
+    hshow.add_argument("--db", type=Path, required=True, help="the SQLite file")
+    hshow.add_argument("-o", "--out", type=Path, default=Path("results/history"),
+                       help="output directory, created if missing (default results/history); "
+                            "history.html in it")
+
     mrg = sub.add_parser("merge", help="pool the repetitions of several runs of one host")
     mrg.add_argument("files", nargs="+", type=Path)
     mrg.add_argument("-o", "--out", required=True,
@@ -137,6 +150,31 @@ def cmd_export(args):
             print(f"{PROG}: {left_out} case(s) failed, skipped or flagged: not exported",
                   file=sys.stderr)
     return 0
+
+
+def cmd_history(args):
+    from . import history
+    try:
+        if args.history_command == "add":
+            run = model.load_all([args.file], args.allow_incomplete)[0]
+            added, figures = history.add(args.db, run)
+            if added:
+                print(f"{PROG}: added {args.file} ({run.meta.get('git_revision')}, "
+                      f"{figures} figures) to {args.db}", file=sys.stderr)
+            else:
+                print(f"{PROG}: {args.file} is already in {args.db}: nothing changed",
+                      file=sys.stderr)
+            return 0
+        with output.Outputs() as outs:
+            out = outs.directory(args.out)
+            target = outs.file(out / "history.html")
+            runs, series = history.load(args.db)
+            target.write(history.render(runs, series))
+            print(f"{PROG}: wrote {target}", file=target.info)
+        return 0
+    except history.HistoryError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_compare(args):
@@ -227,7 +265,7 @@ def _merge(args, target):
 
 
 COMMANDS = {"report": cmd_report, "compare": cmd_compare, "merge": cmd_merge,
-            "export": cmd_export}
+            "export": cmd_export, "history": cmd_history}
 
 
 def main(argv=None):

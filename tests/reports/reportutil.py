@@ -60,8 +60,9 @@ def run_in_process(name, args):
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                # scripts/report runs 'export ...' as its own command.
-                argv = args if name == "report" and args[:1] == ["export"] else [name, *args]
+                # scripts/report runs 'export ...' and 'history ...' as commands.
+                routed = name == "report" and args[:1] in (["export"], ["history"])
+                argv = args if routed else [name, *args]
                 code = cli.main(argv)
             except SystemExit as e:  # argparse refusing the arguments
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
