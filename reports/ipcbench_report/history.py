@@ -76,6 +76,10 @@ def digest(raw):
 def connect(db, create):
     """An open database of our schema. create: make it when missing."""
     db = Path(db)
+    if db.exists() and not db.is_file():
+        # SQLite would "store" into /dev/null and block or fail on a FIFO.
+        raise HistoryError(f"{db}: not a regular file; the history database must be one "
+                           "(or a symlink to one)")
     if not create and not db.is_file():
         raise HistoryError(f"{db}: no history database here; start one with "
                            "'scripts/report history add RESULTS.json --db "

@@ -2,6 +2,7 @@
 a trend page over revisions, and the lasting-step detector on synthetic
 series whose steps are known."""
 
+import os
 import random
 import re
 import sqlite3
@@ -109,6 +110,21 @@ def test_bad_databases_are_refused_with_one_line(tmp_path):
     proc = add(other, DATA / "reps5.json")
     assert proc.returncode == 2 and "not an ipcbench history database" in proc.stderr
     assert not (tmp_path / "o" / "history.html").exists()
+
+
+def test_a_database_path_that_is_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/null", tmp_path):
+        proc = add(path, DATA / "reps5.json")
+        assert proc.returncode == 2 and "not a regular file" in proc.stderr, (path, proc.stderr)
+    target = tmp_path / "real.sqlite"
+    link = tmp_path / "link.sqlite"
+    assert add(target, DATA / "reps5.json").returncode == 0
+    link.symlink_to(target)
+    again = add(link, DATA / "reps5.json")  # through the symlink: the same database
+    assert again.returncode == 0 and "nothing changed" in again.stderr
+    assert link.is_symlink()
 
 
 def noisy(values, spread, seed):
