@@ -1,11 +1,18 @@
 // Experiment (not built by CMake): ring_gap.cpp's ping-pong through the real
 // shm-spin Channel (listen/connect, send/receive, or try_send/try_receive
 // with `try` as the argument), 64 bytes, CPUs 0 and 1, back to back and
-// with a 1 ms spinning gap before each round trip. On our 2-vCPU VMs the
-// channel matched the bare ring back to back (~450 ns) but took ~1.4-1.6 us
-// after the gap against the ring's ~0.95 us; the try_ path ~1.0-1.3 us. Not
-// explained yet (a plain spin loop in receive() changed nothing). Build
-// (after the main build) and run:
+// with a 1 ms spinning gap before each round trip. Earlier sessions saw
+// ~450 ns back to back and ~1.4-1.6 us after the gap. On 2026-12-05 (HEAD
+// 9dacef3, three runs interleaved with `ipcbench run --mechanisms shm-spin
+// --modes async,sync --patterns latency --rate 1000 --sizes 64`): this
+// channel 393-407 ns back to back and 787-832 ns after the gap (2.0x); the
+// suite 387-407 ns sync and 911-955 ns open loop (2.3-2.4x). So with no
+// harness at all the channel is already 2x slower after an idle
+// millisecond, and the open loop adds ~12-15% to what the channel itself
+// shows at that spacing. Bare rings behave alike (1.3-2x from run to run;
+// in a bare ring, a producer that re-reads the consumer's position on
+// every push, unlike shm_ring.hpp's, showed less of it, ~1.3-1.45x, but
+// was ~20% slower back to back). Build (after the main build) and run:
 //   g++ -O2 -std=c++20 -I. -o /tmp/channel_gap scripts/experiments/channel_gap.cpp
 //   build/mechanisms/libipcbench_mechanisms.a build/mechanisms/libipcbench_channels.a
 //   build/mechanisms/libipcbench_posix.a -lzmq && /tmp/channel_gap
