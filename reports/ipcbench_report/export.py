@@ -29,18 +29,15 @@ import json
 
 from . import model
 
-# (field, unit, label in the name) per pattern; latency goes to the
+# The figures exported per pattern: (field, unit, label in a
+# github-action-benchmark name, Bencher measure). Latency goes to the
 # smaller-is-better file, throughput to the bigger-is-better one.
-GAB_FIGURES = {
-    "latency": (("p50_ns", "ns", "p50"), ("p99_ns", "ns", "p99")),
-    "throughput": (("items_per_second", "msg/s", "msg/s"),
-                   ("bytes_per_second", "B/s", "bytes/s")),
+FIGURES = {
+    "latency": (("p50_ns", "ns", "p50", "latency"), ("p99_ns", "ns", "p99", "latency-p99")),
+    "throughput": (("items_per_second", "msg/s", "msg/s", "throughput"),
+                   ("bytes_per_second", "B/s", "bytes/s", "bytes-per-second")),
 }
-# (field, measure) per pattern.
-BENCHER_FIGURES = {
-    "latency": (("p50_ns", "latency"), ("p99_ns", "latency-p99")),
-    "throughput": (("items_per_second", "throughput"), ("bytes_per_second", "bytes-per-second")),
-}
+SMALLER_IS_BETTER = {"latency": True, "throughput": False}
 
 
 def case_name(run, case):
@@ -70,7 +67,7 @@ def _number(v):
 def exported_cases(run):
     """The measured cases, in the suite's order, and how many were left out."""
     cases = run.case_list(status=None)
-    kept = [c for c in cases if c.ok and c.key.pattern in GAB_FIGURES]
+    kept = [c for c in cases if c.ok and c.key.pattern in FIGURES]
     return kept, len(cases) - len(kept)
 
 
@@ -79,7 +76,7 @@ def github_action_benchmark(run):
     smaller, bigger = [], []
     for case in exported_cases(run)[0]:
         name = case_name(run, case)
-        for fld, unit, label in GAB_FIGURES[case.key.pattern]:
+        for fld, unit, label, _ in FIGURES[case.key.pattern]:
             value = case.value(fld)
             if value is None:
                 continue
@@ -90,7 +87,7 @@ def github_action_benchmark(run):
                 entry["range"] = f"± {_number((hi - lo) / 2)}"
                 entry["extra"] = (f"{len(samples)} repetitions, median of "
                                   f"{_number(lo)} .. {_number(hi)} {unit}")
-            (smaller if case.key.pattern == "latency" else bigger).append(entry)
+            (smaller if SMALLER_IS_BETTER[case.key.pattern] else bigger).append(entry)
     return smaller, bigger
 
 
@@ -99,7 +96,7 @@ def bencher(run):
     doc = {}
     for case in exported_cases(run)[0]:
         measures = {}
-        for fld, measure in BENCHER_FIGURES[case.key.pattern]:
+        for fld, _, _, measure in FIGURES[case.key.pattern]:
             value = case.value(fld)
             if value is None:
                 continue

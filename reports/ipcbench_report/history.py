@@ -10,14 +10,16 @@ message size, small multiples by pattern and mode), with the lasting steps
 find_steps() detects marked and listed.
 
 Step detection (our own; no change-point library is in Debian): binary
-segmentation. For a series x1..xn, each split into a before part (at least
-MIN_BEFORE points) and an after part (at least MIN_AFTER points: a change
-must last that many runs to count, so one slow run is not a step) is
-scored by the distance between the two parts' medians in units of the
-series' noise (1.4826 x the median absolute deviation of each point from
-its own part's median, pooled: a robust sigma that a step does not
-inflate). The best split is a step when that score is at least
-MIN_SCORE and the medians differ by at least MIN_CHANGE (relative); then
+segmentation. For a series x1..xn, every split into a before part (at
+least MIN_BEFORE points) and an after part (at least MIN_AFTER points: a
+change must last that many runs to count, so one slow run is not a step)
+is a candidate when its edge is sharp: the last MIN_BEFORE points before
+it lie nearer the before part's median than the after part's, the first
+MIN_AFTER after it nearer the after part's. A candidate's score is the
+distance between the two medians in units of the series' noise, a robust
+sigma from the differences of successive points (noise_sigma: a step moves
+only one of them). The best candidate whose score is at least MIN_SCORE
+and whose medians differ by at least MIN_CHANGE (relative) is a step; then
 both parts are searched the same way for further steps.
 """
 
@@ -36,12 +38,6 @@ MIN_BEFORE = 2
 MIN_AFTER = 3
 MIN_SCORE = 4.0
 MIN_CHANGE = 0.05
-# Figures tracked per pattern: (field, unit, smaller is better).
-FIGURES = {
-    "latency": (("p50_ns", "ns", True), ("p99_ns", "ns", True)),
-    "throughput": (("items_per_second", "msg/s", False), ("bytes_per_second", "B/s", False)),
-}
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   digest TEXT PRIMARY KEY,      -- sha256 of the result file's canonical JSON
@@ -127,11 +123,11 @@ def _figure_rows(key, run):
     for case in export.exported_cases(run)[0]:
         name = export.case_name(run, case)
         k = case.key
-        for fld, unit, _ in FIGURES[k.pattern]:
+        for fld, unit, _, _ in export.FIGURES[k.pattern]:
             value = case.value(fld)
-            samples = case.samples(fld) or ([value] if value is not None else [])
             if value is None:
                 continue
+            samples = case.samples(fld) or [value]
             yield (key, name, k.mechanism, k.mode, k.pattern, k.size, k.placement, fld, unit,
                    float(value), float(min(samples)), float(max(samples)), len(samples))
 
@@ -142,8 +138,6 @@ class Point:
     revision: str
     date: str
     value: float
-    low: float
-    high: float
 
 
 @dataclass
@@ -154,13 +148,14 @@ class Series:
     mode: str
     pattern: str
     size: int
+    placement: str
     figure: str
     unit: str
     points: list
 
     @property
     def smaller_is_better(self):
-        return next(s for f, _, s in FIGURES[self.pattern] if f == self.figure)
+        return export.SMALLER_IS_BETTER[self.pattern]
 
 
 @dataclass
@@ -181,27 +176,25 @@ def load(db):
     try:
         runs = con.execute("SELECT digest, revision, date, host FROM runs "
                            "ORDER BY host, date, rowid").fetchall()
-        rows = con.execute("SELECT digest, name, mechanism, mode, pattern, size, figure, unit, "
-                           "value, low, high FROM figures").fetchall()
+        rows = con.execute("SELECT digest, name, mechanism, mode, pattern, size, placement, "
+                           "figure, unit, value FROM figures").fetchall()
     except sqlite3.DatabaseError as e:
         raise HistoryError(f"{db}: cannot read the history ({e})") from None
     finally:
         con.close()
     order = {r[0]: i for i, r in enumerate(runs)}
     info = {r[0]: r for r in runs}
-    grouped = defaultdict(list)
-    for d, name, mech, mode, pattern, size, fld, unit, value, low, high in rows:
-        host = info[d][3]
-        grouped[(host, name, fld)].append(
-            (order[d], Point(order[d], info[d][1], info[d][2], value, low, high), mech, mode, pattern, size,
-             unit))
-    series = []
-    for (host, name, fld), items in grouped.items():
-        items.sort(key=lambda t: t[0])
-        _, _, mech, mode, pattern, size, unit = items[0]
-        series.append(Series(host, name, mech, mode, pattern, size, fld, unit,
-                             [t[1] for t in items]))
-    series.sort(key=lambda s: (s.host, s.mechanism, s.pattern, s.mode, s.size, s.figure, s.name))
+    grouped = {}
+    for d, name, mech, mode, pattern, size, placement, fld, unit, value in rows:
+        _, revision, date, host = info[d]
+        key = (host, name, fld)
+        if key not in grouped:
+            grouped[key] = Series(host, name, mech, mode, pattern, size, placement, fld, unit, [])
+        grouped[key].points.append(Point(order[d], revision, date, value))
+    series = sorted(grouped.values(), key=lambda s: (s.host, s.mechanism, s.pattern, s.mode,
+                                                     s.size, s.figure, s.name))
+    for one in series:
+        one.points.sort(key=lambda p: p.run)
     return runs, series
 
 
@@ -278,19 +271,20 @@ PLOTTED = {"latency": "p50_ns", "throughput": "items_per_second"}
 MAX_LINES = 8
 
 
-def step_rows(series):
-    rows = []
-    for s in series:
-        for st in find_steps([p.value for p in s.points]):
-            first = s.points[st.index]
-            rows.append({"host": s.host, "name": s.name, "figure": FIGURE_NAMES[s.figure],
-                         "revision": first.revision, "date": first.date,
-                         "before": st.before, "before_text": unit_text(s.unit, st.before),
-                         "after": st.after, "after_text": unit_text(s.unit, st.after),
-                         "change": st.change, "change_text": units.percent_change(st.change * 100),
-                         "verdict": "worse" if is_worse(s, st) else "better",
-                         "index": st.index, "series": s})
-    return rows
+def all_steps(series):
+    """[(series, step)] of every series."""
+    return [(one, st) for one in series for st in find_steps([p.value for p in one.points])]
+
+
+def step_row(one, st):
+    """A row of the steps table."""
+    first = one.points[st.index]
+    return {"host": one.host, "name": one.name, "figure": FIGURE_NAMES[one.figure],
+            "revision": first.revision, "date": first.date,
+            "before": st.before, "before_text": unit_text(one.unit, st.before),
+            "after": st.after, "after_text": unit_text(one.unit, st.after),
+            "change": st.change, "change_text": units.percent_change(st.change * 100),
+            "verdict": "worse" if is_worse(one, st) else "better"}
 
 
 def trend_figures(runs, series, steps):
@@ -301,15 +295,14 @@ def trend_figures(runs, series, steps):
 
     from . import html, plots
     marks = defaultdict(list)
-    for row in steps:
-        marks[id(row["series"])].append(row)
+    for one, st in steps:
+        marks[id(one)].append(st)
     hosts = {r[3] for r in runs}
     groups = defaultdict(lambda: defaultdict(list))
     for s in series:
         if s.figure != PLOTTED[s.pattern]:
             continue
-        placement = s.name.split("/")[4]
-        groups[(s.host, s.mechanism)][(s.pattern, s.mode, placement)].append(s)
+        groups[(s.host, s.mechanism)][(s.pattern, s.mode, s.placement)].append(s)
     figures = []
     for n, ((host, mech), panels) in enumerate(sorted(groups.items())):
         keys = sorted(panels)
@@ -320,14 +313,14 @@ def trend_figures(runs, series, steps):
             for s in lines:
                 xs = [p.run + 1 for p in s.points]
                 ys = [p.value for p in s.points]
-                (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2,
-                                  label=f"{units.size(s.size)}" + (
-                                      "" if s.name.count("/") == 4 else
-                                      " " + "/".join(s.name.split("/")[5:])))
-                for row in marks[id(s)]:
-                    ax.plot([xs[row["index"]]], [ys[row["index"]]],
-                            marker="v" if row["verdict"] == "worse" else "^", markersize=10,
-                            color="#c0392b" if row["verdict"] == "worse" else "#1e8449",
+                # The name past the case's key: /remote, /engine=, /rate=, /window=.
+                base = f"{s.mechanism}/{s.mode}/{s.pattern}/{s.size}/{s.placement}"
+                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2,
+                        label=f"{units.size(s.size)} {s.name[len(base) + 1:]}".strip())
+                for st in marks[id(s)]:
+                    worse = is_worse(s, st)
+                    ax.plot([xs[st.index]], [ys[st.index]], marker="v" if worse else "^",
+                            markersize=10, color="#c0392b" if worse else "#1e8449",
                             linestyle="none", gid=f"data-step-{n}")
             # Linear: runs of one case differ by percents, which a log axis hides.
             ax.yaxis.set_major_formatter(plots.ns_formatter() if pattern == "latency" else
@@ -348,7 +341,7 @@ def trend_figures(runs, series, steps):
 def render(runs, series):
     """The history page (templates/history.html)."""
     from . import html
-    steps = step_rows(series)
+    steps = all_steps(series)
     revisions = [r[1] for r in runs]
     return html.template("history.html").render(
         title="ipcbench history",
@@ -359,7 +352,7 @@ def render(runs, series):
         no_steps=("No lasting step change"
                   + (f": a step needs at least {MIN_BEFORE + MIN_AFTER} runs."
                      if len(runs) < MIN_BEFORE + MIN_AFTER else ".")),
-        steps=[{k: v for k, v in row.items() if k not in ("series", "index")} for row in steps],
+        steps=[step_row(one, st) for one, st in steps],
         runs=[{"n": i + 1, "revision": r[1], "date": r[2], "host": r[3]}
               for i, r in enumerate(runs)],
         figures=trend_figures(runs, series, steps),
