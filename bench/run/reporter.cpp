@@ -464,6 +464,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     if (row.case_index < 0) continue;
     const Case& c = runner_.cases()[static_cast<std::size_t>(row.case_index)];
     b["mechanism"] = std::string(c.mechanism->name());
+    b["family"] = std::string(c.mechanism->family());
     b["mode"] = name_of(c.mode);
     b["pattern"] = name_of(c.pattern);
     b["message_size"] = c.size;

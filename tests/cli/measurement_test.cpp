@@ -472,6 +472,14 @@ TEST_F(Measurement, SyncCasesOfBareFamiliesCarryTheAdapterRatio) {
   const auto family = [](const std::string& mech) -> std::string {
     return mech == "tcp" ? "tcp" : "pipe";  // a FIFO is a pipe in the kernel
   };
+  // Every row names its mechanism's family, as 'list --json' does: the
+  // report groups a family's mechanisms in one panel.
+  for (const auto& [mech, fam] : {std::pair<std::string, std::string>{"pipe", "pipe"},
+                                  {"fifo", "pipe"},
+                                  {"tcp", "socket"},
+                                  {"shm-spin", "shm"}}) {
+    EXPECT_EQ(str(row(doc, mech + "/async/latency/64"), "family"), fam);
+  }
   for (const char* mech : {"pipe", "fifo", "tcp"}) {
     for (const char* pattern : {"latency", "throughput"}) {
       const json b = row(doc, std::string(mech) + "/sync/" + pattern + "/64");
