@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import export, model, units
+from . import export, units
 
 SCHEMA_VERSION = 1  # PRAGMA user_version of the database
 MIN_BEFORE = 2

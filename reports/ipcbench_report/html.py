@@ -17,15 +17,17 @@ plot's inline SVG from plots.py, as markupsafe.Markup. StrictUndefined: a
 field a template names that the data lacks fails the render.
 """
 
+import math
 from html import escape
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
-from . import model, plots, units
+from . import model, multiples, plots, ranking, units
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+HEAT_CMAP = plots.matplotlib.colormaps["YlOrRd"]
 DEFAULT_SIZE = 64
 
 
@@ -576,58 +578,85 @@ def _has_data(runs, pattern):
     return any(r.case_list(pattern) for r in runs)
 
 
-def _plot(sec_id, title, fig=None, missing=None):
-    return _section_data("plot", sec_id, title, figure=fig, missing=missing)
+def _plot(sec_id, title, fig=None, missing=None, more=()):
+    return _section_data("plot", sec_id, title, figure=fig, missing=missing, more=list(more))
 
 
-def plot_data_sections(runs, styles, size):
+def multiples_data(built, fig_id, title, caption):
+    """A plot drawn as small multiples (plots.*_multiples panels) for the
+    template's multiples macro: each panel's SVG, legend and hover points."""
+    cols = len({p.title.rsplit(" — ", 1)[-1] for p in built}) or 1
+    return {"id": fig_id, "caption": caption, "cols": min(cols, 2),
+            "panels": [p.render(f"{fig_id}-{i}", f"{title}: {p.title}")
+                       for i, p in enumerate(built)]}
+
+
+MULTIPLES_NOTE = (" One panel per group of mechanisms (whole families, at most "
+                  f"{multiples.MAX_SERIES} series) and mode, all on the same axes. "
+                  "Click a legend entry to hide or show its series; hover a point for its "
+                  "values.")
+
+
+def plot_data_sections(runs, lay, styles, size):
     """The figure sections in reading order."""
     out = []
     if _has_data(runs, "latency"):
-        out.append(_plot("latency", "Latency vs message size", figure_data(
-            plots.latency_vs_size(runs, styles), "latency", "Latency vs message size",
+        out.append(_plot("latency", "Latency vs message size", multiples_data(
+            plots.latency_multiples(multiples.panels(runs, lay, styles, "latency")),
+            "latency", "Latency vs message size",
             "Median (p50) round-trip time per mechanism, line and markers; the whisker "
-            "above each point reaches the p99. Both axes logarithmic. Lower is better.")))
+            "above each point reaches the p99. Both axes logarithmic. Lower is better."
+            + MULTIPLES_NOTE)))
     else:
         out.append(_plot("latency", "Latency vs message size",
                          missing="No latency case was measured."))
     if _has_data(runs, "throughput"):
-        out.append(_plot("throughput", "Throughput vs message size", figure_data(
-            plots.throughput_vs_size(runs, styles), "throughput", "Throughput vs message size",
+        out.append(_plot("throughput", "Throughput vs message size", multiples_data(
+            plots.throughput_multiples(multiples.panels(runs, lay, styles, "throughput")),
+            "throughput", "Throughput vs message size",
             "Payload bytes per second of the throughput pattern (runner streams, peer "
             "receives). Both axes logarithmic; decimal units (1 GB/s = 10⁹ B/s). "
-            "Higher is better.")))
+            "Higher is better." + MULTIPLES_NOTE)))
     else:
         out.append(_plot("throughput", "Throughput vs message size",
                          missing="No throughput case was measured."))
-    out += per_size_data_sections(runs, styles, size)
+    out += per_size_data_sections(runs, lay, styles, size)
     return out
 
 
-def plot_sections(runs, styles, size):
+def plot_sections(runs, styles, size, lay=None):
     """The figure sections in reading order: (id, title, html)."""
-    return [_as_tuple(s) for s in plot_data_sections(runs, styles, size)]
+    lay = lay or multiples.layout(runs)
+    return [_as_tuple(s) for s in plot_data_sections(runs, lay, styles, size)]
 
 
-def per_size_data_sections(runs, styles, size):
+def per_size_data_sections(runs, lay, styles, size):
     """Distribution and CPU cost at the chosen size, then the optional views."""
     out = []
     sz = units.size(size)
     if _has_data(runs, "latency"):
-        out.append(_plot("distribution", f"Latency distribution at {sz}", figure_data(
-            plots.distribution(runs, styles, size), "distribution", "Latency distribution",
+        out.append(_plot("distribution", f"Latency distribution at {sz}", multiples_data(
+            plots.distribution_multiples(
+                multiples.panels(runs, lay, styles, "latency", size=size), size),
+            "distribution", "Latency distribution",
             f"Round-trip time at each percentile for {sz} messages (all repetitions merged), "
             "HdrHistogram style: the x axis is 1/(1−p), so 90%, 99%, 99.9%... are evenly "
             "spaced and the tail is visible. The maximum (100%) is not drawn. "
-            "Choose the size with --size.")))
-        out.append(_plot("cpu", f"CPU cost per message at {sz}", figure_data(
-            plots.cpu_cost(runs, styles, size), "cpu", "CPU cost per message",
-            f"Left: CPU time per round trip (runner + peer, user + system) against p50 "
-            f"latency for {sz} messages. A mechanism on the '2 CPUs busy' line spins on "
-            "both sides; blocking mechanisms sit well below the '1 CPU busy' line. "
-            "Right: the same cost split between runner (solid) and peer (hatched).")))
+            "Choose the size with --size." + MULTIPLES_NOTE)))
+        bars = figure_data(plots.cpu_bars(runs, styles, size), "cpu-split",
+                           "CPU cost split", f"Every case's CPU time per round trip at {sz}, "
+                           "split between runner (solid) and peer (hatched), cheapest first.")
+        out.append(_plot("cpu", f"CPU cost per message at {sz}", multiples_data(
+            plots.cpu_multiples(multiples.panels(
+                runs, lay, styles, "latency", size=size,
+                wanted=lambda _r, c: c.value("p50_ns") and c.cpu_ns_per_msg() is not None)),
+            "cpu", "CPU cost per message",
+            f"CPU time per round trip (runner + peer, user + system) against p50 latency for "
+            f"{sz} messages. A mechanism on the '2 CPUs busy' line spins on both sides; "
+            "blocking mechanisms sit well below the '1 CPU busy' line." + MULTIPLES_NOTE),
+            more=[bars]))
     out.append(modes_data(runs, size))
-    out.append(floor_data(runs, styles))
+    out.append(floor_data(runs, lay, styles))
     if len(runs) > 1:
         out.append(_plot("hosts", f"Across result files at {sz}", figure_data(
             plots.across_hosts(runs, size), "hosts", "Across result files",
@@ -636,8 +665,9 @@ def per_size_data_sections(runs, styles, size):
     return out
 
 
-def per_size_sections(runs, styles, size):
-    return [_as_tuple(s) for s in per_size_data_sections(runs, styles, size)]
+def per_size_sections(runs, styles, size, lay=None):
+    lay = lay or multiples.layout(runs)
+    return [_as_tuple(s) for s in per_size_data_sections(runs, lay, styles, size)]
 
 
 def loop_data(runs):
@@ -721,24 +751,28 @@ def sync_async_table(pairs, runs):
                   len(runs) > 1)
 
 
-FLOOR_CAPTION = (
-    "Each mechanism next to the floor that applies to it, the figures the suite "
-    "measured on the same CPUs in this run (black lines: the run's calibration; a "
-    "dash in a mechanism's colour: its floor re-measured right before its case, as "
-    "the suite does for spinning mechanisms). Latency: p50 round trip against the "
-    "payload round trip (spinning shared memory, async) or the futex wake-up round "
-    "trip (mechanisms that sleep); × floor = p50 / floor. Throughput: bytes/s against "
-    "the cross-core copy (shared memory) or memcpy bandwidth (copying mechanisms); "
-    "× floor = floor / throughput. 1× is at the floor. Log axes; cases flagged as "
-    "measurement errors are not drawn.")
+FLOOR_CAPTION = {
+    "latency": (
+        "Each case's p50 round trip as a multiple of the floor that applies to it, "
+        "measured on the same CPUs in this run: the payload round trip (spinning shared "
+        "memory, async) or the futex wake-up round trip (mechanisms that sleep). 1× (the "
+        "black line) is at the floor; hover a point for the floor and its figure. The "
+        "floors themselves are in the calibration above. Cases flagged as measurement "
+        "errors are not drawn."),
+    "throughput": (
+        "Each case's throughput as a fraction of the floor bandwidth that applies to it "
+        "(floor / throughput): the cross-core copy (shared memory) or memcpy bandwidth "
+        "(copying mechanisms). 1× (the black line) is at the floor."),
+}
 
 
 def _fig_suffix(runs, r, place):
     return f"{r}-{place}" if len(runs) > 1 else place
 
 
-def floor_data(runs, styles):
-    """One figure per run and placement with floors, and why the others have none."""
+def floor_data(runs, lay, styles):
+    """Per run and placement with floors, a figure per pattern (the cases as
+    multiples of their floors), and why the others have none."""
     title = "Against the calibration floor"
     placements = []
     for r, run in enumerate(runs):
@@ -746,21 +780,32 @@ def floor_data(runs, styles):
             heading = f"{place} (CPUs {', '.join(map(str, _placement_cpus(run, place)))})"
             if len(runs) > 1:
                 heading = f"{run.label}: {heading}"
-            fig = None
-            if plots.has_floor_data(run, place):
-                fig = figure_data(plots.floor_plot(run, place, styles),
-                                  f"floor-{_fig_suffix(runs, r, place)}",
-                                  f"Against the floor, {place}", FLOOR_CAPTION)
+            figures = []
+            for pattern in ("latency", "throughput"):
+                if not plots.floor_points(run, place, pattern):
+                    continue
+
+                def wanted(rr, c, place=place, rr0=run):
+                    f = rr0.floor(c)
+                    return (rr is rr0 and c.key.placement == place
+                            and c.key.where == model.LOCAL and f is not None and f.ratio)
+                specs = multiples.panels([run], lay, styles, pattern, wanted=wanted)
+                figures.append(multiples_data(
+                    plots.floor_multiples(specs, run, place, pattern),
+                    f"floor-{pattern}-{_fig_suffix(runs, r, place)}",
+                    f"{pattern.capitalize()} against the floor, {place}",
+                    FLOOR_CAPTION[pattern] + MULTIPLES_NOTE))
             no_floor = _floor_notes(run, place)
-            if fig is not None or no_floor:
-                placements.append({"heading": heading, "figure": fig, "no_floor": no_floor})
+            if figures or no_floor:
+                placements.append({"heading": heading, "figures": figures,
+                                   "no_floor": no_floor})
     skipped = [{"label": r.label, "reason": r.calibration_note or "no reason given"}
                for r in runs if r.has_calibration_field and not r.calibration]
     return _section_data("floor", "floor", title, placements=placements, skipped=skipped)
 
 
-def floor_section(runs, styles):
-    return _as_tuple(floor_data(runs, styles))
+def floor_section(runs, styles, lay=None):
+    return _as_tuple(floor_data(runs, lay or multiples.layout(runs), styles))
 
 
 def _placement_cpus(run, place):
@@ -870,20 +915,92 @@ def cases_data_section(runs):
                      table=cases_table_data(runs), unstable_mark=UNSTABLE_MARK)
 
 
+# --- overview ---------------------------------------------------------------
+TOP = 10  # ranking rows shown before "all N"
+HEAT_WORST = 100.0  # ratio to the best at which the heat map's colour saturates
+
+
+def heat_colour(ratio):
+    """(background, dark?) of a heat-map cell: pale yellow at the best,
+    through orange, to dark red at HEAT_WORST times worse or more (log)."""
+    t = min(1.0, max(0.0, math.log(ratio) / math.log(HEAT_WORST))) if ratio else 1.0
+    r, g, b, _a = HEAT_CMAP(0.05 + 0.9 * t)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}", t > 0.55
+
+
+def _cpu_text(entry):
+    cpu = entry.cpu_ns
+    return units.ns(cpu) if cpu is not None else "–"
+
+
+def _rank_rows(entries):
+    return [{"rank": i + 1, "label": e.label, "value": e.value,
+             "value_text": ranking.value_text(pat, e.value) + (f" {UNSTABLE_MARK}"
+                                                               if e.unstable else ""),
+             "ratio": e.ratio, "ratio_text": ranking.ratio_text(e.ratio),
+             "cpu": e.cpu_ns, "cpu_text": _cpu_text(e), "best": e.ratio <= 1.0 + 1e-9}
+            for i, e in enumerate(entries) for pat in [e.case.key.pattern]]
+
+
+def _left_out_text(runs, pattern):
+    """One sentence on the async latency cases not ranked, grouped by why."""
+    why = {}
+    for run, case in ranking.left_out(runs, pattern):
+        reason = run.in_flight(case).why_not_like_sync() or "not one message at a time"
+        why.setdefault(reason, []).append(case.key.series())
+    if not why:
+        return ""
+    parts = [f"{', '.join(dict.fromkeys(names))} ({reason})" for reason, names in why.items()]
+    return ("Not ranked (async latency that is not one message at a time, so not a round "
+            "trip to rank against the others): " + "; ".join(parts) + ".")
+
+
+def overview_data(runs):
+    """The ranking per size for each question, the heat maps, what is left out."""
+    questions = []
+    for pattern, heading in (("latency", "Round trip (p50), best first"),
+                             ("throughput", "Throughput, best first")):
+        sizes = ranking.sizes(runs, pattern)
+        if not sizes:
+            continue
+        tables = [{"size": units.size(size), "rows": _rank_rows(ranking.ranked(runs, pattern,
+                                                                                size))}
+                  for size in sizes]
+        at, rows = ranking.grid(runs, pattern, sizes)
+        heat = {"sizes": [units.size(x) for x in at], "rows": []}
+        for row in rows:
+            cells = []
+            for x in at:
+                e = row.cells.get(x)
+                if e is None:
+                    cells.append(None)
+                    continue
+                colour, dark = heat_colour(e.ratio)
+                cells.append({"text": ranking.value_text(pattern, e.value),
+                              "ratio_text": ranking.ratio_text(e.ratio), "colour": colour,
+                              "dark": dark, "title": f"{e.label}, {units.size(x)}: "
+                              f"{ranking.value_text(pattern, e.value)}, "
+                              f"{ranking.ratio_text(e.ratio)}, CPU {_cpu_text(e)}"})
+            heat["rows"].append({"label": row.label, "cells": cells})
+        questions.append({"pattern": pattern, "heading": heading, "tables": tables,
+                          "heat": heat, "left_out": _left_out_text(runs, pattern),
+                          "figure": "p50" if pattern == "latency" else "throughput"})
+    return _section_data("overview", "overview", "Overview", questions=questions, top=TOP,
+                         worst=HEAT_WORST)
+
+
 def render_report(runs, size=None, title=None):
     """The whole report page for one or more runs."""
-    mechs = []
-    for run in runs:
-        mechs += [m for m in run.mechanisms() if m not in mechs]
     places = []
     for run in runs:
         places += [p for p in run.configured_placements() + run.placements()
                    if p not in places]
-    styles = plots.Styles(mechs, places)
+    lay = multiples.layout(runs)
+    styles = multiples.Styles(lay, places)
     size = choose_size(runs, size)
     side_by_side = local_remote_data_section(runs)
-    sections = (([side_by_side] if side_by_side else []) + [calibration_data_section(runs)]
-                + plot_data_sections(runs, styles, size))
+    sections = ([overview_data(runs)] + ([side_by_side] if side_by_side else [])
+                + [calibration_data_section(runs)] + plot_data_sections(runs, lay, styles, size))
     sections.append(cases_data_section(runs))
     sections.append(flagged_data(runs))
     sections.append(problems_data(runs))

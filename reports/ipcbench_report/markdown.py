@@ -1,30 +1,43 @@
-"""The Markdown summary: a compact table for a CI job summary or a PR comment.
+"""The Markdown summary (summary.md): the standings in a form that fits a CI
+job summary or a PR comment, one table per question.
 
-One row per mechanism (per host, mode and placement when those vary), p50
-and p99 latency and throughput at a few sizes, the best of each column in
-bold, so a reviewer sees the standings without opening the HTML report.
-With calibration, a "× floor" column per size says how far each mechanism
-is from the floor that applies to it; unstable figures carry a marker, and
-cases flagged as measurement errors are listed, never tabulated. Cases
-measured across hosts (a remote run) have their own rows ('`tcp` (remote)'),
-and when the inputs hold both, a "Local vs across hosts" table sets each
-remote case beside the same case measured locally. Async rows say how their
-latency kept messages in flight (window, open-loop rate); a "Sync vs async"
-table pairs sync and async figures only where they mean the same thing;
-† and ‡ mark figures a sender behind its schedule or the harness's flow
-control set.
+- "Round trip (p50) by message size" and "Throughput by message size": the
+  rows of ranking.grid at the summary's sizes (at most four), best first
+  (the geometric mean of each row's ratio to the best over the sizes it was
+  measured at), each with its rank and, per size, the
+  figure and its ratio to the best ('55.0 µs ×1.12'; the best in bold).
+  Only figures that answer the question are ranked: an async latency case
+  that is not one message at a time (window over 1, open loop) is named once
+  under the round-trip table with the reason, never ranked. The paragraph
+  under each table says what the figure is, how the rows are ordered and
+  what its markers mean: ⚠ unstable, † sender behind its schedule, ‡ the
+  harness's flow control (model.LIMITS), '(remote)' measured across hosts,
+  'flagged' a measurement error.
+- With calibration, each row's ratios to its floor, in a collapsed
+  <details> block.
+- "Sync vs async" (model.sync_vs_async): one row per mechanism and figure,
+  sync → async (async / sync) at each size, only where the two mean the
+  same thing, in a collapsed block; "Local vs across hosts" when the inputs
+  hold a local and a remote result of a case.
+- Failed, skipped and flagged cases last: each reason once, with the cases
+  it covers grouped by mechanism, then modes, patterns and sizes.
 """
 
-from . import model, units
+import re
+
+from . import model, ranking, units
 
 DEFAULT_SIZES = (64, 1024, 16384, 262144)
 MAX_SIZES = 4
 UNSTABLE_MARK = "⚠"
 FLAGGED_CELL = "flagged"
+HEADINGS = {"latency": "Round trip (p50) by message size",
+            "throughput": "Throughput by message size"}
+FLOOR_SUMMARY = "Against the calibration floor"
 
 
 def summary_sizes(runs):
-    """The sizes the table shows: all measured sizes when there are few,
+    """The sizes the tables show: all measured sizes when there are few,
     else the suite's default sizes among them."""
     present = sorted({c.key.size for r in runs for c in r.case_list()})
     if len(present) <= MAX_SIZES:
@@ -34,8 +47,8 @@ def summary_sizes(runs):
 
 
 class Row(tuple):
-    """(run, mechanism, mode, placement) of a table row, and where its cases
-    were measured ('local', or 'remote': across hosts)."""
+    """(run, mechanism, mode, placement) of a floor-table row, and where its
+    cases were measured ('local', or 'remote': across hosts)."""
 
     def __new__(cls, run, mech, mode, place, where=model.LOCAL):
         row = super().__new__(cls, (run, mech, mode, place))
@@ -45,8 +58,7 @@ class Row(tuple):
 
 def row_keys(runs):
     """(run, mechanism, mode, placement) for every row, in registry order,
-    each mechanism's across-hosts row after its local one; the label shows
-    only the parts that vary."""
+    each mechanism's across-hosts row after its local one."""
     rows = []
     for run in runs:
         for mech in run.mechanisms():
@@ -69,42 +81,22 @@ def _find(run, mech, mode, place, pattern, size, status="ok", where=model.LOCAL)
     return None
 
 
-def _where(place):
-    """The where of a row's placement argument: a Row's, else local."""
-    return getattr(place, "where", model.LOCAL)
-
-
 def has_floors(runs):
     """True when some tabulated case has a floor ratio (file or calibration)."""
     return any(r.floor_ratio(c) is not None for r in runs for c in r.case_list())
 
 
-def columns(sizes, floors=False):
-    """(header, pattern, field, formatter, lower_is_better, size) per column;
-    pattern None is the floor-ratio column (latency / throughput ratios)."""
-    out = []
-    for s in sizes:
-        sz = units.size(s)
-        out.append((f"p50 {sz}", "latency", "p50_ns", units.ns, True, s))
-        out.append((f"p99 {sz}", "latency", "p99_ns", units.ns, True, s))
-        out.append((f"throughput {sz}", "throughput", "bytes_per_second",
-                    units.bytes_per_second, False, s))
-        if floors:
-            out.append((f"× floor {sz}", None, "floor_ratio", units.ratio, True, s))
-    return out
+def mechanism_name(mech, where=model.LOCAL, engine=model.DEFAULT_ENGINE):
+    """'`tcp`', '`tcp` (remote)' across hosts, '`tcp` (io_uring)' on an
+    engine that is not the default."""
+    return (f"`{mech}`" + (" (remote)" if where == model.REMOTE else "")
+            + (f" ({engine})" if engine != model.DEFAULT_ENGINE else ""))
 
 
-def _best(values, lower):
-    nums = [v for v in values if v is not None]
-    if len(nums) < 2:
-        return None
-    return min(nums) if lower else max(nums)
-
-
-def row_label(mech, mode, place, runs, where=model.LOCAL):
-    """The mechanism ('(remote)' across hosts), plus mode and placement when
-    they vary across the rows."""
-    parts = [f"`{mech}`" + (" (remote)" if where == model.REMOTE else "")]
+def row_label(mech, mode, place, runs, where=model.LOCAL, engine=model.DEFAULT_ENGINE):
+    """The mechanism (mechanism_name), plus mode and placement when they
+    vary across the runs."""
+    parts = [mechanism_name(mech, where, engine)]
     if len({m for r in runs for m in r.modes()}) > 1:
         parts.append(mode)
     if len({p for r in runs for p in r.placements()}) > 1:
@@ -112,35 +104,159 @@ def row_label(mech, mode, place, runs, where=model.LOCAL):
     return " ".join(parts)
 
 
-def cell_value(run, mech, mode, place, column, size=None, where=model.LOCAL):
-    """The value of one cell, or None when the case was not measured (or is
-    flagged: a measurement error is never a value in the table)."""
-    _header, pattern, fld, _fmt, _lower, col_size = column
-    case = _find(run, mech, mode, place, pattern, col_size if size is None else size,
-                 where=where)
-    return case.value(fld) if case else None
+def _line(cells):
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
-def cell_text(run, mech, mode, place, column, value, best, where=model.LOCAL):
-    """A cell's text: the value (bold when best), the unstable marker, or
-    'flagged' when the case is a measurement error."""
-    _header, pattern, fld, fmt, _lower, size = column
-    if pattern is None:
-        return floor_cell(run, mech, mode, place, size, where)
-    case = _find(run, mech, mode, place, pattern, size, status=None, where=where)
-    if case is not None and case.status == "flagged":
-        return FLAGGED_CELL
-    if value is None:
-        return "–"
-    text = fmt(value)
-    text = f"**{text}**" if best is not None and value == best else text
-    if case.unstable and fld != "p99_ns":
+def _align(head, right):
+    return "|" + "|".join("--:" if h in right else "---" for h in head) + "|"
+
+
+def _sizes_text(sizes):
+    return ", ".join(units.size(s) for s in sorted(set(sizes)))
+
+
+# --- one table per question ---------------------------------------------------
+
+def limit_marks(case, pattern):
+    """The markers (model.LIMITS) of what besides the mechanism set a
+    figure: † (sender behind) on latency, ‡ (harness flow control) on
+    throughput."""
+    return "".join(lim.mark for lim in case.limits() if lim.mark
+                   and (lim.name == "sender_behind") == (pattern == "latency"))
+
+
+def ranked_text(pattern, entry, best):
+    """A ranked cell: the figure, bold when best, else with its ratio to the
+    best ('55.0 µs ×1.12'), then the unstable and limit markers."""
+    text = ranking.value_text(pattern, entry.value)
+    if best:
+        text = f"**{text}**"
+    elif entry.ratio > 1.0 + 1e-9:
+        text += " " + ranking.ratio_text(entry.ratio)
+    if entry.unstable:
         text += f" {UNSTABLE_MARK}"
-    marks = [lim.mark for lim in case.limits() if lim.mark
-             and (lim.name == "sender_behind") == (pattern == "latency")]
-    if marks:
-        text += " " + "".join(marks)
-    return text
+    marks = limit_marks(entry.case, pattern)
+    return f"{text} {marks}" if marks else text
+
+
+def ranking_table(runs, pattern, sizes):
+    """(head, body, [GridRow]) of one question's table at the sizes: the rows of
+    ranking.grid in its order, ranked 1..n; per size (those of sizes where
+    something is ranked) the ranked figure, 'flagged' where the case is a
+    measurement error, '–' where there is no ranked figure. ([], [], [])
+    when nothing is ranked."""
+    answered = set(ranking.sizes(runs, pattern))
+    at, rows = ranking.grid(runs, pattern, [s for s in sizes if s in answered])
+    if not rows:
+        return [], [], []
+    ranked_at = {s: sum(s in r.cells for r in rows) for s in at}
+    flagged = {(ranking.series_of(r, c), c.key.size) for r in runs
+               for c in r.case_list(pattern, "flagged")}
+    multi = len(runs) > 1
+    head = ["#"] + (["host"] if multi else []) + ["mechanism"] + [units.size(s) for s in at]
+    body = []
+    for rank, row in enumerate(rows, 1):
+        s = row.series
+        cells = [str(rank)] + ([s.run_label] if multi else []) + [
+            row_label(s.mechanism, s.mode, s.placement, runs, s.where, s.engine)]
+        for size in at:
+            e = row.cells.get(size)
+            if e is not None:
+                cells.append(ranked_text(pattern, e, ranked_at[size] > 1
+                                         and e.ratio <= 1.0 + 1e-9))
+            else:
+                cells.append(FLAGGED_CELL if (s, size) in flagged else "–")
+        body.append(cells)
+    return head, body, rows
+
+
+def not_ranked(runs, sizes):
+    """The async latency cases at the sizes that are not one message at a
+    time (ranking.left_out), one item per row and reason: '`tcp` async at
+    64 B, 16 KiB (window 16: includes queueing)', with † when the sender
+    fell behind its schedule."""
+    groups = {}
+    for run, case in ranking.left_out(runs, "latency"):
+        k = case.key
+        if k.size not in sizes:
+            continue
+        why = run.in_flight(case).why_not_like_sync() or "not one message at a time"
+        name = ((f"{run.label}: " if len(runs) > 1 else "")
+                + row_label(k.mechanism, k.mode, k.placement, runs, k.where, k.engine))
+        groups.setdefault((name, why, limit_marks(case, "latency")), []).append(k.size)
+    return [f"{name} at {_sizes_text(sz)} ({why})" + (f" {marks}" if marks else "")
+            for (name, why, marks), sz in groups.items()]
+
+
+ORDER_TEXT = ("Rows: best first by the geometric mean of that ratio over the sizes the row "
+              "was measured at (– : not measured at that size).")
+UNSTABLE_TEXT = f"{UNSTABLE_MARK}: unstable (cv across repetitions over 5%)."
+REMOTE_TEXT = "(remote): measured across hosts (the peer on the remote host)."
+
+
+def _markers(cells, labels, explained):
+    """The legend sentences of the markers in a table's cells and row
+    labels that no paragraph above explained (explained is updated)."""
+    out = []
+
+    def explain(name, present, sentence):
+        if present and name not in explained:
+            explained.add(name)
+            out.append(sentence)
+    explain("missing", any(c == "–" for c in cells), "–: no ranked figure at that size.")
+    explain("flagged", FLAGGED_CELL in cells,
+            f"{FLAGGED_CELL}: a measurement error (listed at the end), not a result.")
+    explain("unstable", any(UNSTABLE_MARK in c for c in cells), UNSTABLE_TEXT)
+    for name, lim in model.LIMITS.items():
+        if lim.mark:
+            explain(name, any(lim.mark in c for c in cells), lim.legend)
+    explain("remote", any("(remote)" in lbl for lbl in labels), REMOTE_TEXT)
+    return out
+
+
+def question_lines(runs, pattern, sizes, explained):
+    """The section of one question: heading, table and the paragraph under
+    it (what the figure is, how the rows are ordered, the markers shown;
+    latency: which async cases are not ranked and why, and what closed- and
+    open-loop async latency are). [] when the runs have nothing to rank or
+    leave out for the question."""
+    head, body, rows = ranking_table(runs, pattern, sizes)
+    left = not_ranked(runs, sizes) if pattern == "latency" else []
+    if not body and not left:
+        return []
+    at = head.index("mechanism") + 1 if head else 0
+    labels = [row[at - 1] for row in body]
+    cells = [c for row in body for c in row[at:]]
+    if pattern == "latency":
+        text = "p50 round-trip latency of the latency pattern (ping-pong), one message at a time"
+        if any(r.series.mode == "async" for r in rows):
+            text += " (async: a closed loop at window 1)"
+        text += "; ×N: N times the best at that size (the best in **bold**)."
+    else:
+        text = ("Payload bytes per second of the throughput pattern (decimal units); ×N: the "
+                "best at that size moved N times as many bytes (the best in **bold**).")
+    parts = [text, ORDER_TEXT] if body else ["No figure at these sizes is ranked."]
+    if left:
+        parts.append(f"Not ranked, not one message at a time: {'; '.join(left)}.")
+        cells += ["†"] if any(i.endswith("†") for i in left) else []
+    parts += _markers(cells, labels, explained)
+    if pattern == "latency" and any(c.key.mode == "async" for r in runs
+                                    for c in r.case_list("latency")):
+        parts.append(model.CLOSED_LOOP_TEXT)
+        if any(r.in_flight(c).loop == "open" for r in runs for c in r.case_list("latency")):
+            parts.append(model.OPEN_LOOP_TEXT)
+    table = ([_line(head), _align(head, {"#", *head[at:]}), *map(_line, body), ""] if body
+             else [])
+    return [f"### {HEADINGS[pattern]}", "", *table, " ".join(parts)]
+
+
+# --- against the calibration floor ------------------------------------------------
+
+FLOOR_TEXT = ("Per size: the latency case's p50 / its floor, then the floor's bandwidth / "
+              "the throughput case's figure (1× is at the floor); – where none applies.")
+FLOOR_REMOTE_TEXT = ("No floor applies across hosts: the calibration's floors describe this "
+                     "host only.")
 
 
 def floor_cell(run, mech, mode, place, size, where=model.LOCAL):
@@ -155,70 +271,35 @@ def floor_cell(run, mech, mode, place, size, where=model.LOCAL):
     return "–" if parts == ["–", "–"] else " / ".join(parts)
 
 
-def has_async(runs):
-    """True when some tabulated case is async: the table then says, per row,
-    how its async latency kept messages in flight."""
-    return any(c.key.mode == "async" for r in runs for c in r.case_list())
-
-
-def in_flight_text(run, mech, mode, place, sizes, where=model.LOCAL):
-    """An async row's latency loop at the summary's sizes: '1', '16
-    (queueing)', 'open loop 2000/s'; per size ('64 B: 1; 4 KiB: 16
-    (queueing)') when the sizes differ; '–' for sync or without async
-    latency."""
-    texts = []
-    for size in sizes:
-        case = _find(run, mech, mode, place, "latency", size, where=where)
-        text = run.in_flight(case).text() if case is not None else ""
-        if text:
-            texts.append((size, text))
-    if len({t for _s, t in texts}) > 1:
-        return "; ".join(f"{units.size(s)}: {t}" for s, t in texts)
-    return texts[0][1] if texts else "–"
-
-
-def _like_sync(run, case):
-    """False for an async latency case that is not one message at a time
-    (open loop, queueing): its figure is no round trip to rank against."""
-    return case is None or case.key.pattern != "latency" or case.key.mode != "async" \
-        or run.in_flight(case).like_sync
-
-
-def table(runs):
-    """The Markdown table, best value per column in bold (latency: only
-    among figures that are round trips of one message at a time)."""
-    sizes = summary_sizes(runs)
-    cols = columns(sizes, has_floors(runs))
-    rows = row_keys(runs)
-    grid = [[cell_value(run, m, mo, pl, col, where=row.where) if col[1] else None
-             for col in cols] for row in rows for run, m, mo, pl in [row]]
-    ranked = [[v if col[1] is None or _like_sync(row[0], _find(
-        row[0], row[1], row[2], row[3], col[1], col[5], where=row.where)) else None
-               for v, col in zip(values, cols)] for row, values in zip(rows, grid)]
-    best = [_best([g[j] for g in ranked], cols[j][4]) if cols[j][1] else None
-            for j in range(len(cols))]
+def floor_lines(runs, sizes):
+    """A collapsed <details> block with each row's ratios to its floor at
+    the sizes (registry order, rows without any floor left out); [] when
+    no case has a floor."""
+    if not has_floors(runs):
+        return []
     multi = len(runs) > 1
-    flight = has_async(runs)
-    head = ((["host"] if multi else []) + ["mechanism"] + (["in flight"] if flight else [])
-            + [c[0] for c in cols])
-    align = ((["---"] if multi else []) + ["---"] + (["---"] if flight else [])
-             + ["--:"] * len(cols))
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
-    for row, values, ranks in zip(rows, grid, ranked):
-        run, m, mo, pl = row
-        cells = [run.label] if multi else []
-        cells.append(row_label(m, mo, pl, runs, row.where))
-        if flight:
-            cells.append(in_flight_text(run, m, mo, pl, sizes, row.where))
-        for j, v in enumerate(values):
-            cells.append(cell_text(run, m, mo, pl, cols[j], v,
-                                   best[j] if ranks[j] is not None else None, row.where))
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+    rows = []
+    for row in row_keys(runs):
+        run, mech, mode, place = row
+        cells = [floor_cell(run, mech, mode, place, s, row.where) for s in sizes]
+        if any(c != "–" for c in cells):
+            rows.append(([run.label] if multi else [])
+                        + [row_label(mech, mode, place, runs, row.where)] + cells)
+    if not rows:
+        return []
+    head = (["host"] if multi else []) + ["mechanism"] + [units.size(s) for s in sizes]
+    text = FLOOR_TEXT + (f" {FLOOR_REMOTE_TEXT}" if any(r.has_remote_cases() for r in runs)
+                         else "")
+    return [f"<details><summary>{FLOOR_SUMMARY}</summary>", "", _line(head),
+            _align(head, set(head[-len(sizes):])), *map(_line, rows), "", text, "",
+            "</details>"]
 
+
+# --- context ------------------------------------------------------------------
 
 def context_lines(runs):
-    """One line per file: where and what was run."""
+    """One line per file: where and what was run; under it the calibration,
+    a remote run's peer and why its async cases have no one-way figures."""
     out = []
     for run in runs:
         h, cfg = run.host, run.config
@@ -238,6 +319,8 @@ def context_lines(runs):
         remote = remote_line(run)
         if remote:
             out.append(f"  - {remote}")
+        for note in oneway_notes(run):
+            out.append(f"  - one-way latency of the async cases across hosts: {note}")
     return out
 
 
@@ -257,53 +340,16 @@ def remote_line(run):
             "no floors, no one-way latency")
 
 
-LOCAL_REMOTE_TEXT = ("Latency: p50 round trip; throughput: payload bytes/s. remote / local "
-                     "over 1 is a slower round trip (latency) or more throughput "
-                     "(throughput).")
-
-
-def local_remote_table(runs):
-    """The "Local vs across hosts" table (Markdown lines), [] when the inputs
-    do not hold both a local and a remote result of some case."""
-    pairs = model.local_vs_remote(runs)
-    if not pairs:
-        return []
-    multi = len(runs) > 2
-    head = ["mechanism", "mode", "pattern", "size", "placement", "metric", "local",
-            "across hosts", "remote / local", "remote host"]
-    if multi:
-        head[6:6] = ["local run"]
-        head[-1:-1] = ["remote run"]
-    lines = ["### Local vs across hosts", "",
-             "| " + " | ".join(head) + " |",
-             "|" + "|".join("--:" if h in ("size", "local", "across hosts", "remote / local")
-                            else "---" for h in head) + "|"]
-    for p in pairs:
-        k = p.remote.key
-        fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
-        cells = [f"`{k.mechanism}`", k.mode, k.pattern, units.size(k.size), k.placement,
-                 "p50" if p.metric == "p50_ns" else "throughput",
-                 fmt(p.local_value) + (f" {UNSTABLE_MARK}" if p.local.unstable else ""),
-                 fmt(p.remote_value) + (f" {UNSTABLE_MARK}" if p.remote.unstable else ""),
-                 units.ratio(p.ratio) if p.ratio is not None else "–",
-                 p.remote_run.remote_host_label()]
-        if multi:
-            cells[6:6] = [p.local_run.label]
-            cells[-1:-1] = [p.remote_run.label]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return lines + ["", LOCAL_REMOTE_TEXT]
-
-
-def oneway_lines(runs):
-    """Why across-hosts async latency cases have no one-way figures (once)."""
+def oneway_notes(run):
+    """Why the run's across-hosts async latency cases have no one-way
+    figures, each reason once."""
     notes = []
-    for run in runs:
-        for c in run.case_list("latency"):
-            if c.key.remote and c.key.mode == "async" and c.oneway("oneway_p50_ns") is None:
-                note = c.oneway_note or "not reported across hosts"
-                if note not in notes:
-                    notes.append(note)
-    return [f"- one-way latency of the async cases across hosts: {n}" for n in notes]
+    for c in run.case_list("latency"):
+        if c.key.remote and c.key.mode == "async" and c.oneway("oneway_p50_ns") is None:
+            note = c.oneway_note or "not reported across hosts"
+            if note not in notes:
+                notes.append(note)
+    return notes
 
 
 def calibration_line(run):
@@ -328,119 +374,266 @@ def calibration_line(run):
     return ""
 
 
-def flagged_line(run, prefix=""):
-    """One line listing the cases the sanity gate flagged, with reasons."""
-    flagged = run.flagged_cases()
-    if not flagged:
-        return None
-    items = "; ".join(f"`{c.key.label()}` ({c.message})" for c in flagged)
-    return (f"- {prefix}**flagged as measurement errors** (not results, left out of the "
-            f"table): {items}")
+# --- local vs across hosts ----------------------------------------------------------
+
+LOCAL_REMOTE_TEXT = ("Latency: p50 round trip; throughput: payload bytes/s. remote / local "
+                     "over 1 is a slower round trip (latency) or more throughput "
+                     "(throughput).")
 
 
-def problems_lines(runs):
-    """Flagged cases, failed cases with reasons, and a count of skipped ones."""
-    out = []
-    for run in runs:
-        prefix = f"{run.label}: " if len(runs) > 1 else ""
-        line = flagged_line(run, prefix)
-        if line:
-            out.append(line)
-        failed = [c for c in run.cases.values() if c.status == "failed"]
-        skipped = [c for c in run.cases.values() if c.status == "skipped"]
-        for c in failed:
-            out.append(f"- {prefix}**failed** `{c.key.label()}`: {c.message}")
-        if skipped:
-            names = ", ".join(f"`{c.key.mechanism} {units.size(c.key.size)} {c.key.pattern}`"
-                              for c in skipped)
-            out.append(f"- {prefix}{len(skipped)} skipped (size over the mechanism's limit "
-                       f"or not supported): {names}")
+def local_remote_table(runs):
+    """The "Local vs across hosts" table (Markdown lines), [] when the inputs
+    do not hold both a local and a remote result of some case."""
+    pairs = model.local_vs_remote(runs)
+    if not pairs:
+        return []
+    multi = len(runs) > 2
+    head = ["mechanism", "mode", "pattern", "size", "placement", "metric", "local",
+            "across hosts", "remote / local", "remote host"]
+    if multi:
+        head[6:6] = ["local run"]
+        head[-1:-1] = ["remote run"]
+    lines = ["### Local vs across hosts", "", _line(head),
+             _align(head, {"size", "local", "across hosts", "remote / local"})]
+    for p in pairs:
+        k = p.remote.key
+        fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
+        cells = [f"`{k.mechanism}`", k.mode, k.pattern, units.size(k.size), k.placement,
+                 "p50" if p.metric == "p50_ns" else "throughput",
+                 fmt(p.local_value) + (f" {UNSTABLE_MARK}" if p.local.unstable else ""),
+                 fmt(p.remote_value) + (f" {UNSTABLE_MARK}" if p.remote.unstable else ""),
+                 units.ratio(p.ratio) if p.ratio is not None else "–",
+                 p.remote_run.remote_host_label()]
+        if multi:
+            cells[6:6] = [p.local_run.label]
+            cells[-1:-1] = [p.remote_run.label]
+        lines.append(_line(cells))
+    return lines + ["", LOCAL_REMOTE_TEXT]
+
+
+# --- sync vs async --------------------------------------------------------------------
+
+SYNC_ASYNC_TEXT = (
+    "Each cell: the sync figure → the async one (async / sync). Paired only where sync and "
+    "async mean the same thing: throughput (both stream), and latency with the async case "
+    "in a closed loop at window 1 (async in flight: 1). A note such as 'sync blocks, async "
+    "spins' means the two waited differently: the difference is the harness's choice, not "
+    "the mechanism's.")
+# What a pair's note says about a side, and the sentence that explains it.
+PAIR_NOTES = {
+    "buffer full": "buffer full: the mechanism's buffer was full most of the time (the share "
+                   "of the span; its own limit, not an error)",
+    "harness flow control": "harness flow control: the harness's flow control held the "
+                            "sender (the share of the span), so it set the figure",
+    "sender behind": "sender behind: the sender fell behind its schedule",
+}
+
+
+def by_size_text(items):
+    """[(size, text)] of one row as one cell: the text alone when every
+    size of the row says it, else 'text at 64 B, 1 KiB', texts joined by
+    '; '; '–' when none says anything."""
+    groups = {}
+    for size, text in items:
+        if text:
+            groups.setdefault(text, []).append(size)
+    every = {size for size, _text in items}
+    return "; ".join(text if set(sizes) == every else f"{text} at {_sizes_text(sizes)}"
+                     for text, sizes in groups.items()) or "–"
+
+
+def pair_cell(pair):
+    """'55.0 µs → 58.4 µs (1.06×)': sync → async (async / sync)."""
+    if pair is None:
+        return "–"
+    fmt = units.ns if pair.metric == "p50_ns" else units.bytes_per_second
+    ratio = units.ratio(pair.ratio) if pair.ratio is not None else "–"
+    return f"{fmt(pair.sync_value)} → {fmt(pair.async_value)} ({ratio})"
+
+
+def in_flight_cell(group, at):
+    """How a row's async cases kept messages in flight: '1'; 'limit 65536
+    msgs (harness)' when every size says it; a stream's limits per size in
+    column order when only the number differs ('limit 65536 / 4096 / 256
+    msgs (harness)'); else per size (by_size_text)."""
+    flights = {p.key.size: p.in_flight for p in group}
+    texts = {f.text() for f in flights.values()}
+    if len(texts) == 1:
+        return texts.pop() or "–"
+    if (all(f.loop == "stream" and units.is_number(f.limit_messages)
+            for f in flights.values())
+            and len({f.limit_source for f in flights.values()}) == 1):
+        source = next(iter(texts)).split(" msgs", 1)[1]  # ' (harness)'
+        numbers = [_count(flights[s].limit_messages) if s in flights else "–" for s in at]
+        return f"limit {' / '.join(numbers)} msgs{source}"
+    return by_size_text([(s, f.text()) for s, f in flights.items()])
+
+
+def _count(value):
+    """'65536' (as InFlight.text() writes a limit)."""
+    return str(int(value)) if float(value).is_integer() else units.count(value)
+
+
+def pair_notes(pair):
+    """[(note, share of the span or None)] of one pair: how the two sides
+    waited when they differ, then what besides the mechanism set a side's
+    figure (the keys of PAIR_NOTES, prefixed with the side)."""
+    out = [(pair.wait_label(), None)] if pair.wait_label() else []
+    for side, case in (("sync", pair.sync), ("async", pair.async_case)):
+        if case.harness_limited:
+            out.append((f"{side}: harness flow control", case.flow_stall()))
+        if case.buffer_full:
+            out.append((f"{side}: buffer full", case.channel_full()))
+        if case.sender_behind:
+            out.append((f"{side}: sender behind", None))
     return out
 
 
-def sync_async_lines(runs):
-    """The "Sync vs async" table (Markdown lines): each pair that means the
-    same thing (model.sync_vs_async: throughput always, latency only with the
-    async case in a closed loop at window 1), labelled when the two sides
-    waited differently, then one line on the pairs left out; [] without
-    pairs."""
-    pairs = model.sync_vs_async(runs)
+def notes_cell(group):
+    """A row's notes: 'sync blocks, async polls; async: buffer full 92% at
+    64 B, 88% at 1 KiB' (a share of the span per size)."""
+    items, shares = [], {}
+    for p in group:
+        for note, share in pair_notes(p):
+            if share is None:
+                items.append((p.key.size, note))
+            else:
+                shares.setdefault(note, []).append((p.key.size, share))
+    text = by_size_text(items) if items else ""
+    parts = [text] if text and text != "–" else []
+    for note, values in shares.items():
+        parts.append(f"{note} " + ", ".join(f"{100 * v:.0f}% at {units.size(s)}"
+                                            for s, v in values))
+    return "; ".join(parts) or "–"
+
+
+def sync_async_lines(runs, sizes=None):
+    """The "Sync vs async" section (Markdown lines): the pairs of
+    model.sync_vs_async at the summary's sizes that mean the same thing
+    (throughput always, latency only with the async case in a closed loop
+    at window 1), one row per mechanism and figure with a cell per size, in
+    a collapsed <details> block; then what a cell is and one line on the
+    latency pairs left out; [] without pairs."""
+    sizes = summary_sizes(runs) if sizes is None else sizes
+    pairs = [p for p in model.sync_vs_async(runs) if p.key.size in sizes]
     if not pairs:
         return []
     shown = [p for p in pairs if not p.left_out]
-    multi = len(runs) > 1
     lines = ["### Sync vs async", ""]
     if shown:
-        head = (["host"] if multi else []) + ["mechanism", "figure", "sync", "async",
-                                              "async / sync", "async in flight", "note"]
-        lines += ["| " + " | ".join(head) + " |",
-                  "|" + "|".join("--:" if h in ("sync", "async", "async / sync") else "---"
-                                 for h in head) + "|"]
+        multi = len(runs) > 1
         places = len({p.key.placement for p in pairs}) > 1
+        at = [s for s in sizes if any(p.key.size == s for p in shown)]
+        rows = {}
         for p in shown:
             k = p.key
-            fmt = units.ns if p.metric == "p50_ns" else units.bytes_per_second
-            label = f"`{k.mechanism}`" + (" (remote)" if k.remote else "") + (
-                f" {k.placement}" if places else "")
-            notes = [n for n in [p.wait_label()] + p.notes() if n]
-            cells = ([p.run.label] if multi else []) + [
-                label, f"{'p50' if p.metric == 'p50_ns' else 'throughput'} "
-                       f"{units.size(k.size)}",
-                fmt(p.sync_value), fmt(p.async_value),
-                units.ratio(p.ratio) if p.ratio is not None else "–",
-                p.in_flight.text() or "–", "; ".join(notes) or "–"]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        lines += ["", "Paired only where sync and async mean the same thing: throughput "
-                      "(both stream), and latency with the async case in a closed loop at "
-                      "window 1. A note such as 'sync blocks, async spins' means the two "
-                      "waited differently: the difference is the harness's choice, not the "
-                      "mechanism's."]
+            rows.setdefault((id(p.run), k.mechanism, k.where, p.async_case.key.engine,
+                             k.placement, p.metric), []).append(p)
+        head = ((["host"] if multi else []) + ["mechanism", "figure"]
+                + [units.size(s) for s in at] + ["async in flight", "note"])
+        table = [_line(head), _align(head, set(head[-len(at) - 2:-2]))]
+        for (_run, mech, where, engine, place, metric), group in rows.items():
+            first = group[0]
+            cells = (([first.run.label] if multi else [])
+                     + [mechanism_name(mech, where, engine) + (f" {place}" if places else ""),
+                        "p50" if metric == "p50_ns" else "throughput"])
+            by_size = {p.key.size: p for p in group}
+            cells += [pair_cell(by_size.get(s)) for s in at]
+            cells += [in_flight_cell(group, at), notes_cell(group)]
+            table.append(_line(cells))
+        lines += [f"<details><summary>{len(shown)} pairs: each mechanism's sync → async p50 "
+                  "round trip and throughput at each size</summary>", "",
+                  *table, "", "</details>", ""]
+        text = SYNC_ASYNC_TEXT
+        for name, sentence in PAIR_NOTES.items():
+            if any(f": {name}" in line for line in table[2:]):
+                text += f" {sentence[0].upper()}{sentence[1:]}."
+        lines.append(text)
     left = model.left_out_line(pairs)
     if left:
         lines += ["", left]
     return lines
 
 
-def footnote(runs):
-    """The paragraph under the table: what the columns and markers mean."""
-    text = ("p50/p99: round-trip latency of the latency pattern (ping-pong); throughput: "
-            "payload bytes per second of the throughput pattern (decimal units). "
-            "**Bold**: best in its column.")
-    if has_async(runs):
-        text += (" in flight: how an async row's latency kept messages in flight: a closed "
-                 "loop's window ('16 (queueing)' above 1) or an open loop's rate; an async "
-                 "latency figure that is not one message at a time is never bold.")
-    if any(c.key.mode == "async" and c.key.pattern == "latency"
-           for r in runs for c in r.case_list()):
-        text += f" {model.CLOSED_LOOP_TEXT} {model.OPEN_LOOP_TEXT}"
-    if has_floors(runs):
-        text += (" × floor: latency p50 / its floor, then the floor's bandwidth / "
-                 "throughput (1× is at the floor).")
-    if any(c.unstable for r in runs for c in r.case_list()):
-        text += f" {UNSTABLE_MARK}: unstable (cv across repetitions over 5%)."
-    if any(r.flagged_cases() for r in runs):
-        text += f" {FLAGGED_CELL}: a measurement error (see below), not a result."
-    if any(r.has_remote_cases() for r in runs):
-        text += (" (remote): measured across hosts (the peer on the remote host); no "
-                 "floor applies there.")
-    marks = {lim.name for r in runs for c in r.case_list() for lim in c.limits() if lim.mark}
-    for name, lim in model.LIMITS.items():
-        if name in marks:
-            text += f" {lim.legend}"
-    return text
+# --- failed, skipped and flagged cases ----------------------------------------------
+
+PROBLEMS = {"failed": "**failed**", "skipped": "skipped",
+            "flagged": "**flagged as measurement errors** (not results, left out of the "
+                       "tables)"}
+
+
+def reason(case):
+    """The case's failure, skip or measurement-error reason, its own size
+    taken out ('message size 16384 exceeds ...' reads 'the message size
+    exceeds ...') so one reason covers every size it applies to."""
+    text = case.message or "no reason given"
+    return re.sub(rf"\b(?:message )?size {case.key.size}\b", "the message size", text)
+
+
+def cases_text(items, runs):
+    """[(run, case)] grouped compactly: per mechanism, its modes that
+    cover the same patterns and sizes, then the patterns and sizes
+    ('`posix-mq` sync, async · latency, throughput 16 KiB, 256 KiB');
+    groups joined by '; '."""
+    multi = len(runs) > 1
+    places = len({p for r in runs for p in r.placements()}) > 1
+    series = {}
+    for run, case in items:
+        k = case.key
+        name = (f"{run.label}: " if multi else "") + mechanism_name(k.mechanism, k.where,
+                                                                    k.engine)
+        mode = k.mode + (f" {k.placement}" if places and k.placement != "unknown" else "")
+        series.setdefault(name, {}).setdefault(mode, {}).setdefault(k.pattern, set()).add(
+            k.size)
+    clauses = []
+    for name, modes in series.items():
+        alike = {}
+        for mode, patterns in modes.items():
+            what = tuple(sorted((p, tuple(sorted(s))) for p, s in patterns.items()))
+            alike.setdefault(what, []).append(mode)
+        for what, same in alike.items():
+            by_sizes = {}
+            for pattern, sizes in what:
+                by_sizes.setdefault(sizes, []).append(pattern)
+            parts = [f"{', '.join(ps)} {_sizes_text(sz)}" for sz, ps in by_sizes.items()]
+            clauses.append(f"{name} {', '.join(same)} · {' and '.join(parts)}")
+    return "; ".join(clauses)
+
+
+def problems_lines(runs):
+    """Failed, skipped and flagged cases: one line per status and reason,
+    the cases it covers grouped (cases_text)."""
+    groups = {}
+    for status in PROBLEMS:
+        for run in runs:
+            for case in run.case_list(status=status):
+                groups.setdefault((status, reason(case)), []).append((run, case))
+    return [f"- {PROBLEMS[status]}: {cases_text(items, runs)}: {why}"
+            for (status, why), items in groups.items()]
+
+
+def problems_heading(runs):
+    """'Skipped cases', 'Failed and skipped cases', 'Failed, skipped and
+    flagged cases': the kinds present."""
+    kinds = [s for s in PROBLEMS if any(r.case_list(status=s) for r in runs)]
+    text = kinds[-1] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    return f"### {text[0].upper()}{text[1:]} cases"
 
 
 def render_summary(runs):
     """The whole summary document."""
-    parts = ["## ipcbench results", "", *context_lines(runs), "", table(runs), "",
-             footnote(runs)]
-    modes = sync_async_lines(runs)
-    if modes:
-        parts += ["", *modes]
-    side_by_side = local_remote_table(runs)
-    if side_by_side:
-        parts += ["", *side_by_side]
-    problems = oneway_lines(runs) + problems_lines(runs)
+    sizes = summary_sizes(runs)
+    parts = ["## ipcbench results", "", *context_lines(runs)]
+    explained = set()
+    for pattern in HEADINGS:
+        section = question_lines(runs, pattern, sizes, explained)
+        if section:
+            parts += ["", *section]
+    for section in (floor_lines(runs, sizes), sync_async_lines(runs, sizes),
+                    local_remote_table(runs)):
+        if section:
+            parts += ["", *section]
+    problems = problems_lines(runs)
     if problems:
-        parts += ["", *problems]
+        parts += ["", problems_heading(runs), "", *problems]
     return "\n".join(parts) + "\n"

@@ -25,7 +25,8 @@ from . import units  # noqa: E402
 
 # Okabe & Ito's colour-blind safe palette, without its yellow, which is too
 # faint on white; markers make every series distinct without colour.
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
+           "#882255"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8"]
 MODE_LINESTYLES = {"sync": "-", "async": "--"}
 # A second (third) placement of the same mechanism and mode: another dash
@@ -755,3 +756,218 @@ def _nearest(sizes, size):
 
 def nearest_size(sizes, size):
     return _nearest(sizes, size)
+
+
+# --- Small multiples (multiples.py): each plot as panels of at most
+# multiples.MAX_SERIES series, rows by family, columns by mode, shared axes.
+
+def _dodged(i, n):
+    return _dodge(i, n) if n > 1 else 1.0
+
+
+def _series_text(s):
+    return s.text
+
+
+def _shared_y(built, lo, hi, formatter, label):
+    for p in built:
+        p.ax.set_yscale("log")
+        p.ax.set_ylabel(label)
+        if lo and hi:
+            decade_ticks(p.ax, "y", lo, hi, formatter)
+            p.ax.set_ylim(lo, hi)
+
+
+def latency_multiples(specs):
+    """p50 round trip against size per series, the p99 as a whisker above."""
+    from .multiples import Panel
+    built, lo, hi, sizes = [], [], [], set()
+    for title, _mode, series in specs:
+        p = Panel(title, series)
+        for i, s in enumerate(series):
+            cases = [c for c in s.cases if c.value("p50_ns") and c.value("p99_ns")]
+            if not cases:
+                continue
+            xs = [c.key.size * _dodged(i, len(series)) for c in cases]
+            p50 = [c.value("p50_ns") for c in cases]
+            p99 = [c.value("p99_ns") for c in cases]
+            cont = p.ax.errorbar(xs, p50, yerr=[[0] * len(p50),
+                                                [max(0.0, b - a) for a, b in zip(p50, p99)]],
+                                 capsize=3, elinewidth=1, lw=1.6, ms=5, **s.style)
+            p.mark(cont.lines[0], s.sid, f"latency-{s.key.mechanism}")
+            for part in list(cont.lines[1]) + list(cont.lines[2]):
+                p.mark(part, s.sid, f"latency-whisker-{s.key.mechanism}")
+            for x, c, a, b in zip(xs, cases, p50, p99):
+                p.point(s.sid, x, a, f"{_series_text(s)}, {units.size(c.key.size)}: "
+                        f"p50 {units.ns(a)}, p99 {units.ns(b)}")
+            lo += p50
+            hi += p99
+            sizes.update(c.key.size for c in cases)
+        built.append(p)
+    for p in built:
+        size_axis(p.ax, sorted(sizes))
+    _shared_y(built, min(lo) / 1.3 if lo else None, max(hi) * 1.3 if hi else None,
+              ns_formatter(), "round trip (log)")
+    return built
+
+
+def throughput_multiples(specs):
+    """Payload bandwidth of the throughput pattern against size per series."""
+    from .multiples import Panel
+    built, values, sizes = [], [], set()
+    for title, _mode, series in specs:
+        p = Panel(title, series)
+        for s in series:
+            pts = [(c.key.size, c.value("bytes_per_second")) for c in s.cases]
+            pts = [(x, v) for x, v in pts if v]
+            if not pts:
+                continue
+            (line,) = p.ax.plot([x for x, _ in pts], [v for _, v in pts], lw=1.6, ms=5,
+                                **s.style)
+            p.mark(line, s.sid, f"throughput-{s.key.mechanism}")
+            for x, v in pts:
+                p.point(s.sid, x, v, f"{_series_text(s)}, {units.size(x)}: "
+                        f"{units.bytes_per_second(v)}")
+            values += [v for _, v in pts]
+            sizes.update(x for x, _ in pts)
+        built.append(p)
+    for p in built:
+        size_axis(p.ax, sorted(sizes))
+    _shared_y(built, min(values) / 1.5 if values else None,
+              max(values) * 1.5 if values else None, bps_formatter(), "bytes/s (log)")
+    return built
+
+
+HOVER_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+
+
+def distribution_multiples(specs, size):
+    """The latency percentile spectrum at one size, HdrHistogram style."""
+    from .multiples import Panel
+    built, ys, xmax = [], [], 10.0
+    for title, _mode, series in specs:
+        p = Panel(title, series)
+        for s in series:
+            for case in s.cases:
+                hist = [(pc, v) for pc, v in case.histogram() if pc < 100 and v > 0]
+                pts = [(percentile_x(pc), v) for pc, v in hist]
+                if len(pts) < 2:
+                    continue
+                (line,) = p.ax.plot([x for x, _ in pts], [v for _, v in pts], lw=1.5, ms=3.5,
+                                    markevery=max(1, len(pts) // 8), **s.style)
+                p.mark(line, s.sid, f"distribution-{s.key.mechanism}")
+                for pc, v in hist:
+                    if any(abs(pc - h) < 1e-9 for h in HOVER_PERCENTILES):
+                        p.point(s.sid, percentile_x(pc), v,
+                                f"{_series_text(s)}, {units.size(size)}: p{pc:g} {units.ns(v)}")
+                ys += [v for _, v in pts]
+                xmax = max(xmax, pts[-1][0])
+        built.append(p)
+    ticks = [(percentile_x(pc), lbl) for pc, lbl in PERCENTILE_TICKS
+             if percentile_x(pc) <= xmax * 1.01]
+    for p in built:
+        ax = p.ax
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([t for t, _ in ticks]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p, d=dict(ticks): d.get(v, "")))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(1, xmax * 1.1)
+        ax.set_xlabel("percentile (1/(1−p) scale)")
+    _shared_y(built, min(ys) / 1.2 if ys else None, max(ys) * 1.2 if ys else None,
+              ns_formatter(), "round trip (log)")
+    return built
+
+
+def cpu_multiples(specs):
+    """CPU time per round trip (runner + peer) against the p50 round trip,
+    with the '1 CPU busy' and '2 CPUs busy' guide lines."""
+    from .multiples import Panel
+    built, values = [], []
+    for title, _mode, series in specs:
+        p = Panel(title, series)
+        for s in series:
+            for case in s.cases:
+                x, cpu = case.value("p50_ns"), case.cpu_ns_per_msg()
+                if not x or cpu is None:
+                    continue
+                y = max(cpu, 1.0)
+                (pt,) = p.ax.plot([x], [y], ms=8, **{**s.style, "linestyle": "none"})
+                p.mark(pt, s.sid, f"cpu-{s.key.mechanism}")
+                p.point(s.sid, x, y, f"{_series_text(s)}: p50 {units.ns(x)}, CPU {units.ns(cpu)}"
+                        f" per round trip (runner {units.ns(case.value('runner_cpu_ns_per_msg'))}"
+                        f" + peer {units.ns(case.value('peer_cpu_ns_per_msg'))})")
+                values += [x, y]
+        built.append(p)
+    lo, hi = (min(values) / 2, max(values) * 2) if values else (None, None)
+    for p in built:
+        ax = p.ax
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if lo:
+            for factor, text in ((1, "1 CPU busy"), (2, "2 CPUs busy")):
+                ax.plot([lo, hi], [lo * factor, hi * factor], color="#888888", lw=0.9,
+                        linestyle=(0, (4, 3)), zorder=0)
+                ax.annotate(text, (lo * 1.15, lo * 1.15 * factor), xytext=(2, 4),
+                            textcoords="offset points", fontsize=8, color="#555555",
+                            rotation=33, rotation_mode="anchor")
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            decade_ticks(ax, "x", lo, hi, ns_formatter())
+            decade_ticks(ax, "y", lo, hi, ns_formatter())
+        ax.set_xlabel("p50 round trip (log)")
+        ax.set_ylabel("CPU per round trip (log)")
+    return built
+
+
+def cpu_bars(runs, styles, size):
+    """Stacked bars of every case's CPU per round trip at size, split
+    between runner and peer (two series: runner, peer)."""
+    fig, axes = new_figure(len(runs), 1, height=1.0)
+    tallest = 0
+    for ax, run in zip(axes, runs):
+        cases = [c for c in run.case_list("latency") if c.key.size == size
+                 and c.value("p50_ns") and c.cpu_ns_per_msg() is not None]
+        _cpu_bars(ax, cases, styles)
+        tallest = max(tallest, len(cases))
+        if len(runs) > 1:
+            ax.set_title(run.label, fontsize=10, loc="left")
+    fig.set_figheight(len(runs) * (0.9 + 0.2 * max(1, tallest)))
+    return fig
+
+
+def floor_multiples(specs, run, placement, pattern):
+    """Each case's figure as a multiple of the floor that applies to it
+    (latency: p50 / floor; throughput: floor bandwidth / throughput)."""
+    from .multiples import Panel
+    fld = "p50_ns" if pattern == "latency" else "bytes_per_second"
+    fmt = units.ns if pattern == "latency" else units.bytes_per_second
+    built, ratios, sizes = [], [], set()
+    for title, _mode, series in specs:
+        p = Panel(title, series)
+        for s in series:
+            pts = []
+            for c in s.cases:
+                f, v = run.floor(c), c.value(fld)
+                if f is not None and f.ratio and v:
+                    pts.append((c.key.size, f.ratio, v, f))
+            if not pts:
+                continue
+            (line,) = p.ax.plot([q[0] for q in pts], [q[1] for q in pts], lw=1.4, ms=5,
+                                **s.style)
+            p.mark(line, s.sid, f"floor-ratio-{pattern}-{s.key.mechanism}")
+            for x, r, v, f in pts:
+                again = ", re-measured before the case" if f.adjacent else ""
+                p.point(s.sid, x, r, f"{_series_text(s)}, {units.size(x)}: {fmt(v)}, "
+                        f"{r:.3g}× the floor ({f.label}: {f.value_text()}{again})")
+            ratios += [q[1] for q in pts]
+            sizes.update(q[0] for q in pts)
+        built.append(p)
+    lo, hi = (min(0.8, min(ratios) / 1.3), max(2.0, max(ratios) * 1.5)) if ratios else (0.8, 2)
+    for p in built:
+        size_axis(p.ax, sorted(sizes))
+        p.ax.set_yscale("log")
+        p.ax.axhline(1, color="black", lw=1.5)
+        p.ax.set_ylim(lo, hi)
+        decade_ticks(p.ax, "y", lo, hi, FuncFormatter(lambda v, _p: f"{v:g}×"))
+        p.ax.set_ylabel("× the floor (log)")
+    return built

@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import os
+import html
 import re
 import subprocess
 import sys
@@ -101,8 +102,9 @@ def doctor(doc, factor=1.3):
 
 
 def svgs(html):
-    """The inline <svg> elements of a page, as strings."""
-    return re.findall(r"<svg\b.*?</svg>", html, flags=re.S)
+    """The inline plot <svg> elements of a page, as strings (not the legend
+    entries' swatches)."""
+    return re.findall(r'<svg\b(?![^>]*class="swatch").*?</svg>', html, flags=re.S)
 
 
 def _local(tag):
@@ -291,6 +293,31 @@ def html_table(page, table_id):
     rows = re.findall(r"<tr\b[^>]*>(.*?)</tr>", body, flags=re.S)
     return [[_html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
              for c in re.findall(r"<td\b[^>]*>(.*?)</td>", r, flags=re.S)] for r in rows]
+
+
+def figure_html(page, fig_id):
+    """The HTML of the figure with id 'fig-<fig_id>' (its panels, legends
+    and caption), or None."""
+    m = re.search(rf'<figure class="plot" id="fig-{re.escape(fig_id)}">(.*?)</figcaption>',
+                  page, flags=re.S)
+    return m.group(1) if m else None
+
+
+def panel_points(page, fig_id):
+    """The hover points of every panel of a small-multiples figure:
+    [(panel title, series legend label, x, y, text)]."""
+    fig = figure_html(page, fig_id)
+    out = []
+    for m in re.finditer(r'<div class="panel" data-points="([^"]*)">(.*?)</ul></div>', fig or "",
+                         flags=re.S):
+        body = m.group(2)
+        title = re.search(r'aria-label="[^"]*: ([^"]*)"', body).group(1)
+        legend = dict(re.findall(r'<button type="button" data-series="([^"]+)"[^>]*>'
+                                 r'<svg class="swatch".*?</svg>([^<]*)</button>', body,
+                                 flags=re.S))
+        for sid, x, y, text in json.loads(html.unescape(m.group(1))):
+            out.append((html.unescape(title), html.unescape(legend[sid]), x, y, text))
+    return out
 
 
 def figure_svg(page, fig_id):

@@ -15,8 +15,10 @@ import re
 import pytest
 
 from reportutil import (DATA, add_calibration, add_placement, case_entries, doctor,
-                        drawn_data_groups, figure_svg, flag, html_table, load, run_script,
+                        drawn_data_groups, figure_html, figure_svg, flag, html_table, load,
+                        panel_points, run_script,
                         save, set_cv, svgs)
+from summaryutil import THROUGHPUT, floor_rows, headings, question, section
 
 from ipcbench_report import cli, model, units
 
@@ -179,21 +181,34 @@ def test_calibration_tables_per_placement(tmp_path):
     assert "harness 21.5 ns per round trip" in page  # run context
 
 
+def floor_points(page, pattern, place):
+    """{(mechanism, size): hover text} of a floor figure's points."""
+    return {(p[1].split(" [")[0], p[4].split(", ")[1].split(":")[0]): p[4]
+            for p in panel_points(page, f"floor-{pattern}-{place}")}
+
+
 def test_floor_plot_per_placement_uses_the_cases_floors(tmp_path):
     page = render(tmp_path, two_placements_doc())["html"]
-    cross, same = figure_svg(page, "floor-cross-cpu"), figure_svg(page, "floor-same-cpu")
-    assert cross and same
-    for name in ("payload_rtt", "futex_rtt", "cross_core_copy", "memcpy"):
-        assert f"data-floor-line-{name}-" in cross, name
-    assert "data-floor-ratio-latency-shm-spin-" in cross
-    assert "data-floor-adjacent-shm-spin-" in cross  # its own re-measured floor
-    assert "data-floor-adjacent-pipe" not in cross
-    assert "data-floor-ratio-throughput-pipe-" in cross  # throughput ratios drawn too
-    # same-cpu: no spinning floors, so no payload round trip or cross-core line
-    assert "data-floor-line-payload_rtt" not in same
-    assert "data-floor-line-cross_core_copy" not in same
-    assert "data-floor-line-futex_rtt-" in same and "data-floor-line-memcpy-" in same
-    assert "data-floor-latency-shm-spin" not in same
+    for pattern in ("latency", "throughput"):
+        for place in ("cross-cpu", "same-cpu"):
+            assert figure_svg(page, f"floor-{pattern}-{place}"), (pattern, place)
+    lat, tput = floor_points(page, "latency", "cross-cpu"), floor_points(page, "throughput",
+                                                                          "cross-cpu")
+    # Each case against the floor that applies to it, named on hover: the
+    # spinning one against its own payload round trip, re-measured before it.
+    assert "the floor (payload round trip:" in lat[("shm-spin", "64 B")]
+    assert "re-measured before the case" in lat[("shm-spin", "64 B")]
+    assert "the floor (futex wake-up round trip:" in lat[("pipe", "64 B")]
+    assert "re-measured" not in lat[("pipe", "64 B")]
+    assert "the floor (memcpy:" in tput[("pipe", "64 B")]  # throughput ratios drawn too
+    assert "the floor (cross-core copy:" in tput[("shm-spin", "64 B")]
+    # same-cpu: no spinning floors, so no payload round trip or cross-core copy
+    same = list(floor_points(page, "latency", "same-cpu").values()) + list(
+        floor_points(page, "throughput", "same-cpu").values())
+    assert same and not [t for t in same if "payload round trip" in t or "cross-core" in t]
+    assert any("futex wake-up round trip" in t for t in same)
+    assert any("memcpy" in t for t in same)
+    assert ("shm-spin", "64 B") not in floor_points(page, "latency", "same-cpu")
     assert "same-cpu placement: spinning floors do not apply" in page
     for svg in svgs(page):
         assert drawn_data_groups(svg) >= 1
@@ -236,15 +251,13 @@ def test_flagged_case_has_its_section_and_nothing_else(tmp_path):
     assert len(rows) == len(model.load_all([DATA / "all-mechanisms.json"])[0].cases) - 3
     for fig in ("latency", "distribution", "cpu"):  # latency only: no shm-spin at all
         svg = figure_svg(page, fig)
-        assert svg and drawn_data_groups(svg) > 5, fig
-        assert "shm-spin" not in svg, fig
-    floor = figure_svg(page, "floor-cross-cpu")
-    assert "data-floor-latency-shm-spin" not in floor
-    assert "data-floor-ratio-latency-shm-spin" not in floor
-    assert "data-floor-latency-shm-futex-" in floor
+        assert svg and drawn_data_groups(svg) >= 1, fig
+        assert "shm-spin" not in figure_html(page, fig), fig
+    assert not [k for k in floor_points(page, "latency", "cross-cpu") if k[0] == "shm-spin"]
+    assert [k for k in floor_points(page, "latency", "cross-cpu") if k[0] == "shm-futex"]
     # its throughput cases are results, drawn as usual
-    assert "data-throughput-shm-spin-" in figure_svg(page, "throughput")
-    assert "data-floor-throughput-shm-spin-" in floor
+    assert "data-throughput-shm-spin-" in figure_html(page, "throughput")
+    assert [k for k in floor_points(page, "throughput", "cross-cpu") if k[0] == "shm-spin"]
     assert "3 flagged as measurement errors" in page
     assert "flagged as measurement errors by the sanity gate" in page  # the warning
     problems = page.split('id="problems"')[1]
@@ -287,29 +300,48 @@ def test_calibration_skipped_is_said(tmp_path):
 # --- Markdown ---------------------------------------------------------------
 
 def _md_rows(md):
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in md.splitlines() if line.startswith("| ")]
-    return rows[0], {r[0]: r for r in rows[1:]}
+    """(head, {label: {header: cell}}) of the summary's round-trip table."""
+    return question(md)
 
 
 def test_markdown_floor_unstable_flagged_harness(tmp_path):
     doc = single_doc()
+    other = "throughput 1.2 TB/s is above the memcpy ceiling"
+    flag(doc, "tcp", "throughput", 1024, other)
     md = render(tmp_path, doc)["md"]
-    head, rows = _md_rows(md)
-    col = {h: i for i, h in enumerate(head)}
-    assert "× floor 64 B" in col and "× floor 16 KiB" in col
+    # the floor ratios: collapsed, one row per mechanism, a cell per size
+    floors = floor_rows(md)
+    assert "<details><summary>Against the calibration floor</summary>\n\n|" in md
     lat = case_entries(doc, "pipe", "latency", 64)[0]["floor_ratio"]
     tput = case_entries(doc, "pipe", "throughput", 64)[0]["floor_ratio"]
-    assert rows["`pipe`"][col["× floor 64 B"]] == f"{units.ratio(lat)} / {units.ratio(tput)}"
-    assert rows["`pipe`"][col["p50 64 B"]].endswith(" ⚠")
-    assert "⚠" not in rows["`pipe`"][col["p50 1 KiB"]]
-    assert sum("⚠" in c for r in rows.values() for c in r) == 1
-    spin = rows["`shm-spin`"]
-    assert spin[col["p50 64 B"]] == "flagged" and spin[col["p99 16 KiB"]] == "flagged"
-    assert spin[col["throughput 64 B"]] not in ("flagged", "–")
-    line = next(x for x in md.splitlines() if "flagged as measurement errors" in x)
-    assert "`shm-spin/sync/latency/64 B (cross-cpu)`" in line and REASON in line
+    assert floors["`pipe`"]["64 B"] == f"{units.ratio(lat)} / {units.ratio(tput)}"
+    assert set(floors["`pipe`"]) == {"mechanism", "64 B", "1 KiB", "16 KiB"}
+    _head, rows = _md_rows(md)
+    _head, tput_rows = question(md, THROUGHPUT)
+    assert rows["`pipe`"]["64 B"].endswith(" ⚠")
+    assert "⚠" not in rows["`pipe`"]["1 KiB"]
+    assert sum("⚠" in c for t in (rows, tput_rows) for r in t.values() for c in r.values()) == 1
+    assert "⚠: unstable (cv across repetitions over 5%)." in md
+    # a flagged case is never a figure: shm-spin's latency (flagged at every
+    # size) has no round-trip row; a flagged cell in a ranked row says so
+    assert "`shm-spin`" not in rows
+    assert tput_rows["`shm-spin`"]["64 B"] not in ("flagged", "–")
+    assert tput_rows["`tcp`"]["1 KiB"] == "flagged" and tput_rows["`tcp`"]["64 B"] != "flagged"
+    assert "flagged: a measurement error (listed at the end), not a result." in md
+    assert headings(md)[-1] == "Skipped and flagged cases"
+    items = [x for x in section(md, "Skipped and flagged cases").splitlines()
+             if "flagged as measurement errors" in x]
+    assert items == [  # in the suite's order, each reason once
+        "- **flagged as measurement errors** (not results, left out of the tables): "
+        f"`tcp` sync · throughput 1 KiB: {other}",
+        "- **flagged as measurement errors** (not results, left out of the tables): "
+        f"`shm-spin` sync · latency 64 B, 1 KiB, 16 KiB: {REASON}"]
     assert "harness cost 21.5 ns per round trip" in md
+
+
+def test_markdown_without_floors_has_no_floor_block(tmp_path):
+    md = render(tmp_path, load(DATA / "all-mechanisms.json"))["md"]
+    assert "Against the calibration floor" not in md and "<details>" not in md
 
 
 def test_markdown_rows_per_placement(tmp_path):
@@ -445,6 +477,9 @@ def test_real_run_two_placements(tmp_path, real_result_placements):
     _head, rows = _md_rows(out["md"])
     assert any(r.endswith("same-cpu") for r in rows) and any(r.endswith("cross-cpu")
                                                              for r in rows)
+    if any(e.get("floor_ratio") is not None for e in doc["benchmarks"]):
+        assert any(r.endswith("same-cpu") or r.endswith("cross-cpu") for r in floor_rows(
+            out["md"]))
     if doc["ipcbench"].get("calibration"):
         for place in places:
             assert run.calibration_for(place) is not None, place

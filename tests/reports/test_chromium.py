@@ -123,3 +123,107 @@ def test_sync_async_view_in_browser(tmp_path, chromium):
     assert "† sender behind" in result["legend"] and "‡ limited by" in result["legend"]
     assert result["left"].startswith("2 sync vs async latency pair(s) left out")
     assert not console_errors(proc.stderr), console_errors(proc.stderr)
+
+
+# Injected at the end: in the first panel of the latency plot, clicks the
+# first legend entry (hide), hovers points, clicks it again (show); reports
+# what the page did. A point is hovered by a mousemove at the point's place
+# on screen (the SVG's own transform), as a pointer would.
+LEGEND_PROBE = """<script>(function () {
+  var out = {errors: window.__errors};
+  var panel = document.querySelector('#fig-latency .panel');
+  var svg = panel.querySelector('svg.plot-svg');
+  var buttons = panel.querySelectorAll('button[data-series]');
+  var b = buttons[0], sid = b.getAttribute('data-series');
+  function shown(s) { return Array.prototype.map.call(
+      svg.querySelectorAll('[data-series="' + s + '"]'),
+      function (g) { return getComputedStyle(g).display !== 'none'; }); }
+  function area() { return Array.prototype.reduce.call(
+      svg.querySelectorAll('[data-series="' + sid + '"]'), function (a, g) {
+        var r = g.getBoundingClientRect(); return a + r.width * r.height; }, 0); }
+  var points = JSON.parse(panel.getAttribute('data-points'));
+  var m = svg.getScreenCTM();
+  function at(p) { return [m.a * p[1] + m.c * p[2] + m.e, m.b * p[1] + m.d * p[2] + m.f]; }
+  function hover(p) {
+    var xy = at(p);
+    svg.dispatchEvent(new MouseEvent('mousemove', {clientX: xy[0], clientY: xy[1], bubbles: true}));
+    var t = document.getElementById('plot-tip');
+    return t.hidden ? null : t.textContent; }
+  function alone(p) { var xy = at(p); return points.every(function (q) {
+      if (q === p) { return true; } var o = at(q);
+      return Math.hypot(o[0] - xy[0], o[1] - xy[1]) > 2; }); }
+  var mine = points.filter(function (p) { return p[0] === sid && alone(p); })[0] || null;
+  var other = points.filter(function (p) { return p[0] !== sid && alone(p); })[0] || null;
+  out.ready = panel.getAttribute('data-interactive');
+  out.series = buttons.length;
+  out.before = shown(sid); out.areaBefore = area();
+  out.hoverMine = mine && hover(mine); out.mineText = mine && mine[3];
+  b.click();
+  out.after = shown(sid); out.pressed = b.getAttribute('aria-pressed'); out.areaAfter = area();
+  out.others = buttons.length > 1 ? shown(buttons[1].getAttribute('data-series')) : [];
+  out.hoverHidden = mine && hover(mine);
+  out.hoverOther = other && hover(other); out.otherText = other && other[3];
+  b.click();
+  out.again = shown(sid); out.pressedAgain = b.getAttribute('aria-pressed');
+  out.hoverAgain = mine && hover(mine);
+  svg.dispatchEvent(new MouseEvent('mouseleave'));
+  out.tipAfterLeave = document.getElementById('plot-tip').hidden;
+  var pre = document.createElement('pre'); pre.id = 'probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre); })();</script>"""
+
+
+def test_legend_hides_and_shows_a_series_and_hover_shows_values(tmp_path, chromium,
+                                                                browser_result):
+    page = make_report(tmp_path, browser_result)
+    r, proc = run_probe(tmp_path, chromium, page, LEGEND_PROBE)
+    assert r["errors"] == [] and r["ready"] == "ready"
+    assert 1 <= r["series"] <= 8
+    assert r["before"] and all(r["before"]) and r["areaBefore"] > 0
+    assert r["after"] and not any(r["after"]) and r["pressed"] == "false"
+    assert r["areaAfter"] == 0, "a hidden series still takes room on the plot"
+    assert all(r["others"]), "hiding one series hid another"
+    assert all(r["again"]) and r["pressedAgain"] == "true"
+    if r["mineText"] is not None:
+        assert r["hoverMine"] == r["mineText"] and "p50" in r["mineText"]
+        assert r["hoverHidden"] != r["mineText"], "a hidden series' point still shows its values"
+        assert r["hoverAgain"] == r["mineText"]
+    if r["otherText"] is not None:
+        assert r["hoverOther"] == r["otherText"]
+    assert r["mineText"] is not None or r["otherText"] is not None, "no point to hover"
+    assert r["tipAfterLeave"] is True
+    assert not console_errors(proc.stderr), console_errors(proc.stderr)
+
+
+# Injected at the end of two copies of the page: both move the latency plot
+# to the top (into the screenshot); one also clicks every legend entry of its
+# first panel and then gives the entries back their usual look, so only the
+# drawing can differ between the two screenshots.
+MOVE_UP = """<script>(function () {
+  var fig = document.getElementById('fig-latency');
+  document.body.insertBefore(fig, document.body.firstChild);
+  %s })();</script>"""
+HIDE_ALL = """var panel = fig.querySelector('.panel');
+  Array.prototype.forEach.call(panel.querySelectorAll('button[data-series]'), function (b) {
+    b.click(); b.style.opacity = '1'; b.style.textDecoration = 'none'; });"""
+
+
+def test_hiding_series_changes_the_drawn_plot(tmp_path, chromium, browser_result):
+    page = make_report(tmp_path, browser_result)
+    html = page.read_text(encoding="utf-8")
+    shots = []
+    for name, extra in (("base", ""), ("hidden", HIDE_ALL)):
+        variant = tmp_path / f"{name}.html"
+        variant.write_text(html.replace("</body>", MOVE_UP % extra + "</body>", 1),
+                           encoding="utf-8")
+        png = tmp_path / f"{name}.png"
+        proc = chromium_run(chromium, tmp_path, f"--screenshot={png}",
+                            "--window-size=1400,900", variant.as_uri())
+        assert png.is_file(), proc.stderr[-2000:]
+        shots.append(mpimg.imread(png)[..., :3])
+    base, hidden = shots
+    changed = (abs(base - hidden).max(axis=2) > 0.1)
+    assert changed.mean() > 0.002, f"only {changed.sum()} pixels changed"
+    # The drawn data went away, the frame did not: the hidden page has less ink.
+    ink = [(s.mean(axis=2) < 0.9).sum() for s in shots]
+    assert ink[1] < ink[0]

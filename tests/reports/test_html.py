@@ -4,8 +4,9 @@ import re
 
 import pytest
 
+from ipcbench_report import units
 from reportutil import (DATA, add_calibration, doctor, drawn_data_groups, figure_svg, load,
-                        run_script, save, svgs)
+                        panel_points, run_script, save, svgs)
 
 MAIN_FIGURES = ("fig-latency", "fig-throughput", "fig-distribution", "fig-cpu")
 
@@ -107,9 +108,14 @@ def test_calibration_floor_plot_and_ratio_column(tmp_path):
     e = next(e for e in doc["benchmarks"] if e["mechanism"] == "tcp")
     e.update(floor="futex_rtt", floor_value=41300.0, floor_ratio=123.0)
     _out, html = render(tmp_path, save(doc, tmp_path / "cal.json"))
-    assert 'id="fig-floor-cross-cpu"' in html and "no calibration data" not in html
-    floor_svg = figure_svg(html, "floor-cross-cpu")
-    assert "data-floor-line-" in floor_svg and drawn_data_groups(floor_svg) > 5
+    assert 'id="fig-floor-latency-cross-cpu"' in html and "no calibration data" not in html
+    floor_svg = figure_svg(html, "floor-latency-cross-cpu")
+    assert "data-floor-ratio-latency-" in floor_svg and drawn_data_groups(floor_svg) >= 1
+    # The tcp case sits at its own ratio, and hovering it names its floor.
+    name = f"tcp ({e['mode']}), {units.size(e['message_size'])}"
+    tcp = [p for p in panel_points(html, "floor-latency-cross-cpu")
+           if p[1] == "tcp" and p[4].startswith(name)]
+    assert tcp and "123× the floor (futex wake-up round trip: 41.3 µs)" in tcp[0][4]
     assert "× floor" in html and 'data-v="123.0"' in html
     assert_every_plot_drawn(html)
 
@@ -122,10 +128,9 @@ def test_floor_ratio_from_calibration_when_cases_lack_it(tmp_path):
         for k in ("floor", "floor_value", "floor_source", "floor_ratio", "floor_note"):
             e.pop(k, None)
     _out, html = render(tmp_path, save(doc, tmp_path / "cal.json"))
-    floor_svg = figure_svg(html, "floor-cross-cpu")
-    assert "data-floor-line-payload_rtt-" in floor_svg
-    assert "data-floor-ratio-latency-pipe-" in floor_svg
-    assert "data-floor-throughput-" not in floor_svg  # no bandwidth floor is guessed
+    points = panel_points(html, "floor-latency-cross-cpu")
+    assert any(p[1] == "pipe" and "the floor (payload round trip:" in p[4] for p in points)
+    assert 'id="fig-floor-throughput-' not in html  # no bandwidth floor is guessed
     assert "× floor" in html
 
 

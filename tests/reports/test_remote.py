@@ -18,7 +18,8 @@ import pytest
 
 from remote_fixture import ADDRESS, FLOOR_NOTE, ONEWAY_FIELDS, ONEWAY_NOTE, REMOTE_HOST
 from reportutil import (HOSTCROSSING, ROOT, doctor, figure_svg, html_table, load, mixed_doc,
-                        remote_doc, remote_pair, run_script, save)
+                        panel_points, remote_doc, remote_pair, run_script, save)
+from summaryutil import FLOORS, ROUND_TRIP, THROUGHPUT, details, floor_rows, question
 
 from ipcbench_report import compare, model, units
 
@@ -303,20 +304,31 @@ def test_report_names_the_remote_host_next_to_the_local_one(tmp_path):
     assert REMOTE_HOST["cpu_model"] in md and REMOTE_HOST["kernel"] in md
 
 
+def test_remote_cases_are_labelled_in_the_summary(tmp_path):
+    _html, md, _csv = report(tmp_path, *remote_pair(tmp_path))
+    for heading in (ROUND_TRIP, THROUGHPUT):
+        rows = question(md, heading)[1]
+        assert {"`tcp` sync", "`tcp` (remote) sync"} <= set(rows), heading
+    assert "(remote): measured across hosts (the peer on the remote host)." in md
+    assert "No floor applies across hosts" in details(md, FLOORS)
+    assert not any("(remote)" in label for label in floor_rows(md))
+
+
 def test_remote_cases_are_labelled_in_tables_and_plots(tmp_path):
-    html, md, _csv = report(tmp_path, *remote_pair(tmp_path))
+    html, _md, _csv = report(tmp_path, *remote_pair(tmp_path))
     page = re.search(r'id="cases-table".*?</thead>', html, flags=re.S).group(0)
     heads = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<th\b.*?</th>", page)]
     where = heads.index("where")
     rows = html_table(html, "cases-table")
     assert {r[where] for r in rows} == {"local", f"remote: serve-b ({ADDRESS})"}
     for fig in ("latency", "throughput", "distribution", "cpu"):
-        svg = figure_svg(html, fig)
-        assert svg and "tcp (remote)" in svg, fig
-        assert re.search(r">tcp<|>tcp \(", svg), fig  # the local series is there too
-    assert "| `tcp` (remote) sync |" in md or "| `tcp` (remote) |" in md
+        legend = {p[1].split(": ")[-1] for p in panel_points(html, fig)}  # without the file
+        assert "tcp (remote)" in legend, fig
+        assert "tcp" in legend, fig  # the local series is there too
     # no floor is drawn or tabulated for a remote case
-    assert figure_svg(html, "floor-0-cross-cpu") and figure_svg(html, "floor-1-cross-cpu") is None
+    assert figure_svg(html, "floor-latency-0-cross-cpu")
+    assert figure_svg(html, "floor-latency-1-cross-cpu") is None
+    assert not [p for p in panel_points(html, "floor-latency-0-cross-cpu") if "remote" in p[1]]
     floor_col = heads.index("× floor")
     assert all(r[floor_col] == "" for r in rows if r[where] != "local")
 

@@ -22,6 +22,8 @@ import pytest
 
 from reportutil import (HOSTCROSSING, as_v2, closed_loop, entries, figure_svg, html_table,
                         load, open_loop_v2, run_script, save, set_stream, set_wait)
+from summaryutil import THROUGHPUT, pair_rows as md_pairs, paragraph, question, section
+
 
 from ipcbench_report import model
 
@@ -60,19 +62,7 @@ def left_out_note(html):
     return m.group(1).replace("&#x27;", "'") if m else ""
 
 
-def summary_section(md, heading):
-    """The lines of a '### heading' section of the summary."""
-    part = md.split(f"### {heading}\n", 1)
-    return part[1].split("\n### ", 1)[0] if len(part) == 2 else ""
-
-
-def summary_rows(md):
-    """{row label: cells} of the summary's main table."""
-    table = md.split("\n\n")[2]
-    lines = [line for line in table.splitlines() if line.startswith("| ")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    return head, {cells[0]: cells for cells in
-                  ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+summary_section = section
 
 
 def case_table(html):
@@ -104,8 +94,14 @@ def test_window_1_async_latency_pairs_with_sync(tmp_path):
     assert left_out_note(html) == "" and "left out" not in md
     latency = figure_svg(html, "modes")
     assert "p50 round-trip latency at 64 B" in latency
-    section = summary_section(md, "Sync vs async")
-    assert "| `tcp` | p50 64 B |" in section and "| `udp` | throughput 4 KiB |" in section
+    summary = md_pairs(md)
+    for mech in MECHANISMS:
+        for figure in ("p50", "throughput"):
+            row = summary[(f"`{mech}`", figure)]  # sync → async (async / sync) per size
+            assert all(re.fullmatch(r"\S+ \S+ → \S+ \S+ \([\d.]+×\)", row[s])
+                       for s in SIZES), row
+    assert summary[("`tcp`", "p50")]["async in flight"] == "1"
+    assert summary[("`udp`", "throughput")]["async in flight"] == "limit 32 msgs"
 
 
 def test_model_pairs_closed_loop_window_1_only(tmp_path):
@@ -129,7 +125,9 @@ def test_open_loop_async_latency_is_left_out_with_a_note(tmp_path):
     assert "udp 64 B (open loop 2000/s: latency from the intended send times)" in note
     assert "udp 4 KiB (open loop 2000/s" in note and "tcp" not in note
     section = summary_section(md, "Sync vs async")
-    assert "| `udp` | p50 64 B |" not in section and "| `udp` | throughput 64 B |" in section
+    summary = md_pairs(md)
+    assert ("`udp`", "p50") not in summary and summary[("`udp`", "throughput")]["64 B"] != "–"
+    assert summary[("`tcp`", "p50")]["64 B"] != "–"
     assert "2 sync vs async latency pair(s) left out" in section
     assert "udp 64 B (open loop 2000/s" in section
 
@@ -144,6 +142,8 @@ def test_window_16_async_latency_is_left_out_with_a_note(tmp_path):
     assert note.startswith("1 sync vs async latency pair(s) left out"), note
     assert "zmq-tcp 64 B (window 16: includes queueing)" in note
     assert "1 sync vs async latency pair(s) left out" in summary_section(md, "Sync vs async")
+    zmq = md_pairs(md)[("`zmq-tcp`", "p50")]
+    assert zmq["64 B"] == "–" and zmq["4 KiB"] != "–"
 
 
 def test_only_left_out_latency_draws_throughput_only(tmp_path):
@@ -166,11 +166,11 @@ def test_pair_whose_wait_differs_is_labelled(tmp_path):
     assert pairs[("zmq-tcp", "p50 latency", "64 B")][8] == "both block"  # same wait: no label
     assert 'class="wait-differs"' in html
     assert "sync blocks, async spins" in figure_svg(html, "modes")
-    section = summary_section(md, "Sync vs async")
-    tcp = next(line for line in section.splitlines() if line.startswith("| `tcp` | p50 64 B"))
-    assert "sync blocks, async spins" in tcp
-    zmq = next(line for line in section.splitlines() if line.startswith("| `zmq-tcp` | p50"))
-    assert "sync" not in zmq.split("|")[-2]
+    summary = md_pairs(md)
+    assert summary[("`tcp`", "p50")]["note"] == "sync blocks, async spins"
+    assert summary[("`tcp`", "throughput")]["note"] == "sync blocks, async spins"
+    assert summary[("`udp`", "p50")]["note"] == "sync blocks, async polls"
+    assert summary[("`zmq-tcp`", "p50")]["note"] == "–"  # same wait: no label
     assert case_row(html, "tcp", "async", "latency")["wait"] == "spin"
 
 
@@ -197,9 +197,12 @@ def test_sender_behind_is_marked_everywhere(tmp_path):
     legend = re.search(r'<ul class="note limits-legend" id="limits-legend">(.*?)</ul>', html,
                        flags=re.S).group(1)
     assert "† sender behind" in legend and "‡" not in legend
-    _head, table = summary_rows(md)
-    assert table["`udp` async"][2].endswith("†")  # p50 64 B
-    assert "†" not in table["`tcp` async"][2]
+    # the open loop is not ranked: listed once under the round-trip table, marked
+    _head, table = question(md)
+    assert "`udp` async" not in table
+    assert "†" not in "".join(table["`tcp` async"].values())
+    assert ("`udp` async at 64 B, 4 KiB (open loop 2000/s: latency from the intended send "
+            "times) †") in paragraph(md)
     assert "† sender behind: in the open loop the sender fell behind its schedule" in md
     udp = [r for r in rows if r["mechanism"] == "udp" and r["mode"] == "async"
            and r["pattern"] == "latency"]
@@ -228,10 +231,17 @@ def test_flow_stall_and_full_buffer_are_marked(tmp_path):
     legend = re.search(r'id="limits-legend">(.*?)</ul>', html, flags=re.S).group(1)
     assert "‡ limited by the harness&#x27;s flow control" in legend
     assert "‡ harness-limited" in figure_svg(html, "modes")
-    _head, table = summary_rows(md)
-    assert table["`zmq-tcp` async"][4].endswith("‡")  # throughput 64 B
-    assert "‡" not in table["`tcp` async"][4] and "‡" not in table["`udp` async"][4]
+    _head, table = question(md, THROUGHPUT)
+    assert table["`zmq-tcp` async"]["64 B"].endswith("‡")
+    assert "‡" not in table["`tcp` async"]["64 B"] and "‡" not in table["`udp` async"]["64 B"]
     assert "‡ limited by the harness's flow control" in md
+    summary = md_pairs(md)
+    assert summary[("`zmq-tcp`", "throughput")]["note"] == (
+        "async: harness flow control 20% at 64 B, 20% at 4 KiB")
+    assert summary[("`udp`", "throughput")]["note"] == (
+        "async: buffer full 80% at 64 B, 80% at 4 KiB")
+    assert summary[("`tcp`", "throughput")]["note"] == "–"
+    assert "Buffer full: the mechanism's buffer was full most of the time" in md
     limited = {(r["mechanism"], r["message_size"]): r["limited_by"] for r in rows
                if r["mode"] == "async" and r["pattern"] == "throughput"}
     assert limited[("zmq-tcp", "64")] == "harness_flow_control"
@@ -250,14 +260,16 @@ def test_tables_state_window_and_rate(tmp_path):
     assert case_row(html, "udp", "async", "latency")["in flight"] == "open loop 2000/s"
     assert case_row(html, "tcp", "async", "throughput")["in flight"] == "limit 32 msgs"
     assert case_row(html, "tcp", "sync", "latency")["in flight"] == ""
-    head, table = summary_rows(md)
-    assert head[:2] == ["mechanism", "in flight"]
-    assert table["`tcp` async"][1] == "1"
-    assert table["`zmq-tcp` async"][1] == "16 (queueing)"
-    assert table["`udp` async"][1] == "open loop 2000/s"
-    assert table["`tcp` sync"][1] == "–"
-    # a figure that is not one message at a time is never the best round trip
-    assert "**" not in table["`udp` async"][2] and "**" not in table["`zmq-tcp` async"][2]
+    # the round-trip table ranks one message at a time (async: window 1) and
+    # names the others once with how they kept messages in flight
+    _head, table = question(md)
+    assert {"`tcp` async", "`tcp` sync"} <= set(table)
+    assert "`zmq-tcp` async" not in table and "`udp` async" not in table
+    text = paragraph(md)
+    assert "one message at a time (async: a closed loop at window 1)" in text
+    assert "`zmq-tcp` async at 64 B, 4 KiB (window 16: includes queueing)" in text
+    assert "`udp` async at 64 B, 4 KiB (open loop 2000/s: latency from the intended" in text
+    assert md_pairs(md)[("`tcp`", "throughput")]["async in flight"] == "limit 32 msgs"
     flight = {(r["mechanism"], r["mode"], r["pattern"], r["message_size"]): r["in_flight"]
               for r in rows}
     assert flight[("zmq-tcp", "async", "latency", "64")] == "16 (queueing)"
@@ -318,7 +330,8 @@ def test_version_1_file_still_renders(tmp_path):
     assert ("tcp", "throughput", "64 B") in pair_rows(html)
     assert "wait" not in case_table(html)[0] and "limited by" not in case_table(html)[0]
     assert {r["wait"] for r in rows} == {""} and {r["limited_by"] for r in rows} == {""}
-    assert "16 (queueing)" in md
+    assert "`tcp` async at 64 B, 4 KiB (window 16: includes queueing)" in paragraph(md)
+    assert md_pairs(md)[("`tcp`", "throughput")]["async in flight"] == "ack window 16"
 
 
 @pytest.mark.parametrize("window", [1, 16])
@@ -333,4 +346,6 @@ def test_version_1_row_without_a_window_reads_the_configuration(tmp_path, window
     assert case_row(html, "tcp", "async", "latency")["in flight"] == expected
     assert (("tcp", "p50 latency", "64 B") in pair_rows(html)) == (window == 1)
     assert all(r["status"] == "ok" for r in rows)
-    assert summary_rows(md)[1]["`tcp` async"][1] == expected
+    assert ("`tcp` async" in question(md)[1]) == (window == 1)
+    assert ("`tcp` async at 64 B, 4 KiB (window 16: includes queueing)" in paragraph(md)) == (
+        window == 16)

@@ -159,4 +159,4 @@ def test_style_and_script_are_inlined_verbatim():
     run.label = "interrupted"
     page = html.render_report([run])
     assert f"<style>\n{html.asset('style.css')}\n</style>" in page
-    assert f"<script>\n{html.asset('sortable.js')}\n</script>" in page
+    assert f"<script>\n{html.asset('sortable.js')}\n{html.asset('plots.js')}\n</script>" in page
