@@ -25,6 +25,7 @@
 #include "bench/control/control.hpp"
 #include "bench/control/remote.hpp"
 #include "bench/core/clock.hpp"
+#include "bench/core/hgrm.hpp"
 #include "bench/core/protocol.hpp"
 #include "bench/core/settings.hpp"
 #include "bench/core/sysinfo.hpp"
@@ -79,6 +80,7 @@ std::vector<std::string> choose(const std::string& text, const std::vector<std::
 
 struct RunArgs {
   std::string mechanisms, modes, patterns, sizes, cpus, placement, out, verify = "header";
+  std::string hgrm;  // --hgrm DIR
   std::string remote, token_file;
   std::string engine;  // unset: poll
   int remote_cpu = -1;
@@ -179,6 +181,30 @@ std::pair<std::string, int> host_port_or_usage(const std::string& text, const ch
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string(option) + ": " + e.what());
   }
+}
+
+// `--hgrm DIR`: created when missing (with its parents); otherwise it must
+// be a directory (or a link to one) this process can write into.
+std::string hgrm_directory(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);  // follows links
+  if (!fs::exists(st)) {
+    if (fs::is_symlink(fs::symlink_status(dir, ec))) {
+      throw UsageError("--hgrm " + dir + " is a link to nothing: give a directory");
+    }
+    if (!fs::create_directories(dir, ec) && ec) {
+      throw UsageError("--hgrm " + dir + ": cannot create the directory: " + ec.message());
+    }
+  } else if (!fs::is_directory(st)) {
+    throw UsageError("--hgrm " + dir +
+                     " is not a directory: it takes a directory, for one .hgrm file per "
+                     "latency case");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    throw UsageError("--hgrm " + dir + ": cannot write there: " + std::strerror(errno));
+  }
+  return dir;
 }
 
 Settings validate(const RunArgs& a, int argc, char** argv) {
@@ -354,6 +380,8 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   s.benchmark_args = a.passthrough;
 
   s.out = a.out;  // opened (and checked) by cli_main, once validation passed
+  // Last: the only check that changes the machine (it creates the directory).
+  if (!a.hgrm.empty()) s.hgrm_dir = hgrm_directory(a.hgrm);
   return s;
 }
 
@@ -429,6 +457,38 @@ class RunDir {
 };
 
 void on_stop_signal(int sig) { posix::request_stop(sig); }
+
+// `--hgrm DIR`: each measured latency case's samples (all its repetitions
+// merged) as HdrHistogram text, DIR/<case name, '/' as '_'>.hgrm. Failed,
+// skipped and flagged cases have none: they are not results. Returns how
+// many were written.
+std::size_t write_hgrm_files(Runner& runner, const std::string& dir) {
+  std::size_t written = 0;
+  const std::vector<Case>& cases = runner.cases();
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    if (c.pattern != Pattern::kLatency || !c.skip_reason.empty() || !c.error.empty() ||
+        !c.measurement_error.empty()) {
+      continue;
+    }
+    std::optional<Histogram> merged;
+    for (const auto& [id, trial] : runner.trials()) {
+      if (trial.case_index != i || !trial.histogram) continue;
+      if (merged) {
+        merged->merge(*trial.histogram);
+      } else {
+        merged = *trial.histogram;
+      }
+    }
+    if (!merged) continue;
+    std::string path = dir;
+    path.append("/").append(c.name).append(".hgrm");
+    std::replace(path.begin() + static_cast<std::ptrdiff_t>(dir.size()) + 1, path.end(), '/', '_');
+    OutputFile::open(path).write(hgrm_text(*merged));
+    ++written;
+  }
+  return written;
+}
 
 int do_run(Settings& settings, OutputFile* output) {
   // Google Benchmark parses its own flags; anything it does not know is a
@@ -531,6 +591,16 @@ int do_run(Settings& settings, OutputFile* output) {
       output->write(doc.dump(2) + "\n");
       std::fprintf(stderr, "ipcbench: wrote %s%s\n", output->name().c_str(),
                    complete ? "" : " (marked incomplete)");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
+      written = false;
+    }
+  }
+  if (!settings.hgrm_dir.empty()) {
+    try {
+      const std::size_t n = write_hgrm_files(runner, settings.hgrm_dir);
+      std::fprintf(stderr, "ipcbench: wrote %zu .hgrm file(s) to %s\n", n,
+                   settings.hgrm_dir.c_str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "ipcbench: error: %s\n", e.what());
       written = false;
@@ -708,6 +778,9 @@ int cli_main(int argc, char** argv) {
                   "Async latency: open loop at N messages/s (default: closed "
                   "loop)");
   run->add_option("--out", r.out, "Write the JSON result file here");
+  run->add_option("--hgrm", r.hgrm,
+                  "Also write each latency case's distribution here, as HdrHistogram .hgrm "
+                  "text (one file per case; the directory is created if missing)");
   run->add_option("--remote", r.remote,
                   "Run the peers on another host, where 'ipcbench serve' "
                   "listens: HOST:PORT (host-crossing mechanisms only)");

@@ -207,6 +207,23 @@ class Histogram {
   // Bytes used by the counts array; fixed for the object's lifetime.
   std::size_t memory_bytes() const noexcept { return counts_.size() * sizeof(std::uint64_t); }
 
+  // Calls f(highest value of the slot, count) for every slot that holds a
+  // sample, lowest first; the highest value is capped at max(), as
+  // value_at_percentile reports it. For exporters (the .hgrm text), never
+  // on a hot path.
+  template <typename F>
+  void for_each_recorded(F&& f) const {
+    for (std::size_t i = 0; i < counts_.size(); ++i) {
+      if (counts_[i] == 0) continue;
+      f(std::clamp(value_from_index(i) + width_at_index(i) - 1, min_, max_), counts_[i]);
+    }
+  }
+
+  // HdrHistogram's names for the layout: buckets (doubling ranges) and
+  // sub-buckets per bucket.
+  std::size_t bucket_count() const noexcept { return (counts_.size() >> half_magnitude_) - 1; }
+  std::size_t sub_bucket_count() const noexcept { return std::size_t{2} << half_magnitude_; }
+
   // Construction parameters, as passed.
   std::uint64_t lowest() const noexcept { return lowest_; }
   std::uint64_t highest() const noexcept { return highest_; }

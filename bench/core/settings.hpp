@@ -115,6 +115,7 @@ struct Settings {
   std::uint64_t in_flight_bytes = kDefaultInFlightBytes;  // streaming flow control
   std::uint32_t spin_budget = 0;  // spins before a wait, where a mechanism takes a budget
   std::string out;                // result file; empty: none
+  std::string hgrm_dir;           // --hgrm: a .hgrm file per latency case here; empty: none
   // Across hosts (`--remote HOST:PORT`): the peer runs under `ipcbench
   // serve` there; placements then place the runner only.
   std::string remote;

@@ -202,3 +202,68 @@ TEST(OutPaths, BlockDeviceIsRefusedBeforeAnythingRuns) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// --hgrm DIR: one HdrHistogram .hgrm text per measured latency case
+
+RunResult run_hgrm(const std::string& dir, const std::string& out) {
+  return run_ipcbench({"run", "--mechanisms", "pipe", "--modes", "sync", "--patterns",
+                       "latency,throughput", "--sizes", "64", "--min-time", "0.02",
+                       "--no-calibration", "--hgrm", dir, "--out", out});
+}
+
+TEST(HgrmDir, IsCreatedAndHoldsEachLatencyCaseWithItsSamples) {
+  TempDir dir;
+  const std::string hgrm = dir.file("new/hgrm");  // neither exists yet
+  const RunResult r = run_hgrm(hgrm, dir.file("r.json"));
+  ASSERT_EQ(r.status, 0) << r;
+  std::set<std::string> files;
+  for (const auto& e : fs::directory_iterator(hgrm)) files.insert(e.path().filename());
+  EXPECT_EQ(files, (std::set<std::string>{"pipe_sync_latency_64.hgrm"}))
+      << "latency cases only: a throughput case has no round trips";
+  const std::string text = read_file(hgrm + "/pipe_sync_latency_64.hgrm");
+  EXPECT_TRUE(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"))
+      << text;
+  const auto doc = read_json(dir.file("r.json"));
+  ASSERT_TRUE(doc) << r;
+  const json* row = nullptr;
+  for (const json& b : (*doc)["benchmarks"]) {
+    if (b["name"].get<std::string>().starts_with("pipe/sync/latency/64")) row = &b;
+  }
+  ASSERT_NE(row, nullptr);
+  // The same samples as the JSON row: the count, the largest, the median.
+  const auto samples = (*row)["samples"].get<double>();
+  char want[96];
+  std::snprintf(want, sizeof want, "Total count    = %12.0f]", samples);
+  EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  std::snprintf(want, sizeof want, "#[Max     = %12.3f,", (*row)["max_ns"].get<double>() / 1000);
+  EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  std::snprintf(want, sizeof want, "%12.3f 0.500000000000", (*row)["p50_ns"].get<double>() / 1000);
+  EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+}
+
+TEST(HgrmDir, ThatIsNotADirectoryIsRefusedBeforeAnythingRuns) {
+  TempDir dir;
+  const std::string file = dir.file("file");
+  write_json(file, json{{"keep", true}});
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const std::string dangling = dir.file("dangling");
+  fs::create_symlink(dir.file("nowhere"), dangling);
+  for (const std::string& path : {file, fifo, dangling}) {
+    const auto before = run_directories();
+    const RunResult r = run_hgrm(path, dir.file("r.json"));
+    EXPECT_EQ(r.status, 2) << r;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line\n" << r;
+    EXPECT_TRUE(r.err.starts_with(kErrorPrefix)) << r;
+    EXPECT_TRUE(mentions(r.err, path)) << r;
+    EXPECT_EQ(r.err.find("Running"), std::string::npos) << "nothing ran\n" << r;
+    EXPECT_FALSE(fs::exists(dir.file("r.json"))) << "no result file\n" << r;
+    expect_no_leftovers(r, before, dir.path());
+  }
+  EXPECT_EQ(type_of(file), fs::file_type::regular);
+  EXPECT_EQ(read_json(file).value_or(json{}), (json{{"keep", true}}));
+  EXPECT_EQ(type_of(fifo), fs::file_type::fifo);
+  EXPECT_EQ(type_of(dangling), fs::file_type::symlink);
+  EXPECT_FALSE(fs::exists(dir.file("nowhere"))) << "a dangling link's target is not made";
+}
