@@ -80,7 +80,11 @@ std::vector<std::string> choose(const std::string& text, const std::vector<std::
 
 struct RunArgs {
   std::string mechanisms, modes, patterns, sizes, cpus, placement, out, verify = "header";
-  std::string hgrm;  // --hgrm DIR
+  std::string hgrm;         // --hgrm DIR
+  bool load_sweep = false;  // --load-sweep given (with or without steps)
+  std::string load_steps;   // --load-sweep=STEPS
+  std::string slo;          // --slo pNN=TIME
+  std::optional<double> slo_factor;
   std::string remote, token_file;
   std::string engine;  // unset: poll
   int remote_cpu = -1;
@@ -205,6 +209,51 @@ std::string hgrm_directory(const std::string& dir) {
     throw UsageError("--hgrm " + dir + ": cannot write there: " + std::strerror(errno));
   }
   return dir;
+}
+
+// --load-sweep and its bound. The sweep is async latency only: the peak
+// echo rate, the unloaded round trip, then the open loop at each step.
+void validate_load_sweep(const RunArgs& a, Settings& s) {
+  if (!a.load_sweep) {
+    if (!a.slo.empty() || a.slo_factor) {
+      throw UsageError("--slo and --slo-factor set the bound of a load sweep: add --load-sweep");
+    }
+    return;
+  }
+  if (!a.modes.empty() || !a.patterns.empty()) {
+    throw UsageError(
+        "--load-sweep runs async latency only (the open loop at each step): leave out "
+        "--modes and --patterns");
+  }
+  if (a.rate || a.window) {
+    throw UsageError("--load-sweep sets each step's rate itself: leave out --rate and --window");
+  }
+  if (!a.remote.empty()) {
+    throw UsageError("--load-sweep does not run across hosts yet: leave out --remote");
+  }
+  if (s.engines.size() > 1) {
+    throw UsageError("--load-sweep runs on one engine: give --engine a single one");
+  }
+  s.load_sweep = true;
+  s.modes = {Mode::kAsync};
+  s.patterns = {Pattern::kLatency};
+  try {
+    s.ladder = a.load_steps.empty() ? default_ladder() : parse_ladder(a.load_steps);
+    if (!a.slo.empty()) s.slo = parse_slo(a.slo);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  if (a.slo_factor) {
+    if (!a.slo.empty()) {
+      throw UsageError("--slo gives an absolute bound and --slo-factor a relative one: keep one");
+    }
+    if (!(*a.slo_factor > 1 && *a.slo_factor <= 1000)) {
+      throw UsageError(
+          "--slo-factor must be above 1 (a bound above the unloaded figure) and at "
+          "most 1000");
+    }
+    s.slo.factor = *a.slo_factor;
+  }
 }
 
 Settings validate(const RunArgs& a, int argc, char** argv) {
@@ -379,6 +428,7 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
   }
   s.benchmark_args = a.passthrough;
 
+  validate_load_sweep(a, s);
   s.out = a.out;  // opened (and checked) by cli_main, once validation passed
   // Last: the only check that changes the machine (it creates the directory).
   if (!a.hgrm.empty()) s.hgrm_dir = hgrm_directory(a.hgrm);
@@ -778,6 +828,17 @@ int cli_main(int argc, char** argv) {
                   "Async latency: open loop at N messages/s (default: closed "
                   "loop)");
   run->add_option("--out", r.out, "Write the JSON result file here");
+  CLI::Option* load_sweep =
+      run->add_option("--load-sweep", r.load_steps,
+                      "Run only the load sweep: per mechanism and size, the peak echo rate, then "
+                      "async latency in the open loop at each step (default ladder, or steps like "
+                      "10%,50%,90%,100%,120% of the peak, or rates like 50k)")
+          ->expected(0, 1);
+  run->add_option("--slo", r.slo,
+                  "Load sweep: the capacity's latency bound, e.g. p99=20us (default: p99 within "
+                  "--slo-factor times the unloaded p99)");
+  run->add_option("--slo-factor", r.slo_factor,
+                  "Load sweep: the bound as a multiple of the unloaded figure (default 2)");
   run->add_option("--hgrm", r.hgrm,
                   "Also write each latency case's distribution here, as HdrHistogram .hgrm "
                   "text (one file per case; the directory is created if missing)");
@@ -843,6 +904,7 @@ int cli_main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    r.load_sweep = load_sweep->count() > 0;
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "ipcbench: error: %s (see 'ipcbench %s--help')\n", e.what(),

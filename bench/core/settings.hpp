@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/core/load_sweep.hpp"
+
 namespace ipcbench {
 
 enum class Mode { kSync, kAsync };
@@ -116,6 +118,11 @@ struct Settings {
   std::uint32_t spin_budget = 0;  // spins before a wait, where a mechanism takes a budget
   std::string out;                // result file; empty: none
   std::string hgrm_dir;           // --hgrm: a .hgrm file per latency case here; empty: none
+  // --load-sweep: only the sweep runs (async latency: the peak echo rate,
+  // the unloaded round trip, then the open loop at each step).
+  bool load_sweep = false;
+  std::vector<LoadStep> ladder;  // the steps, default_ladder() unless given
+  Slo slo;                       // --slo / --slo-factor
   // Across hosts (`--remote HOST:PORT`): the peer runs under `ipcbench
   // serve` there; placements then place the runner only.
   std::string remote;

@@ -71,6 +71,45 @@ std::string wait_of(const Mechanism& m, Mode mode, std::uint32_t spin_budget) {
   return "block";
 }
 
+const char* role_name(Case::SweepRole role) {
+  switch (role) {
+    case Case::SweepRole::kPeak:
+      return "peak";
+    case Case::SweepRole::kUnloaded:
+      return "unloaded";
+    case Case::SweepRole::kStep:
+      return "step";
+    case Case::SweepRole::kNone:
+      break;
+  }
+  return "";
+}
+
+// A load sweep's row: pattern "load", its part in the sweep, and for a step
+// the offered and achieved rates, whether it saturated, and which
+// percentiles its samples back.
+void sweep_fields(nlohmann::ordered_json& b, const Case& c) {
+  b["pattern"] = "load";
+  b["load_role"] = role_name(c.sweep_role);
+  if (c.sweep_role == Case::SweepRole::kStep) {
+    b["load_step"] = c.step.label();
+    if (c.step.rate == 0) b["load_fraction"] = c.step.fraction;
+    if (b.contains("offered_rate") && b.contains("achieved_rate")) {
+      b["saturated"] = saturated(b["offered_rate"].get<double>(), b["achieved_rate"].get<double>());
+    }
+  } else {
+    b.erase("offered_rate");
+  }
+  if (b.contains("samples")) {
+    nlohmann::ordered_json backed_list = nlohmann::ordered_json::array();
+    const auto n = static_cast<std::uint64_t>(b["samples"].get<double>());
+    for (double p : {50.0, 90.0, 99.0, 99.9, 99.99}) {
+      if (backed(p, n)) backed_list.push_back(p);
+    }
+    b["backed_percentiles"] = backed_list;
+  }
+}
+
 nlohmann::ordered_json spectrum(const Histogram& h) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (double p : kSpectrumPercentiles) {
@@ -93,6 +132,36 @@ std::string fmt_rate(double per_second, const char* unit) {
     std::snprintf(buf, sizeof buf, "%.0f %s/s", per_second, unit);
   }
   return buf;
+}
+
+std::optional<double> sweep_bound(const Sweep& s, const Slo& slo) {
+  if (slo.bound_ns > 0) return slo.bound_ns;
+  if (s.unloaded_ns) return slo.bound_for(*s.unloaded_ns);
+  return std::nullopt;
+}
+
+std::optional<double> sweep_capacity(const Sweep& s, const Slo& slo) {
+  const auto bound = sweep_bound(s, slo);
+  if (!bound) return std::nullopt;
+  return capacity(s.steps, slo, *bound);
+}
+
+std::string sweep_summary(const Sweep& s, const Slo& slo) {
+  std::string size = format_size(s.size);
+  if (std::isdigit(static_cast<unsigned char>(size.back())) != 0) size += " B";
+  std::string line = "load sweep " + s.mechanism + " " + size + ": ";
+  if (!s.peak_echo_rate) return line + "no peak echo rate, so no sweep";
+  line += "peak echo rate " + fmt_rate(*s.peak_echo_rate, "msg");
+  const auto bound = sweep_bound(s, slo);
+  const auto cap = sweep_capacity(s, slo);
+  std::size_t unsaturated = 0;
+  for (const StepFigures& f : s.steps) unsaturated += saturated(f.offered, f.achieved) ? 0 : 1;
+  line += ", " + std::to_string(s.steps.size()) + " steps (" + std::to_string(unsaturated) +
+          " unsaturated)";
+  if (!bound) return line + "; no unloaded figure, so no capacity";
+  line += "; capacity at " + slo.text() + " (" + fmt_ns(*bound) + "): ";
+  line += cap ? fmt_rate(*cap, "msg") : std::string("none (no step met the bound)");
+  return line;
 }
 
 // A counter of `run` formatted, or "n/a" when the run does not have it
@@ -356,6 +425,7 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
   const bool latency = c != nullptr && c->pattern == Pattern::kLatency;
   std::vector<Run> shown;
   for (const Run& run : runs) {
+    if (c != nullptr && c->not_run) continue;  // left out of the result too
     if (c != nullptr && !c->skip_reason.empty()) {
       std::cout << run.benchmark_name() << "  SKIPPED: " << c->skip_reason << "\n";
       continue;
@@ -386,6 +456,8 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
   const Run& last = runs.back();
   if (c != nullptr && !c->skip_reason.empty()) {
     outcome = "skipped: " + c->skip_reason;
+  } else if (c != nullptr && c->not_run) {
+    outcome = "not run: the sweep stopped past saturation";
   } else if (last.error_occurred) {
     outcome = "FAILED: " + last.error_message;
   } else if (latency) {
@@ -394,7 +466,19 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
     if (last.counters.count("oneway_p50_ns")) {
       outcome += ", one-way p50 " + counter_text(last, "oneway_p50_ns", fmt_ns);
     }
-    const std::uint64_t rate = runner_.settings().rate;
+    const std::uint64_t rate = c->sweep >= 0 ? c->rate : runner_.settings().rate;
+    if (c->sweep_role == Case::SweepRole::kStep) {
+      outcome = "offered " + fmt_rate(static_cast<double>(c->rate), "msg") + ", echoed " +
+                counter_text(last, "achieved_rate", [](double v) { return fmt_rate(v, "msg"); }) +
+                (saturated(static_cast<double>(c->rate), counter_value(last, "achieved_rate"))
+                     ? " (SATURATED)"
+                     : "") +
+                "; " + outcome;
+    } else if (c->sweep_role == Case::SweepRole::kPeak) {
+      outcome = "peak echo rate " +
+                counter_text(last, "achieved_rate", [](double v) { return fmt_rate(v, "msg"); }) +
+                "; " + outcome;
+    }
     auto achieved = last.counters.find("rate_achieved");
     if (c->mode == Mode::kAsync && rate > 0 && achieved != last.counters.end() &&
         achieved->second.value < kRateKeptUp * static_cast<double>(rate)) {
@@ -423,6 +507,51 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
     if (!c->floor_moved.empty()) outcome += "; FLOOR MOVED: " + c->floor_moved;
   }
   progress_.finish_case(c != nullptr ? c->name : runs.front().benchmark_name(), outcome);
+  if (c != nullptr && c->sweep >= 0) {
+    const Sweep& s = runner_.sweeps()[static_cast<std::size_t>(c->sweep)];
+    if (static_cast<std::size_t>(case_index) == s.last_case) {
+      progress_.clear();
+      std::printf("%s\n", sweep_summary(s, runner_.settings().slo).c_str());
+      std::fflush(stdout);
+      progress_.redraw();
+    }
+  }
+}
+
+void IpcbenchReporter::add_load_sweeps(nlohmann::ordered_json& doc,
+                                       const Settings& settings) const {
+  const Slo& slo = settings.slo;
+  const auto or_null = [](const std::optional<double>& v) {
+    return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+  };
+  nlohmann::ordered_json steps = nlohmann::ordered_json::array();
+  for (const LoadStep& step : settings.ladder) steps.push_back(step.label());
+  const nlohmann::ordered_json rule = {
+      {"percentile", slo.percentile},
+      {"bound_ns", slo.bound_ns > 0 ? nlohmann::ordered_json(slo.bound_ns) : nullptr},
+      {"factor",
+       slo.bound_ns > 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(slo.factor)}};
+  doc["ipcbench"]["configuration"]["load_sweep"] = {{"steps", steps}, {"slo", rule}};
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const Sweep& s : runner_.sweeps()) {
+    std::size_t unsaturated = 0;
+    for (const StepFigures& f : s.steps) unsaturated += saturated(f.offered, f.achieved) ? 0 : 1;
+    list.push_back({{"mechanism", s.mechanism},
+                    {"message_size", s.size},
+                    {"placement", settings.placements[s.placement].name()},
+                    {"peak_echo_rate", or_null(s.peak_echo_rate)},
+                    {"capacity_rate", or_null(sweep_capacity(s, slo))},
+                    {"bound",
+                     {{"percentile", slo.percentile},
+                      {"ns", or_null(sweep_bound(s, slo))},
+                      {"text", slo.text()}}},
+                    {"unloaded_p99_ns", or_null(s.unloaded_p99_ns)},
+                    {"steps_run", s.steps.size()},
+                    {"unsaturated_steps", unsaturated},
+                    {"stopped", s.stopped.empty() ? nlohmann::ordered_json(nullptr)
+                                                  : nlohmann::ordered_json(s.stopped)}});
+  }
+  doc["ipcbench"]["load_sweeps"] = list;
 }
 
 void IpcbenchReporter::Finalize() {
@@ -445,7 +574,7 @@ std::vector<std::pair<std::string, std::string>> IpcbenchReporter::failed() cons
   for (const Row& r : rows_) {
     if (r.case_index < 0 || !seen.insert(r.case_index).second) continue;
     const Case& c = runner_.cases()[static_cast<std::size_t>(r.case_index)];
-    if (c.skip_reason.empty() && !c.error.empty()) {
+    if (c.skip_reason.empty() && !c.error.empty() && !c.not_run) {
       out.emplace_back(c.name + "/manual_time", c.error);
     }
   }
@@ -487,16 +616,18 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     } else if (!c.adapter_note.empty()) {
       b["adapter_note"] = c.adapter_note;
     }
+    if (c.sweep >= 0) sweep_fields(b, c);
     if (c.mode == Mode::kAsync) {
-      const std::uint64_t rate = runner_.settings().rate;
+      // A sweep's case has its own window (peak, unloaded) or rate (a step).
+      const std::uint64_t rate = c.sweep >= 0 ? c.rate : runner_.settings().rate;
+      const std::uint64_t window = c.window > 0 ? c.window : runner_.settings().window;
       const bool open_loop = rate > 0 && c.pattern == Pattern::kLatency;
       const bool closed_loop = rate == 0 && c.pattern == Pattern::kLatency;
       // The window applies to the closed loop only: the open loop has none
       // and throughput has its own flow control (in_flight_limit_*).
-      b["window"] = closed_loop ? nlohmann::ordered_json(runner_.settings().window)
-                                : nlohmann::ordered_json(nullptr);
+      b["window"] = closed_loop ? nlohmann::ordered_json(window) : nlohmann::ordered_json(nullptr);
       b["rate"] = open_loop ? nlohmann::ordered_json(rate) : nlohmann::ordered_json(nullptr);
-      if (closed_loop) b["includes_queueing"] = runner_.settings().window > 1;
+      if (closed_loop) b["includes_queueing"] = window > 1;
       if (open_loop && b.contains("rate_achieved")) {
         const bool kept_up =
             b["rate_achieved"].get<double>() >= kRateKeptUp * static_cast<double>(rate);
@@ -570,6 +701,15 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     }
   }
 
+  // The steps a sweep did not run (it stopped past saturation) are left out.
+  nlohmann::ordered_json kept = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < benchmarks.size(); ++i) {
+    const bool not_run = i < rows_.size() && rows_[i].case_index >= 0 &&
+                         runner_.cases()[static_cast<std::size_t>(rows_[i].case_index)].not_run;
+    if (!not_run) kept.push_back(std::move(benchmarks[i]));
+  }
+  benchmarks = std::move(kept);
+
   nlohmann::ordered_json failed_list = nlohmann::ordered_json::array();
   for (const auto& [name, error] : failed())
     failed_list.push_back({{"name", name}, {"error", error}});
@@ -636,6 +776,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     }
     doc["ipcbench"]["remote"] = remote;
   }
+  if (settings.load_sweep) add_load_sweeps(doc, settings);
   // Figures made with another peer program than this binary's are not the
   // suite's: the file says which.
   if (!settings.peer_executable.empty()) {

@@ -44,6 +44,8 @@ class IpcbenchReporter : public benchmark::BenchmarkReporter {
   std::vector<std::pair<std::string, std::string>> failed() const;
   // Names and reasons of cases the sanity gate flagged as measurement errors.
   std::vector<std::pair<std::string, std::string>> flagged() const;
+  // --load-sweep: the run's sweeps (ipcbench.load_sweeps) and their settings.
+  void add_load_sweeps(nlohmann::ordered_json& doc, const Settings& settings) const;
 
  private:
   // Where each JSON row came from, in the order JSONReporter wrote them.

@@ -60,6 +60,19 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
     const Capabilities caps = mech->capabilities();
     std::string unavailable = mech->unavailable_reason();
     if (!unavailable.empty()) unavailable.insert(0, mech_name + " is unavailable here: ");
+    if (settings.load_sweep) {
+      for (std::size_t p = 0; p < settings.placements.size(); ++p) {
+        for (std::size_t size : settings.sizes) {
+          std::string skip = unavailable;
+          if (skip.empty() && size > caps.max_message) {
+            skip = "message size " + std::to_string(size) + " exceeds " + mech_name +
+                   "'s limit of " + std::to_string(caps.max_message) + " bytes";
+          }
+          add_sweep(mech, p, size, several_placements, skip);
+        }
+      }
+      continue;
+    }
     for (std::size_t p = 0; p < settings.placements.size(); ++p) {
       for (const Mode mode : settings.modes) {
         // Sync cases, and the async ones of a channel that waits its own
@@ -113,6 +126,110 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
 }
 
 Runner::~Runner() { finish(); }
+
+// The peak echo rate's closed loop: enough in flight that the mechanism,
+// not the round trip, sets the rate.
+constexpr std::uint64_t kPeakWindow = 64;
+// A step runs until its SLO percentile is backed (load_sweep.hpp), at least
+// --min-time and at most this long, so a light step of a slow mechanism
+// does not take minutes.
+constexpr double kMaxStepSeconds = 2.0;
+// The unloaded round trip runs at least this long: its percentile is the
+// bound's base.
+constexpr double kUnloadedSeconds = 1.0;
+// The sweep stops after this many saturated steps in a row.
+constexpr int kSaturatedSteps = 2;
+
+void Runner::add_sweep(Mechanism* mech, std::size_t placement, std::size_t size,
+                       bool several_placements, const std::string& skip) {
+  const int index = static_cast<int>(sweeps_.size());
+  Sweep s;
+  s.mechanism = std::string(mech->name());
+  s.size = size;
+  s.placement = placement;
+  const std::vector<Engine> usable = engine::engines_of(mech->capabilities());
+  const auto add = [&](Case::SweepRole role, const std::string& label, const LoadStep& step) {
+    Case c;
+    c.mechanism = mech;
+    c.mode = Mode::kAsync;
+    c.pattern = Pattern::kLatency;
+    c.size = size;
+    c.placement = placement;
+    if (!usable.empty()) c.engine = settings_.engines.front();
+    c.name = s.mechanism + "/async/load/" + std::to_string(size) + "/" + label;
+    if (several_placements) c.name += "/" + settings_.placements[placement].name();
+    c.sweep_role = role;
+    c.sweep = index;
+    c.step = step;
+    c.window = role == Case::SweepRole::kPeak ? kPeakWindow : 1;
+    c.skip_reason = skip;
+    if (skip.empty() && c.engine &&
+        std::find(usable.begin(), usable.end(), *c.engine) == usable.end()) {
+      c.skip_reason = s.mechanism + " cannot run on " + std::string(name_of(*c.engine));
+    }
+    cases_.push_back(std::move(c));
+  };
+  add(Case::SweepRole::kPeak, "peak", {});
+  add(Case::SweepRole::kUnloaded, "unloaded", {});
+  for (const LoadStep& step : settings_.ladder) add(Case::SweepRole::kStep, step.label(), step);
+  s.last_case = cases_.size() - 1;
+  sweeps_.push_back(std::move(s));
+}
+
+bool Runner::prepare_sweep_case(Case& c) {
+  Sweep& s = sweeps_[static_cast<std::size_t>(c.sweep)];
+  if (c.sweep_role == Case::SweepRole::kPeak) {
+    c.min_time = settings_.min_time;
+    return true;
+  }
+  if (c.sweep_role == Case::SweepRole::kUnloaded) {
+    c.min_time = std::max(settings_.min_time, kUnloadedSeconds);
+    return true;
+  }
+  if (!s.stopped.empty()) {
+    c.not_run = true;
+    return false;
+  }
+  if (!s.peak_echo_rate) {
+    c.error = "the peak echo rate was not measured, so the step has no rate (see the peak case)";
+    return false;
+  }
+  c.rate = c.step.offered(*s.peak_echo_rate);
+  const double wanted = static_cast<double>(samples_for(settings_.slo.percentile)) * 1.05 /
+                        static_cast<double>(c.rate);
+  c.min_time =
+      std::clamp(wanted, settings_.min_time, std::max(settings_.min_time, kMaxStepSeconds));
+  return true;
+}
+
+void Runner::record_sweep_case(const Case& c, const TrialResult& r) {
+  Sweep& s = sweeps_[static_cast<std::size_t>(c.sweep)];
+  const double echoed = r.seconds > 0 ? static_cast<double>(r.messages) / r.seconds : 0;
+  switch (c.sweep_role) {
+    case Case::SweepRole::kPeak:
+      s.peak_echo_rate = echoed;
+      break;
+    case Case::SweepRole::kUnloaded:
+      s.unloaded_ns = static_cast<double>(histogram_.value_at_percentile(settings_.slo.percentile));
+      s.unloaded_p99_ns = static_cast<double>(histogram_.value_at_percentile(99));
+      break;
+    case Case::SweepRole::kStep: {
+      StepFigures f;
+      f.offered = static_cast<double>(c.rate);
+      f.achieved = echoed;
+      f.samples = histogram_.count();
+      f.value_ns = static_cast<double>(histogram_.value_at_percentile(settings_.slo.percentile));
+      s.steps.push_back(f);
+      s.saturated_in_a_row = saturated(f.offered, f.achieved) ? s.saturated_in_a_row + 1 : 0;
+      if (s.saturated_in_a_row >= kSaturatedSteps) {
+        s.stopped = "stopped after " + std::to_string(kSaturatedSteps) + " saturated steps";
+      }
+      break;
+    }
+    case Case::SweepRole::kNone:
+      break;
+  }
+}
 
 void Runner::register_benchmarks() {
   for (std::size_t i = 0; i < cases_.size(); ++i) {
@@ -244,10 +361,11 @@ PatternContext Runner::context_for(const Case& c) {
       .spin_wait = !c.mechanism->capabilities().pollable &&
                    c.mechanism->capabilities().readiness == Waiting::kSpin,
       .engine = c.engine.value_or(Engine::kPoll),
-      .window = settings_.window,
-      .rate = settings_.rate,
+      .window = c.window > 0 ? c.window : settings_.window,
+      .rate = c.sweep >= 0 ? c.rate : settings_.rate,
       .in_flight_bytes = settings_.in_flight_bytes,
-      .min_time = std::chrono::nanoseconds(static_cast<std::int64_t>(settings_.min_time * 1e9)),
+      .min_time = std::chrono::nanoseconds(
+          static_cast<std::int64_t>((c.min_time > 0 ? c.min_time : settings_.min_time) * 1e9)),
       .timed = true,
   };
 }
@@ -268,6 +386,14 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
   }
   if (!c.error.empty()) {  // an earlier repetition failed; do not retry
     state.SkipWithError(c.error.c_str());
+    return;
+  }
+  if (c.sweep >= 0 && !prepare_sweep_case(c)) {
+    if (c.not_run) {
+      state.SkipWithError("not run: the sweep stopped past saturation");
+    } else {
+      state.SkipWithError(c.error.c_str());
+    }
     return;
   }
   try {
@@ -356,7 +482,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
     if (async && c.pattern == Pattern::kLatency) {
       k["rate_achieved"] = r.rate_achieved;
       k["max_in_flight"] = static_cast<double>(r.max_in_flight);
-      if (settings_.rate > 0) {
+      if (ctx.rate > 0) {
         const Histogram& l = lateness_;
         k["lateness_p50_ns"] = static_cast<double>(l.value_at_percentile(50));
         k["lateness_p99_ns"] = static_cast<double>(l.value_at_percentile(99));
@@ -383,6 +509,11 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       k["oneway_max_ns"] = static_cast<double>(o.max_ns);
       k["oneway_mean_ns"] = o.mean_ns;
       trial.oneway = o;
+    }
+    if (c.sweep >= 0) {
+      record_sweep_case(c, r);
+      k["offered_rate"] = static_cast<double>(ctx.rate);
+      k["achieved_rate"] = static_cast<double>(r.messages) / secs;
     }
     const std::int64_t id = next_trial_++;
     k["trial"] = static_cast<double>(id);  // removed again by the reporter

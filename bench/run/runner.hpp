@@ -15,6 +15,7 @@
 
 #include "bench/core/clock.hpp"
 #include "bench/core/histogram.hpp"
+#include "bench/core/load_sweep.hpp"
 #include "bench/core/settings.hpp"
 #include "bench/measure/bare_loops.hpp"
 #include "bench/measure/calibration.hpp"
@@ -47,6 +48,32 @@ struct Case {
   std::optional<double> cv;       // across repetitions (p50 or bytes/s)
   std::string adapter_note;       // why a case of a bare family has no adapter_ratio
   std::string floor_moved;  // floor_moved_note() when the floor re-measured after it explains it
+  // --load-sweep: the case's part in its sweep (Runner::sweeps()[sweep]):
+  // the peak echo rate (a closed loop of kPeakWindow), the unloaded round
+  // trip (closed loop at window 1), or a step of the ladder (open loop at
+  // step.offered(peak), set when it runs).
+  enum class SweepRole { kNone, kPeak, kUnloaded, kStep };
+  SweepRole sweep_role = SweepRole::kNone;
+  int sweep = -1;
+  LoadStep step;
+  std::uint64_t window = 0;  // async closed loop; 0: --window
+  std::uint64_t rate = 0;    // async open loop (a step's offered rate)
+  double min_time = 0;       // seconds; 0: --min-time
+  bool not_run = false;      // a step after its sweep stopped: left out of the result
+};
+
+// One mechanism, size and placement's load sweep, as its cases run.
+struct Sweep {
+  std::string mechanism;
+  std::size_t size = 0;
+  std::size_t placement = 0;
+  std::optional<double> peak_echo_rate;  // echoes/s with kPeakWindow in flight
+  std::optional<double> unloaded_ns;     // the SLO's percentile at window 1
+  std::optional<double> unloaded_p99_ns;
+  std::vector<StepFigures> steps;  // the steps that ran, in order
+  int saturated_in_a_row = 0;
+  std::string stopped;        // why the remaining steps were not run
+  std::size_t last_case = 0;  // its last step's case index
 };
 
 // What one Google Benchmark trial of a case produced.
@@ -86,6 +113,7 @@ class Runner {
   const Placement& placement_of(const Case& c) const { return settings_.placements[c.placement]; }
 
   std::vector<Case>& cases() { return cases_; }
+  const std::vector<Sweep>& sweeps() const { return sweeps_; }
   // Trials by id; each reported run carries its trial id (see reporter).
   std::map<std::int64_t, Trial>& trials() { return trials_; }
 
@@ -100,6 +128,14 @@ class Runner {
   std::optional<double> run_bare_block(Case& c, const TrialResult& r);
   // The pattern's view of the current session for case `c`.
   PatternContext context_for(const Case& c);
+  // --load-sweep: registers the sweep cases of one mechanism, placement and size.
+  void add_sweep(Mechanism* mech, std::size_t placement, std::size_t size, bool several_placements,
+                 const std::string& skip);
+  // Before a sweep case's trial: false when it must not run (c.error or
+  // c.not_run says why); sets a step's offered rate.
+  bool prepare_sweep_case(Case& c);
+  // After its trial: what the sweep learns from it.
+  void record_sweep_case(const Case& c, const TrialResult& r);
 
   const Settings& settings_;
   const Clock& clock_;
@@ -107,6 +143,7 @@ class Runner {
   std::string run_dir_;
   std::string executable_;
   std::vector<Case> cases_;
+  std::vector<Sweep> sweeps_;
   std::map<std::int64_t, Trial> trials_;
   std::int64_t next_trial_ = 1;
   Progress* progress_ = nullptr;

@@ -1,0 +1,159 @@
+// run --load-sweep on real processes: a short sweep over shm-spin and pipe
+// writes valid JSON whose steps ascend, whose achieved rate tracks the
+// offered one below saturation, with the sender's lateness recorded and a
+// summary per sweep; a sweep stops past saturation and leaves the steps it
+// did not run out; bad sweep arguments are one line and exit 2.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "../support/files.hpp"
+#include "../support/ipcbench.hpp"
+#include "../support/run.hpp"
+#include "../support/text.hpp"
+
+namespace {
+
+using nlohmann::json;
+using namespace testproc;
+
+json rows_of(const json& doc, const std::string& mechanism) {
+  json out = json::array();
+  for (const json& b : doc["benchmarks"]) {
+    if (b.value("mechanism", "") == mechanism) out.push_back(b);
+  }
+  return out;
+}
+
+void expect_valid(const std::string& path) {
+  const RunResult valid =
+      run_command({"/usr/bin/python3", IPCBENCH_SOURCE_DIR "/tests/tools/validate_result.py",
+                   IPCBENCH_SOURCE_DIR "/docs/result.schema.json", path});
+  EXPECT_EQ(valid.status, 0) << "validate_result.py " << path << "\n" << valid;
+}
+
+TEST(LoadSweep, ShortSweepOverShmSpinAndPipe) {
+  TempDir dir;
+  const std::string out = dir.file("load.json");
+  const RunResult r = run_ipcbench({"run", "--mechanisms", "shm-spin,pipe", "--sizes", "64",
+                                    "--load-sweep=10%,30%,50%,70%", "--min-time", "0.05",
+                                    "--no-calibration", "--out", out});
+  ASSERT_EQ(r.status, 0) << r;
+  expect_valid(out);
+  const auto doc = read_json(out);
+  ASSERT_TRUE(doc);
+  const json& sweeps = (*doc)["ipcbench"]["load_sweeps"];
+  ASSERT_EQ(sweeps.size(), 2u) << sweeps.dump(1);
+  for (const char* mech : {"shm-spin", "pipe"}) {
+    SCOPED_TRACE(mech);
+    const json rows = rows_of(*doc, mech);
+    std::map<std::string, json> by_role;
+    std::vector<json> steps;
+    for (const json& b : rows) {
+      EXPECT_EQ(b["pattern"], "load");
+      EXPECT_EQ(b["mode"], "async");
+      if (b["load_role"] == "step") {
+        steps.push_back(b);
+      } else {
+        by_role[b["load_role"].get<std::string>()] = b;
+      }
+    }
+    ASSERT_EQ(by_role.count("peak"), 1u);
+    ASSERT_EQ(by_role.count("unloaded"), 1u);
+    EXPECT_EQ(by_role["peak"]["window"], 64);
+    EXPECT_EQ(by_role["unloaded"]["window"], 1);
+    const double peak = by_role["peak"]["achieved_rate"].get<double>();
+    EXPECT_GT(peak, 0);
+    ASSERT_EQ(steps.size(), 4u);
+    const std::vector<std::string> labels = {"10%", "30%", "50%", "70%"};
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const json& s = steps[i];
+      EXPECT_EQ(s["name"], std::string(mech) + "/async/load/64/" + labels[i] + "/manual_time");
+      const double offered = s["offered_rate"].get<double>();
+      // Each step is its share of the peak this sweep measured.
+      EXPECT_NEAR(offered, s["load_fraction"].get<double>() * peak, 1.0) << s.dump();
+      EXPECT_EQ(s["rate"].get<double>(), offered);
+      if (i > 0) {
+        EXPECT_GT(offered, steps[i - 1]["offered_rate"].get<double>());
+      }
+      // The sender's lateness is recorded on every step.
+      EXPECT_TRUE(s.contains("lateness_p50_ns") && s.contains("lateness_p99_ns")) << s.dump();
+      EXPECT_EQ(s["saturated"].get<bool>(), s["achieved_rate"].get<double>() < 0.99 * offered)
+          << s.dump();
+      // Well below the peak the mechanism keeps up: achieved tracks offered.
+      if (s["load_fraction"].get<double>() <= 0.3) {
+        EXPECT_FALSE(s["saturated"].get<bool>()) << s.dump();
+        EXPECT_NEAR(s["achieved_rate"].get<double>(), offered, 0.02 * offered) << s.dump();
+      }
+      EXPECT_GT(s["samples"].get<double>(), 0);
+    }
+    const json* summary = nullptr;
+    for (const json& e : sweeps) {
+      if (e["mechanism"] == mech) summary = &e;
+    }
+    ASSERT_NE(summary, nullptr);
+    EXPECT_EQ((*summary)["message_size"], 64);
+    EXPECT_DOUBLE_EQ((*summary)["peak_echo_rate"].get<double>(), peak);
+    EXPECT_EQ((*summary)["unloaded_p99_ns"].get<double>(),
+              by_role["unloaded"]["p99_ns"].get<double>());
+    EXPECT_EQ((*summary)["steps_run"], 4);
+    // The capacity is one of the offered rates, or none.
+    const json& cap = (*summary)["capacity_rate"];
+    if (!cap.is_null()) {
+      EXPECT_TRUE(std::any_of(steps.begin(), steps.end(), [&](const json& s) {
+        return s["offered_rate"].get<double>() == cap.get<double>();
+      })) << summary->dump();
+    }
+  }
+  EXPECT_NE(r.out.find("load sweep pipe 64 B: peak echo rate"), std::string::npos) << r;
+}
+
+TEST(LoadSweep, StopsPastSaturationAndLeavesTheRestOut) {
+  TempDir dir;
+  const std::string out = dir.file("load.json");
+  const RunResult r = run_ipcbench({"run", "--mechanisms", "pipe", "--sizes", "64",
+                                    "--load-sweep=20%,500%,800%,1000%", "--min-time", "0.05",
+                                    "--no-calibration", "--out", out});
+  ASSERT_EQ(r.status, 0) << "a step not run is no failure\n" << r;
+  expect_valid(out);
+  const auto doc = read_json(out);
+  ASSERT_TRUE(doc);
+  std::vector<std::string> steps;
+  for (const json& b : (*doc)["benchmarks"]) {
+    if (b.value("load_role", "") == "step") steps.push_back(b["load_step"]);
+  }
+  EXPECT_EQ(steps, (std::vector<std::string>{"20%", "500%", "800%"}));
+  const json& sweep = (*doc)["ipcbench"]["load_sweeps"][0];
+  EXPECT_EQ(sweep["steps_run"], 3);
+  EXPECT_EQ(sweep["unsaturated_steps"], 1);
+  EXPECT_TRUE(sweep["stopped"].is_string()) << sweep.dump();
+  EXPECT_TRUE((*doc)["ipcbench"]["failed"].empty());
+}
+
+TEST(LoadSweep, BadArgumentsAreOneLineAndExitTwo) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"--load-sweep", "--modes", "sync"},
+      {"--load-sweep", "--patterns", "throughput"},
+      {"--load-sweep", "--rate", "1000"},
+      {"--load-sweep=50%,40%"},
+      {"--load-sweep=fast"},
+      {"--load-sweep", "--slo", "p98=1us"},
+      {"--load-sweep", "--slo", "p99=20us", "--slo-factor", "3"},
+      {"--load-sweep", "--slo-factor", "1"},
+      {"--slo", "p99=20us"},
+  };
+  for (const auto& extra : bad) {
+    std::vector<std::string> args = {"run", "--mechanisms", "pipe", "--sizes", "64"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const RunResult r = run_ipcbench(args);
+    EXPECT_EQ(r.status, 2) << r;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r;
+    EXPECT_EQ(r.err.find("Running"), std::string::npos) << "nothing ran\n" << r;
+  }
+}
+
+}  // namespace
