@@ -65,11 +65,11 @@ std::vector<LoadStep> parse_ladder(std::string_view text) {
         start, comma == std::string::npos ? std::string::npos : comma - start));
     start = comma == std::string::npos ? all.size() + 1 : comma + 1;
     const auto bad = [&item](const std::string& why) {
-      std::string text = "--load-sweep step '";
-      text.append(item).append("' ").append(why).append(
+      std::string message = "--load-sweep step '";
+      message.append(item).append("' ").append(why).append(
           " (steps are shares of the peak echo rate like 50% or rates like 20000 or 50k, "
           "ascending, comma-separated)");
-      return std::invalid_argument(text);
+      return std::invalid_argument(message);
     };
     if (item.empty()) throw bad("is empty");
     LoadStep step;
@@ -117,10 +117,10 @@ std::string Slo::text() const {
 Slo parse_slo(std::string_view text) {
   const std::string s = trimmed(text);
   const auto bad = [&s](const std::string& why) {
-    std::string text = "--slo '";
-    text.append(s).append("' ").append(why).append(
+    std::string message = "--slo '";
+    message.append(s).append("' ").append(why).append(
         " (give a percentile and a bound: p99=20us, p50=800ns, p999=1ms)");
-    return std::invalid_argument(text);
+    return std::invalid_argument(message);
   };
   const std::size_t eq = s.find('=');
   if (s.size() < 2 || s[0] != 'p' || eq == std::string::npos) throw bad("is not pNN=TIME");

@@ -210,7 +210,11 @@ void Runner::record_sweep_case(const Case& c, const TrialResult& r) {
       s.peak_echo_rate = echoed;
       break;
     case Case::SweepRole::kUnloaded:
-      s.unloaded_ns = static_cast<double>(histogram_.value_at_percentile(settings_.slo.percentile));
+      // Only a backed figure may set the bound.
+      if (backed(settings_.slo.percentile, histogram_.count())) {
+        s.unloaded_ns =
+            static_cast<double>(histogram_.value_at_percentile(settings_.slo.percentile));
+      }
       s.unloaded_p99_ns = static_cast<double>(histogram_.value_at_percentile(99));
       break;
     case Case::SweepRole::kStep: {
