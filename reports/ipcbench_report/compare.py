@@ -62,6 +62,16 @@ METRICS = {
 }
 
 
+def metrics_of(pattern):
+    """The metrics compared for a case of pattern: a load sweep's peak by its
+    echo rate, its unloaded figure and each step by their round trips."""
+    if pattern == "load/peak":
+        return [("peak echo rate", "achieved_rate", False, units.per_second)]
+    if pattern.startswith("load/"):
+        return METRICS["latency"]
+    return METRICS.get(pattern, [])
+
+
 @dataclass
 class MetricChange:
     """One metric of one matched case, base against new."""
@@ -445,7 +455,7 @@ def compare_runs(base, new, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA):
         if not (b.ok and n.ok):
             result.status_changes.append((label, b.status, n.status, status_change(b, n)))
             continue
-        for metric in METRICS.get(b.key.pattern, []):
+        for metric in metrics_of(b.key.pattern):
             ch = compare_metric(label, b, n, metric, threshold, alpha)
             if ch is not None:
                 result.changes.append(ch)

@@ -1104,12 +1104,24 @@ def _check_schema(path, data, schema_path):
                            f"{_json_path(error.absolute_path)}: {detail}")
 
 
+def pattern_of(entry):
+    """The pattern a case is keyed by: a load sweep's rows (pattern 'load')
+    are one case per part of the sweep, 'load/peak', 'load/unloaded',
+    'load/50%', so its steps are never repetitions of one case and compare
+    pairs the same step across runs."""
+    pattern = entry["pattern"]
+    if pattern != "load":
+        return pattern
+    part = entry.get("load_step") or entry.get("load_role") or "unknown"
+    return f"load/{part}"
+
+
 def _cases(data):
     """Groups the benchmark entries by case key, keeping file order; a case
     named in ipcbench.flagged is flagged even if its entries do not say."""
     cases = {}
     for entry in data["benchmarks"]:
-        key = CaseKey(entry["mechanism"], entry["mode"], entry["pattern"],
+        key = CaseKey(entry["mechanism"], entry["mode"], pattern_of(entry),
                       int(entry["message_size"]), entry["placement"],
                       REMOTE if entry.get("across_hosts") is True else LOCAL,
                       engine_of(entry.get("engine")))

@@ -23,7 +23,7 @@ if str(REPORTS) not in sys.path:
 
 LATENCY_UP = ("p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns", "mean_ns", "min_ns",
               "max_ns", "real_time")
-RATES_DOWN = ("bytes_per_second", "items_per_second")
+RATES_DOWN = ("bytes_per_second", "items_per_second", "achieved_rate")
 
 
 # The entry scripts that only exec `python3 -m ipcbench_report NAME "$@"`.
