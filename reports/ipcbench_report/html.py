@@ -655,6 +655,8 @@ def per_size_data_sections(runs, lay, styles, size):
             f"{sz} messages. A mechanism on the '2 CPUs busy' line spins on both sides; "
             "blocking mechanisms sit well below the '1 CPU busy' line." + MULTIPLES_NOTE),
             more=[bars]))
+    if any(r.load_sweeps for r in runs):
+        out.append(load_data(runs, lay, styles))
     out.append(modes_data(runs, size))
     out.append(floor_data(runs, lay, styles))
     if len(runs) > 1:
@@ -913,6 +915,49 @@ def cases_data_section(runs):
                      remote=any(r.has_remote_cases() for r in runs),
                      columns_text=cases_columns_text(runs), legend=limit_legend(runs),
                      table=cases_table_data(runs), unstable_mark=UNSTABLE_MARK)
+
+
+# --- load sweep ---------------------------------------------------------------
+def load_data(runs, lay, styles):
+    """Latency under load (run --load-sweep): the capacity table, ranked by
+    capacity, and per size the latency-vs-load small multiples."""
+    rows = []
+    for run in runs:
+        for s in run.load_sweeps:
+            steps = run.load_steps(s.get("mechanism"), s.get("message_size"), s.get("placement"))
+            cap = s.get("capacity_rate")
+            at_cap = next((c for c in steps if c.value("offered_rate") == cap), None)
+            cpu = at_cap.cpu_ns_per_msg() if at_cap is not None else None
+            bound = s.get("bound") or {}
+            rows.append({
+                "label": (f"{run.label}: " if len(runs) > 1 else "") + str(s.get("mechanism")),
+                "size": s.get("message_size"), "size_text": units.size(s.get("message_size")),
+                "placement": s.get("placement", ""),
+                "peak": s.get("peak_echo_rate"),
+                "peak_text": units.per_second(s.get("peak_echo_rate")),
+                "capacity": cap, "capacity_text": units.per_second(cap) if cap else "none",
+                "bound_text": f"{bound.get('text', '')} ({units.ns(bound.get('ns'))})",
+                "unloaded": s.get("unloaded_p99_ns"),
+                "unloaded_text": units.ns(s.get("unloaded_p99_ns")),
+                "cpu": cpu, "cpu_text": units.ns(cpu) if cpu is not None else "–",
+                "steps_text": f"{s.get('unsaturated_steps', 0)} of {s.get('steps_run', 0)}",
+                "stopped": s.get("stopped") or ""})
+    rows.sort(key=lambda r: (r["size"] or 0, -(r["capacity"] or -1.0), r["label"]))
+    figures = []
+    sizes = sorted({s.get("message_size") for r in runs for s in r.load_sweeps
+                    if s.get("message_size")})
+    for size in sizes:
+        built = plots.load_multiples(runs, lay, styles, size)
+        if built:
+            figures.append(multiples_data(
+                built, f"load-{size}", f"Latency under load at {units.size(size)}",
+                f"Round trip against the achieved load at {units.size(size)}: each point a step "
+                "of the sweep (the open loop at a share of the peak echo rate), p50 left, p99 "
+                "right; the ring marks the capacity. Both axes logarithmic. One panel per group "
+                f"of mechanisms (whole families, at most {multiples.MAX_SERIES} lines) and "
+                "percentile, all on the same axes. Click a legend entry to hide or show its "
+                "line; hover a point for its values."))
+    return _section_data("load", "load", "Latency under load", rows=rows, figures=figures)
 
 
 # --- overview ---------------------------------------------------------------

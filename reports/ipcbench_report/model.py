@@ -563,6 +563,22 @@ class Run:
         return self.meta["host"]
 
     @property
+    def load_sweeps(self):
+        """ipcbench.load_sweeps (run --load-sweep): one dict per mechanism,
+        size and placement; [] when the file has none."""
+        sweeps = self.meta.get("load_sweeps")
+        return [s for s in sweeps if isinstance(s, dict)] if isinstance(sweeps, list) else []
+
+    def load_steps(self, mechanism, size, placement):
+        """The measured steps of one sweep (cases of pattern load/<step>), by
+        offered rate."""
+        steps = [c for c in self.case_list() if c.key.pattern.startswith("load/")
+                 and c.key.mechanism == mechanism and c.key.size == size
+                 and c.key.placement == placement
+                 and c.field("load_role")[1] == "step" and c.value("offered_rate")]
+        return sorted(steps, key=lambda c: c.value("offered_rate"))
+
+    @property
     def schema_version(self):
         return self.meta["schema_version"]
 

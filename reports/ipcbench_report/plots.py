@@ -971,3 +971,65 @@ def floor_multiples(specs, run, placement, pattern):
         decade_ticks(p.ax, "y", lo, hi, FuncFormatter(lambda v, _p: f"{v:g}×"))
         p.ax.set_ylabel("× the floor (log)")
     return built
+
+
+def load_multiples(runs, lay, styles, size):
+    """Latency against achieved load at one size: per row of the layout a
+    p50 panel and a p99 panel, one line per mechanism over its steps (x:
+    echoes per second, y: round trip, log-log), its capacity point ringed."""
+    from .multiples import Panel, PanelSeries, SeriesKey, label_of
+    built, xs_all, ys_all = [], [], []
+    for _title, mechs in lay.groups:
+        for stat, field in (("p50", "p50_ns"), ("p99", "p99_ns")):
+            series, data = [], []
+            for run in runs:
+                for sweep in run.load_sweeps:
+                    if sweep.get("message_size") != size or sweep.get("mechanism") not in mechs:
+                        continue
+                    steps = run.load_steps(sweep["mechanism"], size, sweep.get("placement"))
+                    if not steps:
+                        continue
+                    key = SeriesKey(run, getattr(run, "label", ""), sweep["mechanism"], "async",
+                                    sweep.get("placement", ""))
+                    sid = f"s{len(series)}"
+                    style = styles.of(sweep["mechanism"], "sync", sweep.get("placement"))
+                    series.append(PanelSeries(sid, key, label_of(key, lay), style, steps,
+                                              label_of(key, lay)))
+                    data.append(sweep)
+            if not series:
+                continue
+            p = Panel(f"{lay.title([s.key.mechanism for s in series])} — {stat}", series)
+            for s, sweep in zip(series, data):
+                pts = [(c.value("achieved_rate"), c.value(field), c) for c in s.cases
+                       if c.value("achieved_rate") and c.value(field)]
+                if not pts:
+                    continue
+                (line,) = p.ax.plot([x for x, _y, _c in pts], [y for _x, y, _c in pts], lw=1.5,
+                                    ms=4.5, **s.style)
+                p.mark(line, s.sid, f"load-{stat}-{s.key.mechanism}")
+                cap = sweep.get("capacity_rate")
+                for x, y, c in pts:
+                    sat = " (saturated)" if c.field("saturated")[1] else ""
+                    p.point(s.sid, x, y, f"{s.text} {units.size(size)}, {c.field('load_step')[1]}"
+                            f" of the peak: offered {units.per_second(c.value('offered_rate'))}, "
+                            f"echoed {units.per_second(x)}{sat}: p50 {units.ns(c.value('p50_ns'))}"
+                            f", p99 {units.ns(c.value('p99_ns'))}")
+                    if cap is not None and c.value("offered_rate") == cap:
+                        (ring,) = p.ax.plot([x], [y], linestyle="none", marker="o", ms=13,
+                                            markerfacecolor="none", markeredgewidth=2,
+                                            markeredgecolor=s.style["color"], zorder=6)
+                        p.mark(ring, s.sid, f"capacity-{s.key.mechanism}")
+                xs_all += [x for x, _y, _c in pts]
+                ys_all += [y for _x, y, _c in pts]
+            built.append(p)
+    for p in built:
+        p.ax.set_xscale("log")
+        p.ax.set_xlabel("echoed messages/s (log)")
+        if xs_all:
+            lo, hi = min(xs_all) / 1.5, max(xs_all) * 1.5
+            p.ax.set_xlim(lo, hi)
+            decade_ticks(p.ax, "x", lo, hi, FuncFormatter(
+                lambda v, _p: units.per_second(v).replace(" msg/s", "").replace(" ", "")))
+    _shared_y(built, min(ys_all) / 1.3 if ys_all else None, max(ys_all) * 1.3 if ys_all else None,
+              ns_formatter(), "round trip (log)")
+    return built

@@ -227,3 +227,16 @@ def test_hiding_series_changes_the_drawn_plot(tmp_path, chromium, browser_result
     # The drawn data went away, the frame did not: the hidden page has less ink.
     ink = [(s.mean(axis=2) < 0.9).sum() for s in shots]
     assert ink[1] < ink[0]
+
+
+def test_load_sweep_plot_in_browser(tmp_path, chromium):
+    """The latency-under-load plot opens without errors and its legend
+    hides and shows a line."""
+    from reportutil import DATA
+    page = make_report(tmp_path, DATA / "load-sweep.json")
+    r, proc = run_probe(tmp_path, chromium, page,
+                        LEGEND_PROBE.replace("#fig-latency .panel", "#fig-load-64 .panel"))
+    assert r["errors"] == [] and r["ready"] == "ready"
+    assert r["before"] and all(r["before"]) and not any(r["after"]) and all(r["again"])
+    assert r["areaAfter"] == 0
+    assert not console_errors(proc.stderr), console_errors(proc.stderr)

@@ -4,9 +4,12 @@ of one case, and compare pairs the same step across runs."""
 
 import json
 
-from reportutil import DATA, doctor, load, run_script, save
+import re
 
-from ipcbench_report import model
+from reportutil import (DATA, doctor, figure_html, html_table, load, panel_points, run_script,
+                        save, svgs)
+
+from ipcbench_report import model, multiples
 
 LOAD = DATA / "load-sweep.json"
 
@@ -39,3 +42,34 @@ def test_report_and_compare_take_a_sweep(tmp_path):
     assert "peak echo rate" in text and "p99" in text
     rows = json.loads(LOAD.read_text())["benchmarks"]
     assert f"{len(rows)} regressed, 0 improved" in proc.stdout + text
+
+
+def test_report_shows_the_curves_and_the_capacity_table(tmp_path):
+    out = tmp_path / "out"
+    proc = run_script("report", LOAD, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    page = (out / "report.html").read_text(encoding="utf-8")
+    sweeps = json.loads(LOAD.read_text())["ipcbench"]["load_sweeps"]
+    table = html_table(page, "load-table")
+    assert len(table) == len(sweeps)
+    # Per size, ranked by capacity (a sweep with none last).
+    for size_text in ("64 B", "1 KiB"):
+        rows = [r for r in table if r[1] == size_text]
+        ranked = [r[0] for r in rows]
+        want = sorted((s for s in sweeps if {64: "64 B", 1024: "1 KiB"}[s["message_size"]]
+                       == size_text), key=lambda s: -(s["capacity_rate"] or -1))
+        assert ranked == [s["mechanism"] for s in want]
+        for r, s in zip(rows, want):
+            assert (r[3] == "none") == (s["capacity_rate"] is None)
+    for size in (64, 1024):
+        fig = figure_html(page, f"load-{size}")
+        assert fig is not None
+        panels = [set(re.findall(r'data-series="([^"]+)"', svg)) for svg in svgs(fig)]
+        assert len(panels) == 2 and all(1 <= len(p) <= multiples.MAX_SERIES for p in panels)
+        # The capacity point is ringed for the sweeps that have one.
+        for s in sweeps:
+            if s["message_size"] == size:
+                ringed = f"data-capacity-{s['mechanism']}-" in fig
+                assert ringed == (s["capacity_rate"] is not None), s
+        texts = [p[4] for p in panel_points(page, f"load-{size}")]
+        assert texts and all("offered" in t and "echoed" in t and "p99" in t for t in texts)
