@@ -228,9 +228,6 @@ void validate_load_sweep(const RunArgs& a, Settings& s) {
   if (a.rate || a.window) {
     throw UsageError("--load-sweep sets each step's rate itself: leave out --rate and --window");
   }
-  if (!a.remote.empty()) {
-    throw UsageError("--load-sweep does not run across hosts yet: leave out --remote");
-  }
   if (s.engines.size() > 1) {
     throw UsageError("--load-sweep runs on one engine: give --engine a single one");
   }

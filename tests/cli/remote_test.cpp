@@ -195,3 +195,42 @@ TEST(Remote, WrongTokenFailsTheRunBeforeAnyCase) {
   EXPECT_EQ(good.status, 0) << good << log_text(dir.file("serve.log"));
   EXPECT_EQ(serve.stop(), 0);
 }
+
+// A load sweep across hosts: the same peak, unloaded and steps, every row
+// across hosts (round trips only), and the sweep's summary.
+TEST(Remote, LoadSweepAcrossHosts) {
+  TempDir dir;
+  const int port = free_loopback_port();
+  ASSERT_GT(port, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  ServeProcess serve({"--listen", address}, dir.file("serve.log"));
+  ASSERT_TRUE(wait_listening(port)) << log_text(dir.file("serve.log"));
+  const std::string out = dir.file("load.json");
+  const RunResult r = run_ipcbench({"run", "--remote", address, "--mechanisms", "tcp", "--sizes",
+                                    "64", "--load-sweep=10%,30%,50%", "--min-time", "0.05",
+                                    "--no-calibration", "--out", out});
+  ASSERT_EQ(r.status, 0) << r << log_text(dir.file("serve.log"));
+  const auto doc = read_json(out);
+  ASSERT_TRUE(doc);
+  std::multiset<std::string> roles;
+  for (const json& b : (*doc)["benchmarks"]) {
+    SCOPED_TRACE(entry_label(b));
+    EXPECT_EQ(b.value("across_hosts", false), true);
+    EXPECT_EQ(b["pattern"], "load");
+    EXPECT_FALSE(b.contains("oneway_p50_ns")) << "round trips only across hosts";
+    roles.insert(b["load_role"].get<std::string>());
+    if (b["load_role"] == "step") {
+      EXPECT_GT(b["offered_rate"].get<double>(), 0);
+      EXPECT_GT(b["achieved_rate"].get<double>(), 0);
+    }
+  }
+  EXPECT_EQ(roles, (std::multiset<std::string>{"peak", "unloaded", "step", "step", "step"}));
+  const json& sweeps = (*doc)["ipcbench"]["load_sweeps"];
+  ASSERT_EQ(sweeps.size(), 1u);
+  EXPECT_EQ(sweeps[0]["mechanism"], "tcp");
+  EXPECT_GT(sweeps[0]["peak_echo_rate"].get<double>(), 0);
+  EXPECT_EQ(sweeps[0]["steps_run"], 3);
+  const RunResult v = validate(out);
+  EXPECT_EQ(v.status, 0) << v;
+  EXPECT_EQ(serve.stop(), 0) << log_text(dir.file("serve.log"));
+}
