@@ -101,10 +101,20 @@ void sweep_fields(nlohmann::ordered_json& b, const Case& c) {
     b.erase("offered_rate");
   }
   if (b.contains("samples")) {
+    // A percentile without 100 samples beyond it is not reported (its
+    // value would be one or two samples' luck); the list says which are.
     nlohmann::ordered_json backed_list = nlohmann::ordered_json::array();
     const auto n = static_cast<std::uint64_t>(b["samples"].get<double>());
-    for (double p : {50.0, 90.0, 99.0, 99.9, 99.99}) {
-      if (backed(p, n)) backed_list.push_back(p);
+    for (const auto& [p, field] : {std::pair<double, const char*>{50.0, "p50_ns"},
+                                   {90.0, "p90_ns"},
+                                   {99.0, "p99_ns"},
+                                   {99.9, "p999_ns"},
+                                   {99.99, "p9999_ns"}}) {
+      if (backed(p, n)) {
+        backed_list.push_back(p);
+      } else {
+        b.erase(field);
+      }
     }
     b["backed_percentiles"] = backed_list;
   }

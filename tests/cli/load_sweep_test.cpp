@@ -55,6 +55,17 @@ TEST(LoadSweep, ShortSweepOverShmSpinAndPipe) {
     std::vector<json> steps;
     for (const json& b : rows) {
       EXPECT_EQ(b["pattern"], "load");
+      // A percentile is reported only when 100 samples lie beyond it.
+      const json& listed = b["backed_percentiles"];
+      const auto n = b["samples"].get<double>();
+      for (const auto& [p, field] : {std::pair<double, const char*>{50, "p50_ns"},
+                                     {99, "p99_ns"},
+                                     {99.9, "p999_ns"},
+                                     {99.99, "p9999_ns"}}) {
+        const bool backed = n >= 100 * 100 / (100 - p) - 1e-6;
+        EXPECT_EQ(b.contains(field), backed) << field << " " << b.dump();
+        EXPECT_EQ(std::find(listed.begin(), listed.end(), p) != listed.end(), backed) << field;
+      }
       EXPECT_EQ(b["mode"], "async");
       if (b["load_role"] == "step") {
         steps.push_back(b);
