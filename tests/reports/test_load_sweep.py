@@ -73,3 +73,16 @@ def test_report_shows_the_curves_and_the_capacity_table(tmp_path):
                 assert ringed == (s["capacity_rate"] is not None), s
         texts = [p[4] for p in panel_points(page, f"load-{size}")]
         assert texts and all("offered" in t and "echoed" in t and "p99" in t for t in texts)
+
+
+def test_the_sweep_file_keeps_the_cross_field_rules():
+    """A calibrated sweep's rows are round trips: floor_ratio is p50 over the
+    floor, as for latency (the validator once held them to bandwidth)."""
+    import subprocess
+    from reportutil import ROOT
+    proc = subprocess.run(["/usr/bin/python3", str(ROOT / "tests/tools/validate_result.py"),
+                           str(ROOT / "docs/result.schema.json"), str(LOAD)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(LOAD.read_text())
+    assert doc["ipcbench"]["calibration"] and any("floor_ratio" in e for e in doc["benchmarks"])

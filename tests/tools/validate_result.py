@@ -158,9 +158,11 @@ def relation_errors(result):
             measurement = e.get("run_type") == "iteration" or e.get("aggregate_name") in (
                 "mean", "median")
             if measurement and _number(ratio) and value > 0:
-                if e["pattern"] == "latency" and _number(e.get("p50_ns")):
+                # A load sweep's rows are round trips too.
+                round_trips = e["pattern"] in ("latency", "load")
+                if round_trips and _number(e.get("p50_ns")):
                     expect, how = e["p50_ns"] / value, "p50_ns / floor_value"
-                elif e["pattern"] != "latency" and _number(e.get("bytes_per_second")) \
+                elif not round_trips and _number(e.get("bytes_per_second")) \
                         and e["bytes_per_second"] > 0:
                     expect, how = value / e["bytes_per_second"], "floor_value / bytes_per_second"
                 else:
