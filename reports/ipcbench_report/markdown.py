@@ -151,7 +151,7 @@ def ranking_table(runs, pattern, sizes):
     if not rows:
         return [], [], []
     ranked_at = {s: sum(s in r.cells for r in rows) for s in at}
-    flagged = {(ranking.series_of(r, c), c.key.size) for r in runs
+    flagged = {(model.series_key(r, c), c.key.size) for r in runs
                for c in r.case_list(pattern, "flagged")}
     multi = len(runs) > 1
     head = ["#"] + (["host"] if multi else []) + ["mechanism"] + [units.size(s) for s in at]

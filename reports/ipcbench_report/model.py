@@ -217,6 +217,27 @@ class CaseKey:
 
 
 @dataclass(frozen=True)
+class SeriesKey:
+    """A line on a plot or a row of a ranking: a case key without pattern
+    and size, and the run it is from (compared by its label, not by
+    identity)."""
+
+    run: object = field(compare=False, hash=False)
+    run_label: str = ""
+    mechanism: str = ""
+    mode: str = ""
+    placement: str = ""
+    where: str = LOCAL
+    engine: str = DEFAULT_ENGINE
+
+
+def series_key(run, case):
+    k = case.key
+    return SeriesKey(run, getattr(run, "label", ""), k.mechanism, k.mode, k.placement, k.where,
+                     k.engine)
+
+
+@dataclass(frozen=True)
 class Floor:
     """The floor a case is measured against: its name (a FLOOR_NAMES key),
     figure (ns or bytes/s), the case's ratio to it, or why none applies.

@@ -28,25 +28,6 @@ PANEL_WIDTH = 6.4  # inches, at 72 dpi (SVG points); two panels fit a row of the
 PANEL_HEIGHT = 3.3
 
 
-@dataclass(frozen=True)
-class SeriesKey:
-    """What makes a line in a panel: everything of a case key but pattern and size."""
-
-    run: object = field(compare=False, hash=False)
-    run_label: str = ""
-    mechanism: str = ""
-    mode: str = ""
-    placement: str = ""
-    where: str = model.LOCAL
-    engine: str = model.DEFAULT_ENGINE
-
-
-def key_of(run, case):
-    k = case.key
-    return SeriesKey(run, getattr(run, "label", ""), k.mechanism, k.mode, k.placement, k.where,
-                     k.engine)
-
-
 def family_of(run, mechanism):
     """The family the run's rows give the mechanism, or None (files written
     before rows carried it)."""
@@ -95,7 +76,7 @@ def layout(runs):
     mechs = []
     for run in runs:
         mechs += [m for m in run.mechanisms() if m not in mechs]
-    keys = {key_of(r, c) for r in runs for c in r.case_list()}
+    keys = {model.series_key(r, c) for r in runs for c in r.case_list()}
     modes = [m for m in ("sync", "async") if any(k.mode == m for k in keys)]
     modes += sorted({k.mode for k in keys} - set(modes))
     count = {m: max([sum(1 for k in keys if k.mechanism == m and k.mode == mode)
@@ -179,7 +160,7 @@ class Styles(plots.Styles):
 @dataclass
 class PanelSeries:
     sid: str
-    key: SeriesKey
+    key: model.SeriesKey
     label: str
     style: dict
     cases: list  # the series' cases of the plot's pattern, by size
@@ -236,7 +217,7 @@ def panels(runs, lay, styles, pattern, size=None, wanted=None):
                 continue
             if wanted is not None and not wanted(run, case):
                 continue
-            by_key.setdefault(key_of(run, case), []).append(case)
+            by_key.setdefault(model.series_key(run, case), []).append(case)
     out = []
     for _title, mechs in lay.groups:
         for mode in lay.modes:

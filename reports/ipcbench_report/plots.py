@@ -18,10 +18,10 @@ matplotlib.use("Agg")
 
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from . import units  # noqa: E402
+from .model import SeriesKey  # noqa: E402
 
 # Okabe & Ito's colour-blind safe palette, without its yellow, which is too
 # faint on white; markers make every series distinct without colour.
@@ -190,35 +190,6 @@ def strip_unused_ids(svg):
     return re.sub(r'\s+id="([^"]+)"', keep, svg)
 
 
-def legend_below(fig, handles, labels, ax=None):
-    """One legend for the whole figure, right of the top-right axes, outside
-    the plotting area so it never hides data (constrained layout makes room)."""
-    if not handles:
-        return
-    ax = ax or fig.axes[0]
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5,
-              frameon=False, ncol=1 if len(labels) <= 18 else 2, borderaxespad=0.0)
-
-
-def varies(runs):
-    """(several modes?, several placements?) over all runs: legend labels
-    name the mode or placement only when it varies, the same in every panel."""
-    modes = {m for r in runs for m in r.modes()}
-    places = {p for r in runs for p in r.placements()}
-    return len(modes) > 1, len(places) > 1
-
-
-def series_label(case, run, with_mode, with_placement):
-    """A series' legend text: the mechanism ('tcp (remote)' across hosts),
-    plus mode/placement only when they vary (otherwise they are noise)."""
-    label = case.key.series()
-    if with_mode:
-        label += f" ({case.key.mode})"
-    if with_placement:
-        label += f" [{case.key.placement}]"
-    return label
-
-
 def group_series(run, pattern):
     """{(mechanism, mode, placement, where): [cases by size]} for one pattern."""
     series = {}
@@ -230,200 +201,10 @@ def group_series(run, pattern):
     return series
 
 
-class LegendCollector:
-    """Gathers one legend entry per label across the panels of a figure."""
-
-    def __init__(self):
-        self.handles, self.labels = [], []
-
-    def add(self, label, style):
-        if label in self.labels:
-            return
-        self.labels.append(label)
-        self.handles.append(Line2D([], [], color=style["color"], marker=style["marker"],
-                                   markerfacecolor=style["markerfacecolor"],
-                                   markeredgecolor=style["markeredgecolor"],
-                                   linestyle=style["linestyle"]))
-
-
 def _dodge(i, n):
     """A small multiplicative x offset so whiskers of different series at the
     same size do not sit on top of each other."""
     return 2 ** ((i - (n - 1) / 2) * 0.035)
-
-
-def latency_vs_size(runs, styles):
-    """p50 round-trip latency per mechanism against message size, with the
-    p99 as a whisker above each point; one panel per result file."""
-    fig, axes = new_figure(len(runs), 1, height=4.6, sharey=True)
-    legend = LegendCollector()
-    lo, hi, all_sizes = [], [], set()
-    for ax, run in zip(axes, runs):
-        series = group_series(run, "latency")
-        modes, places = varies(runs)
-        for i, ((mech, mode, place, where), cases) in enumerate(series.items()):
-            style = styles.of(mech, mode, place, where)
-            xs = [c.key.size * _dodge(i, len(series)) for c in cases]
-            p50 = [c.value("p50_ns") for c in cases]
-            p99 = [c.value("p99_ns") for c in cases]
-            if any(v is None for v in p50 + p99):
-                continue
-            cont = ax.errorbar(xs, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p99)]],
-                               capsize=3, elinewidth=1, lw=1.6, ms=5, **style)
-            tag(cont.lines[0], f"latency-{mech}")
-            label = series_label(cases[0], run, modes, places)
-            legend.add(label, style)
-            lo += p50
-            hi += p99
-            all_sizes.update(c.key.size for c in cases)
-        ax.set_yscale("log")
-        ax.set_ylabel("round-trip latency (log scale)")
-        if len(runs) > 1:
-            ax.set_title(run.label, fontsize=10, loc="left")
-    for ax in axes:
-        size_axis(ax, sorted(all_sizes))
-        if lo:
-            decade_ticks(ax, "y", min(lo) / 1.3, max(hi) * 1.3, ns_formatter())
-            ax.set_ylim(min(lo) / 1.3, max(hi) * 1.3)
-    legend_below(fig, legend.handles, legend.labels)
-    return fig
-
-
-def throughput_vs_size(runs, styles):
-    """Payload bandwidth of the throughput pattern against message size."""
-    fig, axes = new_figure(len(runs), 1, height=4.6, sharey=True)
-    legend = LegendCollector()
-    values, all_sizes = [], set()
-    for ax, run in zip(axes, runs):
-        modes, places = varies(runs)
-        for (mech, mode, place, where), cases in group_series(run, "throughput").items():
-            pts = [(c.key.size, c.value("bytes_per_second")) for c in cases]
-            pts = [(s, v) for s, v in pts if v]
-            if not pts:
-                continue
-            style = styles.of(mech, mode, place, where)
-            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.6, ms=5, **style)
-            tag(line, f"throughput-{mech}")
-            legend.add(series_label(cases[0], run, modes, places), style)
-            values += [p[1] for p in pts]
-            all_sizes.update(p[0] for p in pts)
-        ax.set_yscale("log")
-        ax.set_ylabel("payload throughput (bytes/s, log scale)")
-        if len(runs) > 1:
-            ax.set_title(run.label, fontsize=10, loc="left")
-    for ax in axes:
-        size_axis(ax, sorted(all_sizes))
-        if values:
-            decade_ticks(ax, "y", min(values) / 1.5, max(values) * 1.5, bps_formatter())
-            ax.set_ylim(min(values) / 1.5, max(values) * 1.5)
-    legend_below(fig, legend.handles, legend.labels)
-    return fig
-
-
-def distribution(runs, styles, size):
-    """Latency percentile spectrum at one message size: HdrHistogram's plot,
-    where the tail (99%, 99.9%, ...) gets as much room as the median."""
-    fig, axes = new_figure(len(runs), 1, height=4.8, sharey=True)
-    legend = LegendCollector()
-    ys, xmax = [], 10.0
-    for ax, run in zip(axes, runs):
-        modes, places = varies(runs)
-        for case in run.case_list("latency"):
-            if case.key.size != size:
-                continue
-            pts = [(percentile_x(p), v) for p, v in case.histogram() if p < 100 and v > 0]
-            if len(pts) < 2:
-                continue
-            style = dict(styles.of(case.key.mechanism, case.key.mode, case.key.placement,
-                                   case.key.where))
-            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5, ms=3.5,
-                              markevery=max(1, len(pts) // 8), **style)
-            tag(line, f"distribution-{case.key.mechanism}")
-            legend.add(series_label(case, run, modes, places), style)
-            ys += [p[1] for p in pts]
-            xmax = max(xmax, pts[-1][0])
-        if len(runs) > 1:
-            ax.set_title(run.label, fontsize=10, loc="left")
-    for ax in axes:
-        ax.set_xscale("log")
-        ticks = [(percentile_x(p), lbl) for p, lbl in PERCENTILE_TICKS
-                 if percentile_x(p) <= xmax * 1.01]
-        ax.xaxis.set_major_locator(FixedLocator([t for t, _ in ticks]))
-        ax.xaxis.set_major_formatter(FuncFormatter(
-            lambda v, _p, d=dict(ticks): d.get(v, "")))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlim(1, xmax * 1.1)
-        ax.set_xlabel("percentile (share of round trips at or below; 1/(1−p) scale)")
-        ax.set_yscale("log")
-        ax.set_ylabel("round-trip latency (log scale)")
-        if ys:
-            decade_ticks(ax, "y", min(ys) / 1.2, max(ys) * 1.2, ns_formatter())
-            ax.set_ylim(min(ys) / 1.2, max(ys) * 1.2)
-    legend_below(fig, legend.handles, legend.labels)
-    return fig
-
-
-def cpu_cost(runs, styles, size):
-    """CPU time per round trip (runner + peer) against p50 latency at one size.
-
-    The guide lines y = x and y = 2x mark 'one CPU busy for the whole round
-    trip' and 'both CPUs busy': spinning mechanisms sit on the upper line,
-    blocking ones well below it."""
-    fig, axes = new_figure(len(runs), 2, height=4.8)
-    legend = LegendCollector()
-    for r, run in enumerate(runs):
-        scatter_ax, bar_ax = axes[2 * r], axes[2 * r + 1]
-        cases = [c for c in run.case_list("latency") if c.key.size == size
-                 and c.value("p50_ns") and c.cpu_ns_per_msg() is not None]
-        _cpu_scatter(scatter_ax, cases, styles, legend, runs)
-        _cpu_bars(bar_ax, cases, styles)
-        if len(runs) > 1:
-            scatter_ax.set_title(run.label, fontsize=10, loc="left")
-    legend_below(fig, legend.handles, legend.labels, axes[1])
-    return fig
-
-
-def _cpu_scatter(ax, cases, styles, legend, runs):
-    points = []
-    modes, places = varies(runs)
-    for case in cases:
-        style = styles.of(case.key.mechanism, case.key.mode, case.key.placement,
-                          case.key.where)
-        x, y = case.value("p50_ns"), max(case.cpu_ns_per_msg(), 1.0)
-        (pt,) = ax.plot([x], [y], ms=8, **{**style, "linestyle": "none"})
-        tag(pt, f"cpu-{case.key.mechanism}")
-        legend.add(series_label(case, None, modes, places), style)
-        points.append((x, y, case.key.series()))
-    _label_isolated(ax, points)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    if points:
-        values = [p[0] for p in points] + [p[1] for p in points]
-        lo, hi = min(values) / 2, max(values) * 2
-        for factor, text in ((1, "1 CPU busy"), (2, "2 CPUs busy (spinning)")):
-            ax.plot([lo, hi], [lo * factor, hi * factor], color="#888888", lw=0.9,
-                    linestyle=(0, (4, 3)), zorder=0)
-            x = lo * 1.15
-            ax.annotate(text, (x, x * factor), xytext=(2, 4), textcoords="offset points",
-                        fontsize=8, color="#555555", rotation=38, rotation_mode="anchor")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-        decade_ticks(ax, "x", lo, hi, ns_formatter())
-        decade_ticks(ax, "y", lo, hi, ns_formatter())
-    ax.set_xlabel("p50 round-trip latency (log scale)")
-    ax.set_ylabel("CPU time per round trip, runner + peer (log scale)")
-
-
-def _label_isolated(ax, points, min_gap=0.12):
-    """Names the points that have no neighbour within min_gap decades: in a
-    cluster the labels would overprint each other, and the legend has them."""
-    logs = [(math.log10(x), math.log10(y)) for x, y, _ in points]
-    for i, (x, y, name) in enumerate(points):
-        near = any(j != i and abs(logs[i][0] - lx) < min_gap and abs(logs[i][1] - ly) < min_gap
-                   for j, (lx, ly) in enumerate(logs))
-        if not near:
-            ax.annotate(name, (x, y), xytext=(6, -3), textcoords="offset points", fontsize=8,
-                        color="#333333")
 
 
 def _cpu_bars(ax, cases, styles):
@@ -605,7 +386,6 @@ def across_hosts(runs, size):
     return fig
 
 
-# How each floor is drawn: black, told apart by line style.
 FLOOR_LINESTYLES = {"payload_rtt": "-", "futex_rtt": (0, (5, 3)), "cache_line_rtt": ":",
                     "cross_core_copy": "-", "memcpy": (0, (5, 3))}
 
@@ -625,102 +405,10 @@ def floor_points(run, placement, pattern):
     return series
 
 
-def has_floor_data(run, placement):
-    return any(floor_points(run, placement, p) for p in ("latency", "throughput"))
-
-
-def floor_plot(run, placement, styles):
-    """One placement's cases against their own floors: per pattern, the
-    figure against size with each floor drawn as a black line (left), and
-    the ratio to the floor (right). The floors come from the cases' floor
-    fields, so each case is drawn against the floor that applies to it."""
-    patterns = [p for p in ("latency", "throughput") if floor_points(run, placement, p)]
-    fig, axes = new_figure(len(patterns), 2, height=4.4)
-    legend = LegendCollector()
-    with_mode = len(run.modes()) > 1
-    for r, pattern in enumerate(patterns):
-        fig_ax, ratio_ax = axes[2 * r], axes[2 * r + 1]
-        series = floor_points(run, placement, pattern)
-        ys, ratios, sizes, floors = [], [], set(), {}
-        for (mech, mode), pts in series.items():
-            style = styles.of(mech, mode)
-            (line,) = fig_ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.4, ms=5,
-                                  **style)
-            tag(line, f"floor-{pattern}-{mech}")
-            rp = [(p[0], p[2].ratio) for p in pts if p[2].ratio]
-            if rp:
-                (rl,) = ratio_ax.plot([p[0] for p in rp], [p[1] for p in rp], lw=1.4, ms=5,
-                                      **style)
-                tag(rl, f"floor-ratio-{pattern}-{mech}")
-                ratios += [p[1] for p in rp]
-            legend.add(f"{mech} ({mode})" if with_mode else mech, style)
-            ys += [p[1] for p in pts]
-            sizes.update(p[0] for p in pts)
-            adjacent = [(p[0], p[2].value) for p in pts if p[2].adjacent]
-            if adjacent:
-                (ad,) = fig_ax.plot([a[0] for a in adjacent], [a[1] for a in adjacent],
-                                    linestyle="none", marker="_", ms=14, mew=2.5,
-                                    color=style["color"], zorder=6)
-                tag(ad, f"floor-adjacent-{mech}")
-                legend.add("floor re-measured before the case",
-                           {"color": "#555555", "marker": "_", "markerfacecolor": "#555555",
-                            "markeredgecolor": "#555555", "linestyle": "none"})
-                ys += [a[1] for a in adjacent]
-            for size, _v, f in pts:
-                by_size = floors.setdefault(f.name, {})
-                if not f.adjacent:
-                    by_size[size] = f.value
-                elif size not in by_size:
-                    # the run's calibration figure, for the line
-                    cal = run.calibrated(placement, _CALIBRATION_KEYS[f.name][0],
-                                         size if _CALIBRATION_KEYS[f.name][1] else None)
-                    if cal is not None:
-                        by_size[size] = cal
-        for name, by_size in floors.items():
-            if not by_size:
-                continue
-            xs = sorted(by_size)
-            (fl,) = fig_ax.plot(xs, [by_size[x] for x in xs], color="black", lw=2.2,
-                                linestyle=FLOOR_LINESTYLES.get(name, "-"), marker="_", ms=12,
-                                zorder=5)
-            tag(fl, f"floor-line-{name}")
-            label = f"floor: {_floor_label(name)}"
-            legend.add(label, {"color": "black", "marker": "_", "markerfacecolor": "black",
-                               "markeredgecolor": "black",
-                               "linestyle": FLOOR_LINESTYLES.get(name, "-")})
-            ys += list(by_size.values())
-        sizes = sorted(sizes)
-        for ax in (fig_ax, ratio_ax):
-            size_axis(ax, sizes)
-            ax.set_yscale("log")
-        fmt = ns_formatter() if pattern == "latency" else bps_formatter()
-        if ys:
-            decade_ticks(fig_ax, "y", min(ys) / 1.5, max(ys) * 1.5, fmt)
-            fig_ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
-        fig_ax.set_ylabel("p50 round trip (log scale)" if pattern == "latency"
-                          else "throughput (bytes/s, log scale)")
-        ratio_ax.axhline(1, color="black", lw=1.5)
-        if ratios:
-            lo, hi = min(0.8, min(ratios) / 1.3), max(2.0, max(ratios) * 1.5)
-            ratio_ax.set_ylim(lo, hi)
-            decade_ticks(ratio_ax, "y", lo, hi, FuncFormatter(lambda v, _p: f"{v:g}×"))
-        ratio_ax.set_ylabel("p50 / floor (× the floor, log scale)" if pattern == "latency"
-                            else "floor / throughput (× the floor, log scale)")
-        fig_ax.set_title(f"{pattern}, {placement}", fontsize=10, loc="left")
-    legend_below(fig, legend.handles, legend.labels, axes[1])
-    return fig
-
-
-# floor name -> (calibration key, per size?)
 _CALIBRATION_KEYS = {"payload_rtt": ("payload_rtt_ns", True), "futex_rtt": ("futex_rtt_ns", False),
                      "cache_line_rtt": ("cache_line_rtt_ns", False),
                      "cross_core_copy": ("cross_core_copy_bytes_per_second", True),
                      "memcpy": ("memcpy_bytes_per_second", True)}
-
-
-def _floor_label(name):
-    from .model import FLOOR_NAMES
-    return FLOOR_NAMES.get(name, (name, ""))[0]
 
 
 def compare_changes(rows, threshold):
@@ -977,7 +665,7 @@ def load_multiples(runs, lay, styles, size):
     """Latency against achieved load at one size: per row of the layout a
     p50 panel and a p99 panel, one line per mechanism over its steps (x:
     echoes per second, y: round trip, log-log), its capacity point ringed."""
-    from .multiples import Panel, PanelSeries, SeriesKey, label_of
+    from .multiples import Panel, PanelSeries, label_of
     built, xs_all, ys_all = [], [], []
     for _title, mechs in lay.groups:
         for stat, field in (("p50", "p50_ns"), ("p99", "p99_ns")):

@@ -13,7 +13,7 @@ includes queueing or its schedule: it is listed as left out, never ranked.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import model, units
 
@@ -25,26 +25,12 @@ QUESTIONS = {
 
 
 @dataclass(frozen=True)
-class Series:
-    """One row of a ranking: the run it is from and the case key's parts
-    that make it a line on a plot (everything but the size)."""
-
-    run: object = field(compare=False, hash=False)
-    run_label: str = ""
-    mechanism: str = ""
-    mode: str = ""
-    placement: str = ""
-    where: str = model.LOCAL
-    engine: str = model.DEFAULT_ENGINE
-
-
-@dataclass(frozen=True)
 class Entry:
     """A series' figure at one size. ratio is how many times worse than the
     best at that size (1 for the best; latency: value / best, throughput:
     best / value)."""
 
-    series: Series
+    series: model.SeriesKey
     case: object
     value: float
     ratio: float
@@ -59,14 +45,8 @@ class Entry:
         return self.case.unstable
 
 
-def series_of(run, case):
-    k = case.key
-    return Series(run, getattr(run, "label", ""), k.mechanism, k.mode, k.placement, k.where,
-                  k.engine)
-
-
 def labeller(runs):
-    """A function naming a Series with only the parts that vary across
+    """A function naming a SeriesKey with only the parts that vary across
     runs: 'pipe (sync)', 'tcp (remote) (async)', 'pipe (sync) [same-cpu]',
     'vm · a.json: pipe (sync)'."""
     cases = [c for r in runs for c in r.case_list()]
@@ -112,7 +92,7 @@ def sizes(runs, pattern):
 
 def _entries(runs, pattern, size, label):
     field, lower, _name = QUESTIONS[pattern]
-    found = [(series_of(r, c), c) for r in runs for c in r.case_list(pattern)
+    found = [(model.series_key(r, c), c) for r in runs for c in r.case_list(pattern)
              if c.key.size == size and answers(r, c, pattern)]
     if not found:
         return []
@@ -130,7 +110,7 @@ def ranked(runs, pattern, size):
 
 @dataclass(frozen=True)
 class GridRow:
-    series: Series
+    series: model.SeriesKey
     label: str
     cells: dict  # size -> Entry
     score: float  # geometric mean of the ratios over the sizes it has
