@@ -87,9 +87,7 @@ for pid in "${servers[@]}"; do
   fi
 done
 
-sockperf_p50() {  # $1: extra flags (--tcp or nothing); prints the p50 round trip in ns
-  taskset -c "$cpu_a" sockperf ping-pong $1 -i 127.0.0.1 -p "$2" -m "$size" -t "$seconds" --full-rtt \
-    >"$work/sp.out" 2>&1 || { cat "$work/sp.out" >&2; return 1; }
+sockperf_out_p50() {  # prints the p50 round trip (ns) of the sockperf output in $work/sp.out
   "$python" - "$work/sp.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -100,17 +98,16 @@ print(float(m.group(1)) * 1000)  # usec -> ns
 PY
 }
 
+sockperf_p50() {  # $1: extra flags (--tcp or nothing); prints the p50 round trip in ns
+  taskset -c "$cpu_a" sockperf ping-pong $1 -i 127.0.0.1 -p "$2" -m "$size" -t "$seconds" --full-rtt \
+    >"$work/sp.out" 2>&1 || { cat "$work/sp.out" >&2; return 1; }
+  sockperf_out_p50
+}
+
 sockperf_load_p50() {  # prints sockperf under-load's p50 round trip in ns, TCP at $rate msg/s
   taskset -c "$cpu_a" sockperf under-load --tcp -i 127.0.0.1 -p "$tcp_port" -m "$size" -t "$seconds" \
     --mps "$rate" --reply-every 1 --full-rtt >"$work/sp.out" 2>&1 || { cat "$work/sp.out" >&2; return 1; }
-  "$python" - "$work/sp.out" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r"percentile 50\.000 =\s*([0-9.]+)", text)
-if not m:
-    sys.exit("crosscheck: no p50 in sockperf under-load's output:\n" + text)
-print(float(m.group(1)) * 1000)  # usec -> ns
-PY
+  sockperf_out_p50
 }
 
 ipcbench_open_loop_p50() {  # tcp async latency, open loop at $rate msg/s; prints p50 ns
