@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -97,8 +98,6 @@ void sweep_fields(nlohmann::ordered_json& b, const Case& c) {
     if (b.contains("offered_rate") && b.contains("achieved_rate")) {
       b["saturated"] = saturated(b["offered_rate"].get<double>(), b["achieved_rate"].get<double>());
     }
-  } else {
-    b.erase("offered_rate");
   }
   if (b.contains("samples")) {
     // A percentile without 100 samples beyond it is not reported (its
@@ -144,6 +143,12 @@ std::string fmt_rate(double per_second, const char* unit) {
   return buf;
 }
 
+std::size_t unsaturated(const Sweep& s) {
+  return static_cast<std::size_t>(std::count_if(s.steps.begin(), s.steps.end(), [](const auto& f) {
+    return !saturated(f.offered, f.achieved);
+  }));
+}
+
 std::optional<double> sweep_bound(const Sweep& s, const Slo& slo) {
   if (slo.bound_ns > 0) return slo.bound_ns;
   if (s.unloaded_ns) return slo.bound_for(*s.unloaded_ns);
@@ -164,9 +169,7 @@ std::string sweep_summary(const Sweep& s, const Slo& slo) {
   line += "peak echo rate " + fmt_rate(*s.peak_echo_rate, "msg");
   const auto bound = sweep_bound(s, slo);
   const auto cap = sweep_capacity(s, slo);
-  std::size_t unsaturated = 0;
-  for (const StepFigures& f : s.steps) unsaturated += saturated(f.offered, f.achieved) ? 0 : 1;
-  line += ", " + std::to_string(s.steps.size()) + " steps (" + std::to_string(unsaturated) +
+  line += ", " + std::to_string(s.steps.size()) + " steps (" + std::to_string(unsaturated(s)) +
           " unsaturated)";
   if (!bound) return line + "; no unloaded figure, so no capacity";
   line += "; capacity at " + slo.text() + " (" + fmt_ns(*bound) + "): ";
@@ -544,8 +547,6 @@ void IpcbenchReporter::add_load_sweeps(nlohmann::ordered_json& doc,
   doc["ipcbench"]["configuration"]["load_sweep"] = {{"steps", steps}, {"slo", rule}};
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const Sweep& s : runner_.sweeps()) {
-    std::size_t unsaturated = 0;
-    for (const StepFigures& f : s.steps) unsaturated += saturated(f.offered, f.achieved) ? 0 : 1;
     list.push_back({{"mechanism", s.mechanism},
                     {"message_size", s.size},
                     {"placement", settings.placements[s.placement].name()},
@@ -557,7 +558,7 @@ void IpcbenchReporter::add_load_sweeps(nlohmann::ordered_json& doc,
                       {"text", slo.text()}}},
                     {"unloaded_p99_ns", or_null(s.unloaded_p99_ns)},
                     {"steps_run", s.steps.size()},
-                    {"unsaturated_steps", unsaturated},
+                    {"unsaturated_steps", unsaturated(s)},
                     {"stopped", s.stopped.empty() ? nlohmann::ordered_json(nullptr)
                                                   : nlohmann::ordered_json(s.stopped)}});
   }

@@ -27,6 +27,35 @@ std::string self_executable() {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
+// Why a case of `mech_name` at `size` (on `eng`, for an async case of a
+// pollable mechanism) cannot run here; empty when it can.
+std::string skip_reason_of(const std::string& mech_name, const Capabilities& caps,
+                           const std::string& unavailable, std::size_t size,
+                           std::optional<Engine> eng) {
+  const std::vector<Engine> usable = engine::engines_of(caps);
+  if (!unavailable.empty()) return unavailable;
+  if (size > caps.max_message) {
+    return "message size " + std::to_string(size) + " exceeds " + mech_name + "'s limit of " +
+           std::to_string(caps.max_message) + " bytes";
+  }
+  if (eng && std::find(usable.begin(), usable.end(), *eng) == usable.end()) {
+    return mech_name + " cannot run on " + std::string(name_of(*eng)) +
+           ": its channel does not move its bytes with plain reads and writes an engine could "
+           "make";
+  }
+  if (eng && !engine::unavailable_reason(*eng).empty()) {
+    return std::string(name_of(*eng)) + " is unavailable here: " + engine::unavailable_reason(*eng);
+  }
+  return {};
+}
+
+// The reason a mechanism is unavailable here, as a skip reason ("" if it is).
+std::string unavailable_text(const std::string& mech_name, const Mechanism& mech) {
+  std::string why = mech.unavailable_reason();
+  if (!why.empty()) why.insert(0, mech_name + " is unavailable here: ");
+  return why;
+}
+
 }  // namespace
 
 // Object-name stem of a case. (Built with append: GCC 12 warns falsely on
@@ -58,18 +87,10 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
   for (const std::string& mech_name : settings.mechanisms) {
     Mechanism* mech = find_mechanism(mech_name);
     const Capabilities caps = mech->capabilities();
-    std::string unavailable = mech->unavailable_reason();
-    if (!unavailable.empty()) unavailable.insert(0, mech_name + " is unavailable here: ");
+    const std::string unavailable = unavailable_text(mech_name, *mech);
     if (settings.load_sweep) {
       for (std::size_t p = 0; p < settings.placements.size(); ++p) {
-        for (std::size_t size : settings.sizes) {
-          std::string skip = unavailable;
-          if (skip.empty() && size > caps.max_message) {
-            skip = "message size " + std::to_string(size) + " exceeds " + mech_name +
-                   "'s limit of " + std::to_string(caps.max_message) + " bytes";
-          }
-          add_sweep(mech, p, size, several_placements, skip);
-        }
+        for (std::size_t size : settings.sizes) add_sweep(mech, p, size, several_placements);
       }
       continue;
     }
@@ -96,19 +117,7 @@ Runner::Runner(const Settings& settings, const Clock& clock, std::string run_dir
                        std::string(name_of(pattern)) + "/" + std::to_string(size);
               if (eng && several_engines) c.name += "/" + std::string(name_of(*eng));
               if (several_placements) c.name += "/" + settings.placements[p].name();
-              if (!unavailable.empty()) {
-                c.skip_reason = unavailable;
-              } else if (size > caps.max_message) {
-                c.skip_reason = "message size " + std::to_string(size) + " exceeds " + mech_name +
-                                "'s limit of " + std::to_string(caps.max_message) + " bytes";
-              } else if (eng && std::find(usable.begin(), usable.end(), *eng) == usable.end()) {
-                c.skip_reason = mech_name + " cannot run on " + std::string(name_of(*eng)) +
-                                ": its channel does not move its bytes with plain reads and "
-                                "writes an engine could make";
-              } else if (eng && !engine::unavailable_reason(*eng).empty()) {
-                c.skip_reason = std::string(name_of(*eng)) +
-                                " is unavailable here: " + engine::unavailable_reason(*eng);
-              }
+              c.skip_reason = skip_reason_of(mech_name, caps, unavailable, size, eng);
               cases_.push_back(std::move(c));
             }
           }
@@ -141,13 +150,18 @@ constexpr double kUnloadedSeconds = 1.0;
 constexpr int kSaturatedSteps = 2;
 
 void Runner::add_sweep(Mechanism* mech, std::size_t placement, std::size_t size,
-                       bool several_placements, const std::string& skip) {
+                       bool several_placements) {
   const int index = static_cast<int>(sweeps_.size());
   Sweep s;
   s.mechanism = std::string(mech->name());
   s.size = size;
   s.placement = placement;
-  const std::vector<Engine> usable = engine::engines_of(mech->capabilities());
+  const Capabilities caps = mech->capabilities();
+  const std::string unavailable = unavailable_text(s.mechanism, *mech);
+  const std::optional<Engine> eng = engine::engines_of(caps).empty()
+                                        ? std::nullopt
+                                        : std::optional<Engine>(settings_.engines.front());
+  const std::string skip = skip_reason_of(s.mechanism, caps, unavailable, size, eng);
   const auto add = [&](Case::SweepRole role, const std::string& label, const LoadStep& step) {
     Case c;
     c.mechanism = mech;
@@ -155,7 +169,7 @@ void Runner::add_sweep(Mechanism* mech, std::size_t placement, std::size_t size,
     c.pattern = Pattern::kLatency;
     c.size = size;
     c.placement = placement;
-    if (!usable.empty()) c.engine = settings_.engines.front();
+    c.engine = eng;
     c.name = s.mechanism + "/async/load/" + std::to_string(size) + "/" + label;
     if (several_placements) c.name += "/" + settings_.placements[placement].name();
     c.sweep_role = role;
@@ -163,10 +177,6 @@ void Runner::add_sweep(Mechanism* mech, std::size_t placement, std::size_t size,
     c.step = step;
     c.window = role == Case::SweepRole::kPeak ? kPeakWindow : 1;
     c.skip_reason = skip;
-    if (skip.empty() && c.engine &&
-        std::find(usable.begin(), usable.end(), *c.engine) == usable.end()) {
-      c.skip_reason = s.mechanism + " cannot run on " + std::string(name_of(*c.engine));
-    }
     cases_.push_back(std::move(c));
   };
   add(Case::SweepRole::kPeak, "peak", {});
@@ -202,9 +212,8 @@ bool Runner::prepare_sweep_case(Case& c) {
   return true;
 }
 
-void Runner::record_sweep_case(const Case& c, const TrialResult& r) {
+void Runner::record_sweep_case(const Case& c, double echoed) {
   Sweep& s = sweeps_[static_cast<std::size_t>(c.sweep)];
-  const double echoed = r.seconds > 0 ? static_cast<double>(r.messages) / r.seconds : 0;
   switch (c.sweep_role) {
     case Case::SweepRole::kPeak:
       s.peak_echo_rate = echoed;
@@ -515,9 +524,10 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       trial.oneway = o;
     }
     if (c.sweep >= 0) {
-      record_sweep_case(c, r);
-      k["offered_rate"] = static_cast<double>(ctx.rate);
-      k["achieved_rate"] = static_cast<double>(r.messages) / secs;
+      const double echoed = static_cast<double>(r.messages) / secs;
+      record_sweep_case(c, echoed);
+      k["achieved_rate"] = echoed;
+      if (c.sweep_role == Case::SweepRole::kStep) k["offered_rate"] = static_cast<double>(c.rate);
     }
     const std::int64_t id = next_trial_++;
     k["trial"] = static_cast<double>(id);  // removed again by the reporter

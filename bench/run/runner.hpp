@@ -129,13 +129,12 @@ class Runner {
   // The pattern's view of the current session for case `c`.
   PatternContext context_for(const Case& c);
   // --load-sweep: registers the sweep cases of one mechanism, placement and size.
-  void add_sweep(Mechanism* mech, std::size_t placement, std::size_t size, bool several_placements,
-                 const std::string& skip);
+  void add_sweep(Mechanism* mech, std::size_t placement, std::size_t size, bool several_placements);
   // Before a sweep case's trial: false when it must not run (c.error or
   // c.not_run says why); sets a step's offered rate.
   bool prepare_sweep_case(Case& c);
   // After its trial: what the sweep learns from it.
-  void record_sweep_case(const Case& c, const TrialResult& r);
+  void record_sweep_case(const Case& c, double echoed);
 
   const Settings& settings_;
   const Clock& clock_;

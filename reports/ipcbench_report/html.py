@@ -585,7 +585,7 @@ def _plot(sec_id, title, fig=None, missing=None, more=()):
 def multiples_data(built, fig_id, title, caption):
     """A plot drawn as small multiples (plots.*_multiples panels) for the
     template's multiples macro: each panel's SVG, legend and hover points."""
-    cols = len({p.title.rsplit(" — ", 1)[-1] for p in built}) or 1
+    cols = len({p.column for p in built}) or 1
     return {"id": fig_id, "caption": caption, "cols": min(cols, 2),
             "panels": [p.render(f"{fig_id}-{i}", f"{title}: {p.title}")
                        for i, p in enumerate(built)]}

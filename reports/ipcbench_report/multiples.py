@@ -170,8 +170,9 @@ class PanelSeries:
 class Panel:
     """One small figure: a title, an axes, the series drawn in it."""
 
-    def __init__(self, title, series, height=PANEL_HEIGHT):
+    def __init__(self, title, series, column, height=PANEL_HEIGHT):
         self.title = title
+        self.column = column  # the grid's column: the mode, or a load sweep's percentile
         self.series = series
         self.fig = Figure(figsize=(PANEL_WIDTH, height), dpi=72, layout="constrained")
         self.ax = self.fig.add_subplot()

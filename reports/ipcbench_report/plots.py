@@ -470,8 +470,8 @@ def latency_multiples(specs):
     """p50 round trip against size per series, the p99 as a whisker above."""
     from .multiples import Panel
     built, lo, hi, sizes = [], [], [], set()
-    for title, _mode, series in specs:
-        p = Panel(title, series)
+    for title, mode, series in specs:
+        p = Panel(title, series, mode)
         for i, s in enumerate(series):
             cases = [c for c in s.cases if c.value("p50_ns") and c.value("p99_ns")]
             if not cases:
@@ -503,8 +503,8 @@ def throughput_multiples(specs):
     """Payload bandwidth of the throughput pattern against size per series."""
     from .multiples import Panel
     built, values, sizes = [], [], set()
-    for title, _mode, series in specs:
-        p = Panel(title, series)
+    for title, mode, series in specs:
+        p = Panel(title, series, mode)
         for s in series:
             pts = [(c.key.size, c.value("bytes_per_second")) for c in s.cases]
             pts = [(x, v) for x, v in pts if v]
@@ -533,8 +533,8 @@ def distribution_multiples(specs, size):
     """The latency percentile spectrum at one size, HdrHistogram style."""
     from .multiples import Panel
     built, ys, xmax = [], [], 10.0
-    for title, _mode, series in specs:
-        p = Panel(title, series)
+    for title, mode, series in specs:
+        p = Panel(title, series, mode)
         for s in series:
             for case in s.cases:
                 hist = [(pc, v) for pc, v in case.histogram() if pc < 100 and v > 0]
@@ -571,8 +571,8 @@ def cpu_multiples(specs):
     with the '1 CPU busy' and '2 CPUs busy' guide lines."""
     from .multiples import Panel
     built, values = [], []
-    for title, _mode, series in specs:
-        p = Panel(title, series)
+    for title, mode, series in specs:
+        p = Panel(title, series, mode)
         for s in series:
             for case in s.cases:
                 x, cpu = case.value("p50_ns"), case.cpu_ns_per_msg()
@@ -630,8 +630,8 @@ def floor_multiples(specs, run, placement, pattern):
     fld = "p50_ns" if pattern == "latency" else "bytes_per_second"
     fmt = units.ns if pattern == "latency" else units.bytes_per_second
     built, ratios, sizes = [], [], set()
-    for title, _mode, series in specs:
-        p = Panel(title, series)
+    for title, mode, series in specs:
+        p = Panel(title, series, mode)
         for s in series:
             pts = []
             for c in s.cases:
@@ -686,7 +686,7 @@ def load_multiples(runs, lay, styles, size):
                     data.append(sweep)
             if not series:
                 continue
-            p = Panel(f"{lay.title([s.key.mechanism for s in series])} — {stat}", series)
+            p = Panel(f"{lay.title([s.key.mechanism for s in series])} — {stat}", series, stat)
             for s, sweep in zip(series, data):
                 pts = [(c.value("achieved_rate"), c.value(field), c) for c in s.cases
                        if c.value("achieved_rate") and c.value(field)]

@@ -24,6 +24,7 @@
 
 #include "../support/files.hpp"
 #include "../support/ipcbench.hpp"
+#include "../support/load_sweep.hpp"
 #include "../support/results.hpp"
 #include "../support/run.hpp"
 #include "../support/text.hpp"
@@ -213,6 +214,7 @@ TEST(Remote, LoadSweepAcrossHosts) {
   const auto doc = read_json(out);
   ASSERT_TRUE(doc);
   std::multiset<std::string> roles;
+  std::vector<json> steps;
   for (const json& b : (*doc)["benchmarks"]) {
     SCOPED_TRACE(entry_label(b));
     EXPECT_EQ(b.value("across_hosts", false), true);
@@ -222,14 +224,16 @@ TEST(Remote, LoadSweepAcrossHosts) {
     if (b["load_role"] == "step") {
       EXPECT_GT(b["offered_rate"].get<double>(), 0);
       EXPECT_GT(b["achieved_rate"].get<double>(), 0);
+      steps.push_back(b);
     }
   }
-  EXPECT_EQ(roles, (std::multiset<std::string>{"peak", "unloaded", "step", "step", "step"}));
+  EXPECT_EQ(roles.count("peak"), 1u);
+  EXPECT_EQ(roles.count("unloaded"), 1u);
   const json& sweeps = (*doc)["ipcbench"]["load_sweeps"];
   ASSERT_EQ(sweeps.size(), 1u);
   EXPECT_EQ(sweeps[0]["mechanism"], "tcp");
   EXPECT_GT(sweeps[0]["peak_echo_rate"].get<double>(), 0);
-  EXPECT_EQ(sweeps[0]["steps_run"], 3);
+  expect_sweep_follows_its_rule(steps, {"10%", "30%", "50%"}, sweeps[0]);
   const RunResult v = validate(out);
   EXPECT_EQ(v.status, 0) << v;
   EXPECT_EQ(serve.stop(), 0) << log_text(dir.file("serve.log"));
