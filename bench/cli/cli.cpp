@@ -212,7 +212,7 @@ std::string hgrm_directory(const std::string& dir) {
 }
 
 // --load-sweep and its bound. The sweep is async latency only: the peak
-// echo rate, the unloaded round trip, then the open loop at each step.
+// echo rate, the round trip, the unloaded open loop, then the open loop at each step.
 void validate_load_sweep(const RunArgs& a, Settings& s) {
   if (!a.load_sweep) {
     if (!a.slo.empty() || a.slo_factor) {

@@ -119,7 +119,7 @@ struct Settings {
   std::string out;                // result file; empty: none
   std::string hgrm_dir;           // --hgrm: a .hgrm file per latency case here; empty: none
   // --load-sweep: only the sweep runs (async latency: the peak echo rate,
-  // the unloaded round trip, then the open loop at each step).
+  // the round trip, the unloaded open loop, then the open loop at each step).
   bool load_sweep = false;
   std::vector<LoadStep> ladder;  // the steps, default_ladder() unless given
   Slo slo;                       // --slo / --slo-factor

@@ -76,6 +76,8 @@ const char* role_name(Case::SweepRole role) {
   switch (role) {
     case Case::SweepRole::kPeak:
       return "peak";
+    case Case::SweepRole::kRoundTrip:
+      return "round-trip";
     case Case::SweepRole::kUnloaded:
       return "unloaded";
     case Case::SweepRole::kStep:
@@ -86,18 +88,19 @@ const char* role_name(Case::SweepRole role) {
   return "";
 }
 
-// A load sweep's row: pattern "load", its part in the sweep, and for a step
-// the offered and achieved rates, whether it saturated, and which
-// percentiles its samples back.
+// A load sweep's row: pattern "load", its part in the sweep, for a step its
+// label, for an open-loop part whether it saturated, and which percentiles
+// its samples back.
 void sweep_fields(nlohmann::ordered_json& b, const Case& c) {
   b["pattern"] = "load";
   b["load_role"] = role_name(c.sweep_role);
   if (c.sweep_role == Case::SweepRole::kStep) {
     b["load_step"] = c.step.label();
     if (c.step.rate == 0) b["load_fraction"] = c.step.fraction;
-    if (b.contains("offered_rate") && b.contains("achieved_rate")) {
-      b["saturated"] = saturated(b["offered_rate"].get<double>(), b["achieved_rate"].get<double>());
-    }
+  }
+  // The open-loop parts (the unloaded figure and the steps) have a rate.
+  if (b.contains("offered_rate") && b.contains("achieved_rate")) {
+    b["saturated"] = saturated(b["offered_rate"].get<double>(), b["achieved_rate"].get<double>());
   }
   if (b.contains("samples")) {
     // A percentile without 100 samples beyond it is not reported (its
@@ -171,7 +174,12 @@ std::string sweep_summary(const Sweep& s, const Slo& slo) {
   const auto cap = sweep_capacity(s, slo);
   line += ", " + std::to_string(s.steps.size()) + " steps (" + std::to_string(unsaturated(s)) +
           " unsaturated)";
-  if (!bound) return line + "; no unloaded figure, so no capacity";
+  if (!bound) {
+    return line + "; no capacity: " +
+           (s.no_unloaded.empty() ? std::string("the unloaded figure was not measured")
+                                  : s.no_unloaded) +
+           " (give --slo p99=TIME for an absolute bound)";
+  }
   line += "; capacity at " + slo.text() + " (" + fmt_ns(*bound) + "): ";
   line += cap ? fmt_rate(*cap, "msg") : std::string("none (no step met the bound)");
   return line;
@@ -480,7 +488,7 @@ void IpcbenchReporter::print_console(const std::vector<Run>& runs, int case_inde
       outcome += ", one-way p50 " + counter_text(last, "oneway_p50_ns", fmt_ns);
     }
     const std::uint64_t rate = c->sweep >= 0 ? c->rate : runner_.settings().rate;
-    if (c->sweep_role == Case::SweepRole::kStep) {
+    if (c->sweep >= 0 && c->rate > 0) {  // the open-loop parts
       outcome = "offered " + fmt_rate(static_cast<double>(c->rate), "msg") + ", echoed " +
                 counter_text(last, "achieved_rate", [](double v) { return fmt_rate(v, "msg"); }) +
                 (saturated(static_cast<double>(c->rate), counter_value(last, "achieved_rate"))
@@ -556,6 +564,8 @@ void IpcbenchReporter::add_load_sweeps(nlohmann::ordered_json& doc,
                      {{"percentile", slo.percentile},
                       {"ns", or_null(sweep_bound(s, slo))},
                       {"text", slo.text()}}},
+                    {"round_trip_ns", or_null(s.round_trip_ns)},
+                    {"unloaded_rate", or_null(s.unloaded_rate)},
                     {"unloaded_p99_ns", or_null(s.unloaded_p99_ns)},
                     {"steps_run", s.steps.size()},
                     {"unsaturated_steps", unsaturated(s)},
@@ -629,7 +639,8 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
     }
     if (c.sweep >= 0) sweep_fields(b, c);
     if (c.mode == Mode::kAsync) {
-      // A sweep's case has its own window (peak, unloaded) or rate (a step).
+      // A sweep's case has its own window (peak, round trip) or rate (the
+      // unloaded figure, a step).
       const std::uint64_t rate = c.sweep >= 0 ? c.rate : runner_.settings().rate;
       const std::uint64_t window = c.window > 0 ? c.window : runner_.settings().window;
       const bool open_loop = rate > 0 && c.pattern == Pattern::kLatency;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -143,9 +144,15 @@ constexpr std::uint64_t kPeakWindow = 64;
 // --min-time and at most this long, so a light step of a slow mechanism
 // does not take minutes.
 constexpr double kMaxStepSeconds = 2.0;
-// The unloaded round trip runs at least this long: its percentile is the
-// bound's base.
-constexpr double kUnloadedSeconds = 1.0;
+// The unloaded figure, the bound's base, is the open loop like the steps
+// (a closed loop hides the sender's stalls: a stalled ping-pong loses one
+// sample, an open loop counts every message due during the stall), at one
+// message per this many round trips, so both sides idle between messages.
+constexpr double kUnloadedSpacing = 4;
+// It runs until its percentiles are backed, at least this long (the machine's
+// stalls come in bursts) and at most that long.
+constexpr double kUnloadedMinSeconds = 1.0;
+constexpr double kUnloadedMaxSeconds = 5.0;
 // The sweep stops after this many saturated steps in a row.
 constexpr int kSaturatedSteps = 2;
 
@@ -175,11 +182,12 @@ void Runner::add_sweep(Mechanism* mech, std::size_t placement, std::size_t size,
     c.sweep_role = role;
     c.sweep = index;
     c.step = step;
-    c.window = role == Case::SweepRole::kPeak ? kPeakWindow : 1;
+    c.window = role == Case::SweepRole::kPeak ? kPeakWindow : 1;  // the open loop ignores it
     c.skip_reason = skip;
     cases_.push_back(std::move(c));
   };
   add(Case::SweepRole::kPeak, "peak", {});
+  add(Case::SweepRole::kRoundTrip, "round-trip", {});
   add(Case::SweepRole::kUnloaded, "unloaded", {});
   for (const LoadStep& step : settings_.ladder) add(Case::SweepRole::kStep, step.label(), step);
   s.last_case = cases_.size() - 1;
@@ -188,12 +196,23 @@ void Runner::add_sweep(Mechanism* mech, std::size_t placement, std::size_t size,
 
 bool Runner::prepare_sweep_case(Case& c) {
   Sweep& s = sweeps_[static_cast<std::size_t>(c.sweep)];
-  if (c.sweep_role == Case::SweepRole::kPeak) {
+  if (c.sweep_role == Case::SweepRole::kPeak || c.sweep_role == Case::SweepRole::kRoundTrip) {
     c.min_time = settings_.min_time;
     return true;
   }
   if (c.sweep_role == Case::SweepRole::kUnloaded) {
-    c.min_time = std::max(settings_.min_time, kUnloadedSeconds);
+    if (!s.round_trip_ns) {
+      c.error =
+          "the round trip was not measured, so the unloaded open loop has no rate (see the "
+          "round-trip case)";
+      return false;
+    }
+    c.rate = static_cast<std::uint64_t>(
+        std::max(1.0, std::round(1e9 / (kUnloadedSpacing * *s.round_trip_ns))));
+    const std::uint64_t samples = std::max(samples_for(settings_.slo.percentile), samples_for(99));
+    const double wanted = static_cast<double>(samples) * 1.05 / static_cast<double>(c.rate);
+    const double least = std::max(settings_.min_time, kUnloadedMinSeconds);
+    c.min_time = std::clamp(wanted, least, std::max(least, kUnloadedMaxSeconds));
     return true;
   }
   if (!s.stopped.empty()) {
@@ -218,14 +237,30 @@ void Runner::record_sweep_case(const Case& c, double echoed) {
     case Case::SweepRole::kPeak:
       s.peak_echo_rate = echoed;
       break;
-    case Case::SweepRole::kUnloaded:
-      // Only a backed figure may set the bound.
+    case Case::SweepRole::kRoundTrip:
+      if (echoed > 0) s.round_trip_ns = 1e9 / echoed;
+      break;
+    case Case::SweepRole::kUnloaded: {
+      s.unloaded_rate = static_cast<double>(c.rate);
+      s.unloaded_samples = histogram_.count();
+      // Only a backed figure of an open loop that kept its rate may set the
+      // bound.
+      if (saturated(static_cast<double>(c.rate), echoed)) {
+        s.no_unloaded = "the unloaded open loop fell short of its rate";
+        break;
+      }
       if (backed(settings_.slo.percentile, histogram_.count())) {
         s.unloaded_ns =
             static_cast<double>(histogram_.value_at_percentile(settings_.slo.percentile));
+      } else {
+        s.no_unloaded = "the unloaded figure is not backed (" + std::to_string(histogram_.count()) +
+                        " samples)";
       }
-      s.unloaded_p99_ns = static_cast<double>(histogram_.value_at_percentile(99));
+      if (backed(99, histogram_.count())) {
+        s.unloaded_p99_ns = static_cast<double>(histogram_.value_at_percentile(99));
+      }
       break;
+    }
     case Case::SweepRole::kStep: {
       StepFigures f;
       f.offered = static_cast<double>(c.rate);
@@ -527,7 +562,7 @@ void Runner::run_case(benchmark::State& state, std::size_t index) {
       const double echoed = static_cast<double>(r.messages) / secs;
       record_sweep_case(c, echoed);
       k["achieved_rate"] = echoed;
-      if (c.sweep_role == Case::SweepRole::kStep) k["offered_rate"] = static_cast<double>(c.rate);
+      if (c.rate > 0) k["offered_rate"] = static_cast<double>(c.rate);  // the open-loop parts
     }
     const std::int64_t id = next_trial_++;
     k["trial"] = static_cast<double>(id);  // removed again by the reporter

@@ -49,10 +49,11 @@ struct Case {
   std::string adapter_note;       // why a case of a bare family has no adapter_ratio
   std::string floor_moved;  // floor_moved_note() when the floor re-measured after it explains it
   // --load-sweep: the case's part in its sweep (Runner::sweeps()[sweep]):
-  // the peak echo rate (a closed loop of kPeakWindow), the unloaded round
-  // trip (closed loop at window 1), or a step of the ladder (open loop at
-  // step.offered(peak), set when it runs).
-  enum class SweepRole { kNone, kPeak, kUnloaded, kStep };
+  // the peak echo rate (a closed loop of kPeakWindow), the round trip
+  // (closed loop at window 1), the unloaded figure (the open loop at one
+  // message per kUnloadedSpacing round trips), or a step of the ladder (open
+  // loop at step.offered(peak)); a rate is set when its case runs.
+  enum class SweepRole { kNone, kPeak, kRoundTrip, kUnloaded, kStep };
   SweepRole sweep_role = SweepRole::kNone;
   int sweep = -1;
   LoadStep step;
@@ -67,9 +68,13 @@ struct Sweep {
   std::string mechanism;
   std::size_t size = 0;
   std::size_t placement = 0;
-  std::optional<double> peak_echo_rate;  // echoes/s with kPeakWindow in flight
-  std::optional<double> unloaded_ns;     // the SLO's percentile at window 1
-  std::optional<double> unloaded_p99_ns;
+  std::optional<double> peak_echo_rate;   // echoes/s with kPeakWindow in flight
+  std::optional<double> round_trip_ns;    // mean, closed loop at window 1
+  std::optional<double> unloaded_rate;    // messages/s of the unloaded open loop
+  std::optional<double> unloaded_ns;      // its SLO percentile, when backed
+  std::optional<double> unloaded_p99_ns;  // when backed
+  std::uint64_t unloaded_samples = 0;
+  std::string no_unloaded;         // why the unloaded figure cannot set the bound
   std::vector<StepFigures> steps;  // the steps that ran, in order
   int saturated_in_a_row = 0;
   std::string stopped;        // why the remaining steps were not run

@@ -590,13 +590,14 @@ class Run:
         sweeps = self.meta.get("load_sweeps")
         return [s for s in sweeps if isinstance(s, dict)] if isinstance(sweeps, list) else []
 
-    def load_steps(self, mechanism, size, placement):
-        """The measured steps of one sweep (cases of pattern load/<step>), by
-        offered rate."""
+    def load_steps(self, mechanism, size, placement, roles=("step",)):
+        """The measured open-loop parts of one sweep with a load_role in
+        roles (the steps, cases of pattern load/<step>; 'unloaded' adds the
+        unloaded figure), by offered rate."""
         steps = [c for c in self.case_list() if c.key.pattern.startswith("load/")
                  and c.key.mechanism == mechanism and c.key.size == size
                  and c.key.placement == placement
-                 and c.field("load_role")[1] == "step" and c.value("offered_rate")]
+                 and c.field("load_role")[1] in roles and c.value("offered_rate")]
         return sorted(steps, key=lambda c: c.value("offered_rate"))
 
     @property
@@ -1143,8 +1144,8 @@ def _check_schema(path, data, schema_path):
 
 def pattern_of(entry):
     """The pattern a case is keyed by: a load sweep's rows (pattern 'load')
-    are one case per part of the sweep, 'load/peak', 'load/unloaded',
-    'load/50%', so its steps are never repetitions of one case and compare
+    are one case per part of the sweep, 'load/peak', 'load/round-trip',
+    'load/unloaded', 'load/50%', so its steps are never repetitions of one case and compare
     pairs the same step across runs."""
     pattern = entry["pattern"]
     if pattern != "load":

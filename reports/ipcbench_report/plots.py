@@ -663,8 +663,9 @@ def floor_multiples(specs, run, placement, pattern):
 
 def load_multiples(runs, lay, styles, size):
     """Latency against achieved load at one size: per row of the layout a
-    p50 panel and a p99 panel, one line per mechanism over its steps (x:
-    echoes per second, y: round trip, log-log), its capacity point ringed."""
+    p50 panel and a p99 panel, one line per mechanism over its unloaded
+    figure and its steps (x: echoes per second, y: round trip, log-log), its
+    capacity point ringed."""
     from .multiples import Panel, PanelSeries, label_of
     built, xs_all, ys_all = [], [], []
     for _title, mechs in lay.groups:
@@ -674,7 +675,8 @@ def load_multiples(runs, lay, styles, size):
                 for sweep in run.load_sweeps:
                     if sweep.get("message_size") != size or sweep.get("mechanism") not in mechs:
                         continue
-                    steps = run.load_steps(sweep["mechanism"], size, sweep.get("placement"))
+                    steps = run.load_steps(sweep["mechanism"], size, sweep.get("placement"),
+                                           ("unloaded", "step"))
                     if not steps:
                         continue
                     key = SeriesKey(run, getattr(run, "label", ""), sweep["mechanism"], "async",
@@ -698,11 +700,13 @@ def load_multiples(runs, lay, styles, size):
                 cap = sweep.get("capacity_rate")
                 for x, y, c in pts:
                     sat = " (saturated)" if c.field("saturated")[1] else ""
-                    p.point(s.sid, x, y, f"{s.text} {units.size(size)}, {c.field('load_step')[1]}"
-                            f" of the peak: offered {units.per_second(c.value('offered_rate'))}, "
+                    step = c.field("load_step")[1]
+                    part = f"{step} of the peak" if step else "unloaded"
+                    p.point(s.sid, x, y, f"{s.text} {units.size(size)}, {part}"
+                            f": offered {units.per_second(c.value('offered_rate'))}, "
                             f"echoed {units.per_second(x)}{sat}: p50 {units.ns(c.value('p50_ns'))}"
                             f", p99 {units.ns(c.value('p99_ns'))}")
-                    if cap is not None and c.value("offered_rate") == cap:
+                    if step and cap is not None and c.value("offered_rate") == cap:
                         (ring,) = p.ax.plot([x], [y], linestyle="none", marker="o", ms=13,
                                             markerfacecolor="none", markeredgewidth=2,
                                             markeredgecolor=s.style["color"], zorder=6)

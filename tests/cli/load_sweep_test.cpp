@@ -1,5 +1,6 @@
 // run --load-sweep on real processes: a short sweep over shm-spin and pipe
-// writes valid JSON whose steps ascend, whose achieved rate tracks the
+// writes valid JSON with its round trip and the unloaded open loop at the
+// rate it sets, whose steps ascend, whose achieved rate tracks the
 // offered one below saturation, with the sender's lateness recorded and a
 // summary per sweep; a sweep stops past saturation and leaves the steps it
 // did not run out; bad sweep arguments are one line and exit 2.
@@ -85,9 +86,21 @@ TEST(LoadSweep, ShortSweepOverShmSpinAndPipe) {
       }
     }
     ASSERT_EQ(by_role.count("peak"), 1u);
+    ASSERT_EQ(by_role.count("round-trip"), 1u);
     ASSERT_EQ(by_role.count("unloaded"), 1u);
     EXPECT_EQ(by_role["peak"]["window"], 64);
-    EXPECT_EQ(by_role["unloaded"]["window"], 1);
+    EXPECT_EQ(by_role["round-trip"]["window"], 1);
+    EXPECT_TRUE(by_role["round-trip"]["rate"].is_null());
+    // The unloaded figure is the open loop (like the steps) at one message
+    // per 4 round trips of the closed loop at window 1.
+    const json& unloaded = by_role["unloaded"];
+    EXPECT_TRUE(unloaded["window"].is_null()) << unloaded.dump();
+    const double round_trip_ns = 1e9 / by_role["round-trip"]["achieved_rate"].get<double>();
+    EXPECT_NEAR(unloaded["rate"].get<double>(), 1e9 / (4 * round_trip_ns), 1.0) << unloaded.dump();
+    EXPECT_EQ(unloaded["offered_rate"].get<double>(), unloaded["rate"].get<double>());
+    EXPECT_EQ(unloaded["saturated"].get<bool>(),
+              unloaded["achieved_rate"].get<double>() < 0.99 * unloaded["rate"].get<double>());
+    EXPECT_TRUE(unloaded.contains("lateness_p99_ns")) << unloaded.dump();
     const double peak = by_role["peak"]["achieved_rate"].get<double>();
     EXPECT_GT(peak, 0);
     const std::vector<std::string> labels = {"10%", "30%", "50%", "70%"};
@@ -118,8 +131,18 @@ TEST(LoadSweep, ShortSweepOverShmSpinAndPipe) {
     ASSERT_NE(summary, nullptr);
     EXPECT_EQ((*summary)["message_size"], 64);
     EXPECT_DOUBLE_EQ((*summary)["peak_echo_rate"].get<double>(), peak);
-    EXPECT_EQ((*summary)["unloaded_p99_ns"].get<double>(),
-              by_role["unloaded"]["p99_ns"].get<double>());
+    EXPECT_NEAR((*summary)["round_trip_ns"].get<double>(), round_trip_ns, 1e-6 * round_trip_ns);
+    EXPECT_EQ((*summary)["unloaded_rate"], unloaded["rate"]);
+    // The base is the unloaded p99 when its samples back it and the open
+    // loop kept its rate; the default bound is twice it.
+    const json& bound_ns = (*summary)["bound"]["ns"];
+    if (unloaded.contains("p99_ns") && !unloaded["saturated"].get<bool>()) {
+      EXPECT_EQ((*summary)["unloaded_p99_ns"], unloaded["p99_ns"]);
+      EXPECT_EQ(bound_ns.get<double>(), 2 * unloaded["p99_ns"].get<double>());
+    } else {
+      EXPECT_TRUE(bound_ns.is_null()) << summary->dump();
+      EXPECT_TRUE((*summary)["capacity_rate"].is_null()) << summary->dump();
+    }
     expect_sweep_follows_its_rule(steps, labels, *summary);
     // The capacity is one of the offered rates, or none.
     const json& cap = (*summary)["capacity_rate"];

@@ -197,7 +197,7 @@ TEST(Remote, WrongTokenFailsTheRunBeforeAnyCase) {
   EXPECT_EQ(serve.stop(), 0);
 }
 
-// A load sweep across hosts: the same peak, unloaded and steps, every row
+// A load sweep across hosts: the same peak, round trip, unloaded and steps, every row
 // across hosts (round trips only), and the sweep's summary.
 TEST(Remote, LoadSweepAcrossHosts) {
   TempDir dir;
@@ -228,6 +228,7 @@ TEST(Remote, LoadSweepAcrossHosts) {
     }
   }
   EXPECT_EQ(roles.count("peak"), 1u);
+  EXPECT_EQ(roles.count("round-trip"), 1u);
   EXPECT_EQ(roles.count("unloaded"), 1u);
   const json& sweeps = (*doc)["ipcbench"]["load_sweeps"];
   ASSERT_EQ(sweeps.size(), 1u);

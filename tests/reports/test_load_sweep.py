@@ -23,7 +23,7 @@ def test_each_step_is_its_own_case():
             and c.key.size == 64}
     steps = {f"load/{e['load_step']}" for e in rows if e["mechanism"] == "pipe"
              and e["message_size"] == 64 and e["load_role"] == "step"}
-    assert keys == {"load/peak", "load/unloaded"} | steps and len(steps) >= 5
+    assert keys == {"load/peak", "load/round-trip", "load/unloaded"} | steps and len(steps) >= 5
     for case in run.cases.values():
         assert len(case.entries) == 1, case.key
 
@@ -73,6 +73,9 @@ def test_report_shows_the_curves_and_the_capacity_table(tmp_path):
                 assert ringed == (s["capacity_rate"] is not None), s
         texts = [p[4] for p in panel_points(page, f"load-{size}")]
         assert texts and all("offered" in t and "echoed" in t and "p99" in t for t in texts)
+        # Each curve starts at its unloaded figure, in both panels.
+        here = [s for s in sweeps if s["message_size"] == size]
+        assert sum(", unloaded: offered" in t for t in texts) == 2 * len(here)
 
 
 def test_the_sweep_file_keeps_the_cross_field_rules():
