@@ -1,0 +1,402 @@
+#include "mechanisms/iceoryx/roudi.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iceoryx_hoofs/internal/relocatable_pointer/base_relative_pointer.hpp>
+#include <iceoryx_hoofs/log/logmanager.hpp>
+#include <iceoryx_posh/internal/runtime/posh_runtime_impl.hpp>
+#include <iceoryx_posh/runtime/posh_runtime.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/retry.hpp"
+
+namespace ipcbench::mech::iceoryx {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr const char* kRoudiPath = "/usr/bin/iox-roudi";
+// RouDi prints this once it takes registrations (at log level info).
+constexpr std::string_view kReadyLine = "RouDi is ready for clients";
+constexpr auto kReadyTimeout = 10s;
+constexpr auto kStopGrace = 2s;
+// The private /tmp and /dev/shm: RouDi's management segment alone is ~66 MB
+// whatever the config, then the mempools (kPools).
+constexpr const char* kTmpfsOptions = "mode=1777,size=1g";
+// Each mempool's chunks hold a payload of up to 2^k bytes plus this much
+// for the request/response header iceoryx puts in the payload (<= 256 B)
+// and the channel's own header.
+constexpr std::size_t kHeaderRoom = 512;
+// Chunks per pool: up to 8 MiB a pool, at least 8 and at most 256 chunks.
+constexpr std::size_t kPoolBytes = 8u << 20;
+constexpr std::size_t kMinChunks = 8;
+constexpr std::size_t kMaxChunks = 256;
+
+// Exit codes of the child before exec: which step of the namespace failed.
+constexpr int kExitUnshare = 120;
+constexpr int kExitPrivate = 121;
+constexpr int kExitTmp = 122;
+constexpr int kExitShm = 123;
+constexpr int kExitExec = 126;
+
+std::uint64_t start_time_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return 0;
+  const auto paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  // Field 3 is the state; the start time is field 22.
+  for (int i = 3; i <= 22; ++i) {
+    if (!(fields >> field)) return 0;
+  }
+  std::uint64_t start = 0;
+  std::from_chars(field.data(), field.data() + field.size(), start);
+  return start;
+}
+
+// RouDi's config: one mempool per power of two from 64 B to kMaxMessage.
+std::string roudi_config() {
+  std::string toml = "[general]\nversion = 1\n\n[[segment]]\n";
+  for (std::size_t payload = 64; payload <= kMaxMessage; payload *= 2) {
+    const std::size_t size = payload + kHeaderRoom;
+    const std::size_t count = std::clamp(kPoolBytes / size, kMinChunks, kMaxChunks);
+    toml += "\n[[segment.mempool]]\nsize = " + std::to_string(size) +
+            "\ncount = " + std::to_string(count) + "\n";
+  }
+  return toml;
+}
+
+posix::Fd memfd_with(const char* name, const std::string& text) {
+  posix::Fd fd(::memfd_create(name, MFD_CLOEXEC));
+  if (!static_cast<bool>(fd)) posix::throw_errno(std::string("memfd_create ") + name);
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      posix::throw_errno(std::string("write ") + name);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return fd;
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  off_t at = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf, sizeof buf, at);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+  return out;
+}
+
+std::string last_lines(const std::string& log) {
+  constexpr std::size_t kTail = 600;
+  std::string tail = log.size() > kTail ? log.substr(log.size() - kTail) : log;
+  for (char& c : tail) {
+    if (c == '\n') c = ' ';
+  }
+  return tail;
+}
+
+// Writes "iceoryx: <what> failed: errno N" to fd and exits with code:
+// async-signal-safe, for the child between fork and exec.
+[[noreturn]] void child_fail(int fd, const char* what, int code) {
+  const int err = errno;
+  char msg[128];
+  std::size_t n = 0;
+  for (const char* p = "ipcbench: "; *p != 0 && n < sizeof msg; ++p) msg[n++] = *p;
+  for (const char* p = what; *p != 0 && n < sizeof msg - 16; ++p) msg[n++] = *p;
+  for (const char* p = " failed: errno "; *p != 0 && n < sizeof msg - 8; ++p) msg[n++] = *p;
+  char digits[8];
+  int d = 0;
+  for (int v = err; d == 0 || v > 0; v /= 10) digits[d++] = static_cast<char>('0' + v % 10);
+  while (d > 0 && n < sizeof msg - 1) msg[n++] = digits[--d];
+  msg[n++] = '\n';
+  (void)!::write(fd, msg, n);
+  ::_exit(code);
+}
+
+// The RouDi this process started, stopped when the process exits. A child
+// forked from the owner inherits a copy and leaves it alone.
+class Daemon {
+ public:
+  ~Daemon() { stop(); }
+
+  RoudiRef ensure() {
+    if (owner_ == ::getpid() && ref_.pid > 0) return ref_;
+    owner_ = ::getpid();
+    ref_ = {};
+    start();
+    return ref_;
+  }
+
+ private:
+  void start() {
+    posix::Fd config = memfd_with("ipcbench-roudi.toml", roudi_config());
+    posix::Fd log = memfd_with("ipcbench-roudi.log", "");
+    const int config_fd = config.get();
+    const int log_fd = log.get();
+    const pid_t parent = ::getpid();
+    sigset_t none;
+    sigemptyset(&none);
+    const pid_t pid = ::fork();
+    if (pid < 0) posix::throw_errno("fork for iox-roudi");
+    if (pid == 0) {
+      // Only async-signal-safe calls from here to exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(kExitExec);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (::unshare(CLONE_NEWNS) != 0) child_fail(log_fd, "unshare(CLONE_NEWNS)", kExitUnshare);
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        child_fail(log_fd, "making / private", kExitPrivate);
+      }
+      if (::mount("ipcbench-iceoryx", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) != 0) {
+        child_fail(log_fd, "mounting a tmpfs on /tmp", kExitTmp);
+      }
+      if (::mount("ipcbench-iceoryx", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) !=
+          0) {
+        child_fail(log_fd, "mounting a tmpfs on /dev/shm", kExitShm);
+      }
+      // The log first: the config may already be descriptor 3, which dup2
+      // then leaves close-on-exec.
+      if (::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0 || ::dup2(config_fd, 3) < 0 ||
+          ::fcntl(3, F_SETFD, 0) < 0) {
+        child_fail(log_fd, "dup2", kExitExec);
+      }
+      ::execl(kRoudiPath, "iox-roudi", "-c", "/proc/self/fd/3", "-l", "info",
+              static_cast<char*>(nullptr));
+      child_fail(log_fd, "exec /usr/bin/iox-roudi", kExitExec);
+    }
+    pid_ = pid;
+    const auto deadline = Clock::now() + kReadyTimeout;
+    for (;;) {
+      const std::string text = read_all(log_fd);
+      if (text.find(kReadyLine) != std::string::npos) break;
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid_ = 0;
+        throw std::runtime_error(
+            "iox-roudi exited before it was ready (" +
+            std::string(WIFEXITED(status) ? "exit " : "signal ") +
+            std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)) +
+            "): " + last_lines(text));
+      }
+      if (Clock::now() > deadline) {
+        stop();
+        throw std::runtime_error("iox-roudi was not ready within 10 s: " + last_lines(text));
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    ref_ = {.pid = pid, .start = start_time_of(pid)};
+    if (ref_.start == 0) {
+      stop();
+      throw std::runtime_error("iox-roudi vanished right after it was ready");
+    }
+    log_ = std::move(log);
+  }
+
+  void stop() noexcept {
+    if (pid_ <= 0 || owner_ != ::getpid()) return;
+    ::kill(pid_, SIGTERM);
+    const auto deadline = Clock::now() + kStopGrace;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    pid_ = 0;
+    ref_ = {};
+  }
+
+  pid_t owner_ = 0;
+  pid_t pid_ = 0;
+  RoudiRef ref_;
+  posix::Fd log_;
+};
+
+Daemon& daemon() {
+  static Daemon d;
+  return d;
+}
+
+// A runtime for a child forked from a process that had one: the inherited
+// copy names the parent and talks on its sockets, and its destructor would
+// unregister the parent, so it is left as it is and a new one, under the
+// child's name, serves every later PoshRuntime::getInstance().
+class ForkedRuntime : public ::iox::runtime::PoshRuntimeImpl {
+ public:
+  static void install(const ::iox::RuntimeName_t& name) {
+    // The inherited segments' ids would clash with the new mappings'.
+    ::iox::rp::BaseRelativePointer::unregisterAll();
+    current = new ForkedRuntime(&name);  // never deleted: lives as the process does
+    setRuntimeFactory(&factory);
+  }
+
+ private:
+  explicit ForkedRuntime(const ::iox::RuntimeName_t* name)
+      : PoshRuntimeImpl(::iox::cxx::make_optional<const ::iox::RuntimeName_t*>(name)) {}
+  // By value: the signature iceoryx's factory_t demands.
+  static ::iox::runtime::PoshRuntime& factory(
+      ::iox::cxx::optional<
+          const ::iox::RuntimeName_t*> /*name*/) {  // NOLINT(performance-unnecessary-value-param)
+    return *current;
+  }
+  static inline ForkedRuntime* current = nullptr;
+};
+
+pid_t g_runtime_pid = 0;  // the process whose runtime is registered
+RoudiRef g_runtime_roudi;
+
+}  // namespace
+
+std::string RoudiRef::text() const { return std::to_string(pid) + ":" + std::to_string(start); }
+
+RoudiRef RoudiRef::parse(std::string_view text) {
+  const auto colon = text.find(':');
+  RoudiRef r;
+  const auto bad = [&] {
+    return std::invalid_argument("iceoryx: bad RouDi reference '" + std::string(text) +
+                                 "' (want <pid>:<start>)");
+  };
+  if (colon == std::string_view::npos) throw bad();
+  const auto p = std::from_chars(text.data(), text.data() + colon, r.pid);
+  const auto s = std::from_chars(text.data() + colon + 1, text.data() + text.size(), r.start);
+  if (p.ec != std::errc{} || p.ptr != text.data() + colon || s.ec != std::errc{} ||
+      s.ptr != text.data() + text.size() || r.pid <= 0) {
+    throw bad();
+  }
+  return r;
+}
+
+std::string unavailable_reason() {
+  static const std::string reason = [] {
+    if (::access(kRoudiPath, X_OK) != 0) {
+      return std::string("iox-roudi is not installed (/usr/bin/iox-roudi; Debian package iceoryx)");
+    }
+    // The namespace RouDi needs, tried in a child so this process is left as is.
+    const pid_t pid = ::fork();
+    if (pid < 0) return std::string("cannot fork to probe a private mount namespace");
+    if (pid == 0) {
+      if (::unshare(CLONE_NEWNS) != 0) ::_exit(kExitUnshare);
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(kExitPrivate);
+      if (::mount("ipcbench-probe", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") != 0) {
+        ::_exit(kExitTmp);
+      }
+      ::_exit(0);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::string();
+    return std::string(
+        "iceoryx's RouDi has fixed names (/tmp/roudi, /dev/shm/iceoryx_mgmt), so the run keeps "
+        "its own in a private mount namespace, which needs root (CAP_SYS_ADMIN) and a policy "
+        "that allows unshare and mount");
+  }();
+  return reason;
+}
+
+RoudiRef ensure_roudi() { return daemon().ensure(); }
+
+void ensure_runtime(const RoudiRef& roudi) {
+  if (g_runtime_pid == ::getpid()) {
+    if (g_runtime_roudi.pid != roudi.pid || g_runtime_roudi.start != roudi.start) {
+      throw std::runtime_error("iceoryx: this process is registered with RouDi " +
+                               g_runtime_roudi.text() + ", not " + roudi.text() +
+                               " (one runtime per process)");
+    }
+    return;
+  }
+  if (start_time_of(roudi.pid) != roudi.start) {
+    throw std::runtime_error("iceoryx: RouDi " + roudi.text() + " is gone");
+  }
+  // The Debian build logs at debug level: registrations and segments.
+  ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(::iox::log::LogLevel::kWarn);
+  const std::string text = "ipcbench-" + std::to_string(::getpid());
+  const ::iox::RuntimeName_t name(::iox::cxx::TruncateToCapacity, text.c_str());
+  MountNamespaceScope in(roudi);
+  if (g_runtime_pid != 0) {
+    ForkedRuntime::install(name);
+  } else {
+    ::iox::runtime::PoshRuntime::initRuntime(name);
+    // The runtime unregisters from RouDi when the process exits, through
+    // /tmp/roudi: in RouDi's namespace. Handlers registered after it run
+    // before its destructor.
+    std::atexit(+[] {
+      if (g_runtime_roudi.pid <= 0) return;
+      const std::string path = "/proc/" + std::to_string(g_runtime_roudi.pid) + "/ns/mnt";
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0 && ::unshare(CLONE_FS) == 0) (void)::setns(fd, CLONE_NEWNS);
+    });
+  }
+  g_runtime_pid = ::getpid();
+  g_runtime_roudi = roudi;
+}
+
+MountNamespaceScope::MountNamespaceScope(const RoudiRef& roudi) {
+  const std::string path = "/proc/" + std::to_string(roudi.pid) + "/ns/mnt";
+  posix::Fd target(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!static_cast<bool>(target)) posix::throw_errno("iceoryx: open " + path);
+  if (start_time_of(roudi.pid) != roudi.start) {
+    throw std::runtime_error("iceoryx: RouDi " + roudi.text() + " is gone");
+  }
+  // setns needs a thread whose file-system attributes are its own (threads
+  // share them with their creator, e.g. iceoryx's keep-alive thread).
+  if (::unshare(CLONE_FS) != 0) posix::throw_errno("iceoryx: unshare(CLONE_FS)");
+  posix::Fd home(::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
+  if (!static_cast<bool>(home)) posix::throw_errno("iceoryx: open /proc/thread-self/ns/mnt");
+  posix::Fd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!static_cast<bool>(cwd)) posix::throw_errno("iceoryx: open the working directory");
+  if (::setns(target.get(), CLONE_NEWNS) != 0) {
+    posix::throw_errno("iceoryx: entering RouDi's mount namespace (" + path + ")");
+  }
+  home_ = home.release();
+  cwd_ = cwd.release();
+}
+
+MountNamespaceScope::~MountNamespaceScope() {
+  // Going back cannot fail where coming in worked, short of the kernel
+  // refusing its own namespace; staying would move every later path of the
+  // process into RouDi's /tmp, so that is fatal.
+  if (::unshare(CLONE_FS) != 0 || ::setns(home_, CLONE_NEWNS) != 0 || ::fchdir(cwd_) != 0) {
+    std::fprintf(stderr, "ipcbench: cannot leave RouDi's mount namespace: %s\n",
+                 std::strerror(errno));
+    std::abort();
+  }
+  ::close(home_);
+  ::close(cwd_);
+}
+
+}  // namespace ipcbench::mech::iceoryx

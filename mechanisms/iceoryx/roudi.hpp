@@ -1,0 +1,77 @@
+// What the iceoryx mechanism stands on (issue 19): a RouDi of this run's
+// own, kept where no other RouDi can meet it, and one iceoryx runtime per
+// process registered with it.
+//
+// RouDi's names are fixed in iceoryx 2.0.3 (/tmp/roudi, /tmp/roudi.lock,
+// /tmp/iox-unique-roudi.lock, /dev/shm/iceoryx_mgmt, a payload segment named
+// after its group), so two cannot coexist on a machine. The listening side
+// therefore starts RouDi in a private mount namespace with fresh tmpfs on
+// /tmp and /dev/shm (root, CAP_SYS_ADMIN): it can meet no other RouDi, and
+// whatever it creates vanishes with the namespace when RouDi and the
+// processes in it are gone, a kill -9 included (RouDi has a parent-death
+// signal). Only the thread that makes iceoryx calls that name a path
+// (registering the runtime, creating ports) enters that namespace, for the
+// call (MountNamespaceScope); the rest of the process never sees it, and the
+// data path (loan, send, take) is shared memory, which needs no path. The
+// peer, in another process, finds the namespace through RouDi's pid
+// (/proc/<pid>/ns/mnt), checked against its start time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace ipcbench::mech::iceoryx {
+
+// Which RouDi: its pid and its start time (clock ticks after boot, field 22
+// of /proc/<pid>/stat), so a reused pid is never taken for it.
+struct RoudiRef {
+  pid_t pid = 0;
+  std::uint64_t start = 0;
+  std::string text() const;                      // "<pid>:<start>"
+  static RoudiRef parse(std::string_view text);  // throws std::invalid_argument
+};
+
+// Why iceoryx cannot run here, or empty: iox-roudi missing, or no private
+// mount namespace (not root / CAP_SYS_ADMIN, or a seccomp policy). Probed
+// once (in a child process), then cached.
+std::string unavailable_reason();
+
+// The largest message RouDi's mempools hold (one pool per power of two from
+// 64 B): its config cannot grow later, since the runtime registered with it
+// lives as long as the process.
+inline constexpr std::size_t kMaxMessage = 4u << 20;
+
+// This process's RouDi, started on first use, pinned like the calling
+// thread, stopped when the process exits (SIGTERM, then SIGKILL after 2 s)
+// and killed with it (a parent-death signal). Throws std::runtime_error with
+// RouDi's last log lines if it does not become ready within 10 s,
+// std::system_error if it cannot be started.
+RoudiRef ensure_roudi();
+
+// This process's iceoryx runtime, registered with `roudi` once per process
+// as "ipcbench-<pid>". A child forked (without exec) from a process that has
+// one gets a runtime of its own: the copy it inherited belongs to its parent
+// (its name, its sockets) and is left alone, never destroyed. Throws
+// std::runtime_error if `roudi` is gone.
+void ensure_runtime(const RoudiRef& roudi);
+
+// For the duration of a scope, the calling thread is in `roudi`'s mount
+// namespace (its /tmp and /dev/shm), then back where it was, with its
+// working directory. Throws std::system_error if it cannot enter.
+class MountNamespaceScope {
+ public:
+  explicit MountNamespaceScope(const RoudiRef& roudi);
+  ~MountNamespaceScope();
+  MountNamespaceScope(const MountNamespaceScope&) = delete;
+  MountNamespaceScope& operator=(const MountNamespaceScope&) = delete;
+
+ private:
+  int home_ = -1;  // the namespace the thread came from
+  int cwd_ = -1;
+};
+
+}  // namespace ipcbench::mech::iceoryx

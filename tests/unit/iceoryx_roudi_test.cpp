@@ -1,0 +1,218 @@
+// The ground the iceoryx mechanism stands on (mechanisms/iceoryx/roudi.hpp):
+// a RouDi of this process's own in a private mount namespace, which leaves
+// nothing in the machine's /tmp and /dev/shm and dies with its owner, and a
+// runtime per process, including a child forked from a process that has one,
+// talking to its parent through that RouDi. Skipped, naming the reason,
+// where iceoryx cannot run (no iox-roudi, no private mount namespace).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iceoryx_posh/popo/untyped_client.hpp>
+#include <iceoryx_posh/popo/untyped_server.hpp>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mechanisms/iceoryx/roudi.hpp"
+
+namespace ipcbench::mech::iceoryx {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// The names RouDi 2.0.3 would leave in the machine's /tmp and /dev/shm.
+constexpr const char* kFixedNames[] = {"/tmp/roudi", "/tmp/roudi.lock",
+                                       "/tmp/iox-unique-roudi.lock", "/dev/shm/iceoryx_mgmt"};
+
+// Each fixed name's inode, or 0 when it does not exist.
+std::vector<ino_t> fixed_names() {
+  std::vector<ino_t> out;
+  for (const char* p : kFixedNames) {
+    struct stat st {};
+    out.push_back(::lstat(p, &st) == 0 ? st.st_ino : 0);
+  }
+  return out;
+}
+
+// RouDi is running: its pid is not a zombie and has its start time (field
+// 22 of /proc/<pid>/stat), so a reused pid does not count.
+bool alive(const RoudiRef& r) {
+  std::ifstream in("/proc/" + std::to_string(r.pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  const auto paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] == 'Z')
+    return false;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) fields >> field;
+  return field == std::to_string(r.start);
+}
+
+#define SKIP_IF_UNAVAILABLE()                                         \
+  do {                                                                \
+    const std::string why = unavailable_reason();                     \
+    if (!why.empty()) GTEST_SKIP() << "iceoryx unavailable: " << why; \
+  } while (false)
+
+TEST(RoudiRef, TextRoundTripsAndBadTextIsRefused) {
+  const RoudiRef r{.pid = 1234, .start = 98765};
+  EXPECT_EQ(r.text(), "1234:98765");
+  const RoudiRef back = RoudiRef::parse(r.text());
+  EXPECT_EQ(back.pid, 1234);
+  EXPECT_EQ(back.start, 98765u);
+  for (const char* bad : {"", "1234", ":5", "12:", "x:1", "1:2:3", "0:5", "-3:5", "12 :5"}) {
+    EXPECT_THROW(RoudiRef::parse(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(Roudi, RunsInAPrivateNamespaceAndLeavesTheMachinesNamesAlone) {
+  SKIP_IF_UNAVAILABLE();
+  const auto before = fixed_names();
+  const RoudiRef r = ensure_roudi();
+  ASSERT_GT(r.pid, 0);
+  // Its socket exists in its own /tmp (seen through /proc/<pid>/root) ...
+  struct stat st {};
+  EXPECT_EQ(::stat(("/proc/" + std::to_string(r.pid) + "/root/tmp/roudi").c_str(), &st), 0)
+      << std::strerror(errno);
+  EXPECT_EQ(::stat(("/proc/" + std::to_string(r.pid) + "/root/dev/shm/iceoryx_mgmt").c_str(), &st),
+            0)
+      << std::strerror(errno);
+  // ... and the machine's are as they were (absent, or another RouDi's).
+  EXPECT_EQ(fixed_names(), before);
+  // One per process: asking again gives the same RouDi.
+  const RoudiRef again = ensure_roudi();
+  EXPECT_EQ(again.pid, r.pid);
+  EXPECT_EQ(again.start, r.start);
+}
+
+TEST(Roudi, DiesWithItsOwnerKilledByNineAndLeavesNothing) {
+  SKIP_IF_UNAVAILABLE();
+  const auto before = fixed_names();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t owner = ::fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    ::close(fds[0]);
+    try {
+      const std::string text = ensure_roudi().text() + "\n";
+      (void)!::write(fds[1], text.data(), text.size());
+    } catch (...) {
+      ::_exit(1);
+    }
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char c = 0;
+  while (::read(fds[0], &c, 1) == 1 && c != '\n') text += c;
+  ::close(fds[0]);
+  ASSERT_FALSE(text.empty()) << "the owner could not start RouDi";
+  const RoudiRef r = RoudiRef::parse(text);
+  EXPECT_TRUE(alive(r));
+  ::kill(owner, SIGKILL);
+  int status = 0;
+  ::waitpid(owner, &status, 0);
+  // The parent-death signal ends RouDi; init reaps it.
+  const auto deadline = Clock::now() + 10s;
+  while (alive(r) && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_FALSE(alive(r)) << "RouDi " << r.text() << " outlived its owner";
+  EXPECT_EQ(fixed_names(), before);
+}
+
+// A server here, a client in a forked child (which inherits this process's
+// runtime and must get its own): 2000 requests, each echoed and checked.
+TEST(Roudi, AForkedChildGetsARuntimeOfItsOwnAndTalksToItsParent) {
+  SKIP_IF_UNAVAILABLE();
+  const RoudiRef r = ensure_roudi();
+  ensure_runtime(r);
+  const ::iox::capro::ServiceDescription service{
+      "ipcbench", "roudi-test",
+      ::iox::capro::IdString_t(::iox::cxx::TruncateToCapacity, std::to_string(::getpid()).c_str())};
+  std::optional<::iox::popo::UntypedServer> server;
+  {
+    MountNamespaceScope in(r);
+    server.emplace(service);
+  }
+  constexpr std::uint64_t kCount = 2000;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 0;
+    try {
+      ensure_runtime(r);
+      std::optional<::iox::popo::UntypedClient> client;
+      {
+        MountNamespaceScope in(r);
+        client.emplace(service);
+      }
+      const auto deadline = Clock::now() + 10s;
+      while (client->getConnectionState() != ::iox::ConnectionState::CONNECTED) {
+        if (Clock::now() > deadline) ::_exit(2);
+        std::this_thread::sleep_for(1ms);
+      }
+      for (std::uint64_t i = 0; i < kCount && code == 0; ++i) {
+        auto loaned = client->loan(sizeof i, alignof(std::uint64_t));
+        if (loaned.has_error()) ::_exit(3);
+        std::memcpy(loaned.value(), &i, sizeof i);
+        if (client->send(loaned.value()).has_error()) ::_exit(4);
+        const auto until = Clock::now() + 10s;
+        for (;;) {
+          auto taken = client->take();
+          if (!taken.has_error()) {
+            std::uint64_t got = 0;
+            std::memcpy(&got, taken.value(), sizeof got);
+            client->releaseResponse(taken.value());
+            if (got != i + 1) code = 5;
+            break;
+          }
+          if (Clock::now() > until) ::_exit(6);
+        }
+      }
+    } catch (...) {
+      code = 7;
+    }
+    ::_exit(code);
+  }
+  std::uint64_t answered = 0;
+  int status = 0;
+  const auto deadline = Clock::now() + 60s;
+  while (::waitpid(child, &status, WNOHANG) == 0) {
+    auto taken = server->take();
+    if (taken.has_error()) {
+      ASSERT_LT(Clock::now(), deadline) << "the child neither finished nor was answered";
+      continue;
+    }
+    std::uint64_t seq = 0;
+    std::memcpy(&seq, taken.value(), sizeof seq);
+    const auto* header = ::iox::popo::RequestHeader::fromPayload(taken.value());
+    auto loaned = server->loan(header, sizeof seq, alignof(std::uint64_t));
+    ASSERT_FALSE(loaned.has_error());
+    const std::uint64_t reply = seq + 1;
+    std::memcpy(loaned.value(), &reply, sizeof reply);
+    server->releaseRequest(taken.value());
+    ASSERT_FALSE(server->send(loaned.value()).has_error());
+    ++answered;
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "child signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "child exit code (see the test's _exit codes)";
+  EXPECT_EQ(answered, kCount);
+  MountNamespaceScope in(r);
+  server.reset();
+}
+
+}  // namespace
+}  // namespace ipcbench::mech::iceoryx
