@@ -241,6 +241,10 @@ void Runner::record_sweep_case(const Case& c, double echoed) {
       if (echoed > 0) s.round_trip_ns = 1e9 / echoed;
       break;
     case Case::SweepRole::kUnloaded: {
+      // A repetition's figures replace the last one's, never mix with them.
+      s.unloaded_ns.reset();
+      s.unloaded_p99_ns.reset();
+      s.no_unloaded.clear();
       s.unloaded_rate = static_cast<double>(c.rate);
       s.unloaded_samples = histogram_.count();
       // Only a backed figure of an open loop that kept its rate may set the

@@ -152,8 +152,11 @@ class Daemon {
 
   RoudiRef ensure() {
     if (owner_ == ::getpid() && ref_.pid > 0) return ref_;
+    // A forked child's copy names its parent's RouDi: forget it, never stop it.
     owner_ = ::getpid();
+    pid_ = 0;
     ref_ = {};
+    log_ = posix::Fd();
     start();
     return ref_;
   }
@@ -162,8 +165,11 @@ class Daemon {
   void start() {
     posix::Fd config = memfd_with("ipcbench-roudi.toml", roudi_config());
     posix::Fd log = memfd_with("ipcbench-roudi.log", "");
+    posix::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null) posix::throw_errno("open /dev/null");
     const int config_fd = config.get();
     const int log_fd = log.get();
+    const int null_fd = null.get();
     const pid_t parent = ::getpid();
     sigset_t none;
     sigemptyset(&none);
@@ -187,10 +193,12 @@ class Daemon {
       }
       // The log first: the config may already be descriptor 3, which dup2
       // then leaves close-on-exec.
-      if (::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0 || ::dup2(config_fd, 3) < 0 ||
-          ::fcntl(3, F_SETFD, 0) < 0) {
+      if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0 ||
+          ::dup2(config_fd, 3) < 0 || ::fcntl(3, F_SETFD, 0) < 0) {
         child_fail(log_fd, "dup2", kExitExec);
       }
+      // Nothing else of the owner's lives on in the daemon.
+      (void)::close_range(4, ~0U, 0);
       ::execl(kRoudiPath, "iox-roudi", "-c", "/proc/self/fd/3", "-l", "info",
               static_cast<char*>(nullptr));
       child_fail(log_fd, "exec /usr/bin/iox-roudi", kExitExec);
@@ -278,6 +286,17 @@ class ForkedRuntime : public ::iox::runtime::PoshRuntimeImpl {
 
 pid_t g_runtime_pid = 0;  // the process whose runtime is registered
 RoudiRef g_runtime_roudi;
+// The namespaces the exiting thread moves between (ensure_runtime).
+int g_exit_home = -1;
+int g_exit_cwd = -1;
+int g_exit_roudi = -1;
+
+// At exit: the calling thread into the namespace `ns` (and to `cwd`), as
+// best it can (nothing is left to report to).
+void enter_at_exit(int ns, int cwd) {
+  if (ns < 0 || ::unshare(CLONE_FS) != 0 || ::setns(ns, CLONE_NEWNS) != 0) return;
+  if (cwd >= 0) (void)::fchdir(cwd);
+}
 
 }  // namespace
 
@@ -346,20 +365,26 @@ void ensure_runtime(const RoudiRef& roudi) {
   ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(::iox::log::LogLevel::kWarn);
   const std::string text = "ipcbench-" + std::to_string(::getpid());
   const ::iox::RuntimeName_t name(::iox::cxx::TruncateToCapacity, text.c_str());
+  const bool first = g_runtime_pid == 0;
+  if (first) {  // where the thread is now, before the scope moves it
+    g_exit_home = ::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    g_exit_cwd = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  }
   MountNamespaceScope in(roudi);
-  if (g_runtime_pid != 0) {
+  if (!first) {
     ForkedRuntime::install(name);
   } else {
-    ::iox::runtime::PoshRuntime::initRuntime(name);
     // The runtime unregisters from RouDi when the process exits, through
-    // /tmp/roudi: in RouDi's namespace. Handlers registered after it run
-    // before its destructor.
-    std::atexit(+[] {
-      if (g_runtime_roudi.pid <= 0) return;
-      const std::string path = "/proc/" + std::to_string(g_runtime_roudi.pid) + "/ns/mnt";
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0 && ::unshare(CLONE_FS) == 0) (void)::setns(fd, CLONE_NEWNS);
-    });
+    // /tmp/roudi, so its destructor must run in RouDi's namespace and
+    // everything after it back home. atexit handlers and static destructors
+    // run in the reverse order of their registration: "home" (registered
+    // before the runtime exists) runs after its destructor, "into RouDi's"
+    // (registered after) before it.
+    std::atexit(+[] { enter_at_exit(g_exit_home, g_exit_cwd); });
+    ::iox::runtime::PoshRuntime::initRuntime(name);
+    const std::string path = "/proc/" + std::to_string(roudi.pid) + "/ns/mnt";
+    g_exit_roudi = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    std::atexit(+[] { enter_at_exit(g_exit_roudi, -1); });
   }
   g_runtime_pid = ::getpid();
   g_runtime_roudi = roudi;

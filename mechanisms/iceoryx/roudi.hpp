@@ -47,16 +47,19 @@ inline constexpr std::size_t kMaxMessage = 4u << 20;
 
 // This process's RouDi, started on first use, pinned like the calling
 // thread, stopped when the process exits (SIGTERM, then SIGKILL after 2 s)
-// and killed with it (a parent-death signal). Throws std::runtime_error with
+// and killed with it (a parent-death signal, which fires when the calling
+// *thread* ends: call it from the main thread). Throws std::runtime_error with
 // RouDi's last log lines if it does not become ready within 10 s,
 // std::system_error if it cannot be started.
 RoudiRef ensure_roudi();
 
 // This process's iceoryx runtime, registered with `roudi` once per process
-// as "ipcbench-<pid>". A child forked (without exec) from a process that has
-// one gets a runtime of its own: the copy it inherited belongs to its parent
-// (its name, its sockets) and is left alone, never destroyed. Throws
-// std::runtime_error if `roudi` is gone.
+// as "ipcbench-<pid>", unregistered at exit. A child forked (without exec)
+// from a process that has one gets a runtime of its own: the copy it
+// inherited belongs to its parent (its name, its sockets) and is left
+// alone; such a child must end with _exit, as the conformance suites'
+// peers do, since exit() would run the copy's destructor and unregister
+// the parent. Throws std::runtime_error if `roudi` is gone.
 void ensure_runtime(const RoudiRef& roudi);
 
 // For the duration of a scope, the calling thread is in `roudi`'s mount

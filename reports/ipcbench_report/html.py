@@ -952,8 +952,8 @@ def load_data(runs, lay, styles):
             figures.append(multiples_data(
                 built, f"load-{size}", f"Latency under load at {units.size(size)}",
                 f"Round trip against the achieved load at {units.size(size)}: each point a step "
-                "of the sweep (the open loop at a share of the peak echo rate), the leftmost the "
-                "unloaded figure (one message per 4 round trips, the default bound's base), p50 "
+                "of the sweep (the open loop at a share of the peak echo rate) or its unloaded "
+                "figure (one message per 4 round trips, the default bound's base), p50 "
                 "left, p99 right; the ring marks the capacity. Both axes logarithmic. One panel per group "
                 f"of mechanisms (whole families, at most {multiples.MAX_SERIES} lines) and "
                 "percentile, all on the same axes. Click a legend entry to hide or show its "

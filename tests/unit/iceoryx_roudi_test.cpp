@@ -60,6 +60,17 @@ bool alive(const RoudiRef& r) {
   return field == std::to_string(r.start);
 }
 
+// Kills and reaps a forked child when a test leaves early (a failed ASSERT).
+struct Reaper {
+  pid_t pid;
+  ~Reaper() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  }
+};
+
 #define SKIP_IF_UNAVAILABLE()                                         \
   do {                                                                \
     const std::string why = unavailable_reason();                     \
@@ -116,6 +127,7 @@ TEST(Roudi, DiesWithItsOwnerKilledByNineAndLeavesNothing) {
     ::_exit(0);
   }
   ::close(fds[1]);
+  Reaper reaper{owner};
   std::string text;
   char c = 0;
   while (::read(fds[0], &c, 1) == 1 && c != '\n') text += c;
@@ -126,6 +138,7 @@ TEST(Roudi, DiesWithItsOwnerKilledByNineAndLeavesNothing) {
   ::kill(owner, SIGKILL);
   int status = 0;
   ::waitpid(owner, &status, 0);
+  reaper.pid = 0;
   // The parent-death signal ends RouDi; init reaps it.
   const auto deadline = Clock::now() + 10s;
   while (alive(r) && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
@@ -187,9 +200,10 @@ TEST(Roudi, AForkedChildGetsARuntimeOfItsOwnAndTalksToItsParent) {
     }
     ::_exit(code);
   }
+  Reaper reaper{child};
   std::uint64_t answered = 0;
   int status = 0;
-  const auto deadline = Clock::now() + 60s;
+  const auto deadline = Clock::now() + 30s;
   while (::waitpid(child, &status, WNOHANG) == 0) {
     auto taken = server->take();
     if (taken.has_error()) {
@@ -207,6 +221,7 @@ TEST(Roudi, AForkedChildGetsARuntimeOfItsOwnAndTalksToItsParent) {
     ASSERT_FALSE(server->send(loaned.value()).has_error());
     ++answered;
   }
+  reaper.pid = 0;  // reaped by the loop
   ASSERT_TRUE(WIFEXITED(status)) << "child signal " << WTERMSIG(status);
   EXPECT_EQ(WEXITSTATUS(status), 0) << "child exit code (see the test's _exit codes)";
   EXPECT_EQ(answered, kCount);
