@@ -152,6 +152,13 @@ std::size_t unsaturated(const Sweep& s) {
   }));
 }
 
+// Why a sweep under a relative bound has none, with what to do.
+std::string no_bound_reason(const Sweep& s) {
+  return (s.no_unloaded.empty() ? std::string("the unloaded figure was not measured")
+                                : s.no_unloaded) +
+         " (give --slo p99=TIME for an absolute bound)";
+}
+
 std::optional<double> sweep_bound(const Sweep& s, const Slo& slo) {
   if (slo.bound_ns > 0) return slo.bound_ns;
   if (s.unloaded_ns) return slo.bound_for(*s.unloaded_ns);
@@ -174,12 +181,7 @@ std::string sweep_summary(const Sweep& s, const Slo& slo) {
   const auto cap = sweep_capacity(s, slo);
   line += ", " + std::to_string(s.steps.size()) + " steps (" + std::to_string(unsaturated(s)) +
           " unsaturated)";
-  if (!bound) {
-    return line + "; no capacity: " +
-           (s.no_unloaded.empty() ? std::string("the unloaded figure was not measured")
-                                  : s.no_unloaded) +
-           " (give --slo p99=TIME for an absolute bound)";
-  }
+  if (!bound) return line + "; no capacity: " + no_bound_reason(s);
   line += "; capacity at " + slo.text() + " (" + fmt_ns(*bound) + "): ";
   line += cap ? fmt_rate(*cap, "msg") : std::string("none (no step met the bound)");
   return line;
@@ -555,15 +557,15 @@ void IpcbenchReporter::add_load_sweeps(nlohmann::ordered_json& doc,
   doc["ipcbench"]["configuration"]["load_sweep"] = {{"steps", steps}, {"slo", rule}};
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const Sweep& s : runner_.sweeps()) {
+    nlohmann::ordered_json bound = {
+        {"percentile", slo.percentile}, {"ns", or_null(sweep_bound(s, slo))}, {"text", slo.text()}};
+    if (!sweep_bound(s, slo)) bound["why"] = no_bound_reason(s);
     list.push_back({{"mechanism", s.mechanism},
                     {"message_size", s.size},
                     {"placement", settings.placements[s.placement].name()},
                     {"peak_echo_rate", or_null(s.peak_echo_rate)},
                     {"capacity_rate", or_null(sweep_capacity(s, slo))},
-                    {"bound",
-                     {{"percentile", slo.percentile},
-                      {"ns", or_null(sweep_bound(s, slo))},
-                      {"text", slo.text()}}},
+                    {"bound", bound},
                     {"round_trip_ns", or_null(s.round_trip_ns)},
                     {"unloaded_rate", or_null(s.unloaded_rate)},
                     {"unloaded_p99_ns", or_null(s.unloaded_p99_ns)},

@@ -142,6 +142,10 @@ TEST(LoadSweep, ShortSweepOverShmSpinAndPipe) {
     } else {
       EXPECT_TRUE(bound_ns.is_null()) << summary->dump();
       EXPECT_TRUE((*summary)["capacity_rate"].is_null()) << summary->dump();
+      EXPECT_TRUE((*summary)["bound"]["why"].is_string()) << summary->dump();
+    }
+    if (!bound_ns.is_null()) {
+      EXPECT_FALSE((*summary)["bound"].contains("why"));
     }
     expect_sweep_follows_its_rule(steps, labels, *summary);
     // The capacity is one of the offered rates, or none.
