@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "bench/core/units.hpp"
+
 namespace ipcbench {
 namespace {
 
@@ -57,13 +59,8 @@ std::vector<LoadStep> default_ladder() {
 
 std::vector<LoadStep> parse_ladder(std::string_view text) {
   std::vector<LoadStep> out;
-  std::size_t start = 0;
-  const std::string all(text);
-  while (start <= all.size()) {
-    const std::size_t comma = all.find(',', start);
-    const std::string item = trimmed(std::string_view(all).substr(
-        start, comma == std::string::npos ? std::string::npos : comma - start));
-    start = comma == std::string::npos ? all.size() + 1 : comma + 1;
+  for (const std::string& raw : split_list(text)) {
+    const std::string item = trimmed(raw);
     const auto bad = [&item](const std::string& why) {
       std::string message = "--load-sweep step '";
       message.append(item).append("' ").append(why).append(

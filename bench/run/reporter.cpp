@@ -557,9 +557,10 @@ void IpcbenchReporter::add_load_sweeps(nlohmann::ordered_json& doc,
   doc["ipcbench"]["configuration"]["load_sweep"] = {{"steps", steps}, {"slo", rule}};
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const Sweep& s : runner_.sweeps()) {
+    const std::optional<double> bound_ns = sweep_bound(s, slo);
     nlohmann::ordered_json bound = {
-        {"percentile", slo.percentile}, {"ns", or_null(sweep_bound(s, slo))}, {"text", slo.text()}};
-    if (!sweep_bound(s, slo)) bound["why"] = no_bound_reason(s);
+        {"percentile", slo.percentile}, {"ns", or_null(bound_ns)}, {"text", slo.text()}};
+    if (!bound_ns) bound["why"] = no_bound_reason(s);
     list.push_back({{"mechanism", s.mechanism},
                     {"message_size", s.size},
                     {"placement", settings.placements[s.placement].name()},

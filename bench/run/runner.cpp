@@ -246,7 +246,6 @@ void Runner::record_sweep_case(const Case& c, double echoed) {
       s.unloaded_p99_ns.reset();
       s.no_unloaded.clear();
       s.unloaded_rate = static_cast<double>(c.rate);
-      s.unloaded_samples = histogram_.count();
       // Only a backed figure of an open loop that kept its rate may set the
       // bound.
       if (saturated(static_cast<double>(c.rate), echoed)) {

@@ -73,9 +73,8 @@ struct Sweep {
   std::optional<double> unloaded_rate;    // messages/s of the unloaded open loop
   std::optional<double> unloaded_ns;      // its SLO percentile, when backed
   std::optional<double> unloaded_p99_ns;  // when backed
-  std::uint64_t unloaded_samples = 0;
-  std::string no_unloaded;         // why the unloaded figure cannot set the bound
-  std::vector<StepFigures> steps;  // the steps that ran, in order
+  std::string no_unloaded;                // why the unloaded figure cannot set the bound
+  std::vector<StepFigures> steps;         // the steps that ran, in order
   int saturated_in_a_row = 0;
   std::string stopped;        // why the remaining steps were not run
   std::size_t last_case = 0;  // its last step's case index

@@ -156,7 +156,6 @@ class Daemon {
     owner_ = ::getpid();
     pid_ = 0;
     ref_ = {};
-    log_ = posix::Fd();
     start();
     return ref_;
   }
@@ -228,7 +227,6 @@ class Daemon {
       stop();
       throw std::runtime_error("iox-roudi vanished right after it was ready");
     }
-    log_ = std::move(log);
   }
 
   void stop() noexcept {
@@ -251,7 +249,6 @@ class Daemon {
   pid_t owner_ = 0;
   pid_t pid_ = 0;
   RoudiRef ref_;
-  posix::Fd log_;
 };
 
 Daemon& daemon() {
