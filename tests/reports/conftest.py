@@ -4,6 +4,8 @@ The real-result fixtures run the suite's own binary (IPCBENCH_BINARY, set by
 ctest) on a tiny suite, so the reports are tested on what the suite writes
 today, not only on the checked-in golden files."""
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -26,13 +28,42 @@ def _binary():
     return path
 
 
-def _run_suite(tmp_path_factory, name, *args):
-    out = tmp_path_factory.mktemp(name) / f"{name}.json"
+def _once(tmp_path_factory, name, produce):
+    """produce(directory) -> a path or a tuple of paths, run once per test
+    session even with several xdist workers (each runs the session fixtures
+    itself): the first worker produces under a lock in the session's shared
+    folder, the others wait for it and reuse the files. The real runs are
+    most of the report tests' CPU time, so running each once shortens CI."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return produce(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent / "shared"
+    shared.mkdir(exist_ok=True)
+    done = shared / f"{name}.paths.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.is_file():
+            paths = [Path(p) for p in json.loads(done.read_text())]
+            return paths[0] if len(paths) == 1 else tuple(paths)
+        directory = shared / name
+        shutil.rmtree(directory, ignore_errors=True)  # a failed attempt's
+        directory.mkdir()
+        made = produce(directory)
+        paths = [made] if isinstance(made, Path) else list(made)
+        done.write_text(json.dumps([str(p) for p in paths]))
+        return made
+
+
+def _run_into(directory, name, *args):
+    out = directory / f"{name}.json"
     proc = subprocess.run([_binary(), "run", *args, "--out", str(out)], capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode in (0, 1), f"ipcbench run failed ({proc.returncode}): {proc.stderr}"
     assert out.is_file(), f"ipcbench wrote no result file: {proc.stderr}"
     return out
+
+
+def _run_suite(tmp_path_factory, name, *args):
+    return _once(tmp_path_factory, name, lambda directory: _run_into(directory, name, *args))
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +88,20 @@ def real_result_placements(tmp_path_factory):
     binary = _binary()
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one CPU: a cross-cpu placement needs two")
-    out = tmp_path_factory.mktemp("placements") / "placements.json"
-    proc = subprocess.run([binary, "run", "--placement", "cross-cpu,same-cpu",
-                           "--mechanisms", "pipe,shm-spin", "--sizes", "64",
-                           "--min-time", "0.01", "--repetitions", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=240)
-    if proc.returncode == 2 and "placement" in proc.stderr:
-        pytest.skip(f"this ipcbench has no --placement yet: {proc.stderr.strip()[:200]}")
-    assert proc.returncode in (0, 1), f"ipcbench run failed ({proc.returncode}): {proc.stderr}"
-    assert out.is_file(), f"ipcbench wrote no result file: {proc.stderr}"
-    return out
+
+    def produce(directory):
+        out = directory / "placements.json"
+        proc = subprocess.run([binary, "run", "--placement", "cross-cpu,same-cpu",
+                               "--mechanisms", "pipe,shm-spin", "--sizes", "64",
+                               "--min-time", "0.01", "--repetitions", "2", "--out", str(out)],
+                              capture_output=True, text=True, timeout=240)
+        if proc.returncode == 2 and "placement" in proc.stderr:
+            pytest.skip(f"this ipcbench has no --placement yet: {proc.stderr.strip()[:200]}")
+        assert proc.returncode in (0, 1), f"ipcbench run failed ({proc.returncode}): {proc.stderr}"
+        assert out.is_file(), f"ipcbench wrote no result file: {proc.stderr}"
+        return out
+
+    return _once(tmp_path_factory, "placements", produce)
 
 
 @pytest.fixture(scope="session")
@@ -107,30 +142,32 @@ def real_remote_pair(tmp_path_factory):
     binary = _binary()
     if subprocess.run([binary, "serve", "--help"], capture_output=True).returncode != 0:
         pytest.skip("this ipcbench has no 'serve' yet")
-    base = tmp_path_factory.mktemp("remote")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = base / "serve.log"
-    with open(log, "w") as out:
-        serve = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}"],
-                                 stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while "listening on" not in log.read_text() and serve.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"ipcbench serve did not listen: {log.read_text()[-500:]}")
-            time.sleep(0.05)
-        assert serve.poll() is None, f"ipcbench serve exited: {log.read_text()[-500:]}"
-        args = ("--mechanisms", "tcp,udp,zmq-tcp", "--sizes", "64", "--min-time", "0.02")
-        local = _run_suite(tmp_path_factory, "remote-local", *args)
-        remote = _run_suite(tmp_path_factory, "remote-cross", "--remote", f"127.0.0.1:{port}",
-                            *args)
-    finally:
-        serve.terminate()
+
+    def produce(base):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = base / "serve.log"
+        with open(log, "w") as out:
+            serve = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}"],
+                                     stdout=out, stderr=subprocess.STDOUT)
         try:
-            serve.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
-    return local, remote
+            deadline = time.monotonic() + 10
+            while "listening on" not in log.read_text() and serve.poll() is None:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"ipcbench serve did not listen: {log.read_text()[-500:]}")
+                time.sleep(0.05)
+            assert serve.poll() is None, f"ipcbench serve exited: {log.read_text()[-500:]}"
+            args = ("--mechanisms", "tcp,udp,zmq-tcp", "--sizes", "64", "--min-time", "0.02")
+            local = _run_into(base, "remote-local", *args)
+            remote = _run_into(base, "remote-cross", "--remote", f"127.0.0.1:{port}", *args)
+        finally:
+            serve.terminate()
+            try:
+                serve.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait()
+        return local, remote
+
+    return _once(tmp_path_factory, "remote", produce)
