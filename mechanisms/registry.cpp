@@ -24,6 +24,7 @@ std::unique_ptr<Mechanism> make_sysv_mq();
 std::unique_ptr<Mechanism> make_boost_mq();
 std::unique_ptr<Mechanism> make_zmq_ipc();
 std::unique_ptr<Mechanism> make_zmq_tcp();
+std::unique_ptr<Mechanism> make_iceoryx();
 #ifdef IPCBENCH_EXTRA_MECHANISM
 // A build with -DIPCBENCH_EXTRA_MECHANISM=FILE (scripts/check-new-mechanism)
 // compiles FILE in, which defines this factory; other builds have no such entry.
@@ -53,6 +54,7 @@ constexpr Factory kFactories[] = {
     mech::make_boost_mq,
     mech::make_zmq_ipc,
     mech::make_zmq_tcp,
+    mech::make_iceoryx,
 #ifdef IPCBENCH_EXTRA_MECHANISM
     mech::make_extra_mechanism,
 #endif

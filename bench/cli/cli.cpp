@@ -39,6 +39,9 @@
 #include "bench/run/reporter.hpp"
 #include "bench/run/runner.hpp"
 #include "bench/serve/serve.hpp"
+#ifdef IPCBENCH_HAVE_ICEORYX
+#include "mechanisms/iceoryx/roudi.hpp"
+#endif
 #include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/registry.hpp"
@@ -897,6 +900,8 @@ int cli_main(int argc, char** argv) {
   peer->add_option("--timeout-ms", timeout_ms);
   peer->add_flag("--lossy", peer_options.lossy);
   peer->add_flag("--same-cpu", peer_options.same_cpu);
+  CLI::App* iceoryx_config = app.add_subcommand("iceoryx-config", "");  // internal: the cross-check
+  iceoryx_config->group("");
   add_bare_command(app);
 
   try {
@@ -914,6 +919,16 @@ int cli_main(int argc, char** argv) {
   try {
     if (list->parsed()) return do_list(list_json);
     if (clean->parsed()) return run_clean(clean_dry_run);
+    if (iceoryx_config->parsed()) {
+#ifdef IPCBENCH_HAVE_ICEORYX
+      std::cout << mech::iceoryx::roudi_config();
+      return 0;
+#else
+      std::cerr << "ipcbench: this build has no iceoryx (install iceoryx and libiceoryx-posh-dev, "
+                   "then rebuild)\n";
+      return 1;
+#endif
+    }
     if (serve->parsed()) return run_serve(validate_serve(sv, self_path()));
     if (peer->parsed()) {
       peer_options.verify_full = peer_verify == "full";

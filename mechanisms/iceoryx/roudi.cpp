@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -77,16 +78,9 @@ std::uint64_t start_time_of(pid_t pid) {
   return start;
 }
 
-// RouDi's config: one mempool per power of two from 64 B to kMaxMessage.
-std::string roudi_config() {
-  std::string toml = "[general]\nversion = 1\n\n[[segment]]\n";
-  for (std::size_t payload = 64; payload <= kMaxMessage; payload *= 2) {
-    const std::size_t size = payload + kHeaderRoom;
-    const std::size_t count = std::clamp(kPoolBytes / size, kMinChunks, kMaxChunks);
-    toml += "\n[[segment.mempool]]\nsize = " + std::to_string(size) +
-            "\ncount = " + std::to_string(count) + "\n";
-  }
-  return toml;
+// The chunks of the mempool for payloads of up to `payload` bytes.
+std::size_t chunks_of_pool(std::size_t payload) {
+  return std::clamp(kPoolBytes / (payload + kHeaderRoom), kMinChunks, kMaxChunks);
 }
 
 posix::Fd memfd_with(const char* name, const std::string& text) {
@@ -256,21 +250,11 @@ Daemon& daemon() {
   return d;
 }
 
-// A runtime for a child forked from a process that had one: the inherited
-// copy names the parent and talks on its sockets, and its destructor would
-// unregister the parent, so it is left as it is and a new one, under the
-// child's name, serves every later PoshRuntime::getInstance().
-class ForkedRuntime : public ::iox::runtime::PoshRuntimeImpl {
+// The runtime iceoryx's PoshRuntime::getInstance() returns (through the
+// runtime factory), made and deleted by RuntimeHold.
+class OwnRuntime : public ::iox::runtime::PoshRuntimeImpl {
  public:
-  static void install(const ::iox::RuntimeName_t& name) {
-    // The inherited segments' ids would clash with the new mappings'.
-    ::iox::rp::BaseRelativePointer::unregisterAll();
-    current = new ForkedRuntime(&name);  // never deleted: lives as the process does
-    setRuntimeFactory(&factory);
-  }
-
- private:
-  explicit ForkedRuntime(const ::iox::RuntimeName_t* name)
+  explicit OwnRuntime(const ::iox::RuntimeName_t* name)
       : PoshRuntimeImpl(::iox::cxx::make_optional<const ::iox::RuntimeName_t*>(name)) {}
   // By value: the signature iceoryx's factory_t demands.
   static ::iox::runtime::PoshRuntime& factory(
@@ -278,21 +262,29 @@ class ForkedRuntime : public ::iox::runtime::PoshRuntimeImpl {
           const ::iox::RuntimeName_t*> /*name*/) {  // NOLINT(performance-unnecessary-value-param)
     return *current;
   }
-  static inline ForkedRuntime* current = nullptr;
+  static void install() { setRuntimeFactory(&factory); }
+  static inline OwnRuntime* current = nullptr;
 };
 
-pid_t g_runtime_pid = 0;  // the process whose runtime is registered
+pid_t g_runtime_pid = 0;  // the process that made OwnRuntime::current
+int g_holds = 0;
+unsigned g_runtimes = 0;  // made by this process, for unique names
 RoudiRef g_runtime_roudi;
-// The namespaces the exiting thread moves between (ensure_runtime).
-int g_exit_home = -1;
-int g_exit_cwd = -1;
-int g_exit_roudi = -1;
 
-// At exit: the calling thread into the namespace `ns` (and to `cwd`), as
-// best it can (nothing is left to report to).
-void enter_at_exit(int ns, int cwd) {
-  if (ns < 0 || ::unshare(CLONE_FS) != 0 || ::setns(ns, CLONE_NEWNS) != 0) return;
-  if (cwd >= 0) (void)::fchdir(cwd);
+// Unregisters the runtime, in RouDi's namespace (its destructor talks to
+// RouDi through /tmp/roudi); if RouDi is gone, there is no one to tell.
+void drop_runtime() noexcept {
+  try {
+    MountNamespaceScope in(g_runtime_roudi);
+    delete OwnRuntime::current;
+  } catch (const std::exception&) {
+  }
+  OwnRuntime::current = nullptr;
+}
+
+// At exit, a runtime still held (a run stopped mid-case) is unregistered too.
+void drop_runtime_at_exit() {
+  if (g_runtime_pid == ::getpid() && OwnRuntime::current != nullptr) drop_runtime();
 }
 
 }  // namespace
@@ -346,45 +338,63 @@ std::string unavailable_reason() {
 
 RoudiRef ensure_roudi() { return daemon().ensure(); }
 
-void ensure_runtime(const RoudiRef& roudi) {
-  if (g_runtime_pid == ::getpid()) {
+// iceoryx takes the smallest pool that fits, which has at least as many
+// chunks as the power-of-two pool at or above `payload` (fewer chunks as
+// they grow); beyond the largest, the largest.
+std::size_t pool_chunks(std::size_t payload) {
+  return chunks_of_pool(std::min(std::bit_ceil(std::max<std::size_t>(payload, 64)), kMaxMessage));
+}
+
+// RouDi's config: one mempool per power of two from 64 B to kMaxMessage.
+std::string roudi_config() {
+  std::string toml = "[general]\nversion = 1\n\n[[segment]]\n";
+  for (std::size_t payload = 64; payload <= kMaxMessage; payload *= 2) {
+    const std::size_t size = payload + kHeaderRoom;
+    const std::size_t count = chunks_of_pool(payload);
+    toml += "\n[[segment.mempool]]\nsize = " + std::to_string(size) +
+            "\ncount = " + std::to_string(count) + "\n";
+  }
+  return toml;
+}
+
+RuntimeHold::RuntimeHold(const RoudiRef& roudi) {
+  if (g_runtime_pid != ::getpid()) {  // a new process, or a forked child
+    OwnRuntime::current = nullptr;    // a parent's copy is left alone
+    g_holds = 0;
+  }
+  if (g_holds > 0) {
     if (g_runtime_roudi.pid != roudi.pid || g_runtime_roudi.start != roudi.start) {
       throw std::runtime_error("iceoryx: this process is registered with RouDi " +
                                g_runtime_roudi.text() + ", not " + roudi.text() +
                                " (one runtime per process)");
     }
+    ++g_holds;
     return;
   }
   if (start_time_of(roudi.pid) != roudi.start) {
     throw std::runtime_error("iceoryx: RouDi " + roudi.text() + " is gone");
   }
   // The Debian build logs at debug level: registrations and segments.
-  ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(::iox::log::LogLevel::kWarn);
-  const std::string text = "ipcbench-" + std::to_string(::getpid());
+  ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
+      ::iox::log::LogLevel::kWarn, ::iox::log::LogLevelOutput::kHideLogLevel);
+  const std::string text =
+      "ipcbench-" + std::to_string(::getpid()) + "-" + std::to_string(++g_runtimes);
   const ::iox::RuntimeName_t name(::iox::cxx::TruncateToCapacity, text.c_str());
-  const bool first = g_runtime_pid == 0;
-  if (first) {  // where the thread is now, before the scope moves it
-    g_exit_home = ::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
-    g_exit_cwd = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  }
   MountNamespaceScope in(roudi);
-  if (!first) {
-    ForkedRuntime::install(name);
-  } else {
-    // The runtime unregisters from RouDi when the process exits, through
-    // /tmp/roudi, so its destructor must run in RouDi's namespace and
-    // everything after it back home. atexit handlers and static destructors
-    // run in the reverse order of their registration: "home" (registered
-    // before the runtime exists) runs after its destructor, "into RouDi's"
-    // (registered after) before it.
-    std::atexit(+[] { enter_at_exit(g_exit_home, g_exit_cwd); });
-    ::iox::runtime::PoshRuntime::initRuntime(name);
-    const std::string path = "/proc/" + std::to_string(roudi.pid) + "/ns/mnt";
-    g_exit_roudi = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    std::atexit(+[] { enter_at_exit(g_exit_roudi, -1); });
-  }
+  // The segments' ids of an earlier runtime (ours, or a parent's copy)
+  // would clash with the new mappings'.
+  ::iox::rp::BaseRelativePointer::unregisterAll();
+  OwnRuntime::current = new OwnRuntime(&name);
+  OwnRuntime::install();
+  if (g_runtime_pid != ::getpid()) std::atexit(drop_runtime_at_exit);  // once per process
   g_runtime_pid = ::getpid();
   g_runtime_roudi = roudi;
+  g_holds = 1;
+}
+
+RuntimeHold::~RuntimeHold() {
+  if (g_runtime_pid != ::getpid() || g_holds <= 0) return;
+  if (--g_holds == 0) drop_runtime();
 }
 
 MountNamespaceScope::MountNamespaceScope(const RoudiRef& roudi) {

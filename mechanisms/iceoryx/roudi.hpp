@@ -45,6 +45,14 @@ std::string unavailable_reason();
 // lives as long as the process.
 inline constexpr std::size_t kMaxMessage = 4u << 20;
 
+// The TOML ensure_roudi() gives RouDi (`ipcbench iceoryx-config` prints it).
+std::string roudi_config();
+
+// How many chunks RouDi's config gives the pool a chunk payload of `payload`
+// bytes (a channel's frame header included) is loaned from, at least: a
+// channel keeps what it has in flight within it.
+std::size_t pool_chunks(std::size_t payload);
+
 // This process's RouDi, started on first use, pinned like the calling
 // thread, stopped when the process exits (SIGTERM, then SIGKILL after 2 s)
 // and killed with it (a parent-death signal, which fires when the calling
@@ -53,14 +61,23 @@ inline constexpr std::size_t kMaxMessage = 4u << 20;
 // std::system_error if it cannot be started.
 RoudiRef ensure_roudi();
 
-// This process's iceoryx runtime, registered with `roudi` once per process
-// as "ipcbench-<pid>", unregistered at exit. A child forked (without exec)
-// from a process that has one gets a runtime of its own: the copy it
-// inherited belongs to its parent (its name, its sockets) and is left
-// alone; such a child must end with _exit, as the conformance suites'
-// peers do, since exit() would run the copy's destructor and unregister
-// the parent. Throws std::runtime_error if `roudi` is gone.
-void ensure_runtime(const RoudiRef& roudi);
+// A hold on this process's iceoryx runtime: the first hold registers one
+// with `roudi` (as "ipcbench-<pid>-<n>"), the last one to go unregisters it,
+// so no descriptor, mapping or thread of iceoryx outlives the channels that
+// used it (iceoryx's own runtime lives as long as the process). Every port
+// and WaitSet must be destroyed before the hold it was made under. A child
+// forked (without exec) from a process holding one starts afresh: the copy
+// it inherited belongs to its parent (its name, its sockets) and is left
+// alone, so such a child must end with _exit, as the conformance suites'
+// peers do. Throws std::runtime_error if `roudi` is gone, or if the
+// process's runtime is registered with another RouDi.
+class RuntimeHold {
+ public:
+  explicit RuntimeHold(const RoudiRef& roudi);
+  ~RuntimeHold();
+  RuntimeHold(const RuntimeHold&) = delete;
+  RuntimeHold& operator=(const RuntimeHold&) = delete;
+};
 
 // For the duration of a scope, the calling thread is in `roudi`'s mount
 // namespace (its /tmp and /dev/shm), then back where it was, with its

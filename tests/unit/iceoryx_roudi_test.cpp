@@ -151,7 +151,7 @@ TEST(Roudi, DiesWithItsOwnerKilledByNineAndLeavesNothing) {
 TEST(Roudi, AForkedChildGetsARuntimeOfItsOwnAndTalksToItsParent) {
   SKIP_IF_UNAVAILABLE();
   const RoudiRef r = ensure_roudi();
-  ensure_runtime(r);
+  const RuntimeHold hold(r);
   const ::iox::capro::ServiceDescription service{
       "ipcbench", "roudi-test",
       ::iox::capro::IdString_t(::iox::cxx::TruncateToCapacity, std::to_string(::getpid()).c_str())};
@@ -166,7 +166,7 @@ TEST(Roudi, AForkedChildGetsARuntimeOfItsOwnAndTalksToItsParent) {
   if (child == 0) {
     int code = 0;
     try {
-      ensure_runtime(r);
+      const RuntimeHold child_hold(r);
       std::optional<::iox::popo::UntypedClient> client;
       {
         MountNamespaceScope in(r);

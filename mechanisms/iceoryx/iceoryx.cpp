@@ -1,0 +1,823 @@
+// iceoryx: request/response through iceoryx 2.0.3's shared-memory middleware
+// (popo::UntypedClient / UntypedServer), with a RouDi of the run's own
+// (mechanisms/iceoryx/roudi.hpp: a private mount namespace, stopped with
+// the run, so nothing of it is named on the machine).
+//
+// Roles: the listener (the runner) is the client and the connector (the
+// peer) the server, so the runner's direction (requests: pings, streams)
+// has the deep queue (1024; responses hold at most 16). A response needs a
+// request to route by, so the server keeps the client's hello request for
+// the whole connection and loans every response against it: the peer can
+// send without being asked. The handshake: the client waits until the
+// server is there (CONNECTED), sends its hello (its pid, the windows), the
+// server answers with its own (its pid).
+//
+// Every frame is one chunk: a Frame header, then the message. send() loans
+// a chunk, copies the message in and sends it; receive() takes a chunk,
+// copies the message out and releases it: 2 copies (the loan API that
+// would make it 0 is not used yet).
+//
+// No loss, no deadlock. A full iceoryx queue drops its oldest entry by
+// default, and its blocking policy spins inside send (no "would block" for
+// try_send, and two sides sending into full queues would deadlock), so the
+// channel keeps its own credits: a side sends data while fewer than its
+// window of data frames are unreported by the peer; every frame reports
+// how many data frames its sender has taken, and a side that has taken
+// half the peer's window without reporting sends a credit frame. A credit
+// reports only data, so at most two are ever in flight per direction (each
+// reports half a window the peer has not seen reported), and a window is
+// its queue's capacity less a reserve for them and the closing frame. A
+// blocked send takes what arrives into the channel's own staging (a
+// second copy), so crossing streams always progress. Every frame carries
+// its sequence number: a lost or repeated frame is a ProtocolError, never
+// a silent gap. Windows are also capped by RouDi's chunks for the largest
+// message, so a loan does not run out.
+//
+// Waiting: take() first; then a WaitSet on "has a request/response" in
+// slices of 20 ms, between which an interrupt (the harness's watchdog) or
+// the peer's exit (a pidfd) ends the wait with PeerLost. Not pollable.
+// Closing sends a bye frame; the peer's next receive then throws PeerLost.
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "mechanisms/mechanism.hpp"
+
+#ifdef IPCBENCH_HAVE_ICEORYX
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <iceoryx_posh/mepoo/chunk_header.hpp>
+#include <iceoryx_posh/popo/rpc_header.hpp>
+#include <iceoryx_posh/popo/untyped_client.hpp>
+#include <iceoryx_posh/popo/untyped_server.hpp>
+#include <iceoryx_posh/popo/wait_set.hpp>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "mechanisms/iceoryx/roudi.hpp"
+#include "mechanisms/posix/errors.hpp"
+#include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/retry.hpp"
+#include "mechanisms/posix/ring_queue.hpp"
+#endif
+
+namespace ipcbench::mech {
+namespace {
+
+#ifdef IPCBENCH_HAVE_ICEORYX
+
+namespace ice = ipcbench::mech::iceoryx;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr std::size_t kRequestQueue = ::iox::MAX_REQUEST_QUEUE_CAPACITY;    // 1024
+constexpr std::size_t kResponseQueue = ::iox::MAX_RESPONSE_QUEUE_CAPACITY;  // 16
+// Queue entries a window leaves free: two credits and the bye (see above).
+constexpr std::size_t kQueueReserve = 4;
+// RouDi's chunks of the largest message's pool that the windows leave free:
+// each side's loan being written, and spare.
+constexpr std::size_t kChunkReserve = 4;
+constexpr auto kSlice = 20ms;
+constexpr std::uint32_t kAlign = 8;
+
+enum class Kind : std::uint32_t {
+  kHello = 0x4f4c4548,   // "HELO": a Hello follows
+  kData = 0x41544144,    // "DATA": `length` bytes of message follow
+  kCredit = 0x54444552,  // "REDT": only the report
+  kBye = 0x20455942,     // "BYE ": the sender closed its channel
+};
+struct Frame {
+  Kind kind = Kind::kData;
+  std::uint32_t length = 0;  // message bytes after the header
+  std::uint64_t seq = 0;     // frames of this direction before this one
+  std::uint64_t taken = 0;   // data frames of the other direction its sender has taken
+};
+static_assert(sizeof(Frame) == 24, "a frame header is 24 bytes on every ABI we build for");
+struct Hello {
+  std::uint64_t pid = 0;
+  std::uint32_t request_window = 0;   // client -> server data frames in flight
+  std::uint32_t response_window = 0;  // server -> client
+  std::uint64_t max_message = 0;
+};
+
+struct Windows {
+  std::uint32_t request = 1;
+  std::uint32_t response = 1;
+};
+
+// The windows for messages of up to `max_message` bytes: the queues less
+// their reserve, and both together within the chunks of the largest
+// message's pool.
+Windows windows_for(std::size_t max_message) {
+  const std::size_t chunks = ice::pool_chunks(sizeof(Frame) + max_message);
+  const std::size_t spare = chunks > kChunkReserve ? chunks - kChunkReserve : 0;
+  Windows w;
+  w.response = static_cast<std::uint32_t>(
+      std::clamp<std::size_t>(spare / 3, 1, kResponseQueue - kQueueReserve));
+  w.request = static_cast<std::uint32_t>(std::clamp<std::size_t>(
+      spare > w.response ? spare - w.response : 0, 1, kRequestQueue - kQueueReserve));
+  return w;
+}
+
+void check_max_message(std::size_t max_message) {
+  if (max_message > ice::kMaxMessage) {
+    throw std::invalid_argument("iceoryx messages are limited to " +
+                                std::to_string(ice::kMaxMessage) + " bytes (RouDi's largest " +
+                                "mempool), not " + std::to_string(max_message));
+  }
+}
+
+// The service's instance name: the listener's tag and a count of this
+// process's listeners, so it is never one a dead peer's server may still
+// offer (RouDi removes a dead process's ports only once it notices); a hash
+// of the tag when it is too long for iceoryx's 100 characters.
+std::string instance_for(const std::string& tag) {
+  static std::uint64_t listeners = 0;
+  const std::string count = "." + std::to_string(++listeners);
+  if (!tag.empty() && tag.size() + count.size() <= 100 && tag.find(':') == std::string::npos) {
+    return tag + count;
+  }
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+  for (const char c : tag) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return "h" + std::to_string(h) + count;
+}
+
+::iox::capro::ServiceDescription service_for(const std::string& instance) {
+  return {"ipcbench", "channel",
+          ::iox::capro::IdString_t(::iox::cxx::TruncateToCapacity, instance.c_str())};
+}
+
+posix::Fd open_pidfd(pid_t pid) {
+  posix::Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!fd) posix::throw_errno("iceoryx: cannot watch the peer process " + std::to_string(pid));
+  return fd;
+}
+
+// A loan iceoryx refused: nullptr when it says "not now" (RouDi's pool is
+// empty until the peer releases chunks, or the port's loan limit), else an
+// error.
+void* refused_loan(::iox::popo::AllocationError e, std::size_t size) {
+  if (e == ::iox::popo::AllocationError::RUNNING_OUT_OF_CHUNKS ||
+      e == ::iox::popo::AllocationError::TOO_MANY_CHUNKS_ALLOCATED_IN_PARALLEL) {
+    return nullptr;
+  }
+  const char* why = "an undefined error";
+  switch (e) {
+    case ::iox::popo::AllocationError::NO_MEMPOOLS_AVAILABLE:
+      why = "RouDi has no mempools";
+      break;
+    case ::iox::popo::AllocationError::INVALID_PARAMETER_FOR_USER_PAYLOAD_OR_USER_HEADER:
+    case ::iox::popo::AllocationError::INVALID_PARAMETER_FOR_REQUEST_HEADER:
+      why = "no mempool holds it (or a bad header)";
+      break;
+    default:
+      break;
+  }
+  throw std::runtime_error("iceoryx: cannot loan a chunk of " + std::to_string(size) +
+                           " bytes: " + why);
+}
+
+// The two ends of an iceoryx request/response connection, behind one face:
+// loan (nullptr when RouDi's pool or the port's loan limit says "not now"),
+// send, take (nullptr when nothing is queued), release, wait. Ports and the
+// WaitSet are made and destroyed in RouDi's namespace (their creation talks
+// to RouDi; their destruction is done there too, to be safe).
+class ClientPort {
+ public:
+  ClientPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
+      : roudi_(roudi) {
+    ice::MountNamespaceScope in(roudi_);
+    ::iox::popo::ClientOptions options;
+    options.responseQueueCapacity = kResponseQueue;
+    port_.emplace(service, options);
+    waitset_.emplace();
+    if (waitset_->attachState(*port_, ::iox::popo::ClientState::HAS_RESPONSE).has_error()) {
+      throw std::runtime_error("iceoryx: cannot attach the client to a WaitSet");
+    }
+  }
+  ClientPort(const ClientPort&) = delete;
+  ClientPort& operator=(const ClientPort&) = delete;
+  ~ClientPort() {
+    try {
+      ice::MountNamespaceScope in(roudi_);
+      waitset_->detachState(*port_, ::iox::popo::ClientState::HAS_RESPONSE);
+      waitset_.reset();
+      port_.reset();
+    } catch (const std::exception&) {
+      // RouDi is gone: nothing of the port is left to tell it about.
+    }
+  }
+
+  bool connected() const {
+    return port_->getConnectionState() == ::iox::ConnectionState::CONNECTED;
+  }
+  bool has_frames() const { return port_->hasResponses(); }
+
+  void* loan(std::size_t size) {
+    auto r = port_->loan(static_cast<std::uint32_t>(size), kAlign);
+    if (!r.has_error()) return r.value();
+    return refused_loan(r.get_error(), size);
+  }
+  void send(void* chunk) {
+    auto r = port_->send(chunk);  // the chunk is iceoryx's again, also on an error
+    if (!r.has_error()) return;
+    if (r.get_error() == ::iox::popo::ClientSendError::SERVER_NOT_AVAILABLE) {
+      throw PeerLost("the iceoryx peer's server is gone");
+    }
+    throw std::runtime_error(std::string("iceoryx: the client's send failed: ") +
+                             ::iox::popo::asStringLiteral(r.get_error()));
+  }
+  const void* take() {
+    auto r = port_->take();
+    if (!r.has_error()) return r.value();
+    if (r.get_error() == ::iox::popo::ChunkReceiveResult::NO_CHUNK_AVAILABLE) return nullptr;
+    throw std::runtime_error(std::string("iceoryx: the client's take failed: ") +
+                             ::iox::popo::asStringLiteral(r.get_error()));
+  }
+  void release(const void* chunk) { port_->releaseResponse(chunk); }
+  // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
+  bool wait(std::chrono::nanoseconds timeout) {
+    return !waitset_
+                ->timedWait(::iox::units::Duration::fromNanoseconds(
+                    static_cast<unsigned long long>(std::max<std::int64_t>(timeout.count(), 0))))
+                .empty();
+  }
+
+ private:
+  ice::RoudiRef roudi_;
+  std::optional<::iox::popo::UntypedClient> port_;
+  std::optional<::iox::popo::WaitSet<>> waitset_;  // after port_: destroyed first
+};
+
+class ServerPort {
+ public:
+  ServerPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
+      : roudi_(roudi) {
+    ice::MountNamespaceScope in(roudi_);
+    ::iox::popo::ServerOptions options;
+    options.requestQueueCapacity = kRequestQueue;
+    port_.emplace(service, options);
+    waitset_.emplace();
+    // A request queued before the attach would not wake the WaitSet
+    // (iceoryx #1855): harmless here, every wait is preceded by a take().
+    if (waitset_->attachState(*port_, ::iox::popo::ServerState::HAS_REQUEST).has_error()) {
+      throw std::runtime_error("iceoryx: cannot attach the server to a WaitSet");
+    }
+  }
+  ServerPort(const ServerPort&) = delete;
+  ServerPort& operator=(const ServerPort&) = delete;
+  ~ServerPort() {
+    try {
+      ice::MountNamespaceScope in(roudi_);
+      if (route_ != nullptr) port_->releaseRequest(route_);
+      waitset_->detachState(*port_, ::iox::popo::ServerState::HAS_REQUEST);
+      waitset_.reset();
+      port_.reset();
+    } catch (const std::exception&) {
+    }
+  }
+
+  // The request every response is routed by (the client's hello), kept.
+  void keep_route(const void* hello) { route_ = hello; }
+  bool connected() const { return port_->hasClients(); }
+  bool has_frames() const { return port_->hasRequests(); }
+
+  void* loan(std::size_t size) {
+    auto r = port_->loan(::iox::popo::RequestHeader::fromPayload(route_),
+                         static_cast<std::uint32_t>(size), kAlign);
+    if (!r.has_error()) return r.value();
+    return refused_loan(r.get_error(), size);
+  }
+  void send(void* chunk) {
+    auto r = port_->send(chunk);
+    if (!r.has_error()) return;
+    if (r.get_error() == ::iox::popo::ServerSendError::CLIENT_NOT_AVAILABLE) {
+      throw PeerLost("the iceoryx peer's client is gone");
+    }
+    throw std::runtime_error(std::string("iceoryx: the server's send failed: ") +
+                             ::iox::popo::asStringLiteral(r.get_error()));
+  }
+  const void* take() {
+    auto r = port_->take();
+    if (!r.has_error()) return r.value();
+    const auto e = r.get_error();
+    if (e == ::iox::popo::ServerRequestResult::NO_PENDING_REQUESTS ||
+        e == ::iox::popo::ServerRequestResult::NO_PENDING_REQUESTS_AND_SERVER_DOES_NOT_OFFER) {
+      return nullptr;
+    }
+    throw std::runtime_error(std::string("iceoryx: the server's take failed: ") +
+                             ::iox::popo::asStringLiteral(e));
+  }
+  void release(const void* chunk) { port_->releaseRequest(chunk); }
+  // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
+  bool wait(std::chrono::nanoseconds timeout) {
+    return !waitset_
+                ->timedWait(::iox::units::Duration::fromNanoseconds(
+                    static_cast<unsigned long long>(std::max<std::int64_t>(timeout.count(), 0))))
+                .empty();
+  }
+
+ private:
+  ice::RoudiRef roudi_;
+  std::optional<::iox::popo::UntypedServer> port_;
+  std::optional<::iox::popo::WaitSet<>> waitset_;
+  const void* route_ = nullptr;
+};
+
+// The bytes of a chunk after its Frame, checked against the chunk's size.
+std::uint32_t chunk_payload_size(const void* chunk) {
+  return ::iox::mepoo::ChunkHeader::fromUserPayload(chunk)->userPayloadSize();
+}
+
+// take_frame()'s "a frame came, but not a message".
+const char kControlTag = 0;
+const void* const kControl = &kControlTag;
+
+// Where each direction stands after the handshake.
+struct Counts {
+  std::uint64_t out_seq = 0;       // frames we have sent
+  std::uint64_t out_data = 0;      // data frames we have sent
+  std::uint64_t out_reported = 0;  // of those, taken by the peer (its last report)
+  std::uint64_t in_seq = 0;        // frames we have taken
+  std::uint64_t in_data = 0;       // data frames we have taken
+  std::uint64_t in_reported = 0;   // the last count of them we reported
+};
+
+struct Staged {
+  std::vector<std::byte> bytes;
+};
+
+template <typename Port>
+class IceoryxChannel : public Channel {
+ public:
+  IceoryxChannel(std::unique_ptr<ice::RuntimeHold> hold, std::unique_ptr<Port> port, pid_t peer,
+                 std::size_t max_message, std::uint32_t out_window, std::uint32_t in_window,
+                 Counts counts)
+      : hold_(std::move(hold)),
+        port_(std::move(port)),
+        peer_(peer),
+        peer_fd_(open_pidfd(peer)),
+        max_message_(max_message),
+        out_window_(out_window),
+        credit_after_(std::max<std::uint32_t>(1, (in_window + 1) / 2)),
+        c_(counts) {}
+
+  IceoryxChannel(const IceoryxChannel&) = delete;
+  IceoryxChannel& operator=(const IceoryxChannel&) = delete;
+
+  // Tells the peer we are gone (best effort: a full window or a gone peer
+  // skip it; the peer then learns it from our exit).
+  ~IceoryxChannel() override {
+    try {
+      if (!peer_closed_ && port_->connected()) (void)send_frame(Kind::kBye, {});
+    } catch (const std::exception&) {
+    }
+  }
+
+  void send(std::span<const std::byte> message) override {
+    check_size(message);
+    for (;;) {
+      if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+      bool starved = false;
+      if (window_open()) {
+        if (send_frame(Kind::kData, message)) return;
+        starved = true;  // RouDi's pool: chunks come back as the peer releases them
+      }
+      if (take_all_into_staging()) continue;
+      if (starved) {
+        posix::throw_if_interrupted();
+        check_peer_alive();
+        std::this_thread::sleep_for(50us);
+      } else {
+        wait_for_frames(kSlice);
+      }
+    }
+  }
+
+  std::size_t receive(std::span<std::byte> buffer) override {
+    for (;;) {
+      if (const auto n = try_receive(buffer)) return *n;
+      wait_for_frames(kSlice);
+    }
+  }
+
+  bool try_send(std::span<const std::byte> message) override {
+    check_size(message);
+    if (!window_open()) take_all_into_staging();
+    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+    if (!window_open()) return false;
+    return send_frame(Kind::kData, message);
+  }
+
+  std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
+    if (!staged_.empty()) return serve_staged(buffer);
+    for (;;) {
+      const void* chunk = take_frame();
+      if (chunk == nullptr) break;
+      if (chunk == kControl) continue;
+      return deliver(chunk, buffer);
+    }
+    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+    return std::nullopt;
+  }
+
+  // True when a frame is queued (perhaps only a credit: a spurious true)
+  // or staged, or the peer closed (the next call says so).
+  bool wait_receivable(std::chrono::nanoseconds timeout) override {
+    return wait_until(timeout, [this] { return !staged_.empty() || port_->has_frames(); });
+  }
+  bool wait_sendable(std::chrono::nanoseconds timeout) override {
+    return wait_until(timeout, [this] {
+      if (!window_open()) take_all_into_staging();
+      return window_open();
+    });
+  }
+  bool wait_either(std::chrono::nanoseconds timeout) override {
+    return wait_until(timeout,
+                      [this] { return !staged_.empty() || port_->has_frames() || window_open(); });
+  }
+
+  std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
+                                         std::chrono::nanoseconds timeout) override {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      if (const auto n = try_receive(buffer)) return n;
+      if (!wait_receivable(deadline - Clock::now())) return std::nullopt;
+    }
+  }
+
+ private:
+  void check_size(std::span<const std::byte> message) const {
+    if (message.empty() || message.size() > max_message_) {
+      throw std::invalid_argument("message of " + std::to_string(message.size()) +
+                                  " bytes outside 1.." + std::to_string(max_message_));
+    }
+  }
+
+  bool window_open() const { return c_.out_data - c_.out_reported < out_window_; }
+
+  // One frame out; false when no chunk can be loaned now.
+  bool send_frame(Kind kind, std::span<const std::byte> message) {
+    void* chunk = port_->loan(sizeof(Frame) + message.size());
+    if (chunk == nullptr) return false;
+    const Frame f{.kind = kind,
+                  .length = static_cast<std::uint32_t>(message.size()),
+                  .seq = c_.out_seq,
+                  .taken = c_.in_data};
+    std::memcpy(chunk, &f, sizeof f);
+    if (!message.empty()) {
+      std::memcpy(static_cast<std::byte*>(chunk) + sizeof f, message.data(), message.size());
+    }
+    port_->send(chunk);
+    ++c_.out_seq;
+    if (kind == Kind::kData) ++c_.out_data;
+    c_.in_reported = c_.in_data;
+    return true;
+  }
+
+  // Reports what we have taken once half the peer's window is unreported.
+  // A gone peer is noted, not thrown: the message just taken is delivered,
+  // and the next call says the peer is gone.
+  void credit_if_due() {
+    if (c_.in_data - c_.in_reported < credit_after_ || peer_closed_) return;
+    try {
+      (void)send_frame(Kind::kCredit, {});  // no chunk now: the next take retries
+    } catch (const PeerLost&) {
+      peer_closed_ = true;
+    }
+  }
+
+  // Takes one frame: its chunk when it is a message (the caller copies it
+  // out and calls done_with), kControl for any other, nullptr when none is
+  // queued. Checks its order and size.
+  const void* take_frame() {
+    const void* chunk = port_->take();
+    if (chunk == nullptr) return nullptr;
+    Frame f;
+    std::memcpy(&f, chunk, sizeof f);
+    const std::uint32_t size = chunk_payload_size(chunk);
+    if (f.seq != c_.in_seq || size < sizeof f || size - sizeof f != f.length ||
+        f.taken > c_.out_data || f.taken < c_.out_reported) {
+      port_->release(chunk);
+      throw ProtocolError(
+          f.seq != c_.in_seq
+              ? "iceoryx: frame " + std::to_string(f.seq) + " arrived, expected frame " +
+                    std::to_string(c_.in_seq) + " (one was lost or repeated)"
+              : "iceoryx: malformed frame " + std::to_string(f.seq) + " (" + std::to_string(size) +
+                    "-byte chunk, " + std::to_string(f.length) + " bytes announced, report " +
+                    std::to_string(f.taken) + " of " + std::to_string(c_.out_data) + " sent)");
+    }
+    ++c_.in_seq;
+    c_.out_reported = f.taken;
+    switch (f.kind) {
+      case Kind::kData:
+        if (f.length == 0 || f.length > max_message_) {
+          port_->release(chunk);
+          throw ProtocolError("iceoryx: message length " + std::to_string(f.length) +
+                              " outside 1.." + std::to_string(max_message_));
+        }
+        ++c_.in_data;
+        return chunk;
+      case Kind::kCredit:
+        port_->release(chunk);
+        return kControl;
+      case Kind::kBye:
+        port_->release(chunk);
+        peer_closed_ = true;
+        return kControl;
+      case Kind::kHello:
+        break;
+    }
+    port_->release(chunk);
+    throw ProtocolError("iceoryx: a frame of unexpected kind " +
+                        std::to_string(static_cast<std::uint32_t>(f.kind)));
+  }
+
+  std::size_t deliver(const void* chunk, std::span<std::byte> buffer) {
+    Frame f;
+    std::memcpy(&f, chunk, sizeof f);
+    if (f.length > buffer.size()) {
+      port_->release(chunk);
+      credit_if_due();
+      throw ProtocolError("iceoryx: message of " + std::to_string(f.length) +
+                          " bytes does not fit the " + std::to_string(buffer.size()) +
+                          "-byte receive buffer");
+    }
+    std::memcpy(buffer.data(), static_cast<const std::byte*>(chunk) + sizeof f, f.length);
+    port_->release(chunk);
+    credit_if_due();
+    return f.length;
+  }
+
+  std::size_t serve_staged(std::span<std::byte> buffer) {
+    Staged s = staged_.pop_front();
+    const std::size_t n = s.bytes.size();
+    if (n > buffer.size()) {
+      spare_ = std::move(s.bytes);
+      throw ProtocolError("iceoryx: message of " + std::to_string(n) + " bytes does not fit the " +
+                          std::to_string(buffer.size()) + "-byte receive buffer");
+    }
+    std::memcpy(buffer.data(), s.bytes.data(), n);
+    spare_ = std::move(s.bytes);
+    return n;
+  }
+
+  // Takes every queued frame, staging messages; whether any came.
+  bool take_all_into_staging() {
+    bool any = false;
+    for (;;) {
+      const void* chunk = take_frame();
+      if (chunk == nullptr) return any;
+      any = true;
+      if (chunk == kControl) continue;
+      Frame f;
+      std::memcpy(&f, chunk, sizeof f);
+      std::vector<std::byte> bytes = std::move(spare_);
+      bytes.assign(static_cast<const std::byte*>(chunk) + sizeof f,
+                   static_cast<const std::byte*>(chunk) + sizeof f + f.length);
+      port_->release(chunk);
+      staged_.push_back({std::move(bytes)});
+      credit_if_due();
+    }
+  }
+
+  void check_peer_alive() {
+    pollfd p{peer_fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) {
+      peer_closed_ = true;
+      throw PeerLost("the iceoryx peer (process " + std::to_string(peer_) + ") exited");
+    }
+  }
+
+  // One wait for frames of at most `timeout`, ended early by an interrupt
+  // (PeerLost). The peer's exit is looked for only when a wait ends without
+  // a wake-up, off the path a message takes.
+  void wait_for_frames(std::chrono::nanoseconds timeout) {
+    posix::throw_if_interrupted();
+    if (!port_->has_frames() && !port_->wait(std::min<std::chrono::nanoseconds>(timeout, kSlice))) {
+      check_peer_alive();
+    }
+    posix::throw_if_interrupted();
+  }
+
+  template <typename Ready>
+  bool wait_until(std::chrono::nanoseconds timeout, Ready ready) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      if (ready() || peer_closed_) return true;
+      const auto left = deadline - Clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) return false;
+      wait_for_frames(left);
+    }
+  }
+
+  std::unique_ptr<ice::RuntimeHold> hold_;  // first: outlives the port
+  std::unique_ptr<Port> port_;
+  pid_t peer_;
+  posix::Fd peer_fd_;  // readable once the peer has exited
+  std::size_t max_message_;
+  std::uint32_t out_window_;
+  std::uint32_t credit_after_;
+  Counts c_;
+  bool peer_closed_ = false;
+  // Messages taken early (by a blocked send); no bound, as for cma.
+  posix::RingQueue<Staged> staged_;
+  std::vector<std::byte> spare_;  // a staging buffer to reuse
+};
+
+// Waits for `port` to yield a frame, at most until `deadline`.
+template <typename Port>
+const void* take_until(Port& port, Clock::time_point deadline) {
+  for (;;) {
+    if (const void* chunk = port.take()) return chunk;
+    posix::throw_if_interrupted();
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) return nullptr;
+    port.wait(std::min<std::chrono::nanoseconds>(left, kSlice));
+  }
+}
+
+// Reads a hello frame: its Hello, or a ProtocolError.
+Hello read_hello(const void* chunk) {
+  Frame f;
+  std::memcpy(&f, chunk, sizeof f);
+  Hello h;
+  if (chunk_payload_size(chunk) != sizeof f + sizeof h || f.kind != Kind::kHello ||
+      f.length != sizeof h || f.seq != 0) {
+    throw ProtocolError("iceoryx: the peer's first frame is not a hello");
+  }
+  std::memcpy(&h, static_cast<const std::byte*>(chunk) + sizeof f, sizeof h);
+  return h;
+}
+
+template <typename Port>
+void send_hello(Port& port, const Hello& h) {
+  void* chunk = port.loan(sizeof(Frame) + sizeof h);
+  if (chunk == nullptr) throw std::runtime_error("iceoryx: no chunk for the hello");
+  const Frame f{.kind = Kind::kHello, .length = sizeof h, .seq = 0, .taken = 0};
+  std::memcpy(chunk, &f, sizeof f);
+  std::memcpy(static_cast<std::byte*>(chunk) + sizeof f, &h, sizeof h);
+  port.send(chunk);
+}
+
+class IceoryxEndpoint : public Endpoint {
+ public:
+  explicit IceoryxEndpoint(const ListenOptions& options)
+      : roudi_(ice::ensure_roudi()),
+        instance_(instance_for(options.tag)),
+        max_message_(options.max_message),
+        windows_(windows_for(options.max_message)),
+        hold_(std::make_unique<ice::RuntimeHold>(roudi_)),
+        client_(std::make_unique<ClientPort>(roudi_, service_for(instance_))) {}
+
+  std::string address() const override { return "iceoryx:" + roudi_.text() + ":" + instance_; }
+
+  // Waits for the peer's server, sends our hello and waits for its answer.
+  std::unique_ptr<Channel> accept(std::chrono::milliseconds timeout) override {
+    const auto deadline = Clock::now() + timeout;
+    while (!client_->connected()) {
+      posix::throw_if_interrupted();
+      if (Clock::now() > deadline) {
+        throw Timeout("the iceoryx peer offered no server within " +
+                      std::to_string(timeout.count()) + " ms");
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    send_hello(*client_, {.pid = static_cast<std::uint64_t>(::getpid()),
+                          .request_window = windows_.request,
+                          .response_window = windows_.response,
+                          .max_message = max_message_});
+    const void* answer = take_until(*client_, deadline);
+    if (answer == nullptr) {
+      throw Timeout("the iceoryx peer did not answer our hello within " +
+                    std::to_string(timeout.count()) + " ms");
+    }
+    Hello h;
+    try {
+      h = read_hello(answer);
+    } catch (...) {
+      client_->release(answer);
+      throw;
+    }
+    client_->release(answer);
+    // We sent the hello (frame 0 of requests) and took theirs, which
+    // reported ours taken (it is not data).
+    return std::make_unique<IceoryxChannel<ClientPort>>(
+        std::make_unique<ice::RuntimeHold>(roudi_), std::move(client_), static_cast<pid_t>(h.pid),
+        max_message_, windows_.request, windows_.response, Counts{.out_seq = 1, .in_seq = 1});
+  }
+
+ private:
+  ice::RoudiRef roudi_;
+  std::string instance_;
+  std::size_t max_message_;
+  Windows windows_;
+  std::unique_ptr<ice::RuntimeHold> hold_;  // before client_: outlives it
+  std::unique_ptr<ClientPort> client_;
+};
+
+class IceoryxMechanism : public Mechanism {
+ public:
+  std::string_view name() const override { return "iceoryx"; }
+  std::string_view family() const override { return "iceoryx"; }
+  Capabilities capabilities() const override {
+    return {.boundaries = Boundaries::kMessage,
+            .max_message = ice::kMaxMessage,
+            .crosses_hosts = false,
+            .pollable = false,
+            .lossy = false,
+            .waiting = Waiting::kSleep,
+            .readiness = Waiting::kSleep,
+            // Into the loaned chunk, out of the taken one.
+            .copies = 2,
+            // RouDi's names live in the run's private namespace.
+            .names = Names::kNone};
+  }
+  std::string unavailable_reason() const override { return ice::unavailable_reason(); }
+
+  std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
+    check_max_message(options.max_message);
+    return std::make_unique<IceoryxEndpoint>(options);
+  }
+
+  // Registers with the listener's RouDi, offers the server and waits for the
+  // client's hello, then answers it.
+  std::unique_ptr<Channel> connect(std::string_view address,
+                                   const ConnectOptions& options) override {
+    const auto bad = [&] {
+      return std::invalid_argument("malformed iceoryx address '" +
+                                   std::string(address.substr(0, 64)) +
+                                   "' (expected iceoryx:PID:START:INSTANCE)");
+    };
+    if (!address.starts_with("iceoryx:")) throw bad();
+    const std::string_view rest = address.substr(8);
+    const auto first = rest.find(':');
+    const auto second = first == std::string_view::npos ? first : rest.find(':', first + 1);
+    if (second == std::string_view::npos || second + 1 >= rest.size()) throw bad();
+    const ice::RoudiRef roudi = ice::RoudiRef::parse(rest.substr(0, second));
+    const std::string instance(rest.substr(second + 1));
+    check_max_message(options.max_message);
+    const auto deadline = Clock::now() + options.timeout;
+
+    auto hold = std::make_unique<ice::RuntimeHold>(roudi);
+    auto server = std::make_unique<ServerPort>(roudi, service_for(instance));
+    const void* hello = take_until(*server, deadline);
+    if (hello == nullptr) {
+      throw Timeout("no iceoryx client said hello within " +
+                    std::to_string(options.timeout.count()) + " ms");
+    }
+    server->keep_route(hello);  // released with the port
+    const Hello h = read_hello(hello);
+    if (h.max_message != options.max_message || h.request_window == 0 || h.response_window == 0) {
+      throw ProtocolError(
+          "iceoryx: the listener's hello says max_message " + std::to_string(h.max_message) +
+          " (ours " + std::to_string(options.max_message) + "), windows " +
+          std::to_string(h.request_window) + "/" + std::to_string(h.response_window));
+    }
+    // Our answer reports nothing taken: the hello is not data.
+    send_hello(*server, {.pid = static_cast<std::uint64_t>(::getpid())});
+    return std::make_unique<IceoryxChannel<ServerPort>>(
+        std::move(hold), std::move(server), static_cast<pid_t>(h.pid), options.max_message,
+        h.response_window, h.request_window, Counts{.out_seq = 1, .in_seq = 1});
+  }
+};
+
+#else  // a build without iceoryx
+
+class IceoryxMechanism : public Mechanism {
+ public:
+  std::string_view name() const override { return "iceoryx"; }
+  std::string_view family() const override { return "iceoryx"; }
+  Capabilities capabilities() const override {
+    return {.boundaries = Boundaries::kMessage, .max_message = 4u << 20, .copies = 2};
+  }
+  std::string unavailable_reason() const override {
+    return "this build has no iceoryx (install iceoryx and libiceoryx-posh-dev, then rebuild)";
+  }
+  std::unique_ptr<Endpoint> listen(const ListenOptions&) override {
+    throw std::runtime_error(unavailable_reason());
+  }
+  std::unique_ptr<Channel> connect(std::string_view, const ConnectOptions&) override {
+    throw std::runtime_error(unavailable_reason());
+  }
+};
+
+#endif
+
+}  // namespace
+
+std::unique_ptr<Mechanism> make_iceoryx() { return std::make_unique<IceoryxMechanism>(); }
+
+}  // namespace ipcbench::mech
