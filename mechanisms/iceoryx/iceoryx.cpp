@@ -54,6 +54,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <iceoryx_posh/mepoo/chunk_header.hpp>
 #include <iceoryx_posh/popo/rpc_header.hpp>
 #include <iceoryx_posh/popo/untyped_client.hpp>
@@ -64,6 +65,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "mechanisms/iceoryx/roudi.hpp"
@@ -71,6 +73,7 @@
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/ring_queue.hpp"
+#include "mechanisms/posix/syscall_tally.hpp"
 #endif
 
 namespace ipcbench::mech {
@@ -87,8 +90,12 @@ constexpr std::size_t kResponseQueue = ::iox::MAX_RESPONSE_QUEUE_CAPACITY;  // 1
 // Queue entries a window leaves free: two credits and the bye (see above).
 constexpr std::size_t kQueueReserve = 4;
 // RouDi's chunks of the largest message's pool that the windows leave free:
-// each side's loan being written, and spare.
-constexpr std::size_t kChunkReserve = 4;
+// each side's loan being written, the last chunk each sending port keeps
+// for reuse (iceoryx's ChunkSender), the kept hello.
+constexpr std::size_t kChunkReserve = 5;
+// How long a loan refused for want of chunks waits before the next try
+// (chunks come back as the peer releases them, which wakes nothing here).
+constexpr auto kStarvedPause = 50us;
 constexpr auto kSlice = 20ms;
 constexpr std::uint32_t kAlign = 8;
 
@@ -189,36 +196,62 @@ void* refused_loan(::iox::popo::AllocationError e, std::size_t size) {
                            " bytes: " + why);
 }
 
-// The two ends of an iceoryx request/response connection, behind one face:
-// loan (nullptr when RouDi's pool or the port's loan limit says "not now"),
-// send, take (nullptr when nothing is queued), release, wait. Ports and the
-// WaitSet are made and destroyed in RouDi's namespace (their creation talks
-// to RouDi; their destruction is done there too, to be safe).
-class ClientPort {
+// What both ends of an iceoryx request/response connection share: the
+// port (an UntypedClient or UntypedServer), a WaitSet attached to its
+// "has a frame" state, and wait(). Both are made and destroyed in RouDi's
+// namespace (their creation talks to RouDi; their destruction is done there
+// too, to be safe), under the RuntimeHold of whoever owns this.
+template <typename PortT, typename StateT>
+class PortBase {
  public:
-  ClientPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
-      : roudi_(roudi) {
+  template <typename Options>
+  PortBase(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service,
+           const Options& options, StateT state)
+      : roudi_(roudi), state_(state) {
     ice::MountNamespaceScope in(roudi_);
-    ::iox::popo::ClientOptions options;
-    options.responseQueueCapacity = kResponseQueue;
     port_.emplace(service, options);
     waitset_.emplace();
-    if (waitset_->attachState(*port_, ::iox::popo::ClientState::HAS_RESPONSE).has_error()) {
-      throw std::runtime_error("iceoryx: cannot attach the client to a WaitSet");
+    // A frame queued before the attach would not wake the WaitSet
+    // (iceoryx #1855): harmless here, every wait is preceded by a take().
+    if (waitset_->attachState(*port_, state_).has_error()) {
+      throw std::runtime_error("iceoryx: cannot attach a port to a WaitSet");
     }
   }
-  ClientPort(const ClientPort&) = delete;
-  ClientPort& operator=(const ClientPort&) = delete;
-  ~ClientPort() {
+  PortBase(const PortBase&) = delete;
+  PortBase& operator=(const PortBase&) = delete;
+  ~PortBase() {
     try {
       ice::MountNamespaceScope in(roudi_);
-      waitset_->detachState(*port_, ::iox::popo::ClientState::HAS_RESPONSE);
+      waitset_->detachState(*port_, state_);
       waitset_.reset();
       port_.reset();
     } catch (const std::exception&) {
       // RouDi is gone: nothing of the port is left to tell it about.
     }
   }
+
+  // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
+  bool wait(std::chrono::nanoseconds timeout) {
+    return !waitset_
+                ->timedWait(::iox::units::Duration::fromNanoseconds(
+                    static_cast<unsigned long long>(std::max<std::int64_t>(timeout.count(), 0))))
+                .empty();
+  }
+
+ protected:
+  ice::RoudiRef roudi_;
+  StateT state_;
+  std::optional<PortT> port_;
+  std::optional<::iox::popo::WaitSet<>> waitset_;  // after port_: destroyed first
+};
+
+// The ends behind one face: loan (nullptr when RouDi's pool or the port's
+// loan limit says "not now"), send, take (nullptr when nothing is queued),
+// release, wait.
+class ClientPort : public PortBase<::iox::popo::UntypedClient, ::iox::popo::ClientState> {
+ public:
+  ClientPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
+      : PortBase(roudi, service, options(), ::iox::popo::ClientState::HAS_RESPONSE) {}
 
   bool connected() const {
     return port_->getConnectionState() == ::iox::ConnectionState::CONNECTED;
@@ -247,46 +280,21 @@ class ClientPort {
                              ::iox::popo::asStringLiteral(r.get_error()));
   }
   void release(const void* chunk) { port_->releaseResponse(chunk); }
-  // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
-  bool wait(std::chrono::nanoseconds timeout) {
-    return !waitset_
-                ->timedWait(::iox::units::Duration::fromNanoseconds(
-                    static_cast<unsigned long long>(std::max<std::int64_t>(timeout.count(), 0))))
-                .empty();
-  }
 
  private:
-  ice::RoudiRef roudi_;
-  std::optional<::iox::popo::UntypedClient> port_;
-  std::optional<::iox::popo::WaitSet<>> waitset_;  // after port_: destroyed first
+  static ::iox::popo::ClientOptions options() {
+    ::iox::popo::ClientOptions o;
+    o.responseQueueCapacity = kResponseQueue;
+    return o;
+  }
 };
 
-class ServerPort {
+class ServerPort : public PortBase<::iox::popo::UntypedServer, ::iox::popo::ServerState> {
  public:
   ServerPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
-      : roudi_(roudi) {
-    ice::MountNamespaceScope in(roudi_);
-    ::iox::popo::ServerOptions options;
-    options.requestQueueCapacity = kRequestQueue;
-    port_.emplace(service, options);
-    waitset_.emplace();
-    // A request queued before the attach would not wake the WaitSet
-    // (iceoryx #1855): harmless here, every wait is preceded by a take().
-    if (waitset_->attachState(*port_, ::iox::popo::ServerState::HAS_REQUEST).has_error()) {
-      throw std::runtime_error("iceoryx: cannot attach the server to a WaitSet");
-    }
-  }
-  ServerPort(const ServerPort&) = delete;
-  ServerPort& operator=(const ServerPort&) = delete;
+      : PortBase(roudi, service, options(), ::iox::popo::ServerState::HAS_REQUEST) {}
   ~ServerPort() {
-    try {
-      ice::MountNamespaceScope in(roudi_);
-      if (route_ != nullptr) port_->releaseRequest(route_);
-      waitset_->detachState(*port_, ::iox::popo::ServerState::HAS_REQUEST);
-      waitset_.reset();
-      port_.reset();
-    } catch (const std::exception&) {
-    }
+    if (route_ != nullptr) port_->releaseRequest(route_);
   }
 
   // The request every response is routed by (the client's hello), kept.
@@ -321,18 +329,14 @@ class ServerPort {
                              ::iox::popo::asStringLiteral(e));
   }
   void release(const void* chunk) { port_->releaseRequest(chunk); }
-  // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
-  bool wait(std::chrono::nanoseconds timeout) {
-    return !waitset_
-                ->timedWait(::iox::units::Duration::fromNanoseconds(
-                    static_cast<unsigned long long>(std::max<std::int64_t>(timeout.count(), 0))))
-                .empty();
-  }
 
  private:
-  ice::RoudiRef roudi_;
-  std::optional<::iox::popo::UntypedServer> port_;
-  std::optional<::iox::popo::WaitSet<>> waitset_;
+  static ::iox::popo::ServerOptions options() {
+    ::iox::popo::ServerOptions o;
+    o.requestQueueCapacity = kRequestQueue;
+    return o;
+  }
+
   const void* route_ = nullptr;
 };
 
@@ -377,11 +381,15 @@ class IceoryxChannel : public Channel {
   IceoryxChannel(const IceoryxChannel&) = delete;
   IceoryxChannel& operator=(const IceoryxChannel&) = delete;
 
-  // Tells the peer we are gone (best effort: a full window or a gone peer
-  // skip it; the peer then learns it from our exit).
+  // Tells the peer we are gone (best effort: a gone peer skips it; a pool
+  // without chunks is retried for up to 20 ms; the peer then learns it
+  // from our exit).
   ~IceoryxChannel() override {
     try {
-      if (!peer_closed_ && port_->connected()) (void)send_frame(Kind::kBye, {});
+      for (int attempt = 0; attempt < 400 && !peer_closed_ && port_->connected(); ++attempt) {
+        if (send_frame(Kind::kBye, {})) break;
+        std::this_thread::sleep_for(kStarvedPause);
+      }
     } catch (const std::exception&) {
     }
   }
@@ -396,13 +404,8 @@ class IceoryxChannel : public Channel {
         starved = true;  // RouDi's pool: chunks come back as the peer releases them
       }
       if (take_all_into_staging()) continue;
-      if (starved) {
-        posix::throw_if_interrupted();
-        check_peer_alive();
-        std::this_thread::sleep_for(50us);
-      } else {
-        wait_for_frames(kSlice);
-      }
+      starved_ = starved;
+      wait_for_frames(kSlice);
     }
   }
 
@@ -415,13 +418,16 @@ class IceoryxChannel : public Channel {
 
   bool try_send(std::span<const std::byte> message) override {
     check_size(message);
+    rethrow_deferred();
     if (!window_open()) take_all_into_staging();
     if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
     if (!window_open()) return false;
-    return send_frame(Kind::kData, message);
+    starved_ = !send_frame(Kind::kData, message);
+    return !starved_;
   }
 
   std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
+    rethrow_deferred();
     if (!staged_.empty()) return serve_staged(buffer);
     for (;;) {
       const void* chunk = take_frame();
@@ -438,15 +444,18 @@ class IceoryxChannel : public Channel {
   bool wait_receivable(std::chrono::nanoseconds timeout) override {
     return wait_until(timeout, [this] { return !staged_.empty() || port_->has_frames(); });
   }
+  // Room: the window is open and the last loan was not refused (after a
+  // refusal, a wait pauses kStarvedPause and then says "try again").
   bool wait_sendable(std::chrono::nanoseconds timeout) override {
     return wait_until(timeout, [this] {
       if (!window_open()) take_all_into_staging();
-      return window_open();
+      return window_open() && !starved_;
     });
   }
   bool wait_either(std::chrono::nanoseconds timeout) override {
-    return wait_until(timeout,
-                      [this] { return !staged_.empty() || port_->has_frames() || window_open(); });
+    return wait_until(timeout, [this] {
+      return !staged_.empty() || port_->has_frames() || (window_open() && !starved_);
+    });
   }
 
   std::optional<std::size_t> receive_for(std::span<std::byte> buffer,
@@ -487,16 +496,24 @@ class IceoryxChannel : public Channel {
     return true;
   }
 
-  // Reports what we have taken once half the peer's window is unreported.
-  // A gone peer is noted, not thrown: the message just taken is delivered,
-  // and the next call says the peer is gone.
-  void credit_if_due() {
+  // Reports what we have taken once half the peer's window is unreported;
+  // without a chunk now, every wait retries first (the peer may be blocked
+  // on it). An error is not thrown here, where a message was just taken: a
+  // gone peer is noted and the next call says so; any other error is
+  // thrown by the next call.
+  void credit_if_due() noexcept {
     if (c_.in_data - c_.in_reported < credit_after_ || peer_closed_) return;
     try {
-      (void)send_frame(Kind::kCredit, {});  // no chunk now: the next take retries
+      (void)send_frame(Kind::kCredit, {});
     } catch (const PeerLost&) {
       peer_closed_ = true;
+    } catch (...) {
+      deferred_ = std::current_exception();
     }
+  }
+
+  void rethrow_deferred() {
+    if (deferred_) std::rethrow_exception(std::exchange(deferred_, nullptr));
   }
 
   // Takes one frame: its chunk when it is a message (the caller copies it
@@ -585,16 +602,22 @@ class IceoryxChannel : public Channel {
       Frame f;
       std::memcpy(&f, chunk, sizeof f);
       std::vector<std::byte> bytes = std::move(spare_);
-      bytes.assign(static_cast<const std::byte*>(chunk) + sizeof f,
-                   static_cast<const std::byte*>(chunk) + sizeof f + f.length);
+      try {
+        bytes.assign(static_cast<const std::byte*>(chunk) + sizeof f,
+                     static_cast<const std::byte*>(chunk) + sizeof f + f.length);
+        staged_.push_back({std::move(bytes)});
+      } catch (...) {
+        port_->release(chunk);
+        throw;
+      }
       port_->release(chunk);
-      staged_.push_back({std::move(bytes)});
       credit_if_due();
     }
   }
 
   void check_peer_alive() {
     pollfd p{peer_fd_.get(), POLLIN, 0};
+    posix::count_syscall();
     if (::poll(&p, 1, 0) > 0) {
       peer_closed_ = true;
       throw PeerLost("the iceoryx peer (process " + std::to_string(peer_) + ") exited");
@@ -606,8 +629,15 @@ class IceoryxChannel : public Channel {
   // a wake-up, off the path a message takes.
   void wait_for_frames(std::chrono::nanoseconds timeout) {
     posix::throw_if_interrupted();
-    if (!port_->has_frames() && !port_->wait(std::min<std::chrono::nanoseconds>(timeout, kSlice))) {
+    credit_if_due();
+    if (starved_) {
+      posix::count_syscall();
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(timeout, kStarvedPause));
+      starved_ = false;
       check_peer_alive();
+    } else if (!port_->has_frames()) {
+      posix::count_syscall();  // the WaitSet's futex wait
+      if (!port_->wait(std::min<std::chrono::nanoseconds>(timeout, kSlice))) check_peer_alive();
     }
     posix::throw_if_interrupted();
   }
@@ -632,6 +662,8 @@ class IceoryxChannel : public Channel {
   std::uint32_t credit_after_;
   Counts c_;
   bool peer_closed_ = false;
+  bool starved_ = false;         // the last loan was refused: RouDi's pool is empty
+  std::exception_ptr deferred_;  // an error of a credit, for the next call
   // Messages taken early (by a blocked send); no bound, as for cma.
   posix::RingQueue<Staged> staged_;
   std::vector<std::byte> spare_;  // a staging buffer to reuse
