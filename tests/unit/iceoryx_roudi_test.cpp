@@ -16,14 +16,18 @@
 #include <fstream>
 #include <iceoryx_posh/popo/untyped_client.hpp>
 #include <iceoryx_posh/popo/untyped_server.hpp>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "mechanisms/iceoryx/roudi.hpp"
+#include "mechanisms/mechanism.hpp"
+#include "mechanisms/registry.hpp"
 
 namespace ipcbench::mech::iceoryx {
 namespace {
@@ -227,6 +231,99 @@ TEST(Roudi, AForkedChildGetsARuntimeOfItsOwnAndTalksToItsParent) {
   EXPECT_EQ(answered, kCount);
   MountNamespaceScope in(r);
   server.reset();
+}
+
+// The iceoryx channel when RouDi's pool runs short: other ports hold 6 of
+// the 8 chunks of the largest messages' pool, and both sides send 20
+// messages of the largest size at once (crossing streams, windows of 1 and
+// 2 frames), so loans are refused and credits wait for chunks. Every
+// message must still arrive, whole and in order, on both sides, and the
+// exchange must finish (a credit or bye lost to a refused loan would hang
+// it until the test's deadline).
+TEST(IceoryxChannel, CrossingStreamsOfTheLargestMessagesFinishWhenThePoolRunsShort) {
+  SKIP_IF_UNAVAILABLE();
+  Mechanism* mech = find_mechanism("iceoryx");
+  ASSERT_NE(mech, nullptr);
+  const RoudiRef r = ensure_roudi();
+  const RuntimeHold hold(r);
+  // Two ports (a client may hold 4 loans): 6 of the pool's 8 chunks.
+  std::optional<::iox::popo::UntypedClient> hog[2];
+  {
+    MountNamespaceScope in(r);
+    hog[0].emplace(::iox::capro::ServiceDescription{"ipcbench", "hog", "1"});
+    hog[1].emplace(::iox::capro::ServiceDescription{"ipcbench", "hog", "2"});
+  }
+  std::vector<std::pair<int, void*>> held;
+  for (int i = 0; i < 6; ++i) {
+    auto loaned = hog[i / 4]->loan(static_cast<std::uint32_t>(kMaxMessage), 8);
+    ASSERT_FALSE(loaned.has_error()) << "loan " << i << " of the largest pool";
+    held.emplace_back(i / 4, loaned.value());
+  }
+  constexpr int kCount = 20;
+  const auto fill = [](std::vector<std::byte>& m, int i) {
+    for (std::size_t k = 0; k < m.size(); k += 4096)
+      m[k] = static_cast<std::byte>(i * 7 + k / 4096);
+    m.back() = static_cast<std::byte>(i);
+  };
+  // Empty if `got` (n bytes) is message i, else what differs.
+  const auto check = [&](const std::vector<std::byte>& got, std::size_t n, int i) -> std::string {
+    std::vector<std::byte> want(kMaxMessage);
+    fill(want, i);
+    if (n != want.size())
+      return "message " + std::to_string(i) + ": " + std::to_string(n) + " bytes";
+    for (std::size_t k = 0; k < n; k += 4096) {
+      if (got[k] != want[k])
+        return "message " + std::to_string(i) + " differs at " + std::to_string(k);
+    }
+    return got.back() == want.back() ? "" : "message " + std::to_string(i) + " differs at its end";
+  };
+  const std::string dir = ::testing::TempDir();
+  std::unique_ptr<Endpoint> endpoint =
+      mech->listen({.run_dir = dir, .tag = "starved", .max_message = kMaxMessage});
+  const std::string address = endpoint->address();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 0;
+    try {
+      std::unique_ptr<Channel> ch = mech->connect(address, {.max_message = kMaxMessage});
+      std::vector<std::byte> m(kMaxMessage);
+      for (int i = 0; i < kCount; ++i) {
+        fill(m, 1000 + i);
+        ch->send(m);
+      }
+      for (int i = 0; i < kCount && code == 0; ++i) {
+        const std::size_t n = ch->receive(m);
+        if (!check(m, n, i).empty()) code = 2;
+      }
+      ch.reset();
+    } catch (...) {
+      code = 3;
+    }
+    ::_exit(code);
+  }
+  Reaper reaper{child};
+  std::unique_ptr<Channel> ch = endpoint->accept(std::chrono::milliseconds(10'000));
+  std::vector<std::byte> m(kMaxMessage);
+  for (int i = 0; i < kCount; ++i) {
+    fill(m, i);
+    ch->send(m);
+  }
+  for (int i = 0; i < kCount; ++i) {
+    const std::size_t n = ch->receive(m);
+    ASSERT_EQ(check(m, n, 1000 + i), "");
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  reaper.pid = 0;
+  ASSERT_TRUE(WIFEXITED(status)) << "child signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's exchange failed (see its _exit codes)";
+  ch.reset();
+  endpoint.reset();
+  for (const auto& [port, p] : held) hog[port]->releaseRequest(p);
+  MountNamespaceScope in(r);
+  hog[0].reset();
+  hog[1].reset();
 }
 
 }  // namespace
