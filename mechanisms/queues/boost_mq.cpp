@@ -347,11 +347,13 @@ class BoostMqChannel : public Channel {
     return n;
   }
 
+  // A peer that exited is an error only once `ready()` still fails: what it
+  // sent just before exiting (its last reply) is there to be received.
   template <typename Ready>
   bool poll_until(Ready ready, std::chrono::nanoseconds timeout) {
-    return posix::spin_until(timeout, same_cpu_, ready, [this] {
+    return posix::spin_until(timeout, same_cpu_, ready, [this, &ready] {
       posix::throw_if_interrupted();
-      throw_if_peer_exited();
+      if (peer_.exited() && !ready()) throw_if_peer_exited();
     });
   }
 
