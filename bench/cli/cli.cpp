@@ -374,7 +374,8 @@ Settings validate(const RunArgs& a, int argc, char** argv) {
     });
     if (!taken) {
       throw UsageError(
-          "--spin-budget applies to shm-eventfd, which is not among the chosen mechanisms");
+          "--spin-budget applies to shm-eventfd and iceoryx, neither of which is among the chosen "
+          "mechanisms");
     }
     s.spin_budget = static_cast<std::uint32_t>(*a.spin_budget);
   }
@@ -819,8 +820,8 @@ int cli_main(int argc, char** argv) {
   run->add_option("--in-flight-limit", r.in_flight_limit,
                   "Async and lossy throughput: flow-control budget in bytes (default 64MiB)");
   run->add_option("--spin-budget", r.spin_budget,
-                  "shm-eventfd: spins before a wait sleeps on its eventfd (default 0: every "
-                  "wait sleeps)");
+                  "shm-eventfd, iceoryx: spins before a wait sleeps (on an eventfd, a WaitSet; "
+                  "default 0: every wait sleeps)");
   run->add_option("--engine", r.engine,
                   "Async cases of pollable mechanisms: comma list of poll, epoll, io_uring; "
                   "each such case runs on each (default: poll)");

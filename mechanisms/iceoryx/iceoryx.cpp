@@ -33,7 +33,9 @@
 // a silent gap. Windows are also capped by RouDi's chunks for the largest
 // message, so a loan does not run out.
 //
-// Waiting: take() first; then a WaitSet on "has a request/response" in
+// Waiting: take() first; then, with a spin budget (--spin-budget, the
+// listener's, sent in its hello; none when both sides share a CPU), that
+// many looks at the queue; then a WaitSet on "has a request/response" in
 // slices of 20 ms, between which an interrupt (the harness's watchdog) or
 // the peer's exit (a pidfd) ends the wait with PeerLost. Not pollable.
 // Closing sends a bye frame; the peer's next receive then throws PeerLost.
@@ -73,6 +75,7 @@
 #include "mechanisms/posix/fd.hpp"
 #include "mechanisms/posix/retry.hpp"
 #include "mechanisms/posix/ring_queue.hpp"
+#include "mechanisms/posix/spin.hpp"
 #include "mechanisms/posix/syscall_tally.hpp"
 #endif
 
@@ -117,6 +120,8 @@ struct Hello {
   std::uint32_t request_window = 0;   // client -> server data frames in flight
   std::uint32_t response_window = 0;  // server -> client
   std::uint64_t max_message = 0;
+  std::uint32_t spin_budget = 0;  // the listener's, for both sides
+  std::uint32_t reserved = 0;
 };
 
 struct Windows {
@@ -368,8 +373,9 @@ class IceoryxChannel : public Channel {
  public:
   IceoryxChannel(std::unique_ptr<ice::RuntimeHold> hold, std::unique_ptr<Port> port, pid_t peer,
                  std::size_t max_message, std::uint32_t out_window, std::uint32_t in_window,
-                 Counts counts)
-      : hold_(std::move(hold)),
+                 std::uint32_t spin, Counts counts)
+      : spin_(spin),
+        hold_(std::move(hold)),
         port_(std::move(port)),
         peer_(peer),
         peer_fd_(open_pidfd(peer)),
@@ -635,11 +641,21 @@ class IceoryxChannel : public Channel {
       std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(timeout, kStarvedPause));
       starved_ = false;
       check_peer_alive();
-    } else if (!port_->has_frames()) {
+    } else if (!port_->has_frames() && !spun_into_frames()) {
       posix::count_syscall();  // the WaitSet's futex wait
       if (!port_->wait(std::min<std::chrono::nanoseconds>(timeout, kSlice))) check_peer_alive();
     }
     posix::throw_if_interrupted();
+  }
+
+  // The spin budget (--spin-budget): looks for a frame that many times
+  // before a wait sleeps; true once one is queued.
+  bool spun_into_frames() const {
+    for (std::uint32_t i = 0; i < spin_; ++i) {
+      posix::cpu_relax();
+      if (port_->has_frames()) return true;
+    }
+    return false;
   }
 
   template <typename Ready>
@@ -653,7 +669,8 @@ class IceoryxChannel : public Channel {
     }
   }
 
-  std::unique_ptr<ice::RuntimeHold> hold_;  // first: outlives the port
+  std::uint32_t spin_;  // spins before a wait sleeps; 0 when both sides share a CPU
+  std::unique_ptr<ice::RuntimeHold> hold_;  // outlives the port
   std::unique_ptr<Port> port_;
   pid_t peer_;
   posix::Fd peer_fd_;  // readable once the peer has exited
@@ -711,6 +728,8 @@ class IceoryxEndpoint : public Endpoint {
         instance_(instance_for(options.tag)),
         max_message_(options.max_message),
         windows_(windows_for(options.max_message)),
+        spin_budget_(options.spin_budget),
+        same_cpu_(options.same_cpu),
         hold_(std::make_unique<ice::RuntimeHold>(roudi_)),
         client_(std::make_unique<ClientPort>(roudi_, service_for(instance_))) {}
 
@@ -730,7 +749,8 @@ class IceoryxEndpoint : public Endpoint {
     send_hello(*client_, {.pid = static_cast<std::uint64_t>(::getpid()),
                           .request_window = windows_.request,
                           .response_window = windows_.response,
-                          .max_message = max_message_});
+                          .max_message = max_message_,
+                          .spin_budget = spin_budget_});
     const void* answer = take_until(*client_, deadline);
     if (answer == nullptr) {
       throw Timeout("the iceoryx peer did not answer our hello within " +
@@ -748,7 +768,8 @@ class IceoryxEndpoint : public Endpoint {
     // reported ours taken (it is not data).
     return std::make_unique<IceoryxChannel<ClientPort>>(
         std::make_unique<ice::RuntimeHold>(roudi_), std::move(client_), static_cast<pid_t>(h.pid),
-        max_message_, windows_.request, windows_.response, Counts{.out_seq = 1, .in_seq = 1});
+        max_message_, windows_.request, windows_.response, same_cpu_ ? 0 : spin_budget_,
+        Counts{.out_seq = 1, .in_seq = 1});
   }
 
  private:
@@ -756,6 +777,8 @@ class IceoryxEndpoint : public Endpoint {
   std::string instance_;
   std::size_t max_message_;
   Windows windows_;
+  std::uint32_t spin_budget_;
+  bool same_cpu_;                           // a spin would keep the peer off its CPU: none
   std::unique_ptr<ice::RuntimeHold> hold_;  // before client_: outlives it
   std::unique_ptr<ClientPort> client_;
 };
@@ -775,7 +798,8 @@ class IceoryxMechanism : public Mechanism {
             // Into the loaned chunk, out of the taken one.
             .copies = 2,
             // RouDi's names live in the run's private namespace.
-            .names = Names::kNone};
+            .names = Names::kNone,
+            .spin_budget = true};
   }
   std::string unavailable_reason() const override { return ice::unavailable_reason(); }
 
@@ -822,7 +846,8 @@ class IceoryxMechanism : public Mechanism {
     send_hello(*server, {.pid = static_cast<std::uint64_t>(::getpid())});
     return std::make_unique<IceoryxChannel<ServerPort>>(
         std::move(hold), std::move(server), static_cast<pid_t>(h.pid), options.max_message,
-        h.response_window, h.request_window, Counts{.out_seq = 1, .in_seq = 1});
+        h.response_window, h.request_window, options.same_cpu ? 0 : h.spin_budget,
+        Counts{.out_seq = 1, .in_seq = 1});
   }
 };
 

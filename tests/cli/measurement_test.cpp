@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/available.hpp"
 #include "../support/files.hpp"
 #include "../support/ipcbench.hpp"
 #include "../support/proc.hpp"
@@ -394,6 +395,35 @@ TEST_F(Measurement, ShmEventfdSpinBudgetReachesBothSidesAndItsRows) {
   EXPECT_EQ(str(c, "wait"), "block") << c.dump();
   EXPECT_GE(num(c, "runner_own_syscalls_per_msg"), 1.0) << c.dump();
   EXPECT_GE(num(c, "peer_own_syscalls_per_msg"), 1.0) << c.dump();
+}
+
+// iceoryx's spin budget reaches both sides (the peer's in the listener's
+// hello) and its rows, as shm-eventfd's does: with a budget far above a
+// round trip a side finds the reply while spinning and makes almost no
+// system call of its own; without one nearly every message is waited for
+// in the WaitSet (a futex wait), unless the reply was queued before the
+// wait began (seen: 689 waits for 690 messages).
+TEST_F(Measurement, IceoryxSpinBudgetReachesBothSidesAndItsRows) {
+  if (testproc::allowed_cpus().size() < 2) GTEST_SKIP() << "needs two CPUs (no spin on one)";
+  IPCBENCH_SKIP_IF_UNAVAILABLE("iceoryx");
+  const json spun =
+      run("--mechanisms iceoryx --modes sync --patterns latency --sizes 64 --min-time 0.05 "
+          "--spin-budget 1000000",
+          "iceoryx-spin");
+  const json b = row(spun, "iceoryx/sync/latency/64");
+  EXPECT_EQ(b.value("spin_budget", -1), 1000000) << b.dump();
+  EXPECT_EQ(str(b, "wait"), "spin-then-block") << b.dump();
+  EXPECT_LT(num(b, "runner_own_syscalls_per_msg"), 0.1) << b.dump();
+  EXPECT_LT(num(b, "peer_own_syscalls_per_msg"), 0.1) << b.dump();
+
+  const json slept =
+      run("--mechanisms iceoryx --modes sync --patterns latency --sizes 64 --min-time 0.05",
+          "iceoryx-no-spin");
+  const json c = row(slept, "iceoryx/sync/latency/64");
+  EXPECT_EQ(c.value("spin_budget", -1), 0) << c.dump();
+  EXPECT_EQ(str(c, "wait"), "block") << c.dump();
+  EXPECT_GT(num(c, "runner_own_syscalls_per_msg"), 0.9) << c.dump();
+  EXPECT_GT(num(c, "peer_own_syscalls_per_msg"), 0.9) << c.dump();
 }
 
 // Each async case of a pollable mechanism runs on every engine asked for,
