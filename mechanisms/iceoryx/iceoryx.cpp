@@ -55,6 +55,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iceoryx_posh/mepoo/chunk_header.hpp>
@@ -801,7 +802,18 @@ class IceoryxMechanism : public Mechanism {
             .names = Names::kNone,
             .spin_budget = true};
   }
-  std::string unavailable_reason() const override { return ice::unavailable_reason(); }
+  // Opt-in for now: in one of six CI runs, a run whose iceoryx peer was
+  // killed mid-case (the fault suite) hung instead of failing the case;
+  // suspected: RouDi, cleaning up after the dead peer, waits on a lock the
+  // peer held, and our next call to RouDi waits on RouDi.
+  std::string unavailable_reason() const override {
+    const char* opt_in = std::getenv("IPCBENCH_ICEORYX");
+    if (opt_in == nullptr || std::string_view(opt_in) != "1") {
+      return "iceoryx is opt-in until a peer killed mid-case can no longer hang the run (seen "
+             "once in six CI runs): set IPCBENCH_ICEORYX=1 to measure it";
+    }
+    return ice::unavailable_reason();
+  }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     check_max_message(options.max_message);
