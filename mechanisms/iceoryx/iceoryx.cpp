@@ -48,7 +48,6 @@
 
 #ifdef IPCBENCH_HAVE_ICEORYX
 #include <poll.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,6 +77,7 @@
 #include "mechanisms/posix/ring_queue.hpp"
 #include "mechanisms/posix/spin.hpp"
 #include "mechanisms/posix/syscall_tally.hpp"
+#include "mechanisms/posix/time.hpp"
 #endif
 
 namespace ipcbench::mech {
@@ -173,7 +173,7 @@ std::string instance_for(const std::string& tag) {
 }
 
 posix::Fd open_pidfd(pid_t pid) {
-  posix::Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  posix::Fd fd = posix::pidfd_open(pid);
   if (!fd) posix::throw_errno("iceoryx: cannot watch the peer process " + std::to_string(pid));
   return fd;
 }
