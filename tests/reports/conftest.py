@@ -5,6 +5,7 @@ ctest) on a tiny suite, so the reports are tested on what the suite writes
 today, not only on the checked-in golden files."""
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -14,8 +15,38 @@ from pathlib import Path
 import pytest
 
 import reportutil
+from ipcbench_report import model
 
 CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def schema_passes_remembered():
+    """The report tool checks every file it loads against the schema
+    (model._check_schema: ~0.1 s per full result under jsonschema), and these
+    tests load the same few files hundreds of times: a quarter of the suite's
+    CPU. The check is a function of the schema file and the document, so a
+    document that passed once passes again: a pass is remembered by the
+    schema's path and a digest of the document; a failure never is (it is
+    checked, and its message built, every time)."""
+    check = model._check_schema  # pylint: disable=protected-access
+    passed = set()
+
+    def remembered(path, data, schema_path):
+        try:
+            key = (str(schema_path), hashlib.blake2b(
+                json.dumps(data, sort_keys=True, allow_nan=True).encode()).digest())
+        except (RecursionError, TypeError, ValueError):
+            return check(path, data, schema_path)
+        if key in passed:
+            return None
+        check(path, data, schema_path)
+        passed.add(key)
+        return None
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model, "_check_schema", remembered)
+        yield
 
 
 def _binary():
