@@ -17,7 +17,6 @@
 #   IPCBENCH_BUILD_DIR=build  IPCBENCH_BINARY=path  (an ipcbench built elsewhere: no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export IPCBENCH_ICEORYX=1  # opt-in for now (mechanisms/iceoryx/iceoryx.cpp)
 
 rounds="${IPCBENCH_CROSSCHECK_ROUNDS:-3}"
 size="${IPCBENCH_CROSSCHECK_SIZE:-64}"

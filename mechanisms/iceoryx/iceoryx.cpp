@@ -236,6 +236,8 @@ class PortBase {
     }
   }
 
+  const ice::RoudiRef& roudi() const { return roudi_; }
+
   // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
   bool wait(std::chrono::nanoseconds timeout) {
     return !waitset_
@@ -390,7 +392,9 @@ class IceoryxChannel : public Channel {
 
   // Tells the peer we are gone (best effort: a gone peer skips it; a pool
   // without chunks is retried for up to 20 ms; the peer then learns it
-  // from our exit).
+  // from our exit). A peer that exited without its bye may have died
+  // holding one of iceoryx's locks: the RouDi we started is retired then
+  // (ice::retire_roudi), so nothing waits on it.
   ~IceoryxChannel() override {
     try {
       for (int attempt = 0; attempt < 400 && !peer_closed_ && port_->connected(); ++attempt) {
@@ -399,6 +403,7 @@ class IceoryxChannel : public Channel {
       }
     } catch (const std::exception&) {
     }
+    if (!bye_taken_ && !bye_queued() && peer_exited()) ice::retire_roudi(port_->roudi());
   }
 
   void send(std::span<const std::byte> message) override {
@@ -560,6 +565,7 @@ class IceoryxChannel : public Channel {
       case Kind::kBye:
         port_->release(chunk);
         peer_closed_ = true;
+        bye_taken_ = true;
         return kControl;
       case Kind::kHello:
         break;
@@ -622,10 +628,28 @@ class IceoryxChannel : public Channel {
     }
   }
 
-  void check_peer_alive() {
+  // Whether a bye waits among the frames not yet taken (they are dropped).
+  bool bye_queued() noexcept {
+    try {
+      while (const void* chunk = port_->take()) {
+        Frame f;
+        std::memcpy(&f, chunk, sizeof f);
+        port_->release(chunk);
+        if (f.kind == Kind::kBye) return true;
+      }
+    } catch (const std::exception&) {
+    }
+    return false;
+  }
+
+  bool peer_exited() const noexcept {
     pollfd p{peer_fd_.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+
+  void check_peer_alive() {
     posix::count_syscall();
-    if (::poll(&p, 1, 0) > 0) {
+    if (peer_exited()) {
       peer_closed_ = true;
       throw PeerLost("the iceoryx peer (process " + std::to_string(peer_) + ") exited");
     }
@@ -680,6 +704,7 @@ class IceoryxChannel : public Channel {
   std::uint32_t credit_after_;
   Counts c_;
   bool peer_closed_ = false;
+  bool bye_taken_ = false;       // the peer closed its end (peer_closed_ may also mean it exited)
   bool starved_ = false;         // the last loan was refused: RouDi's pool is empty
   std::exception_ptr deferred_;  // an error of a credit, for the next call
   // Messages taken early (by a blocked send); no bound, as for cma.
@@ -802,18 +827,7 @@ class IceoryxMechanism : public Mechanism {
             .names = Names::kNone,
             .spin_budget = true};
   }
-  // Opt-in for now: in one of six CI runs, a run whose iceoryx peer was
-  // killed mid-case (the fault suite) hung instead of failing the case;
-  // suspected: RouDi, cleaning up after the dead peer, waits on a lock the
-  // peer held, and our next call to RouDi waits on RouDi.
-  std::string unavailable_reason() const override {
-    const char* opt_in = std::getenv("IPCBENCH_ICEORYX");
-    if (opt_in == nullptr || std::string_view(opt_in) != "1") {
-      return "iceoryx is opt-in until a peer killed mid-case can no longer hang the run (seen "
-             "once in six CI runs): set IPCBENCH_ICEORYX=1 to measure it";
-    }
-    return ice::unavailable_reason();
-  }
+  std::string unavailable_reason() const override { return ice::unavailable_reason(); }
 
   std::unique_ptr<Endpoint> listen(const ListenOptions& options) override {
     check_max_message(options.max_message);

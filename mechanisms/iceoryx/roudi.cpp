@@ -22,6 +22,8 @@
 #include <iceoryx_hoofs/log/logmanager.hpp>
 #include <iceoryx_posh/internal/runtime/posh_runtime_impl.hpp>
 #include <iceoryx_posh/runtime/posh_runtime.hpp>
+#include <iostream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -150,8 +152,40 @@ class Daemon {
     owner_ = ::getpid();
     pid_ = 0;
     ref_ = {};
+    retired_ = false;
     start();
     return ref_;
+  }
+
+  bool owns(const RoudiRef& r) const {
+    return owner_ == ::getpid() && pid_ > 0 && r.pid == ref_.pid && r.start == ref_.start;
+  }
+  void retire(const RoudiRef& r) {
+    if (owns(r)) retired_ = true;
+  }
+  bool retired(const RoudiRef& r) const { return retired_ && owns(r); }
+
+  // Kills RouDi at once (no SIGTERM: a RouDi stuck on a dead process's lock
+  // would not finish its shutdown) and reaps it. Returns its mount
+  // namespace, opened first: it lives on while the descriptor is open (and
+  // its tmpfs with it), for the runtime's goodbye.
+  posix::Fd kill_now() noexcept {
+    if (pid_ <= 0 || owner_ != ::getpid()) return posix::Fd();
+    posix::Fd ns(
+        ::open(("/proc/" + std::to_string(pid_) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = 0;
+    return ns;
+  }
+  // After kill_now() and the runtime's goodbye: the next ensure() starts a
+  // new RouDi.
+  void forget() noexcept {
+    pid_ = 0;
+    ref_ = {};
+    retired_ = false;
   }
 
  private:
@@ -243,10 +277,14 @@ class Daemon {
   pid_t owner_ = 0;
   pid_t pid_ = 0;
   RoudiRef ref_;
+  bool retired_ = false;  // retire_roudi(): killed before the runtime's goodbye
 };
+
+Daemon* g_daemon = nullptr;  // once daemon() made it: exit paths must not make one
 
 Daemon& daemon() {
   static Daemon d;
+  g_daemon = &d;
   return d;
 }
 
@@ -272,19 +310,49 @@ unsigned g_runtimes = 0;  // made by this process, for unique names
 RoudiRef g_runtime_roudi;
 
 // Unregisters the runtime, in RouDi's namespace (its destructor talks to
-// RouDi through /tmp/roudi); if RouDi is gone, there is no one to tell.
+// RouDi through /tmp/roudi); if RouDi is gone, there is no one to tell. A
+// retired RouDi (retire_roudi) is killed first: the goodbye, which waits for
+// an answer without a timeout, then fails at once (quietly: iceoryx would
+// log the failure), and the runtime still unmaps its segments and closes
+// its sockets.
 void drop_runtime() noexcept {
+  const bool retired = g_daemon != nullptr && g_daemon->retired(g_runtime_roudi);
+  const std::ios_base::iostate cerr_state = std::cerr.rdstate();
+  posix::Fd retired_namespace;
+  if (retired) {
+    retired_namespace = g_daemon->kill_now();
+    // iceoryx logs the goodbye's failure (its logger), and its failed
+    // sendto on std::cerr whatever the log level.
+    ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
+        ::iox::log::LogLevel::kOff, ::iox::log::LogLevelOutput::kHideLogLevel);
+    std::cerr.setstate(std::ios_base::badbit);
+  }
   try {
-    MountNamespaceScope in(g_runtime_roudi);
+    std::optional<MountNamespaceScope> in;
+    if (retired) {
+      in.emplace(retired_namespace.get());
+    } else {
+      in.emplace(g_runtime_roudi);
+    }
     delete OwnRuntime::current;
   } catch (const std::exception&) {
   }
   OwnRuntime::current = nullptr;
+  if (retired) {
+    std::cerr.clear(cerr_state);
+    g_daemon->forget();
+    ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
+        ::iox::log::LogLevel::kWarn, ::iox::log::LogLevelOutput::kHideLogLevel);
+  }
 }
 
-// At exit, a runtime still held (a run stopped mid-case) is unregistered too.
+// At exit, a runtime still held (a run stopped mid-case) is unregistered too;
+// the RouDi this process started is retired first, since whatever used it
+// may have stopped anywhere (and it goes with the process anyway).
 void drop_runtime_at_exit() {
-  if (g_runtime_pid == ::getpid() && OwnRuntime::current != nullptr) drop_runtime();
+  if (g_runtime_pid != ::getpid() || OwnRuntime::current == nullptr) return;
+  if (g_daemon != nullptr) g_daemon->retire(g_runtime_roudi);
+  drop_runtime();
 }
 
 }  // namespace
@@ -337,6 +405,10 @@ std::string unavailable_reason() {
 }
 
 RoudiRef ensure_roudi() { return daemon().ensure(); }
+
+void retire_roudi(const RoudiRef& roudi) noexcept {
+  if (g_daemon != nullptr) g_daemon->retire(roudi);
+}
 
 // iceoryx takes the smallest pool that fits, which has at least as many
 // chunks as the power-of-two pool at or above `payload` (fewer chunks as
@@ -404,6 +476,14 @@ MountNamespaceScope::MountNamespaceScope(const RoudiRef& roudi) {
   if (start_time_of(roudi.pid) != roudi.start) {
     throw std::runtime_error("iceoryx: RouDi " + roudi.text() + " is gone");
   }
+  enter(target.get(), path);
+}
+
+MountNamespaceScope::MountNamespaceScope(int namespace_fd) {
+  enter(namespace_fd, "RouDi's namespace");
+}
+
+void MountNamespaceScope::enter(int target, const std::string& what) {
   // setns needs a thread whose file-system attributes are its own (threads
   // share them with their creator, e.g. iceoryx's keep-alive thread).
   if (::unshare(CLONE_FS) != 0) posix::throw_errno("iceoryx: unshare(CLONE_FS)");
@@ -411,8 +491,8 @@ MountNamespaceScope::MountNamespaceScope(const RoudiRef& roudi) {
   if (!static_cast<bool>(home)) posix::throw_errno("iceoryx: open /proc/thread-self/ns/mnt");
   posix::Fd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!static_cast<bool>(cwd)) posix::throw_errno("iceoryx: open the working directory");
-  if (::setns(target.get(), CLONE_NEWNS) != 0) {
-    posix::throw_errno("iceoryx: entering RouDi's mount namespace (" + path + ")");
+  if (::setns(target, CLONE_NEWNS) != 0) {
+    posix::throw_errno("iceoryx: entering RouDi's mount namespace (" + what + ")");
   }
   home_ = home.release();
   cwd_ = cwd.release();

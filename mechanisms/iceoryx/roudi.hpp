@@ -61,6 +61,17 @@ std::size_t pool_chunks(std::size_t payload);
 // std::system_error if it cannot be started.
 RoudiRef ensure_roudi();
 
+// Marks `roudi` as not to be trusted any more, when it is the RouDi this
+// process started (a no-op otherwise): a process registered with it died
+// without closing. It may have died holding one of iceoryx's inter-process
+// locks, which are not robust in 2.0.3 (a server's response distributor,
+// taken on every send); RouDi, cleaning up after it, then waits on that lock
+// forever, and with it every request made to RouDi, the runtime's goodbye
+// included, which has no timeout. So when this process's runtime is next
+// dropped, RouDi is killed first (the goodbye then fails at once), and the
+// next ensure_roudi() starts a new one.
+void retire_roudi(const RoudiRef& roudi) noexcept;
+
 // A hold on this process's iceoryx runtime: the first hold registers one
 // with `roudi` (as "ipcbench-<pid>-<n>"), the last one to go unregisters it,
 // so no descriptor, mapping or thread of iceoryx outlives the channels that
@@ -85,11 +96,14 @@ class RuntimeHold {
 class MountNamespaceScope {
  public:
   explicit MountNamespaceScope(const RoudiRef& roudi);
+  // The namespace an open /proc/<pid>/ns/mnt names (it outlives RouDi).
+  explicit MountNamespaceScope(int namespace_fd);
   ~MountNamespaceScope();
   MountNamespaceScope(const MountNamespaceScope&) = delete;
   MountNamespaceScope& operator=(const MountNamespaceScope&) = delete;
 
  private:
+  void enter(int target, const std::string& what);
   int home_ = -1;  // the namespace the thread came from
   int cwd_ = -1;
 };
