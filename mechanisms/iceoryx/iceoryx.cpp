@@ -62,6 +62,7 @@
 #include <iceoryx_posh/popo/untyped_client.hpp>
 #include <iceoryx_posh/popo/untyped_server.hpp>
 #include <iceoryx_posh/popo/wait_set.hpp>
+#include <new>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -202,6 +203,13 @@ void* refused_loan(::iox::popo::AllocationError e, std::size_t size) {
                            " bytes: " + why);
 }
 
+// Ports and WaitSets abandon() left undestroyed: listed (never freed) so a
+// leak checker sees them reachable.
+std::vector<const void*>& abandoned() {
+  static auto* list = new std::vector<const void*>();
+  return *list;
+}
+
 // What both ends of an iceoryx request/response connection share: the
 // port (an UntypedClient or UntypedServer), a WaitSet attached to its
 // "has a frame" state, and wait(). Both are made and destroyed in RouDi's
@@ -215,8 +223,8 @@ class PortBase {
            const Options& options, StateT state)
       : roudi_(roudi), state_(state) {
     ice::MountNamespaceScope in(roudi_);
-    port_.emplace(service, options);
-    waitset_.emplace();
+    port_ = std::make_unique<PortT>(service, options);
+    waitset_ = std::make_unique<::iox::popo::WaitSet<>>();
     // A frame queued before the attach would not wake the WaitSet
     // (iceoryx #1855): harmless here, every wait is preceded by a take().
     if (waitset_->attachState(*port_, state_).has_error()) {
@@ -226,6 +234,7 @@ class PortBase {
   PortBase(const PortBase&) = delete;
   PortBase& operator=(const PortBase&) = delete;
   ~PortBase() {
+    if (!port_) return;  // abandoned
     try {
       ice::MountNamespaceScope in(roudi_);
       waitset_->detachState(*port_, state_);
@@ -238,6 +247,19 @@ class PortBase {
 
   const ice::RoudiRef& roudi() const { return roudi_; }
 
+  // Leaves the port and its WaitSet undestroyed, for good: their teardown
+  // takes locks in RouDi's memory that a stuck (or killed) RouDi may hold.
+  // Two small objects leak; their memory in RouDi's segments goes with
+  // that RouDi.
+  void abandon() noexcept {
+    try {
+      abandoned().push_back(waitset_.release());
+      abandoned().push_back(port_.release());
+    } catch (const std::bad_alloc&) {
+      // Unlisted, they leak all the same.
+    }
+  }
+
   // Whether the WaitSet was woken (false: the timeout, or a stale wake-up).
   bool wait(std::chrono::nanoseconds timeout) {
     return !waitset_
@@ -249,8 +271,8 @@ class PortBase {
  protected:
   ice::RoudiRef roudi_;
   StateT state_;
-  std::optional<PortT> port_;
-  std::optional<::iox::popo::WaitSet<>> waitset_;  // after port_: destroyed first
+  std::unique_ptr<PortT> port_;
+  std::unique_ptr<::iox::popo::WaitSet<>> waitset_;  // after port_: destroyed first
 };
 
 // The ends behind one face: loan (nullptr when RouDi's pool or the port's
@@ -302,7 +324,7 @@ class ServerPort : public PortBase<::iox::popo::UntypedServer, ::iox::popo::Serv
   ServerPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
       : PortBase(roudi, service, options(), ::iox::popo::ServerState::HAS_REQUEST) {}
   ~ServerPort() {
-    if (route_ != nullptr) port_->releaseRequest(route_);
+    if (route_ != nullptr && port_) port_->releaseRequest(route_);
   }
 
   // The request every response is routed by (the client's hello), kept.
@@ -390,12 +412,18 @@ class IceoryxChannel : public Channel {
   IceoryxChannel(const IceoryxChannel&) = delete;
   IceoryxChannel& operator=(const IceoryxChannel&) = delete;
 
-  // Tells the peer we are gone (best effort: a gone peer skips it; a pool
-  // without chunks is retried for up to 20 ms; the peer then learns it
-  // from our exit). A peer that exited without its bye may have died
-  // holding one of iceoryx's locks: the RouDi we started is retired then
-  // (ice::retire_roudi), so nothing waits on it.
+  // Tells the peer we are gone (best effort: a pool without chunks is
+  // retried for up to 20 ms; the peer then learns it from our exit). A peer
+  // that exited without its bye may have died holding one of iceoryx's
+  // locks, and RouDi may be stuck on it holding one of ours: then the RouDi
+  // we started is killed (ice::retire_roudi) and the port abandoned, since
+  // sending and the port's teardown take locks. Taking frames takes none.
   ~IceoryxChannel() override {
+    if (!bye_taken_ && !bye_queued() && peer_exited()) {
+      ice::retire_roudi(port_->roudi());
+      port_->abandon();
+      return;
+    }
     try {
       for (int attempt = 0; attempt < 400 && !peer_closed_ && port_->connected(); ++attempt) {
         if (send_frame(Kind::kBye, {})) break;
@@ -403,7 +431,6 @@ class IceoryxChannel : public Channel {
       }
     } catch (const std::exception&) {
     }
-    if (!bye_taken_ && !bye_queued() && peer_exited()) ice::retire_roudi(port_->roudi());
   }
 
   void send(std::span<const std::byte> message) override {

@@ -152,37 +152,34 @@ class Daemon {
     owner_ = ::getpid();
     pid_ = 0;
     ref_ = {};
+    namespace_.reset();
     retired_ = false;
     start();
     return ref_;
   }
 
-  bool owns(const RoudiRef& r) const {
-    return owner_ == ::getpid() && pid_ > 0 && r.pid == ref_.pid && r.start == ref_.start;
-  }
-  void retire(const RoudiRef& r) {
-    if (owns(r)) retired_ = true;
-  }
-  bool retired(const RoudiRef& r) const { return retired_ && owns(r); }
-
-  // Kills RouDi at once (no SIGTERM: a RouDi stuck on a dead process's lock
-  // would not finish its shutdown) and reaps it. Returns its mount
-  // namespace, opened first: it lives on while the descriptor is open (and
-  // its tmpfs with it), for the runtime's goodbye.
-  posix::Fd kill_now() noexcept {
-    if (pid_ <= 0 || owner_ != ::getpid()) return posix::Fd();
-    posix::Fd ns(
+  // Kills RouDi at once and reaps it (no SIGTERM: a RouDi stuck on a dead
+  // process's lock would not finish its shutdown), when it is this
+  // process's; its mount namespace stays open (namespace_fd()), and its
+  // tmpfs with it, for the runtime's goodbye, until forget().
+  void retire(const RoudiRef& r) noexcept {
+    if (owner_ != ::getpid() || pid_ <= 0 || r.pid != ref_.pid || r.start != ref_.start) return;
+    namespace_ = posix::Fd(
         ::open(("/proc/" + std::to_string(pid_) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
     ::kill(pid_, SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
     pid_ = 0;
-    return ns;
+    retired_ = true;
   }
-  // After kill_now() and the runtime's goodbye: the next ensure() starts a
-  // new RouDi.
+  bool retired(const RoudiRef& r) const {
+    return retired_ && owner_ == ::getpid() && r.pid == ref_.pid && r.start == ref_.start;
+  }
+  int namespace_fd() const { return namespace_.get(); }
+  // After the runtime's goodbye: the next ensure() starts a new RouDi.
   void forget() noexcept {
+    namespace_.reset();
     pid_ = 0;
     ref_ = {};
     retired_ = false;
@@ -277,6 +274,7 @@ class Daemon {
   pid_t owner_ = 0;
   pid_t pid_ = 0;
   RoudiRef ref_;
+  posix::Fd namespace_;   // a retired RouDi's, for the runtime's goodbye
   bool retired_ = false;  // retire_roudi(): killed before the runtime's goodbye
 };
 
@@ -311,16 +309,14 @@ RoudiRef g_runtime_roudi;
 
 // Unregisters the runtime, in RouDi's namespace (its destructor talks to
 // RouDi through /tmp/roudi); if RouDi is gone, there is no one to tell. A
-// retired RouDi (retire_roudi) is killed first: the goodbye, which waits for
+// retired RouDi (retire_roudi) is dead already: the goodbye, which waits for
 // an answer without a timeout, then fails at once (quietly: iceoryx would
-// log the failure), and the runtime still unmaps its segments and closes
-// its sockets.
+// log the failure), in the namespace the daemon kept open, and the runtime
+// still unmaps its segments and closes its sockets.
 void drop_runtime() noexcept {
   const bool retired = g_daemon != nullptr && g_daemon->retired(g_runtime_roudi);
   const std::ios_base::iostate cerr_state = std::cerr.rdstate();
-  posix::Fd retired_namespace;
   if (retired) {
-    retired_namespace = g_daemon->kill_now();
     // iceoryx logs the goodbye's failure (its logger), and its failed
     // sendto on std::cerr whatever the log level.
     ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
@@ -330,7 +326,7 @@ void drop_runtime() noexcept {
   try {
     std::optional<MountNamespaceScope> in;
     if (retired) {
-      in.emplace(retired_namespace.get());
+      in.emplace(g_daemon->namespace_fd());
     } else {
       in.emplace(g_runtime_roudi);
     }

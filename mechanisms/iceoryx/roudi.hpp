@@ -61,15 +61,16 @@ std::size_t pool_chunks(std::size_t payload);
 // std::system_error if it cannot be started.
 RoudiRef ensure_roudi();
 
-// Marks `roudi` as not to be trusted any more, when it is the RouDi this
-// process started (a no-op otherwise): a process registered with it died
-// without closing. It may have died holding one of iceoryx's inter-process
-// locks, which are not robust in 2.0.3 (a server's response distributor,
-// taken on every send); RouDi, cleaning up after it, then waits on that lock
-// forever, and with it every request made to RouDi, the runtime's goodbye
-// included, which has no timeout. So when this process's runtime is next
-// dropped, RouDi is killed first (the goodbye then fails at once), and the
-// next ensure_roudi() starts a new one.
+// Kills `roudi` at once, when it is the RouDi this process started (a no-op
+// otherwise): a process registered with it died without closing. It may
+// have died holding one of iceoryx's inter-process locks, which are not
+// robust in 2.0.3 (a server's response distributor, taken on every send);
+// RouDi, cleaning up after it, then waits on that lock for good, perhaps
+// holding a lock of ours meanwhile, and answers no request again, the
+// runtime's goodbye included, which has no timeout. So the caller abandons
+// its ports (their teardown takes locks RouDi may hold), the runtime's
+// goodbye then fails at once when its last hold goes, and the next
+// ensure_roudi() starts a new RouDi.
 void retire_roudi(const RoudiRef& roudi) noexcept;
 
 // A hold on this process's iceoryx runtime: the first hold registers one

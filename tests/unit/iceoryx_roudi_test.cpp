@@ -342,9 +342,11 @@ std::size_t open_fds() {
 // cleaning up after it, then waits on that lock and answers no request
 // again; the runtime's goodbye waits for an answer without a timeout. (The
 // fault suite's peer killed mid-case hung a run so, once in six CI runs.)
-// Here RouDi is stopped (SIGSTOP) to be such a RouDi: the channel's teardown
-// still finishes, since a peer that died without its bye retires RouDi (it
-// is killed before the goodbye), nothing of it stays open, and the next
+// Here RouDi is stopped (SIGSTOP) to be such a RouDi, at whatever point it
+// is, perhaps holding a lock of our port's (1 run in ~20 under load: the
+// port's teardown then waited on it). The channel's teardown still
+// finishes, since a peer that died without its bye retires RouDi (killed at
+// once) and the port is abandoned, nothing of it stays open, and the next
 // channel gets a new RouDi and works.
 TEST(IceoryxChannel, APeerDeadWithoutItsByeRetiresRoudiSoNothingWaitsOnIt) {
   SKIP_IF_UNAVAILABLE();
