@@ -214,7 +214,8 @@ std::vector<const void*>& abandoned() {
 // port (an UntypedClient or UntypedServer), a WaitSet attached to its
 // "has a frame" state, and wait(). Both are made and destroyed in RouDi's
 // namespace (their creation talks to RouDi; their destruction is done there
-// too, to be safe), under the RuntimeHold of whoever owns this.
+// too, to be safe), under the RuntimeHold of whoever owns this; or, when
+// that RouDi was retired or is gone, abandoned (see abandon()).
 template <typename PortT, typename StateT>
 class PortBase {
  public:
@@ -235,14 +236,19 @@ class PortBase {
   PortBase& operator=(const PortBase&) = delete;
   ~PortBase() {
     if (!port_) return;  // abandoned
+    std::optional<ice::MountNamespaceScope> in;
     try {
-      ice::MountNamespaceScope in(roudi_);
-      waitset_->detachState(*port_, state_);
-      waitset_.reset();
-      port_.reset();
+      if (!ice::roudi_retired(roudi_)) in.emplace(roudi_);
     } catch (const std::exception&) {
-      // RouDi is gone: nothing of the port is left to tell it about.
+      // RouDi is gone.
     }
+    if (!in) {
+      abandon();
+      return;
+    }
+    waitset_->detachState(*port_, state_);
+    waitset_.reset();
+    port_.reset();
   }
 
   const ice::RoudiRef& roudi() const { return roudi_; }
@@ -252,9 +258,11 @@ class PortBase {
   // Two small objects leak; their memory in RouDi's segments goes with
   // that RouDi.
   void abandon() noexcept {
+    const void* waitset = waitset_.release();
+    const void* port = port_.release();
     try {
-      abandoned().push_back(waitset_.release());
-      abandoned().push_back(port_.release());
+      abandoned().push_back(waitset);
+      abandoned().push_back(port);
     } catch (const std::bad_alloc&) {
       // Unlisted, they leak all the same.
     }
@@ -419,10 +427,13 @@ class IceoryxChannel : public Channel {
   // we started is killed (ice::retire_roudi) and the port abandoned, since
   // sending and the port's teardown take locks. Taking frames takes none.
   ~IceoryxChannel() override {
-    if (!bye_taken_ && !bye_queued() && peer_exited()) {
-      ice::retire_roudi(port_->roudi());
-      port_->abandon();
-      return;
+    // Exit first: once the peer is gone, whatever it sent is queued.
+    if (peer_exited()) {
+      if (!bye_taken_ && !bye_queued()) {
+        ice::retire_roudi(port_->roudi());
+        port_->abandon();
+      }
+      return;  // no one to tell
     }
     try {
       for (int attempt = 0; attempt < 400 && !peer_closed_ && port_->connected(); ++attempt) {

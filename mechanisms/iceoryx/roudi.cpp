@@ -147,6 +147,11 @@ class Daemon {
   ~Daemon() { stop(); }
 
   RoudiRef ensure() {
+    if (owner_ == ::getpid() && retired_) {
+      throw std::runtime_error(
+          "iceoryx: this process's RouDi was retired (a peer died without closing) and a channel "
+          "on it is still open: close it first");
+    }
     if (owner_ == ::getpid() && ref_.pid > 0) return ref_;
     // A forked child's copy names its parent's RouDi: forget it, never stop it.
     owner_ = ::getpid();
@@ -164,8 +169,9 @@ class Daemon {
   // tmpfs with it, for the runtime's goodbye, until forget().
   void retire(const RoudiRef& r) noexcept {
     if (owner_ != ::getpid() || pid_ <= 0 || r.pid != ref_.pid || r.start != ref_.start) return;
-    namespace_ = posix::Fd(
-        ::open(("/proc/" + std::to_string(pid_) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/ns/mnt", static_cast<int>(pid_));
+    namespace_ = posix::Fd(::open(path, O_RDONLY | O_CLOEXEC));
     ::kill(pid_, SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
@@ -404,6 +410,10 @@ RoudiRef ensure_roudi() { return daemon().ensure(); }
 
 void retire_roudi(const RoudiRef& roudi) noexcept {
   if (g_daemon != nullptr) g_daemon->retire(roudi);
+}
+
+bool roudi_retired(const RoudiRef& roudi) noexcept {
+  return g_daemon != nullptr && g_daemon->retired(roudi);
 }
 
 // iceoryx takes the smallest pool that fits, which has at least as many

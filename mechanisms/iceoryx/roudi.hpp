@@ -54,10 +54,12 @@ std::string roudi_config();
 std::size_t pool_chunks(std::size_t payload);
 
 // This process's RouDi, started on first use, pinned like the calling
-// thread, stopped when the process exits (SIGTERM, then SIGKILL after 2 s)
-// and killed with it (a parent-death signal, which fires when the calling
-// *thread* ends: call it from the main thread). Throws std::runtime_error with
-// RouDi's last log lines if it does not become ready within 10 s,
+// thread, stopped when the process exits (SIGTERM, then SIGKILL after 2 s;
+// at once if a runtime is still held then) and killed with it (a
+// parent-death signal, which fires when the calling *thread* ends: call it
+// from the main thread); after retire_roudi(), a new one once the last hold
+// is gone. Throws std::runtime_error with RouDi's last log lines if it does
+// not become ready within 10 s, or while a retired RouDi is still held,
 // std::system_error if it cannot be started.
 RoudiRef ensure_roudi();
 
@@ -72,12 +74,15 @@ RoudiRef ensure_roudi();
 // goodbye then fails at once when its last hold goes, and the next
 // ensure_roudi() starts a new RouDi.
 void retire_roudi(const RoudiRef& roudi) noexcept;
+// Whether retire_roudi() killed `roudi` (its ports are to be abandoned).
+bool roudi_retired(const RoudiRef& roudi) noexcept;
 
 // A hold on this process's iceoryx runtime: the first hold registers one
 // with `roudi` (as "ipcbench-<pid>-<n>"), the last one to go unregisters it,
 // so no descriptor, mapping or thread of iceoryx outlives the channels that
 // used it (iceoryx's own runtime lives as long as the process). Every port
-// and WaitSet must be destroyed before the hold it was made under. A child
+// and WaitSet must be destroyed (or abandoned, on a retired RouDi) before
+// the hold it was made under. A child
 // forked (without exec) from a process holding one starts afresh: the copy
 // it inherited belongs to its parent (its name, its sockets) and is left
 // alone, so such a child must end with _exit, as the conformance suites'

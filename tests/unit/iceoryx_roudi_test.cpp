@@ -19,6 +19,7 @@
 #include <future>
 #include <iceoryx_posh/popo/untyped_client.hpp>
 #include <iceoryx_posh/popo/untyped_server.hpp>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <span>
@@ -405,6 +406,7 @@ TEST(IceoryxChannel, APeerDeadWithoutItsByeRetiresRoudiSoNothingWaitsOnIt) {
     ::_exit(1);
   }
   EXPECT_FALSE(alive(first)) << "the retired RouDi " << first.text() << " still runs";
+  EXPECT_FALSE(std::cerr.bad()) << "std::cerr left silenced";
   EXPECT_EQ(open_fds(), fds_before) << "descriptors of the retired RouDi's runtime remain";
 
   const RoudiRef second = ensure_roudi();
