@@ -396,8 +396,16 @@ TEST(IceoryxChannel, APeerDeadWithoutItsByeRetiresRoudiSoNothingWaitsOnIt) {
   reaper.pid = 0;
   // In a thread, so a teardown that waits on RouDi fails the test (a thread
   // blocked for good cannot be joined: the process ends with the verdict).
+  // Between the two resets the endpoint still holds the runtime on the
+  // retired RouDi: a new RouDi cannot be had yet, and ensure_roudi() says so.
+  std::string while_held;
   auto teardown = std::async(std::launch::async, [&] {
     ch.reset();
+    try {
+      while_held = "gave RouDi " + ensure_roudi().text();
+    } catch (const std::runtime_error& e) {
+      while_held = e.what();
+    }
     endpoint.reset();
   });
   if (teardown.wait_for(20s) != std::future_status::ready) {
@@ -405,6 +413,8 @@ TEST(IceoryxChannel, APeerDeadWithoutItsByeRetiresRoudiSoNothingWaitsOnIt) {
     std::fflush(stderr);
     ::_exit(1);
   }
+  EXPECT_NE(while_held.find("retired"), std::string::npos)
+      << "ensure_roudi() while a retired RouDi is held: " << while_held;
   EXPECT_FALSE(alive(first)) << "the retired RouDi " << first.text() << " still runs";
   EXPECT_FALSE(std::cerr.bad()) << "std::cerr left silenced";
   EXPECT_EQ(open_fds(), fds_before) << "descriptors of the retired RouDi's runtime remain";
