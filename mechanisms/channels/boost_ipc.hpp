@@ -5,7 +5,6 @@
 #pragma once
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -116,9 +115,8 @@ class PeerWatch {
   }
   bool exited() const noexcept {
     if (!fd_) return false;
-    pollfd p{fd_.get(), POLLIN, 0};
     posix::count_syscall();
-    return ::poll(&p, 1, 0) > 0;
+    return posix::pidfd_exited(fd_.get());
   }
   pid_t pid() const noexcept { return pid_; }
 

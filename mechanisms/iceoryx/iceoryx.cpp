@@ -47,14 +47,12 @@
 #include "mechanisms/mechanism.hpp"
 
 #ifdef IPCBENCH_HAVE_ICEORYX
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iceoryx_posh/mepoo/chunk_header.hpp>
@@ -680,10 +678,7 @@ class IceoryxChannel : public Channel {
     return false;
   }
 
-  bool peer_exited() const noexcept {
-    pollfd p{peer_fd_.get(), POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }
+  bool peer_exited() const noexcept { return posix::pidfd_exited(peer_fd_.get()); }
 
   void check_peer_alive() {
     posix::count_syscall();

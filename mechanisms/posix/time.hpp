@@ -1,6 +1,7 @@
 // Small process and time helpers shared by mechanisms and the harness.
 #pragma once
 
+#include <poll.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -25,6 +26,13 @@ inline timespec to_timespec(std::chrono::nanoseconds d) noexcept {
 // kernel has none or the process is gone.
 inline Fd pidfd_open(pid_t pid) noexcept {
   return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+}
+
+// Whether the process behind `pidfd` has exited (a poll that does not wait;
+// one system call, which the caller counts where it counts them).
+inline bool pidfd_exited(int pidfd) noexcept {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
 }
 
 }  // namespace ipcbench::posix

@@ -368,6 +368,16 @@ TEST_F(Measurement, QueuesWithoutReadinessSpinInAsync) {
   }
 }
 
+// The checks the spin-budget tests share: `spun` is a row run with
+// --spin-budget 1000000, `slept` one run without; both record the budget
+// and the wait it gave.
+void expect_spin_budget_rows(const json& spun, const json& slept) {
+  EXPECT_EQ(spun.value("spin_budget", -1), 1000000) << spun.dump();
+  EXPECT_EQ(str(spun, "wait"), "spin-then-block") << spun.dump();
+  EXPECT_EQ(slept.value("spin_budget", -1), 0) << slept.dump();
+  EXPECT_EQ(str(slept, "wait"), "block") << slept.dump();
+}
+
 // shm-eventfd's spin budget reaches both sides (the peer's through the
 // address) and its rows. With a budget far above a round trip a side finds
 // the reply while spinning and makes almost no system call of its own;
@@ -380,8 +390,6 @@ TEST_F(Measurement, ShmEventfdSpinBudgetReachesBothSidesAndItsRows) {
           "--min-time 0.05 --spin-budget 1000000",
           "spin");
   const json b = row(spun, "shm-eventfd/sync/latency/64");
-  EXPECT_EQ(b.value("spin_budget", -1), 1000000) << b.dump();
-  EXPECT_EQ(str(b, "wait"), "spin-then-block") << b.dump();
   EXPECT_LT(num(b, "runner_own_syscalls_per_msg"), 1.0) << b.dump();
   EXPECT_LT(num(b, "peer_own_syscalls_per_msg"), 1.0) << b.dump();
   EXPECT_FALSE(row(spun, "shm-futex/sync/latency/64").contains("spin_budget"));
@@ -391,8 +399,7 @@ TEST_F(Measurement, ShmEventfdSpinBudgetReachesBothSidesAndItsRows) {
       run("--mechanisms shm-eventfd --modes sync --patterns latency --sizes 64 --min-time 0.05",
           "no-spin");
   const json c = row(slept, "shm-eventfd/sync/latency/64");
-  EXPECT_EQ(c.value("spin_budget", -1), 0) << c.dump();
-  EXPECT_EQ(str(c, "wait"), "block") << c.dump();
+  expect_spin_budget_rows(b, c);
   EXPECT_GE(num(c, "runner_own_syscalls_per_msg"), 1.0) << c.dump();
   EXPECT_GE(num(c, "peer_own_syscalls_per_msg"), 1.0) << c.dump();
 }
@@ -411,8 +418,6 @@ TEST_F(Measurement, IceoryxSpinBudgetReachesBothSidesAndItsRows) {
           "--spin-budget 1000000",
           "iceoryx-spin");
   const json b = row(spun, "iceoryx/sync/latency/64");
-  EXPECT_EQ(b.value("spin_budget", -1), 1000000) << b.dump();
-  EXPECT_EQ(str(b, "wait"), "spin-then-block") << b.dump();
   EXPECT_LT(num(b, "runner_own_syscalls_per_msg"), 0.1) << b.dump();
   EXPECT_LT(num(b, "peer_own_syscalls_per_msg"), 0.1) << b.dump();
 
@@ -420,8 +425,7 @@ TEST_F(Measurement, IceoryxSpinBudgetReachesBothSidesAndItsRows) {
       run("--mechanisms iceoryx --modes sync --patterns latency --sizes 64 --min-time 0.05",
           "iceoryx-no-spin");
   const json c = row(slept, "iceoryx/sync/latency/64");
-  EXPECT_EQ(c.value("spin_budget", -1), 0) << c.dump();
-  EXPECT_EQ(str(c, "wait"), "block") << c.dump();
+  expect_spin_budget_rows(b, c);
   EXPECT_GT(num(c, "runner_own_syscalls_per_msg"), 0.9) << c.dump();
   EXPECT_GT(num(c, "peer_own_syscalls_per_msg"), 0.9) << c.dump();
 }

@@ -344,8 +344,10 @@ std::size_t open_fds() {
 // again; the runtime's goodbye waits for an answer without a timeout. (The
 // fault suite's peer killed mid-case hung a run so, once in six CI runs.)
 // Here RouDi is stopped (SIGSTOP) to be such a RouDi, at whatever point it
-// is, perhaps holding a lock of our port's (1 run in ~20 under load: the
-// port's teardown then waited on it). The channel's teardown still
+// is, perhaps holding a lock of our port's (seen in CI's test mix: once in
+// a CI run, and in the third repeat of that mix here, never in 40 runs
+// alone under stress-ng; the port's teardown then waited on it). The
+// channel's teardown still
 // finishes, since a peer that died without its bye retires RouDi (killed at
 // once) and the port is abandoned, nothing of it stays open, and the next
 // channel gets a new RouDi and works.
