@@ -63,6 +63,9 @@ struct Capabilities {
   // to the copy floors and flags a result that does; one that does not is
   // held to neither.
   int copies = 2;
+  // The same for the async mode's non-blocking path, when it differs
+  // (cma: try_send stages the message in a slot first); -1: as `copies`.
+  int async_copies = -1;
   // Where its objects have names, which outlive a process killed before it
   // removes them (owner records and `ipcbench clean` cover them).
   Names names = Names::kNone;
@@ -176,6 +179,41 @@ class Channel {
     return try_receive(buffer);
   }
 
+  // The zero-copy path (a loan API: Capabilities::copies 0). loan() says
+  // where to write the next message of `size` bytes (1 .. max_message), and
+  // send_loaned() / try_send_loaned() send it from there: a mechanism with
+  // a loan API hands out its own shared memory, the same loan until it is
+  // sent. The defaults hand out `own`, the caller's buffer, and send it
+  // with send() / try_send(), so a mechanism without one costs what those
+  // cost. A try_send_loaned() that returns false keeps the loan; before
+  // trying again, call loan() and write the message again (its memory may
+  // differ). A loan the mechanism cannot make now (its pool is empty) is
+  // `own` too, which is then sent by copying. Throw like send().
+  virtual std::span<std::byte> loan(std::span<std::byte> own, std::size_t size) {
+    return own.first(size);
+  }
+  virtual void send_loaned(std::span<const std::byte> loaned) { send(loaned); }
+  [[nodiscard]] virtual bool try_send_loaned(std::span<const std::byte> loaned) {
+    return try_send(loaned);
+  }
+  // Like receive() / try_receive(), but the message may stay where it
+  // arrived (a loan API's shared memory): the view is valid until
+  // release_view() or the next receive of any kind, whichever comes first.
+  // The defaults receive into `own` and view that. Call release_view() as
+  // soon as the message is read, so its memory goes back to the sender.
+  // loan() may hand out the memory of the view still held (the defaults
+  // both use `own`): a caller copying a view into a loan checks for that.
+  virtual std::span<const std::byte> receive_view(std::span<std::byte> own) {
+    return own.first(receive(own));
+  }
+  [[nodiscard]] virtual std::optional<std::span<const std::byte>> try_receive_view(
+      std::span<std::byte> own) {
+    const std::optional<std::size_t> n = try_receive(own);
+    if (!n) return std::nullopt;
+    return std::span<const std::byte>(own.first(*n));
+  }
+  virtual void release_view() noexcept {}
+
   // True while part of a message try_send accepted is still held by the
   // channel (byte streams). A caller that waits on descriptors must then also
   // wait for send_fd() to be writable and call any channel method, or the
@@ -253,6 +291,11 @@ class Mechanism {
   virtual std::unique_ptr<Channel> connect(std::string_view address,
                                            const ConnectOptions& options) = 0;
 };
+
+// The copies a case of `async` mode or not pays (Capabilities::copies).
+inline int copies_in(const Capabilities& c, bool async) noexcept {
+  return async && c.async_copies >= 0 ? c.async_copies : c.copies;
+}
 
 std::string_view to_string(Boundaries b) noexcept;
 std::string_view to_string(Waiting w) noexcept;

@@ -747,6 +747,7 @@ int do_list(bool json) {
                      {"waiting", to_string(c.waiting)},
                      {"readiness", to_string(c.readiness)},
                      {"copies", c.copies},
+                     {"async_copies", copies_in(c, true)},
                      {"spin_budget", c.spin_budget},
                      {"names", to_string(c.names)},
                      {"engines", names(engine::engines_of(c))}});

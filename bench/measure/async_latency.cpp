@@ -45,7 +45,7 @@ class AsyncLatencyTrial {
       : ctx_(ctx),
         driver_(ctx.link.channel(), ctx.engine, std::max(ctx.size, kControlBytes)),
         ch_(driver_.channel()),
-        out_(ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
+        out_(ch_, ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
         check_(ctx.size, Kind::kEchoStamped, ctx.verify_full),
         late_(ctx.size, Kind::kEchoStamped),
         open_(ctx.rate > 0),
@@ -103,7 +103,7 @@ class AsyncLatencyTrial {
         }
         stamp = due_;  // latency counts from when it should have gone
       }
-      if (!ch_.try_send(out_.header(seq, Kind::kEchoStamped, stamp))) {
+      if (!out_.try_send(out_.header(seq, Kind::kEchoStamped, stamp))) {
         send_blocked_ = true;
         return;
       }
@@ -126,20 +126,21 @@ class AsyncLatencyTrial {
   }
 
   void take_echoes() {
-    while (const auto n = ch_.try_receive(ctx_.receive_buffer)) {
-      take_echo(*n, Clock::monotonic_ns());
+    while (const auto view = ch_.try_receive_view(ctx_.receive_buffer)) {
+      take_echo(*view, Clock::monotonic_ns());
+      ch_.release_view();
     }
   }
 
   // One reply, received at t: the echo of the oldest message in flight (or,
   // lossy, a late echo, a stale reply to skip, or an echo past lost ones).
-  void take_echo(std::size_t n, std::uint64_t t) {
-    const std::span<const std::byte> buf = ctx_.receive_buffer;
+  void take_echo(std::span<const std::byte> buf, std::uint64_t t) {
+    const std::size_t n = buf.size();
     const MessageHeader h = read_header(buf.data());
     const std::uint32_t want = seq_of(accounted_);
     const auto ahead = static_cast<std::int32_t>(h.seq - want);
     if (lossy_) {
-      if (ahead < 0 && check_.shaped(h, n) && take_late_echo(h, n, t)) return;
+      if (ahead < 0 && check_.shaped(h, n) && take_late_echo(h, buf, t)) return;
       if (late_.skip(buf, n, want)) return;
       if (ahead > 0 && check_.shaped(h, n) &&
           accounted_ + static_cast<std::uint64_t>(ahead) < sent_) {
@@ -161,11 +162,11 @@ class AsyncLatencyTrial {
   }
 
   // Lossy: the echo of a message given up is a late sample, no longer lost.
-  bool take_late_echo(const MessageHeader& h, std::size_t n, std::uint64_t t) {
+  bool take_late_echo(const MessageHeader& h, std::span<const std::byte> buf, std::uint64_t t) {
     const auto stamp = given_up_.take(h.seq);
     if (!stamp) return false;
     check_stamp(h, *stamp, "the late echo");
-    check_(ctx_.receive_buffer, n, h.seq);
+    check_(buf, buf.size(), h.seq);
     record(t - h.stamp, t);
     --r_.messages_lost;
     ++r_.late;

@@ -33,7 +33,7 @@ class LossyPingPong {
  public:
   explicit LossyPingPong(PatternContext& ctx)
       : ctx_(ctx),
-        out_(ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
+        out_(ctx.link.channel(), ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
         check_(ctx.size, Kind::kEcho, ctx.verify_full),
         late_(ctx.size, Kind::kEcho),
         beats_(ctx.progress.load(std::memory_order_relaxed)) {}
@@ -43,14 +43,13 @@ class LossyPingPong {
     ctx_.histogram.reset();
     TrialResult r;
     trial::TrialUsage usage(ctx_.link);
-    Channel& ch = ctx_.link.channel();
     std::uint32_t seq = ctx_.link.next_seq;
     const std::uint64_t start = Clock::monotonic_ns();
     const std::uint64_t end = start + trial::ns_of(ctx_.min_time);
     while (Clock::monotonic_ns() < end) {
       const std::span<const std::byte> message = out_.prepare(seq, Kind::kEcho);
       const std::uint64_t t0 = clock.now();
-      ch.send(message);
+      out_.send(message);
       await_echo(seq, t0, r);
       ++seq;
     }
@@ -116,7 +115,7 @@ class LossyPingPong {
 void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_round_trips,
              int max_round_trips) {
   Channel& ch = ctx.link.channel();
-  trial::Outgoing out(ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock);
+  trial::Outgoing out(ch, ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock);
   const EchoCheck check(ctx.size, Kind::kEcho, ctx.verify_full);
   const std::uint64_t end =
       Clock::monotonic_ns() + static_cast<std::uint64_t>(budget.count()) * 1'000'000u;
@@ -124,7 +123,7 @@ void warm_up(PatternContext& ctx, std::chrono::milliseconds budget, int min_roun
   for (int i = 0; i < max_round_trips && (i < min_round_trips || Clock::monotonic_ns() < end);
        ++i) {
     const std::uint32_t seq = ctx.link.next_seq++;
-    ch.send(out.prepare(seq, Kind::kEcho));
+    out.send(out.prepare(seq, Kind::kEcho));
     std::size_t n = 0;
     if (ctx.link.lossy()) {
       // A lost echo is no error here; a late one is skipped.
@@ -168,7 +167,7 @@ TrialResult run_throughput_trial(PatternContext& ctx, std::uint64_t iterations) 
   if (ctx.link.lossy()) return trial::run_stream_trial(ctx, iterations, /*blocking=*/true);
   Channel& ch = ctx.link.channel();
   const Clock& clock = ctx.clock;
-  trial::Outgoing out(ctx.send_buffer, ctx.size, ctx.verify_full, clock);
+  trial::Outgoing out(ch, ctx.send_buffer, ctx.size, ctx.verify_full, clock);
   std::uint64_t beats = ctx.progress.load(std::memory_order_relaxed);
 
   TrialResult r;
@@ -186,7 +185,7 @@ TrialResult run_throughput_trial(PatternContext& ctx, std::uint64_t iterations) 
     ++sent;
     if (ctx.timed && sent % kClockEvery == 0 && clock.now() >= until) last = sent;
     out.fill(seq);
-    ch.send(out.header(seq, sent == last ? Kind::kSinkAck : Kind::kSink));
+    out.send(out.header(seq, sent == last ? Kind::kSinkAck : Kind::kSink));
     ctx.progress.store(++beats, std::memory_order_relaxed);
     ++seq;
   }

@@ -42,29 +42,30 @@ PingPongResult ping_pong(Iterations& iterations, Channel& ch, const Clock& clock
                          std::size_t size, bool verify_full, std::uint32_t seq,
                          std::atomic<std::uint64_t>& progress, PingPongFailure fail,
                          std::uint64_t until = ~std::uint64_t{0}) {
-  std::byte* const sbuf = send_buffer.data();
-  const std::span<const std::byte> message = send_buffer.first(size);
   const std::uint32_t expect_lk = pack_length_kind(size, Kind::kEcho);
   std::uint64_t beats = progress.load(std::memory_order_relaxed);
   std::uint64_t prev = clock.now();
   std::uint64_t total = 0;
   for ([[maybe_unused]] auto _ : iterations) {
-    write_header(sbuf, seq, size, Kind::kEcho);
+    // Written where the channel lends it (a loan API's memory, else
+    // send_buffer), read where it arrived (Channel::loan, receive_view).
+    const std::span<std::byte> out = ch.loan(send_buffer, size);
+    write_header(out.data(), seq, size, Kind::kEcho);
     if (verify_full) {
-      fill_pattern(send_buffer.first(size), seq);
+      fill_pattern(out, seq);
       prev = clock.now();
     }
-    ch.send(message);
-    const std::size_t n = ch.receive(receive_buffer);
+    ch.send_loaned(out);
+    const std::span<const std::byte> in = ch.receive_view(receive_buffer);
     const std::uint64_t now = clock.now();
     // Header check on every reply: seq, length and kind in two compares.
-    const MessageHeader h = read_header(receive_buffer.data());
+    const std::size_t n = in.size();
+    const MessageHeader h = read_header(in.data());
     if (n != size || h.seq != seq || h.length_kind != expect_lk) [[unlikely]] {
-      fail(receive_buffer, n, seq, size, verify_full);
+      fail(in, n, seq, size, verify_full);
     }
-    if (verify_full && check_pattern(receive_buffer.first(n), seq) != n) {
-      fail(receive_buffer, n, seq, size, true);
-    }
+    if (verify_full && check_pattern(in, seq) != n) fail(in, n, seq, size, true);
+    ch.release_view();
     total += now - prev;
     hist.record(clock.to_ns(now - prev));
     prev = now;

@@ -77,7 +77,7 @@ class StreamTrial {
                 std::max(ctx.size, kControlBytes)),
         ch_(driver_.channel()),
         clock_(ctx.clock),
-        out_(ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
+        out_(ch_, ctx.send_buffer, ctx.size, ctx.verify_full, ctx.clock),
         lossy_(ctx.link.lossy()),
         blocking_(blocking),
         flow_(stream_flow_limit(ctx.size, ctx.in_flight_bytes, lossy_)),
@@ -131,8 +131,8 @@ class StreamTrial {
       const std::span<const std::byte> message =
           out_.header(seq, ask ? Kind::kSinkAck : Kind::kSink);
       if (blocking_) {
-        ch_.send(message);
-      } else if (!ch_.try_send(message)) {
+        out_.send(message);
+      } else if (!out_.try_send(message)) {
         if (full_since_ == 0) full_since_ = clock_.now();
         send_blocked_ = true;
         break;

@@ -44,41 +44,62 @@ inline std::uint64_t ticks_of(const Clock& clock, std::chrono::nanoseconds d) no
 [[noreturn]] void fail_message(std::span<const std::byte> buf, std::size_t n, std::uint32_t seq,
                                std::size_t size, Kind kind, bool full);
 
-// The message in the send buffer. With --verify full its payload is filled
-// once per message (however often a refused send is retried) and the time
-// spent filling is counted.
+// The message a trial sends next, written where the channel lends it
+// (Channel::loan: a loan API's shared memory, else the trial's send
+// buffer), and sent from there. With --verify full its payload is filled
+// once per message and memory (a refused send retried in the same buffer
+// is not filled again) and the time spent filling is counted.
 class Outgoing {
  public:
-  Outgoing(std::span<std::byte> buffer, std::size_t size, bool verify_full, const Clock& clock)
-      : buffer_(buffer.first(size)), size_(size), verify_full_(verify_full), clock_(clock) {}
+  Outgoing(Channel& channel, std::span<std::byte> buffer, std::size_t size, bool verify_full,
+           const Clock& clock)
+      : channel_(channel),
+        buffer_(buffer.first(size)),
+        size_(size),
+        verify_full_(verify_full),
+        clock_(clock) {}
 
-  // --verify full: fills the payload for `seq` unless it holds it already.
-  void fill(std::uint32_t seq) noexcept {
-    if (!verify_full_ || filled_ == seq) return;
-    const std::uint64_t t0 = clock_.now();
-    fill_pattern(buffer_, seq);
-    fill_ticks_ += clock_.now() - t0;
-    filled_ = seq;
+  // --verify full: fills the payload for `seq` unless its memory holds it.
+  void fill(std::uint32_t seq) {
+    if (verify_full_) fill_into(channel_.loan(buffer_, size_), seq);
   }
-  // Writes the header and returns the whole message.
-  std::span<const std::byte> header(std::uint32_t seq, Kind kind,
-                                    std::uint64_t stamp = 0) noexcept {
-    write_header(buffer_.data(), seq, size_, kind, stamp);
-    return buffer_;
+  // Writes the header (and, should the loan have moved since fill(), the
+  // payload) and returns the whole message, ready to send.
+  std::span<const std::byte> header(std::uint32_t seq, Kind kind, std::uint64_t stamp = 0) {
+    const std::span<std::byte> m = channel_.loan(buffer_, size_);
+    if (verify_full_) fill_into(m, seq);
+    write_header(m.data(), seq, size_, kind, stamp);
+    return m;
   }
   // Both: the message `seq`, ready to send.
-  std::span<const std::byte> prepare(std::uint32_t seq, Kind kind) noexcept {
+  std::span<const std::byte> prepare(std::uint32_t seq, Kind kind) {
     fill(seq);
     return header(seq, kind);
+  }
+  // Sends a message header() or prepare() returned.
+  void send(std::span<const std::byte> message) { channel_.send_loaned(message); }
+  [[nodiscard]] bool try_send(std::span<const std::byte> message) {
+    return channel_.try_send_loaned(message);
   }
   std::uint64_t fill_ticks() const noexcept { return fill_ticks_; }
 
  private:
+  void fill_into(std::span<std::byte> m, std::uint32_t seq) noexcept {
+    if (filled_ == seq && filled_at_ == m.data()) return;
+    const std::uint64_t t0 = clock_.now();
+    fill_pattern(m, seq);
+    fill_ticks_ += clock_.now() - t0;
+    filled_ = seq;
+    filled_at_ = m.data();
+  }
+
+  Channel& channel_;
   std::span<std::byte> buffer_;
   std::size_t size_;
   bool verify_full_;
   const Clock& clock_;
-  std::uint64_t filled_ = UINT64_MAX;  // the seq whose payload the buffer holds
+  std::uint64_t filled_ = UINT64_MAX;      // the seq whose payload filled_at_ holds
+  const std::byte* filled_at_ = nullptr;  // where it was filled
   std::uint64_t fill_ticks_ = 0;
 };
 

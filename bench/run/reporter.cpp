@@ -630,6 +630,7 @@ nlohmann::ordered_json IpcbenchReporter::result(const Settings& settings, const 
       b["remote"] = {{"address", settings.remote}, {"peer_cpu", c.peer_cpu}};
     }
     b["verify"] = settings.verify_full ? "full" : "header";
+    b["copies"] = copies_in(c.mechanism->capabilities(), c.mode == Mode::kAsync);
     b["wait"] = wait_of(*c.mechanism, c.mode, settings.spin_budget);
     if (c.engine) b["engine"] = name_of(*c.engine);
     if (c.mechanism->capabilities().spin_budget) b["spin_budget"] = settings.spin_budget;

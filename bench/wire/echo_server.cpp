@@ -35,11 +35,13 @@ void EchoServer::say_hello() {
 
 void EchoServer::serve() {
   for (;;) {
-    const std::size_t n = channel_.receive(buffer_);
+    // Read where it arrived (a loan API's memory, else buffer_).
+    const std::span<const std::byte> in = channel_.receive_view(buffer_);
+    const std::size_t n = in.size();
     if (n < kHeaderBytes) {
       throw ProtocolError("truncated message of " + std::to_string(n) + " bytes");
     }
-    const MessageHeader h = read_header(buffer_.data());
+    const MessageHeader h = read_header(in.data());
     const Kind kind = kind_of(h);
     // A lossy mechanism may skip sequence numbers (counted), but never
     // repeat or reorder them; anything else must arrive exactly in order.
@@ -56,18 +58,22 @@ void EchoServer::serve() {
       case Kind::kEchoStamped:
       case Kind::kSink:
       case Kind::kSinkAck:
-        echo_or_sink(n, h, kind);
+        echo_or_sink(in, h, kind);
         break;
       case Kind::kCount:
+        channel_.release_view();
         reply(h.seq, Kind::kAck, AckPayload{received_});
         break;
       case Kind::kOneWay:
+        channel_.release_view();
         send_oneway(h.seq);
         break;
       case Kind::kStats:
+        channel_.release_view();
         send_stats(h.seq);
         break;
       case Kind::kBye:
+        channel_.release_view();
         return;
       default:
         throw ProtocolError("unexpected message kind " + std::to_string(static_cast<int>(kind)) +
@@ -78,28 +84,39 @@ void EchoServer::serve() {
 
 // An echo goes back before its payload is checked, so the check is not
 // inside the runner's round trip (the runner checks the echo too); a sink's
-// check is timed and reported (verify_ns).
-void EchoServer::echo_or_sink(std::size_t n, const MessageHeader& h, Kind kind) {
+// check is timed and reported (verify_ns). The echo is written where the
+// channel lends it: with a loan API, a new chunk into which only the header
+// is copied (the payload too with --verify full, the only time it is
+// read), else where the message arrived, which holds it already.
+void EchoServer::echo_or_sink(std::span<const std::byte> in, const MessageHeader& h, Kind kind) {
+  const std::size_t n = in.size();
   const bool echo = kind == Kind::kEcho || kind == Kind::kEchoStamped;
   ++received_;
   // Both processes read the same CLOCK_MONOTONIC: the one-way time is our
   // receive time minus the sender's (or, open loop, the intended) send
   // time. Marked now, read after the echo is sent.
   if (kind == Kind::kEchoStamped) arrival_.mark();
-  if (echo) channel_.send({buffer_.data(), n});
+  if (echo) {
+    const std::span<std::byte> out = channel_.loan(buffer_, n);
+    if (out.data() != in.data()) {
+      std::memcpy(out.data(), in.data(), options_.verify_full ? n : kHeaderBytes);
+    }
+    channel_.send_loaned(out);
+  }
   if (kind == Kind::kEchoStamped) {
     const std::uint64_t at = arrival_.monotonic_at_mark();
     oneway_.record(at > h.stamp ? at - h.stamp : 0);
   }
   if (options_.verify_full) {
     const std::uint64_t v0 = echo ? 0 : Clock::monotonic_ns();
-    const std::size_t bad = check_pattern({buffer_.data(), n}, h.seq);
+    const std::size_t bad = check_pattern(in, h.seq);
     if (!echo) verify_ns_ += Clock::monotonic_ns() - v0;
     if (bad != n) {
       throw ProtocolError("corrupted payload at byte " + std::to_string(bad) + " (seq " +
                           std::to_string(h.seq) + ")");
     }
   }
+  channel_.release_view();
   if (kind == Kind::kSinkAck) reply(h.seq, Kind::kAck, AckPayload{received_});
 }
 

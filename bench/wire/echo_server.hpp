@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "bench/core/clock.hpp"
@@ -38,7 +39,7 @@ class EchoServer {
  private:
   template <typename Payload>
   void reply(std::uint32_t seq, Kind kind, const Payload& payload);
-  void echo_or_sink(std::size_t n, const MessageHeader& h, Kind kind);
+  void echo_or_sink(std::span<const std::byte> in, const MessageHeader& h, Kind kind);
   void send_stats(std::uint32_t seq);
   void send_oneway(std::uint32_t seq);
 

@@ -783,6 +783,7 @@ class CmaMechanism : public Mechanism {
             // The pull into the caller's buffer (sync); async try_send adds
             // the copy into its slot.
             .copies = 1,
+            .async_copies = 2,
             .names = Names::kNone};
   }
   std::string unavailable_reason() const override { return availability(); }

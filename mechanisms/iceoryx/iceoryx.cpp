@@ -12,10 +12,12 @@
 // server is there (CONNECTED), sends its hello (its pid, the windows), the
 // server answers with its own (its pid).
 //
-// Every frame is one chunk: a Frame header, then the message. send() loans
-// a chunk, copies the message in and sends it; receive() takes a chunk,
-// copies the message out and releases it: 2 copies (the loan API that
-// would make it 0 is not used yet).
+// Every frame is one chunk: a Frame header, then the message. The loan API
+// (Channel::loan, receive_view) makes it 0 copies: loan() hands out the
+// chunk's message bytes, send_loaned() writes the Frame before them and
+// sends the chunk; receive_view() takes a chunk and views its message until
+// release_view(). send() loans a chunk and copies the message in; receive()
+// takes one and copies the message out (2 copies).
 //
 // No loss, no deadlock. A full iceoryx queue drops its oldest entry by
 // default, and its blocking policy spins inside send (no "would block" for
@@ -93,9 +95,11 @@ constexpr std::size_t kResponseQueue = ::iox::MAX_RESPONSE_QUEUE_CAPACITY;  // 1
 // Queue entries a window leaves free: two credits and the bye (see above).
 constexpr std::size_t kQueueReserve = 4;
 // RouDi's chunks of the largest message's pool that the windows leave free:
-// each side's loan being written, the last chunk each sending port keeps
-// for reuse (iceoryx's ChunkSender), the kept hello.
-constexpr std::size_t kChunkReserve = 5;
+// each side's loan being written, each side's view being read (a data frame
+// taken is reported before its chunk is released: any frame we send says
+// so), the last chunk each sending port keeps for reuse (iceoryx's
+// ChunkSender), the kept hello.
+constexpr std::size_t kChunkReserve = 7;
 // How long a loan refused for want of chunks waits before the next try
 // (chunks come back as the peer releases them, which wakes nothing here).
 constexpr auto kStarvedPause = 50us;
@@ -282,8 +286,8 @@ class PortBase {
 };
 
 // The ends behind one face: loan (nullptr when RouDi's pool or the port's
-// loan limit says "not now"), send, take (nullptr when nothing is queued),
-// release, wait.
+// loan limit says "not now"), unloan (a loan not sent), send, take (nullptr
+// when nothing is queued), release, wait.
 class ClientPort : public PortBase<::iox::popo::UntypedClient, ::iox::popo::ClientState> {
  public:
   ClientPort(const ice::RoudiRef& roudi, const ::iox::capro::ServiceDescription& service)
@@ -316,6 +320,7 @@ class ClientPort : public PortBase<::iox::popo::UntypedClient, ::iox::popo::Clie
                              ::iox::popo::asStringLiteral(r.get_error()));
   }
   void release(const void* chunk) { port_->releaseResponse(chunk); }
+  void unloan(void* chunk) { port_->releaseRequest(chunk); }
 
  private:
   static ::iox::popo::ClientOptions options() {
@@ -365,6 +370,7 @@ class ServerPort : public PortBase<::iox::popo::UntypedServer, ::iox::popo::Serv
                              ::iox::popo::asStringLiteral(e));
   }
   void release(const void* chunk) { port_->releaseRequest(chunk); }
+  void unloan(void* chunk) { port_->releaseResponse(chunk); }
 
  private:
   static ::iox::popo::ServerOptions options() {
@@ -426,13 +432,15 @@ class IceoryxChannel : public Channel {
   // sending and the port's teardown take locks. Taking frames takes none.
   ~IceoryxChannel() override {
     // Exit first: once the peer is gone, whatever it sent is queued.
-    if (peer_exited()) {
-      if (!bye_taken_ && !bye_queued()) {
-        ice::retire_roudi(port_->roudi());
-        port_->abandon();
-      }
-      return;  // no one to tell
+    const bool exited = peer_exited();
+    if (exited && !bye_taken_ && !bye_queued()) {
+      ice::retire_roudi(port_->roudi());
+      port_->abandon();  // with any chunk loaned or viewed: RouDi's memory
+      return;
     }
+    release_view();
+    if (loaned_ != nullptr) port_->unloan(std::exchange(loaned_, nullptr));
+    if (exited) return;  // no one to tell
     try {
       for (int attempt = 0; attempt < 400 && !peer_closed_ && port_->connected(); ++attempt) {
         if (send_frame(Kind::kBye, {})) break;
@@ -475,6 +483,7 @@ class IceoryxChannel : public Channel {
   }
 
   std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
+    release_view();
     rethrow_deferred();
     if (!staged_.empty()) return serve_staged(buffer);
     for (;;) {
@@ -485,6 +494,75 @@ class IceoryxChannel : public Channel {
     }
     if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
     return std::nullopt;
+  }
+
+  // The message bytes of a chunk loaned for `size` bytes, the same chunk
+  // until it is sent; `own` when RouDi's pool has none now (send_loaned
+  // then copies it into a chunk as send() does).
+  std::span<std::byte> loan(std::span<std::byte> own, std::size_t size) override {
+    check_size(size);
+    if (loaned_ != nullptr) {
+      if (loaned_size_ == size) return loaned_message();
+      port_->unloan(std::exchange(loaned_, nullptr));
+    }
+    void* chunk = port_->loan(sizeof(Frame) + size);
+    if (chunk == nullptr) return own.first(size);
+    loaned_ = chunk;
+    loaned_size_ = size;
+    return loaned_message();
+  }
+
+  void send_loaned(std::span<const std::byte> loaned) override {
+    if (!is_loan(loaned)) return send(loaned);
+    for (;;) {
+      if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+      if (window_open()) return send_loan();
+      if (!take_all_into_staging()) wait_for_frames(kSlice);
+    }
+  }
+
+  bool try_send_loaned(std::span<const std::byte> loaned) override {
+    if (!is_loan(loaned)) return try_send(loaned);
+    rethrow_deferred();
+    if (!window_open()) take_all_into_staging();
+    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+    if (!window_open()) return false;
+    send_loan();
+    return true;
+  }
+
+  std::span<const std::byte> receive_view(std::span<std::byte> own) override {
+    for (;;) {
+      if (const auto v = try_receive_view(own)) return *v;
+      wait_for_frames(kSlice);
+    }
+  }
+
+  // A message taken early (by a blocked send) is already a copy: it is
+  // copied once more into `own`, as try_receive does.
+  std::optional<std::span<const std::byte>> try_receive_view(std::span<std::byte> own) override {
+    release_view();
+    rethrow_deferred();
+    if (!staged_.empty()) return std::span<const std::byte>(own.first(serve_staged(own)));
+    for (;;) {
+      const void* chunk = take_frame();
+      if (chunk == nullptr) break;
+      if (chunk == kControl) continue;
+      Frame f;
+      std::memcpy(&f, chunk, sizeof f);
+      viewed_ = chunk;
+      return std::span<const std::byte>(static_cast<const std::byte*>(chunk) + sizeof f, f.length);
+    }
+    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+    return std::nullopt;
+  }
+
+  // Gives the viewed chunk back; the credit its message earned goes once
+  // the chunk is free, as after a copy.
+  void release_view() noexcept override {
+    if (viewed_ == nullptr) return;
+    port_->release(std::exchange(viewed_, nullptr));
+    credit_if_due();
   }
 
   // True when a frame is queued (perhaps only a credit: a spurious true)
@@ -516,11 +594,30 @@ class IceoryxChannel : public Channel {
   }
 
  private:
-  void check_size(std::span<const std::byte> message) const {
-    if (message.empty() || message.size() > max_message_) {
-      throw std::invalid_argument("message of " + std::to_string(message.size()) +
-                                  " bytes outside 1.." + std::to_string(max_message_));
+  void check_size(std::span<const std::byte> message) const { check_size(message.size()); }
+  void check_size(std::size_t size) const {
+    if (size == 0 || size > max_message_) {
+      throw std::invalid_argument("message of " + std::to_string(size) + " bytes outside 1.." +
+                                  std::to_string(max_message_));
     }
+  }
+
+  std::span<std::byte> loaned_message() const {
+    return {static_cast<std::byte*>(loaned_) + sizeof(Frame), loaned_size_};
+  }
+  // Whether `message` is the loan's memory (else the caller's: copied). A
+  // loan is sent whole: its chunk's size says the message's.
+  bool is_loan(std::span<const std::byte> message) const {
+    if (loaned_ == nullptr || message.data() != loaned_message().data()) return false;
+    if (message.size() != loaned_size_) {
+      throw std::invalid_argument("a loan of " + std::to_string(loaned_size_) +
+                                  " bytes sent as " + std::to_string(message.size()));
+    }
+    return true;
+  }
+  void send_loan() {
+    void* chunk = std::exchange(loaned_, nullptr);
+    commit(chunk, Kind::kData, static_cast<std::uint32_t>(loaned_size_));
   }
 
   bool window_open() const { return c_.out_data - c_.out_reported < out_window_; }
@@ -529,19 +626,21 @@ class IceoryxChannel : public Channel {
   bool send_frame(Kind kind, std::span<const std::byte> message) {
     void* chunk = port_->loan(sizeof(Frame) + message.size());
     if (chunk == nullptr) return false;
-    const Frame f{.kind = kind,
-                  .length = static_cast<std::uint32_t>(message.size()),
-                  .seq = c_.out_seq,
-                  .taken = c_.in_data};
-    std::memcpy(chunk, &f, sizeof f);
     if (!message.empty()) {
-      std::memcpy(static_cast<std::byte*>(chunk) + sizeof f, message.data(), message.size());
+      std::memcpy(static_cast<std::byte*>(chunk) + sizeof(Frame), message.data(), message.size());
     }
-    port_->send(chunk);
+    commit(chunk, kind, static_cast<std::uint32_t>(message.size()));
+    return true;
+  }
+
+  // Writes the Frame of a chunk whose message is in place and sends it.
+  void commit(void* chunk, Kind kind, std::uint32_t length) {
+    const Frame f{.kind = kind, .length = length, .seq = c_.out_seq, .taken = c_.in_data};
+    std::memcpy(chunk, &f, sizeof f);
+    port_->send(chunk);  // iceoryx's again, also when it throws
     ++c_.out_seq;
     if (kind == Kind::kData) ++c_.out_data;
     c_.in_reported = c_.in_data;
-    return true;
   }
 
   // Reports what we have taken once half the peer's window is unreported;
@@ -743,6 +842,9 @@ class IceoryxChannel : public Channel {
   // Messages taken early (by a blocked send); no bound, as for cma.
   posix::RingQueue<Staged> staged_;
   std::vector<std::byte> spare_;  // a staging buffer to reuse
+  void* loaned_ = nullptr;        // a chunk loan() handed out, not sent yet
+  std::size_t loaned_size_ = 0;   // its message's bytes
+  const void* viewed_ = nullptr;  // a chunk receive_view() handed out
 };
 
 // Waits for `port` to yield a frame, at most until `deadline`.
@@ -854,8 +956,9 @@ class IceoryxMechanism : public Mechanism {
             .lossy = false,
             .waiting = Waiting::kSleep,
             .readiness = Waiting::kSleep,
-            // Into the loaned chunk, out of the taken one.
-            .copies = 2,
+            // The harness writes into the loaned chunk and reads the
+            // taken one in place (Channel::loan, receive_view).
+            .copies = 0,
             // RouDi's names live in the run's private namespace.
             .names = Names::kNone,
             .spin_budget = true};
@@ -917,7 +1020,7 @@ class IceoryxMechanism : public Mechanism {
   std::string_view name() const override { return "iceoryx"; }
   std::string_view family() const override { return "iceoryx"; }
   Capabilities capabilities() const override {
-    return {.boundaries = Boundaries::kMessage, .max_message = 4u << 20, .copies = 2};
+    return {.boundaries = Boundaries::kMessage, .max_message = 4u << 20, .copies = 0};
   }
   std::string unavailable_reason() const override {
     return "this build has no iceoryx (install iceoryx and libiceoryx-posh-dev, then rebuild)";

@@ -34,7 +34,10 @@ READING = ["in_flight", "limited_by"]
 JUDGEMENT = ["floor", "floor_value", "floor_source", "floor_ratio", "floor_note", "cv",
              "cv_metric", "unstable", "measurement_error"]
 WHERE = ["across_hosts", "remote_address"]
-HEADER = IDENTITY + list(NUMERIC_FIELDS) + LOOP + READING + JUDGEMENT + WHERE
+# Copies of the payload per message on the case's path ('' when the file
+# does not say): 0 is a loan API, whose bytes were handed over, not moved.
+PATH = ["copies"]
+HEADER = IDENTITY + list(NUMERIC_FIELDS) + LOOP + PATH + READING + JUDGEMENT + WHERE
 
 
 def _status(entry, flagged_reason=""):
@@ -76,7 +79,7 @@ def rows(runs):
             for name in NUMERIC_FIELDS:
                 v = entry.get(name, "")
                 row[name] = "" if v is None or isinstance(v, (dict, list)) else v
-            for name in LOOP:
+            for name in LOOP + PATH:
                 row[name] = _text(entry.get(name))
             row["in_flight"] = model.in_flight_of(entry, run.config, entry["mode"],
                                                   entry["pattern"]).text()

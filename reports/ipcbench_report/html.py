@@ -361,6 +361,22 @@ def limits_cell(run, case):
 
 IN_FLIGHT_COLUMN = ("in flight", False, in_flight_cell)
 WAIT_COLUMN = ("wait", False, lambda r, c: (c.wait or None, c.wait))
+
+
+def copies_cell(run, case):
+    """Copies of the payload per message; 0 (a loan API) says that its
+    bytes per second were handed over, not moved."""
+    n = case.copies
+    if n is None:
+        return None, ""
+    if n == 0:
+        return 0, "0", {"title": "a loan API: the sender writes in shared memory it was lent and "
+                                 "the receiver reads it there; bytes per second count bytes "
+                                 "handed over, not moved"}
+    return n, str(n)
+
+
+COPIES_COLUMN = ("copies", True, copies_cell)
 LIMITS_COLUMN = ("limited by", False, limits_cell)
 
 
@@ -425,6 +441,8 @@ def cases_table_data(runs):
         at = [h for h, _n, _f in columns].index("status") + 1
         columns.insert(at, LIMITS_COLUMN)
     at = [h for h, _n, _f in columns].index("status")
+    if any(c.copies is not None for _r, c in listed):
+        columns.insert(at, COPIES_COLUMN)
     if any(c.wait for _r, c in listed):
         columns.insert(at, WAIT_COLUMN)
     if any(r.in_flight(c).text() for r, c in listed):

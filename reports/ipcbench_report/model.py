@@ -519,6 +519,14 @@ class Case:
         return w if isinstance(w, str) else ""
 
     @property
+    def copies(self):
+        """Copies of the payload per message on the case's path (0: a loan
+        API, whose bytes per second are bytes handed over, not moved), or
+        None when the file does not say."""
+        c = self.field("copies")[1]
+        return c if isinstance(c, int) and not isinstance(c, bool) else None
+
+    @property
     def sender_behind(self):
         """Open loop: True when a repetition's sender fell behind its
         schedule (sender_behind), so the sender, not the mechanism, set part

@@ -107,6 +107,18 @@ TEST(Cli, ListJsonGivesEveryFieldWithTheRightType) {
     // attach), 2 (in and out of the kernel or a ring) or more (ZeroMQ).
     ASSERT_TRUE(m.contains("copies") && m["copies"].is_number_unsigned()) << "copies";
     EXPECT_LE(m["copies"].get<unsigned>(), 4u);
+    // The async mode's non-blocking path: cma stages in a slot first; the
+    // others pay what their blocking path pays.
+    ASSERT_TRUE(m.contains("async_copies") && m["async_copies"].is_number_unsigned());
+    if (m["name"] == "cma") {
+      EXPECT_EQ(m["copies"], 1);
+      EXPECT_EQ(m["async_copies"], 2);
+    } else {
+      EXPECT_EQ(m["async_copies"], m["copies"]);
+    }
+    // Only a loan API copies nothing (the conformance suite's
+    // LoanedEchoPreservesContentInTheMechanismsOwnMemory checks it lends).
+    EXPECT_EQ(m["copies"] == 0, m["name"] == "iceoryx");
     // A reason exactly when it cannot run here.
     if (m.value("available", true)) {
       EXPECT_FALSE(m.contains("unavailable_reason"));

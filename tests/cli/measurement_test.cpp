@@ -365,6 +365,28 @@ TEST_F(Measurement, QueuesWithoutReadinessSpinInAsync) {
   EXPECT_EQ(str(pipe_async, "wait"), "poll") << pipe_async.dump();
   for (const json& b : rows_of(doc, "latency")) {
     EXPECT_EQ(str(b, "verify"), "header") << b.dump();
+    EXPECT_EQ(b.value("copies", -1), 2) << "in and out of the kernel: " << b.dump();
+  }
+}
+
+// iceoryx's rows go through its loan API (Channel::loan, receive_view):
+// they say they copy nothing, and with --verify full every payload byte,
+// written into the loaned chunk and echoed into the peer's, still arrives
+// intact in every pattern (a wrong byte fails the case; no row may).
+TEST_F(Measurement, IceoryxRowsCopyNothingAndFullVerificationHolds) {
+  IPCBENCH_SKIP_IF_UNAVAILABLE("iceoryx");
+  const json doc = run(
+      "--mechanisms iceoryx --modes sync,async --patterns latency,throughput --sizes 64,64KiB "
+      "--min-time 0.05 --verify full",
+      "iceoryx-loans");
+  for (const char* stem :
+       {"iceoryx/sync/latency/64", "iceoryx/sync/latency/65536", "iceoryx/sync/throughput/65536",
+        "iceoryx/async/latency/65536", "iceoryx/async/throughput/65536"}) {
+    const json b = row(doc, stem);
+    EXPECT_EQ(b.value("copies", -1), 0) << b.dump();
+    EXPECT_EQ(str(b, "verify"), "full") << b.dump();
+    EXPECT_FALSE(b.contains("error_message")) << b.dump();
+    EXPECT_GT(num(b, "messages"), 0.0) << b.dump();
   }
 }
 

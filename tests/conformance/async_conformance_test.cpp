@@ -480,15 +480,24 @@ PeerJob nonblocking_echo_job(bool lossy) {
 }
 
 // The same echo with blocking receive and send.
-PeerJob blocking_echo_job(bool lossy) {
-  return [lossy](Channel& channel) {
+// With `loaned`, every message is read where it arrived (receive_view) and
+// its echo written where the channel lends it (loan, send_loaned).
+PeerJob blocking_echo_job(bool lossy, bool loaned = false) {
+  return [lossy, loaned](Channel& channel) {
     SequenceLedger ledger(lossy);
     std::array<std::byte, kEchoSize> in{};
+    auto echo = [&](std::span<const std::byte> got) {
+      if (!loaned) return channel.send(got);
+      const std::span<std::byte> out = channel.loan(in, got.size());
+      if (out.data() != got.data()) std::copy(got.begin(), got.end(), out.begin());
+      channel.send_loaned(out);
+    };
     for (;;) {
-      const std::size_t n = channel.receive(in);
-      const auto got = std::span(in).first(n);
+      const auto got = loaned ? channel.receive_view(in)
+                              : std::span<const std::byte>(in).first(channel.receive(in));
+      const std::size_t n = got.size();
       if (is_control(got, kEndMarker)) {
-        channel.send(got);
+        echo(got);
         break;
       }
       const std::uint64_t seq = lossy && n >= 8 ? carried_sequence(got) : ledger.next();
@@ -498,7 +507,8 @@ PeerJob blocking_echo_job(bool lossy) {
       if (auto problem = ledger.arrived(seq); !problem.empty()) {
         throw CheckFailed("peer: " + problem);
       }
-      channel.send(got);
+      echo(got);
+      channel.release_view();
     }
     if (!lossy && ledger.next() != kEchoCount) {
       throw CheckFailed("peer: the end marker came after " + std::to_string(ledger.next()) +
@@ -568,7 +578,7 @@ class AsyncConformance : public conformance::MechanismTest {
     RecordProperty(key, text);
   }
 
-  void run_windowed_echo(bool blocking_peer);
+  void run_windowed_echo(bool blocking_peer, bool loaned = false);
 
   int tags_ = 0;
 };
@@ -577,11 +587,13 @@ class AsyncConformance : public conformance::MechanismTest {
 // try_receive only and waits for readiness when neither moves. Each echo
 // must come back exactly once, in order and intact; a readiness wait that
 // times out while messages are in flight, or any gap of kStall between
-// echoes, is a missed wake-up.
-void AsyncConformance::run_windowed_echo(bool blocking_peer) {
+// echoes, is a missed wake-up. With `loaned`, both sides go through the
+// loan API: messages written where the channel lends them and read where
+// they arrived (the peer blocking).
+void AsyncConformance::run_windowed_echo(bool blocking_peer, bool loaned) {
   const bool lossy = caps_.lossy;
-  Connection c =
-      start(kEchoSize, blocking_peer ? blocking_echo_job(lossy) : nonblocking_echo_job(lossy));
+  Connection c = start(kEchoSize, blocking_peer ? blocking_echo_job(lossy, loaned)
+                                                : nonblocking_echo_job(lossy));
   Channel& channel = *c.channel;
   ::alarm(kWindowedTestAlarmSeconds);
 
@@ -609,18 +621,26 @@ void AsyncConformance::run_windowed_echo(bool blocking_peer) {
     bool progress = false;
     bool send_blocked = false;
     while (sent < kEchoCount && sent - ledger.next() < kEchoWindow) {
-      make_message(out, sent);
-      if (!channel.try_send(out)) {
+      // A refused loan is lent again and written again (Channel::loan).
+      const std::span<std::byte> message = loaned ? channel.loan(out, kEchoSize) : std::span(out);
+      make_message(message, sent);
+      if (!(loaned ? channel.try_send_loaned(message) : channel.try_send(message))) {
         send_blocked = true;
         break;
       }
       ++sent;
       progress = true;
     }
-    while (const auto n = channel.try_receive(in)) {
+    auto next_echo = [&]() -> std::optional<std::span<const std::byte>> {
+      if (loaned) return channel.try_receive_view(in);
+      const auto n = channel.try_receive(in);
+      if (!n) return std::nullopt;
+      return std::span<const std::byte>(in).first(*n);
+    };
+    while (const auto echo = next_echo()) {
       progress = true;
-      const auto got = std::span(in).first(*n);
-      const std::uint64_t seq = *n >= 8 ? carried_sequence(got) : ledger.next();
+      const std::span<const std::byte> got = *echo;
+      const std::uint64_t seq = got.size() >= 8 ? carried_sequence(got) : ledger.next();
       if (auto problem = check_message(got, kEchoSize, seq); !problem.empty()) {
         FAIL() << "echo: " << problem << " (" << status() << ")";
       }
@@ -634,6 +654,7 @@ void AsyncConformance::run_windowed_echo(bool blocking_peer) {
         gap_before = seq;
       }
       last_echo = now;
+      channel.release_view();
     }
     if (progress) {
       just_waited = false;
@@ -717,6 +738,15 @@ TEST_P(AsyncConformance, WindowedEchoOf100kMessagesCompletes) {
 // non-blocking side (the two styles must interoperate on one channel).
 TEST_P(AsyncConformance, WindowedEchoWithBlockingPeerCompletes) {
   run_windowed_echo(/*blocking_peer=*/true);
+}
+
+// Guards the loan API (Channel::loan, try_send_loaned, receive_view) the
+// same way: every message written where the channel lends it, a refused one
+// lent and written again, every echo read where it arrived and released.
+// A mechanism with a loan API (iceoryx) runs its own; the others run the
+// defaults, which must behave exactly as try_send / try_receive.
+TEST_P(AsyncConformance, WindowedEchoThroughLoansCompletes) {
+  run_windowed_echo(/*blocking_peer=*/true, /*loaned=*/true);
 }
 
 // Guards that a full channel makes try_send return false (never throw), that
@@ -912,6 +942,88 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
   }
   EXPECT_EQ(tries, 1) << "wait_sendable returned true but try_send still refused " << tries - 1
                       << " time(s) after the drain";
+  const auto bye = receive_nonblocking(channel, in, 10s);
+  ASSERT_TRUE(bye.has_value()) << "the peer never said bye";
+  EXPECT_TRUE(is_control(std::span(in).first(*bye), kByeMarker)) << "unexpected message";
+  c.channel.reset();
+  c.endpoint.reset();
+  EXPECT_TRUE(reap_peer());
+}
+
+// Guards the refusal of a loaned send (Channel::try_send_loaned): on a
+// channel the peer does not read it returns false (never throws); the
+// message is then lent again, written again and sent once room comes, and
+// the peer gets every accepted message and that one, each once, intact,
+// read where it arrived. A lossy mechanism drops instead of refusing.
+TEST_P(AsyncConformance, RefusedLoanedSendGoesOnceWhenRoomComes) {
+  if (caps_.lossy) GTEST_SKIP() << "a lossy mechanism drops rather than refuses";
+  const std::size_t size = std::min(kFillSize, caps_.max_message);
+  ASSERT_GE(size, 2 * kControlSize) << "max_message too small for this test";
+  Gate gate;
+  const int gate_fd = gate.peer_fd();
+  // The peer: waits at the gate for the count of accepted messages, then
+  // reads them and the one that was refused, in place, and says bye.
+  Connection c = start(
+      size,
+      [size, gate_fd](Channel& channel) {
+        const std::uint64_t accepted = Gate::wait(gate_fd);
+        std::vector<std::byte> buf(size);
+        for (std::uint64_t i = 0; i <= accepted; ++i) {
+          const std::span<const std::byte> got = channel.receive_view(buf);
+          if (auto problem = check_message(got, size, i); !problem.empty()) {
+            throw CheckFailed("peer: " + problem);
+          }
+          channel.release_view();
+        }
+        channel.send(control_message(kByeMarker));
+      },
+      &gate);
+  Channel& channel = *c.channel;
+  std::vector<std::byte> out(size);
+  std::vector<std::byte> in(size);
+
+  std::uint64_t accepted = 0;
+  std::optional<Clock::time_point> refusing_since;
+  bool full = false;
+  for (std::uint64_t attempt = 0; attempt < kFillAttempts && accepted * size < kFillBytes;
+       ++attempt) {
+    const std::span<std::byte> message = channel.loan(out, size);
+    ASSERT_EQ(message.size(), size);
+    make_message(message, accepted);
+    bool ok = false;
+    try {
+      ok = channel.try_send_loaned(message);
+    } catch (const std::exception& e) {
+      FAIL() << "try_send_loaned threw while the channel filled up (after " << accepted
+             << " messages): " << e.what();
+    }
+    if (ok) {
+      ++accepted;
+      refusing_since.reset();
+      continue;
+    }
+    const auto now = Clock::now();
+    if (!refusing_since) refusing_since = now;
+    if (now - *refusing_since >= kFullAfter) {
+      full = true;
+      break;
+    }
+    std::this_thread::sleep_for(100us);
+  }
+  ASSERT_TRUE(full) << "try_send_loaned never kept refusing although the peer did not read ("
+                    << accepted << " messages of " << size << " bytes accepted)";
+
+  // Room comes as the peer drains: the refused message, lent and written
+  // again, goes.
+  gate.open(accepted);
+  const auto until = Clock::now() + 20s;
+  for (;;) {
+    const std::span<std::byte> message = channel.loan(out, size);
+    make_message(message, accepted);
+    if (channel.try_send_loaned(message)) break;
+    ASSERT_LT(Clock::now(), until) << "the refused loaned message never went after the drain";
+    (void)channel.wait_sendable(10ms);
+  }
   const auto bye = receive_nonblocking(channel, in, 10s);
   ASSERT_TRUE(bye.has_value()) << "the peer never said bye";
   EXPECT_TRUE(is_control(std::span(in).first(*bye), kByeMarker)) << "unexpected message";

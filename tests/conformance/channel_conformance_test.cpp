@@ -210,6 +210,27 @@ PeerJob echo_job(std::vector<std::size_t> sizes) {
   };
 }
 
+// Whether `inner` lies within `outer`.
+bool within(std::span<const std::byte> inner, std::span<const std::byte> outer) {
+  return inner.data() >= outer.data() && inner.data() + inner.size() <= outer.data() + outer.size();
+}
+
+// Child: echo_job through the loan API: reads each message where it
+// arrived, writes its echo where the channel lends it.
+PeerJob loaned_echo_job(std::vector<std::size_t> sizes) {
+  return [sizes](Channel& channel) {
+    std::vector<std::byte> buf(*std::max_element(sizes.begin(), sizes.end()));
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const std::span<const std::byte> got = channel.receive_view(buf);
+      require(check_message(got, sizes[i], i));
+      const std::span<std::byte> echo = channel.loan(buf, got.size());
+      if (echo.data() != got.data()) std::copy(got.begin(), got.end(), echo.begin());
+      channel.send_loaned(echo);
+      channel.release_view();
+    }
+  };
+}
+
 // Parent: sends each message of `sizes` and checks the echo.
 void exchange_echoes(Channel& channel, const std::vector<std::size_t>& sizes) {
   const std::size_t largest = *std::max_element(sizes.begin(), sizes.end());
@@ -257,22 +278,35 @@ void expect_count(Channel& channel, std::uint64_t expected, const char* what) {
   }
 }
 
-void send_sequence(Channel& channel, const Sequence& seq) {
+// With `loaned`, each message is written where the channel lends it
+// (Channel::loan, send_loaned).
+void send_sequence(Channel& channel, const Sequence& seq, bool loaned = false) {
   std::vector<std::byte> buf(seq.max_size);
   for (std::size_t i = 0; i < seq.count; ++i) {
-    const auto message = std::span(buf).first(seq.size_of(i));
+    const auto message =
+        loaned ? channel.loan(buf, seq.size_of(i)) : std::span(buf).first(seq.size_of(i));
     make_message(message, i);
-    channel.send(message);
+    if (loaned) {
+      channel.send_loaned(message);
+    } else {
+      channel.send(message);
+    }
     if (seq.acknowledged_after(i + 1)) expect_count(channel, i + 1, "acknowledgement");
   }
   expect_count(channel, seq.count, "messages counted by the receiver");
 }
 
-void receive_sequence(Channel& channel, const Sequence& seq) {
+// With `loaned`, each message is read where it arrived (receive_view).
+void receive_sequence(Channel& channel, const Sequence& seq, bool loaned = false) {
   std::vector<std::byte> buf(seq.max_size);
   for (std::size_t i = 0; i < seq.count; ++i) {
-    const std::size_t n = channel.receive(buf);
-    require(check_message(std::span(buf).first(n), seq.size_of(i), i));
+    if (loaned) {
+      require(check_message(channel.receive_view(buf), seq.size_of(i), i));
+      channel.release_view();
+    } else {
+      const std::size_t n = channel.receive(buf);
+      require(check_message(std::span(buf).first(n), seq.size_of(i), i));
+    }
     if (seq.acknowledged_after(i + 1)) send_count(channel, i + 1);
   }
   send_count(channel, seq.count);
@@ -590,6 +624,60 @@ TEST_P(ChannelConformance, EchoPreservesContentAt64KiB) { check_echo(64 * kKiB, 
 // Guards full content integrity at the mechanism's own limit (at most 64 MiB).
 TEST_P(ChannelConformance, EchoPreservesContentAtMaxMessage) {
   check_echo(std::min(caps_.max_message, kLargestTested), kEchoesLargest);
+}
+
+// Guards the loan API (Channel::loan, send_loaned, receive_view): messages
+// of every size written where the channel lends them arrive intact, both
+// ways; and its memory is the mechanism's own exactly when it claims no
+// copies (a loan API), the caller's buffer otherwise.
+TEST_P(ChannelConformance, LoanedEchoPreservesContentInTheMechanismsOwnMemory) {
+  const std::size_t largest = std::min<std::size_t>(64 * kKiB, caps_.max_message);
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < kEchoesSmall; ++i) {
+    sizes.push_back(std::min<std::size_t>(kBurstSizes[i % kBurstSizes.size()], largest));
+  }
+  sizes.push_back(largest);
+  sizes.push_back(1);
+  Connection c = connect_peer(largest, loaned_echo_job(sizes));
+  std::vector<std::byte> out(largest);
+  std::vector<std::byte> in(largest);
+  const bool loan_api = caps_.copies == 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const std::span<std::byte> message = c.channel->loan(out, sizes[i]);
+    ASSERT_EQ(message.size(), sizes[i]) << "loan of " << sizes[i] << " bytes";
+    EXPECT_EQ(within(message, out), !loan_api)
+        << "copies " << caps_.copies << ", yet message " << i << " was lent "
+        << (loan_api ? "in the caller's buffer" : "outside the caller's buffer");
+    make_message(message, i);
+    c.channel->send_loaned(message);
+    const std::span<const std::byte> echo = c.channel->receive_view(in);
+    EXPECT_EQ(within(echo, in), !loan_api)
+        << "copies " << caps_.copies << ", yet echo " << i << " was viewed "
+        << (loan_api ? "in the caller's buffer" : "outside the caller's buffer");
+    ASSERT_EQ(check_message(echo, sizes[i], i), "");
+    c.channel->release_view();
+  }
+  c.close();
+  EXPECT_TRUE(reap_peer());
+}
+
+// Guards that loaned messages of mixed sizes stream both ways, back to
+// back, each whole and in order (a loan of another size than the last, a
+// receiver that holds no more than one view).
+TEST_P(ChannelConformance, LoanedBurstsKeepMessageBoundaries) {
+  const Sequence seq = burst_sequence(caps_);
+  if (seq.max_size > caps_.max_message) {
+    GTEST_SKIP() << "the burst needs " << seq.max_size << "-byte messages; max_message is "
+                 << caps_.max_message;
+  }
+  Connection c = connect_peer(seq.max_size, [seq](Channel& ch) {
+    receive_sequence(ch, seq, /*loaned=*/true);
+    send_sequence(ch, seq, /*loaned=*/true);
+  });
+  send_sequence(*c.channel, seq, /*loaned=*/true);
+  receive_sequence(*c.channel, seq, /*loaned=*/true);
+  EXPECT_TRUE(reap_peer());  // it has read our last message (see StreamFromPeer...)
+  c.close();
 }
 
 // Guards that a long stream to the peer arrives complete and in order.

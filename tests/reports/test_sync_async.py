@@ -319,6 +319,28 @@ def test_csv_has_the_new_columns(tmp_path):
     assert by[("tcp", "sync", "latency", "64")]["wait"] == "block"
 
 
+def test_copies_column_says_which_cases_moved_no_bytes(tmp_path):
+    doc = v2()
+    for e in doc["benchmarks"]:
+        e["copies"] = 0 if e["mechanism"] == "udp" else 2
+    html, _md, rows = report(tmp_path, doc)
+    head, _ = case_table(html)
+    assert "copies" in head
+    assert case_row(html, "udp", "sync", "throughput")["copies"] == "0"
+    assert case_row(html, "tcp", "async", "latency")["copies"] == "2"
+    # the loan API's cell says what its bytes per second mean
+    assert re.search(r'<td title="a loan API[^"]*handed over, not moved" class="num"'
+                     r' data-v="0">0</td>', html)
+    by = {(r["mechanism"], r["mode"], r["pattern"], r["message_size"]): r for r in rows}
+    assert by[("udp", "async", "throughput", "64")]["copies"] == "0"
+    assert by[("zmq-tcp", "sync", "latency", "64")]["copies"] == "2"
+    # a file that does not say has no such column, and empty CSV cells
+    (tmp_path / "v1").mkdir()
+    html, _md, rows = report(tmp_path / "v1", load(HOSTCROSSING))
+    assert "copies" not in case_table(html)[0]
+    assert {r["copies"] for r in rows} == {""}
+
+
 # --- version 1 ---------------------------------------------------------------------
 
 def test_version_1_file_still_renders(tmp_path):
