@@ -98,7 +98,7 @@ class Outgoing {
   std::size_t size_;
   bool verify_full_;
   const Clock& clock_;
-  std::uint64_t filled_ = UINT64_MAX;      // the seq whose payload filled_at_ holds
+  std::uint64_t filled_ = UINT64_MAX;     // the seq whose payload filled_at_ holds
   const std::byte* filled_at_ = nullptr;  // where it was filled
   std::uint64_t fill_ticks_ = 0;
 };

@@ -270,11 +270,13 @@ bool parse_file_name(std::string_view name, pid_t& pid, unsigned long long& star
 
 // ---- checking and removing one object -------------------------------------
 
-enum class Verdict { kRemove, kGone, kNotOurs };
+// kNotYet: ours, but not to be removed now (a RouDi holds iceoryx's
+// names); the record keeps it for a later clean.
+enum class Verdict { kRemove, kGone, kNotOurs, kNotYet };
 
 struct Check {
   Verdict verdict = Verdict::kGone;
-  std::string why;  // for kNotOurs
+  std::string why;  // for kNotOurs and kNotYet
   Object object;    // resolved (System V id filled in)
 };
 
@@ -409,8 +411,43 @@ Check check_sysv(const Object& o, const Record& r) {
   return c;
 }
 
+// A name of iceoryx's RouDi in the machine's namespace (a run without
+// root): one of its fixed names, or its runtimes' "/tmp/ipcbench-r<pid>-*";
+// never while a RouDi runs (they are then that RouDi's).
+Check check_iceoryx(const Object& o) {
+  Check c{.verdict = Verdict::kNotOurs, .why = "", .object = o};
+  if (!objects::is_iceoryx_name(o.name)) {
+    c.why = "not a name of iceoryx's RouDi or of its runtimes";
+    return c;
+  }
+  if (const pid_t holder = objects::lock_holder(objects::kRoudiUniqueLock); holder != 0) {
+    c.verdict = Verdict::kNotYet;
+    c.why = "a RouDi runs (process " + std::to_string(holder) + " holds " +
+            objects::kRoudiUniqueLock + "): kept for a clean once it has stopped";
+    return c;
+  }
+  if (!o.name.ends_with("*")) {
+    struct stat st {};
+    if (::lstat(o.name.c_str(), &st) != 0) {
+      c.verdict = Verdict::kGone;
+      return c;
+    }
+    if (st.st_uid != ::geteuid()) {
+      c.why = "belongs to uid " + std::to_string(st.st_uid);
+      return c;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) {
+      c.why = "neither a file nor a socket";
+      return c;
+    }
+  }
+  c.verdict = Verdict::kRemove;
+  return c;
+}
+
 Check check_object(const Object& o, const Record& r) {
   if (o.kind == Kind::kDirectory) return check_directory(o, r.pid);
+  if (o.kind == Kind::kIceoryx) return check_iceoryx(o);
   if (o.is_sysv()) return check_sysv(o, r);
   return check_posix(o, r.pid);
 }
@@ -440,6 +477,8 @@ std::string remove_object(const Object& o) {
       std::filesystem::remove_all(o.name, ec);  // removes symlinks inside, never follows them
       return ec ? ec.message() : "";
     }
+    case Kind::kIceoryx:
+      return objects::remove_iceoryx_name(o.name);
   }
   if (rc != 0 && errno != ENOENT && errno != EINVAL && errno != EIDRM) return std::strerror(errno);
   return "";
@@ -541,9 +580,10 @@ SweepResult sweep(const std::string& dir, bool dry_run) {
       }
       const Check check = check_object(*o, r);
       if (check.verdict == Verdict::kGone) continue;
-      if (check.verdict == Verdict::kNotOurs) {
+      if (check.verdict == Verdict::kNotOurs || check.verdict == Verdict::kNotYet) {
         result.lines.push_back("left " + describe(*o) + whose + ": " + check.why);
         ++result.left;
+        keep = keep || check.verdict == Verdict::kNotYet;
         continue;
       }
       if (dry_run) {
@@ -731,7 +771,8 @@ int run_clean(bool dry_run) {
   const SweepResult r = sweep(dir, dry_run);
   for (const std::string& line : r.lines) std::printf("%s\n", line.c_str());
   std::printf(
-      "total: %s %d object%s of %d dead run%s; %d left (not ours)%s; %d live run%s untouched%s\n",
+      "total: %s %d object%s of %d dead run%s; %d left (not ours, or not yet)%s; %d live run%s "
+      "untouched%s\n",
       dry_run ? "would remove" : "removed", r.removed, r.removed == 1 ? "" : "s", r.dead_runs,
       r.dead_runs == 1 ? "" : "s", r.left,
       r.failed > 0 ? ("; " + std::to_string(r.failed) + " failed").c_str() : "",

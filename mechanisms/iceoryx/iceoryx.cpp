@@ -610,8 +610,8 @@ class IceoryxChannel : public Channel {
   bool is_loan(std::span<const std::byte> message) const {
     if (loaned_ == nullptr || message.data() != loaned_message().data()) return false;
     if (message.size() != loaned_size_) {
-      throw std::invalid_argument("a loan of " + std::to_string(loaned_size_) +
-                                  " bytes sent as " + std::to_string(message.size()));
+      throw std::invalid_argument("a loan of " + std::to_string(loaned_size_) + " bytes sent as " +
+                                  std::to_string(message.size()));
     }
     return true;
   }

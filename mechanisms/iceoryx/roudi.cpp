@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <iceoryx_posh/internal/runtime/posh_runtime_impl.hpp>
 #include <iceoryx_posh/runtime/posh_runtime.hpp>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -31,6 +33,7 @@
 #include <thread>
 
 #include "mechanisms/posix/fd.hpp"
+#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/posix/retry.hpp"
 
 namespace ipcbench::mech::iceoryx {
@@ -140,6 +143,65 @@ std::string last_lines(const std::string& log) {
   ::_exit(code);
 }
 
+// Whether this process may give RouDi a private mount namespace (unshare
+// and mount: root), probed in a child so this process is left as is; once
+// per process (a forked child probes afresh: it may have dropped rights).
+bool private_namespace_possible() {
+  static std::mutex m;
+  static pid_t probed_by = 0;
+  static bool possible = false;
+  const std::lock_guard lock(m);
+  if (probed_by == ::getpid()) return possible;
+  const pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0) ::_exit(kExitUnshare);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(kExitPrivate);
+    if (::mount("ipcbench-probe", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") != 0) {
+      ::_exit(kExitTmp);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  probed_by = ::getpid();
+  possible = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return possible;
+}
+
+// Without a private namespace, RouDi runs in the machine's, under its fixed
+// names: why one of ours cannot start there now, or empty.
+std::string machine_refusal() {
+  if (const pid_t holder = objects::lock_holder(objects::kRoudiUniqueLock); holder != 0) {
+    std::string comm;
+    std::ifstream in("/proc/" + std::to_string(holder) + "/comm");
+    std::getline(in, comm);
+    return "another RouDi runs on this machine (process " + std::to_string(holder) +
+           (comm.empty() ? "" : " " + comm) + " holds " + objects::kRoudiUniqueLock +
+           "), and iceoryx 2.0.3's names are fixed: a run starts its own RouDi beside another "
+           "only in a private mount namespace, which needs root (CAP_SYS_ADMIN); ipcbench never "
+           "touches a RouDi it did not start";
+  }
+  for (const std::string& name : objects::roudi_names()) {
+    struct stat st {};
+    if (::lstat(name.c_str(), &st) != 0) continue;
+    if (st.st_uid != ::geteuid()) {
+      return name + " belongs to uid " + std::to_string(st.st_uid) +
+             " (another user's RouDi left it): without a private mount namespace (root) a run's "
+             "RouDi needs that name; remove it";
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) {
+      return name + " is neither a file nor a socket, so not RouDi's: remove it";
+    }
+  }
+  return {};
+}
+
+objects::Object iceoryx_object(std::string name) {
+  return objects::named(objects::Kind::kIceoryx, std::move(name));
+}
+
 // The RouDi this process started, stopped when the process exits. A child
 // forked from the owner inherits a copy and leaves it alone.
 class Daemon {
@@ -159,6 +221,8 @@ class Daemon {
     ref_ = {};
     namespace_.reset();
     retired_ = false;
+    machine_ = false;
+    runtimes_.clear();
     start();
     return ref_;
   }
@@ -189,10 +253,29 @@ class Daemon {
     pid_ = 0;
     ref_ = {};
     retired_ = false;
+    release_names();
   }
 
  private:
   void start() {
+    // Without root, in the machine's namespace: RouDi's names are recorded
+    // before it makes them, its runtimes' once it is known (none registers
+    // before it is ready).
+    const bool machine = !private_namespace_possible();
+    if (machine) {
+      if (std::string why = machine_refusal(); !why.empty()) {
+        throw std::runtime_error("iceoryx: " + why);
+      }
+      machine_ = true;
+      try {
+        for (const std::string& name : objects::roudi_names()) {
+          objects::creating(iceoryx_object(name));
+        }
+      } catch (...) {
+        release_names();
+        throw;
+      }
+    }
     posix::Fd config = memfd_with("ipcbench-roudi.toml", roudi_config());
     posix::Fd log = memfd_with("ipcbench-roudi.log", "");
     posix::Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -210,16 +293,19 @@ class Daemon {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(kExitExec);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      if (::unshare(CLONE_NEWNS) != 0) child_fail(log_fd, "unshare(CLONE_NEWNS)", kExitUnshare);
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-        child_fail(log_fd, "making / private", kExitPrivate);
-      }
-      if (::mount("ipcbench-iceoryx", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) != 0) {
-        child_fail(log_fd, "mounting a tmpfs on /tmp", kExitTmp);
-      }
-      if (::mount("ipcbench-iceoryx", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) !=
-          0) {
-        child_fail(log_fd, "mounting a tmpfs on /dev/shm", kExitShm);
+      if (!machine) {
+        if (::unshare(CLONE_NEWNS) != 0) child_fail(log_fd, "unshare(CLONE_NEWNS)", kExitUnshare);
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+          child_fail(log_fd, "making / private", kExitPrivate);
+        }
+        if (::mount("ipcbench-iceoryx", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) !=
+            0) {
+          child_fail(log_fd, "mounting a tmpfs on /tmp", kExitTmp);
+        }
+        if (::mount("ipcbench-iceoryx", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) !=
+            0) {
+          child_fail(log_fd, "mounting a tmpfs on /dev/shm", kExitShm);
+        }
       }
       // The log first: the config may already be descriptor 3, which dup2
       // then leaves close-on-exec.
@@ -234,6 +320,15 @@ class Daemon {
       child_fail(log_fd, "exec /usr/bin/iox-roudi", kExitExec);
     }
     pid_ = pid;
+    if (machine_) {
+      try {
+        runtimes_ = objects::roudi_runtime_prefix(pid) + "*";
+        objects::creating(iceoryx_object(runtimes_));
+      } catch (...) {
+        stop();
+        throw;
+      }
+    }
     const auto deadline = Clock::now() + kReadyTimeout;
     for (;;) {
       const std::string text = read_all(log_fd);
@@ -241,6 +336,7 @@ class Daemon {
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         pid_ = 0;
+        release_names();
         throw std::runtime_error(
             "iox-roudi exited before it was ready (" +
             std::string(WIFEXITED(status) ? "exit " : "signal ") +
@@ -275,6 +371,29 @@ class Daemon {
     }
     pid_ = 0;
     ref_ = {};
+    release_names();
+  }
+
+  // Machine namespace: once our RouDi is dead, what it (or a runtime of it)
+  // left under its names goes (a RouDi stopped in time removes its own;
+  // one killed does not), unless another RouDi holds them now; then the
+  // record forgets them.
+  void release_names() noexcept {
+    if (!machine_) return;
+    try {
+      for (const std::string& name : objects::roudi_names()) {
+        (void)objects::remove_iceoryx_name(name);
+        objects::removed(iceoryx_object(name));
+      }
+      if (!runtimes_.empty()) {
+        (void)objects::remove_iceoryx_name(runtimes_);
+        objects::removed(iceoryx_object(runtimes_));
+      }
+    } catch (const std::exception&) {
+      // Left for `ipcbench clean`: the record still names them.
+    }
+    runtimes_.clear();
+    machine_ = false;
   }
 
   pid_t owner_ = 0;
@@ -282,6 +401,8 @@ class Daemon {
   RoudiRef ref_;
   posix::Fd namespace_;   // a retired RouDi's, for the runtime's goodbye
   bool retired_ = false;  // retire_roudi(): killed before the runtime's goodbye
+  bool machine_ = false;  // RouDi runs in the machine's namespace (not root)
+  std::string runtimes_;  // its runtimes' names, as recorded ("<prefix>*")
 };
 
 Daemon* g_daemon = nullptr;  // once daemon() made it: exit paths must not make one
@@ -379,31 +500,11 @@ RoudiRef RoudiRef::parse(std::string_view text) {
 }
 
 std::string unavailable_reason() {
-  static const std::string reason = [] {
-    if (::access(kRoudiPath, X_OK) != 0) {
-      return std::string("iox-roudi is not installed (/usr/bin/iox-roudi; Debian package iceoryx)");
-    }
-    // The namespace RouDi needs, tried in a child so this process is left as is.
-    const pid_t pid = ::fork();
-    if (pid < 0) return std::string("cannot fork to probe a private mount namespace");
-    if (pid == 0) {
-      if (::unshare(CLONE_NEWNS) != 0) ::_exit(kExitUnshare);
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(kExitPrivate);
-      if (::mount("ipcbench-probe", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") != 0) {
-        ::_exit(kExitTmp);
-      }
-      ::_exit(0);
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::string();
-    return std::string(
-        "iceoryx's RouDi has fixed names (/tmp/roudi, /dev/shm/iceoryx_mgmt), so the run keeps "
-        "its own in a private mount namespace, which needs root (CAP_SYS_ADMIN) and a policy "
-        "that allows unshare and mount");
-  }();
-  return reason;
+  if (::access(kRoudiPath, X_OK) != 0) {
+    return "iox-roudi is not installed (/usr/bin/iox-roudi; Debian package iceoryx)";
+  }
+  if (private_namespace_possible()) return {};
+  return machine_refusal();
 }
 
 RoudiRef ensure_roudi() { return daemon().ensure(); }
@@ -455,8 +556,10 @@ RuntimeHold::RuntimeHold(const RoudiRef& roudi) {
   // The Debian build logs at debug level: registrations and segments.
   ::iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
       ::iox::log::LogLevel::kWarn, ::iox::log::LogLevelOutput::kHideLogLevel);
-  const std::string text =
-      "ipcbench-" + std::to_string(::getpid()) + "-" + std::to_string(++g_runtimes);
+  // Named after RouDi too: in the machine's namespace the run's record
+  // names every runtime of its RouDi by that prefix (roudi_runtime_prefix).
+  const std::string text = "ipcbench-r" + std::to_string(roudi.pid) + "-" +
+                           std::to_string(::getpid()) + "-" + std::to_string(++g_runtimes);
   const ::iox::RuntimeName_t name(::iox::cxx::TruncateToCapacity, text.c_str());
   MountNamespaceScope in(roudi);
   // The segments' ids of an earlier runtime (ours, or a parent's copy)
@@ -489,7 +592,20 @@ MountNamespaceScope::MountNamespaceScope(int namespace_fd) {
   enter(namespace_fd, "RouDi's namespace");
 }
 
+namespace {
+// Whether the namespace `target` names is the calling thread's already.
+bool in_namespace(int target) {
+  struct stat there {};
+  struct stat here {};
+  return ::fstat(target, &there) == 0 && ::stat("/proc/thread-self/ns/mnt", &here) == 0 &&
+         there.st_ino == here.st_ino && there.st_dev == here.st_dev;
+}
+}  // namespace
+
 void MountNamespaceScope::enter(int target, const std::string& what) {
+  // RouDi in the machine's namespace (no root): nothing to enter, and
+  // setns would need CAP_SYS_ADMIN even into one's own.
+  if (in_namespace(target)) return;
   // setns needs a thread whose file-system attributes are its own (threads
   // share them with their creator, e.g. iceoryx's keep-alive thread).
   if (::unshare(CLONE_FS) != 0) posix::throw_errno("iceoryx: unshare(CLONE_FS)");
@@ -505,6 +621,7 @@ void MountNamespaceScope::enter(int target, const std::string& what) {
 }
 
 MountNamespaceScope::~MountNamespaceScope() {
+  if (home_ < 0) return;  // never left
   // Going back cannot fail where coming in worked, short of the kernel
   // refusing its own namespace; staying would move every later path of the
   // process into RouDi's /tmp, so that is fatal.

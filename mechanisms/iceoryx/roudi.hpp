@@ -15,6 +15,15 @@
 // data path (loan, send, take) is shared memory, which needs no path. The
 // peer, in another process, finds the namespace through RouDi's pid
 // (/proc/<pid>/ns/mnt), checked against its start time.
+//
+// Without root (no private namespace), RouDi runs in the machine's
+// namespace under its fixed names, which the run records (owner record,
+// objects::roudi_names(), and its runtimes' "/tmp/ipcbench-r<pid>-*") so
+// that `ipcbench clean` removes them after a kill -9; the run removes them
+// itself when a RouDi of its own was killed. When another RouDi holds
+// /tmp/iox-unique-roudi.lock, or another user's names are in the way, the
+// mechanism is unavailable, naming it: a RouDi the run did not start is
+// never touched. Entering a namespace one is in is then a no-op.
 #pragma once
 
 #include <sys/types.h>
@@ -35,9 +44,10 @@ struct RoudiRef {
   static RoudiRef parse(std::string_view text);  // throws std::invalid_argument
 };
 
-// Why iceoryx cannot run here, or empty: iox-roudi missing, or no private
-// mount namespace (not root / CAP_SYS_ADMIN, or a seccomp policy). Probed
-// once (in a child process), then cached.
+// Why iceoryx cannot run here, or empty: iox-roudi missing; or, without a
+// private mount namespace (not root / CAP_SYS_ADMIN, or a seccomp policy;
+// probed once per process, in a child), another RouDi running (named) or
+// another user's RouDi names in the machine's /tmp or /dev/shm.
 std::string unavailable_reason();
 
 // The largest message RouDi's mempools hold (one pool per power of two from
@@ -59,8 +69,9 @@ std::size_t pool_chunks(std::size_t payload);
 // parent-death signal, which fires when the calling *thread* ends: call it
 // from the main thread); after retire_roudi(), a new one once the last hold
 // is gone. Throws std::runtime_error with RouDi's last log lines if it does
-// not become ready within 10 s, or while a retired RouDi is still held,
-// std::system_error if it cannot be started.
+// not become ready within 10 s, while a retired RouDi is still held, or
+// when unavailable_reason() would say why not (in the machine's namespace:
+// another RouDi came meanwhile), std::system_error if it cannot be started.
 RoudiRef ensure_roudi();
 
 // Kills `roudi` at once, when it is the RouDi this process started (a no-op
@@ -98,7 +109,8 @@ class RuntimeHold {
 
 // For the duration of a scope, the calling thread is in `roudi`'s mount
 // namespace (its /tmp and /dev/shm), then back where it was, with its
-// working directory. Throws std::system_error if it cannot enter.
+// working directory; nothing at all when it is there already (RouDi in the
+// machine's namespace). Throws std::system_error if it cannot enter.
 class MountNamespaceScope {
  public:
   explicit MountNamespaceScope(const RoudiRef& roudi);

@@ -20,6 +20,7 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ipcbench::objects {
 
@@ -56,9 +57,10 @@ enum class Kind {
   kSysvShm,    // shmget segment
   kSysvSem,    // semget set
   kDirectory,  // a private directory removed as a whole (the run directory)
+  kIceoryx,    // a name of iceoryx's RouDi in the machine's /tmp or /dev/shm (below)
 };
 
-// "posix-shm", "posix-mq", "sysv-msg", "sysv-shm", "sysv-sem", "dir": the
+// "posix-shm", "posix-mq", "sysv-msg", "sysv-shm", "sysv-sem", "dir", "iceoryx": the
 // spelling of owner records and of `ipcbench clean`.
 std::string_view to_string(Kind kind) noexcept;
 // The inverse; false for an unknown spelling.
@@ -110,6 +112,30 @@ inline Object named(Kind kind, std::string name) {
 }
 inline Object posix_shm(std::string name) { return named(Kind::kPosixShm, std::move(name)); }
 inline Object posix_mq(std::string name) { return named(Kind::kPosixMq, std::move(name)); }
+
+// iceoryx's RouDi where a run starts it in the machine's mount namespace
+// (no private one without root): the names RouDi gives itself, fixed in
+// iceoryx 2.0.3 (its socket and the socket's lock, its unique lock, its
+// management segment, its payload segment named after its group: this
+// process's group); and the prefix of the names of the runtimes registered
+// with the RouDi of pid `roudi` (a socket and a lock each, in /tmp). A run
+// records them (Kind::kIceoryx; the runtimes as the prefix and "*"), so
+// `ipcbench clean` removes them after a kill -9, while no RouDi runs.
+inline constexpr const char* kRoudiUniqueLock = "/tmp/iox-unique-roudi.lock";
+std::vector<std::string> roudi_names();
+std::string roudi_runtime_prefix(pid_t roudi);  // "/tmp/ipcbench-r<pid>-"
+// The process holding a lock on the file at `path` (per /proc/locks, by
+// device and inode, so nothing is taken to find out); 0 when none does or
+// there is no such file.
+pid_t lock_holder(const std::string& path);
+// Whether `name` is one of those: a roudi_names() entry, or a runtime
+// prefix and "*".
+bool is_iceoryx_name(const std::string& name);
+// Removes what such a name names, where it is this user's file or socket
+// (never a symlink, directory or device), unless a RouDi runs now (someone
+// holds kRoudiUniqueLock: the names are then that RouDi's). Returns why
+// something was left, empty when nothing of it is left.
+std::string remove_iceoryx_name(const std::string& name);
 
 // A fresh System V key: random, positive, never IPC_PRIVATE. Create with
 // IPC_CREAT | IPC_EXCL and take another key on EEXIST (someone else's).

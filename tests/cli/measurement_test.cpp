@@ -375,10 +375,10 @@ TEST_F(Measurement, QueuesWithoutReadinessSpinInAsync) {
 // intact in every pattern (a wrong byte fails the case; no row may).
 TEST_F(Measurement, IceoryxRowsCopyNothingAndFullVerificationHolds) {
   IPCBENCH_SKIP_IF_UNAVAILABLE("iceoryx");
-  const json doc = run(
-      "--mechanisms iceoryx --modes sync,async --patterns latency,throughput --sizes 64,64KiB "
-      "--min-time 0.05 --verify full",
-      "iceoryx-loans");
+  const json doc =
+      run("--mechanisms iceoryx --modes sync,async --patterns latency,throughput --sizes 64,64KiB "
+          "--min-time 0.05 --verify full",
+          "iceoryx-loans");
   for (const char* stem :
        {"iceoryx/sync/latency/64", "iceoryx/sync/latency/65536", "iceoryx/sync/throughput/65536",
         "iceoryx/async/latency/65536", "iceoryx/async/throughput/65536"}) {

@@ -592,8 +592,8 @@ class AsyncConformance : public conformance::MechanismTest {
 // they arrived (the peer blocking).
 void AsyncConformance::run_windowed_echo(bool blocking_peer, bool loaned) {
   const bool lossy = caps_.lossy;
-  Connection c = start(kEchoSize, blocking_peer ? blocking_echo_job(lossy, loaned)
-                                                : nonblocking_echo_job(lossy));
+  Connection c = start(
+      kEchoSize, blocking_peer ? blocking_echo_job(lossy, loaned) : nonblocking_echo_job(lossy));
   Channel& channel = *c.channel;
   ::alarm(kWindowedTestAlarmSeconds);
 

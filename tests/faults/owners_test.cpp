@@ -10,6 +10,7 @@
 // mechanisms derive from pid and case tag, /proc/sysvipc/msg by the runner's
 // pid), and leaves nothing behind.
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <mqueue.h>
 #include <signal.h>
@@ -660,6 +661,99 @@ TEST_F(HandWrittenRecord, ObjectsThatAreNotIpcbenchsAreLeft) {
   EXPECT_TRUE(fs::exists(foreign_dir));
   // What is not ours is never ours: the record has done its job.
   EXPECT_TRUE(fs::is_empty(owner_dir_)) << out;
+}
+
+// This process's group's name (RouDi's payload segment is named after it).
+std::string group_name() {
+  const group* g = ::getgrgid(::getegid());
+  return g != nullptr ? g->gr_name : "";
+}
+
+// A run without root keeps iceoryx's RouDi in the machine's namespace under
+// its fixed names and records them. A dead owner's are removed by clean
+// only while no RouDi holds /tmp/iox-unique-roudi.lock, only where they are
+// this user's files or sockets (not a symlink), and only its RouDi's
+// runtimes' ("/tmp/ipcbench-r<pid>-*"), never another name the record
+// lists. In a mount namespace of the test's own, so the machine's /tmp and
+// /dev/shm are not touched; the lock is held by flock(1) (then a sleep
+// holding its descriptor), found through /proc/locks before clean runs.
+TEST_F(HandWrittenRecord, IceoryxNamesGoOnlyWhileNoRoudiRunsAndOnlyTheirOwn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a mount namespace of its own";
+  const pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  const std::string script = R"sh(set -eu
+mount --make-rprivate /
+mount -t tmpfs t /tmp
+mount -t tmpfs t /dev/shm
+group=$(id -gn)
+mkdir -m 700 /tmp/owners
+for f in /tmp/roudi /tmp/iox-unique-roudi.lock /dev/shm/iceoryx_mgmt /dev/shm/$group \
+         /tmp/ipcbench-r4242-77-1 /tmp/ipcbench-r4242-77-1.lock /tmp/ipcbench-r42-77-1; do
+  : >"$f"
+done
+ln -s /etc/hostname /tmp/roudi.lock
+{
+  echo "ipcbench-owner 1 pid=$GONE start=12345 boot=$(cat /proc/sys/kernel/random/boot_id) uid=0 time=$(($(date +%s) - 10))"
+  for n in /tmp/roudi /tmp/roudi.lock /tmp/iox-unique-roudi.lock /dev/shm/iceoryx_mgmt \
+           /dev/shm/$group '/tmp/ipcbench-r4242-*' /etc/hostname; do
+    echo "+ iceoryx $n"
+  done
+} >/tmp/owners/$GONE-12345.owner
+export IPCBENCH_OWNER_DIR=/tmp/owners
+(flock 9 && exec sleep 60) 9>>/tmp/iox-unique-roudi.lock &
+holder=$!
+ino=$(stat -c %i /tmp/iox-unique-roudi.lock)
+i=0
+until grep -q ":$ino " /proc/locks; do
+  i=$((i + 1)); [ $i -lt 2000 ] || { echo "no lock seen"; exit 3; }
+  sleep 0.005
+done
+echo "== held"
+"$IPCBENCH" clean
+ls /tmp /dev/shm | sort
+kill $holder
+wait $holder || true
+echo "== free"
+"$IPCBENCH" clean
+ls /tmp /dev/shm | sort
+echo "== hostname $(cat /etc/hostname | wc -c)"
+)sh";
+  const testproc::RunResult r = testproc::run_command(
+      {"/usr/bin/unshare", "-m", "/bin/sh", "-c", script},
+      {.limit = 60s,
+       .env = {"GONE=" + std::to_string(gone), std::string("IPCBENCH=") + IPCBENCH_BINARY}});
+  ASSERT_EQ(r.status, 0) << r;
+  const std::string held = r.out.substr(0, r.out.find("== free"));
+  const std::string free = r.out.substr(r.out.find("== free"));
+  // Held: everything left, naming the RouDi that runs, and the record kept
+  // for later; nothing removed.
+  EXPECT_TRUE(listed(held, "removed").empty()) << r.out;
+  EXPECT_NE(held.find("a RouDi runs"), std::string::npos) << r.out;
+  EXPECT_NE(held.find("\nowners\n"), std::string::npos) << r.out;
+  for (const char* name :
+       {"roudi", "iox-unique-roudi.lock", "iceoryx_mgmt", "ipcbench-r4242-77-1"}) {
+    EXPECT_NE(held.find(std::string("\n") + name + "\n"), std::string::npos) << name << "\n"
+                                                                             << r.out;
+  }
+  // Free: RouDi's files and its runtimes' go; the symlink, the other
+  // RouDi's runtime, and /etc/hostname stay.
+  EXPECT_EQ(
+      listed(free, "removed"),
+      (std::set<std::string>{"iceoryx /tmp/roudi", "iceoryx /tmp/iox-unique-roudi.lock",
+                             "iceoryx /dev/shm/iceoryx_mgmt", "iceoryx /dev/shm/" + group_name(),
+                             "iceoryx /tmp/ipcbench-r4242-*"}))
+      << r.out;
+  const std::string after = free.substr(0, free.find("== hostname"));
+  for (const char* name : {"iceoryx_mgmt", "iox-unique-roudi.lock", "ipcbench-r4242-77-1"}) {
+    EXPECT_EQ(after.find(std::string("\n") + name + "\n"), std::string::npos) << name << "\n"
+                                                                              << r.out;
+  }
+  for (const char* name : {"roudi.lock", "ipcbench-r42-77-1"}) {
+    EXPECT_NE(after.find(std::string("\n") + name + "\n"), std::string::npos) << name << "\n"
+                                                                              << r.out;
+  }
+  EXPECT_EQ(r.out.find("== hostname 0"), std::string::npos) << "/etc/hostname was emptied";
 }
 
 TEST_F(HandWrittenRecord, MalformedRecordsAreReportedNotFatal) {

@@ -4,24 +4,32 @@
 // runtime per process, including a child forked from a process that has one,
 // talking to its parent through that RouDi. Skipped, naming the reason,
 // where iceoryx cannot run (no iox-roudi, no private mount namespace).
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iceoryx_posh/popo/untyped_client.hpp>
 #include <iceoryx_posh/popo/untyped_server.hpp>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <sstream>
 #include <stdexcept>
@@ -32,6 +40,7 @@
 
 #include "mechanisms/iceoryx/roudi.hpp"
 #include "mechanisms/mechanism.hpp"
+#include "mechanisms/posix/object_log.hpp"
 #include "mechanisms/registry.hpp"
 
 namespace ipcbench::mech::iceoryx {
@@ -435,6 +444,335 @@ TEST(IceoryxChannel, APeerDeadWithoutItsByeRetiresRoudiSoNothingWaitsOnIt) {
   ch.reset();
   endpoint.reset();
   EXPECT_TRUE(alive(second)) << "a RouDi whose peers closed cleanly is kept";
+}
+
+// ---------------------------------------------------------------------------
+// Without root: RouDi in the machine's namespace. The test makes a machine
+// of its own (a mount namespace with fresh /tmp and /dev/shm, as root), then
+// drops to nobody there, where no private namespace can be had; everything
+// below runs in forked processes, each reporting a problem as a line.
+
+// Lines from forked processes: what went wrong, one per line ("" if nothing).
+class Problems {
+ public:
+  Problems() {
+    if (::pipe(fds_) != 0) std::abort();
+  }
+  ~Problems() {
+    ::close(fds_[0]);
+    if (fds_[1] >= 0) ::close(fds_[1]);
+  }
+  // In a child: reports one problem.
+  void add(const std::string& what) const {
+    const std::string line = what + "\n";
+    (void)!::write(fds_[1], line.data(), line.size());
+  }
+  // In the parent, once every child has exited: all they reported (a
+  // process of the test's still holding the pipe after 60 s is a problem).
+  std::string read_all() {
+    ::close(fds_[1]);
+    fds_[1] = -1;
+    std::string text;
+    char buf[512];
+    const auto deadline = Clock::now() + 60s;
+    for (;;) {
+      pollfd p{.fd = fds_[0], .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, 100) == 0) {
+        if (Clock::now() > deadline) return text + "a process of the test's outlived it\n";
+        continue;
+      }
+      const ssize_t n = ::read(fds_[0], buf, sizeof buf);
+      if (n <= 0) return text;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  int fds_[2] = {-1, -1};
+};
+
+// Waits for `pid`; a problem named `what` unless it exited 0 within 60 s.
+void expect_clean_exit(pid_t pid, const std::string& what, const Problems& problems) {
+  int status = 0;
+  const auto deadline = Clock::now() + 60s;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      problems.add(what + " did not finish within 60 s");
+      return;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    problems.add(what + (WIFEXITED(status)
+                             ? " exited " + std::to_string(WEXITSTATUS(status))
+                             : " died of signal " + std::to_string(WTERMSIG(status))));
+  }
+}
+
+// The names in a directory.
+std::vector<std::string> entries_of(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path());
+  return names;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string text;
+  for (const auto& n : names) text += (text.empty() ? "" : ", ") + n;
+  return text.empty() ? "nothing" : text;
+}
+
+// What a run's owner record would get (objects::set_observer), as lines
+// "+ <name>" / "- <name>" written to `fd` as they happen.
+class RecordLines : public objects::Observer {
+ public:
+  explicit RecordLines(int fd) : fd_(fd) {}
+  void creating(const objects::Object& o) override { line("+ ", o); }
+  void created(const objects::Object&) noexcept override {}
+  void removed(const objects::Object& o) noexcept override { line("- ", o); }
+
+ private:
+  void line(const char* sign, const objects::Object& o) const noexcept {
+    const std::string text = sign + o.name + "\n";
+    (void)!::write(fd_, text.data(), text.size());
+  }
+  int fd_;
+};
+
+// A channel through loans, 200 echoes with a forked peer; a problem if any
+// fails. `hold` (if set) is called once the exchange is done and the peer
+// has exited, the channel still open.
+void run_channel(const Problems& problems, const std::function<void()>& hold = {}) {
+  Mechanism* mech = find_mechanism("iceoryx");
+  if (mech == nullptr) return problems.add("no iceoryx mechanism");
+  std::unique_ptr<Endpoint> endpoint =
+      mech->listen({.run_dir = "/tmp", .tag = "machine", .max_message = 4096});
+  const pid_t peer = ::fork();
+  if (peer == 0) {
+    int code = 0;
+    try {
+      std::unique_ptr<Channel> ch = mech->connect(endpoint->address(), {.max_message = 4096});
+      std::byte own[4096];
+      for (int i = 0; i < 200; ++i) {
+        const std::span<const std::byte> in = ch->receive_view(own);
+        const std::span<std::byte> out = ch->loan(own, in.size());
+        std::memcpy(out.data(), in.data(), in.size());
+        ch->send_loaned(out);
+        ch->release_view();
+      }
+    } catch (const std::exception& e) {
+      problems.add(std::string("the peer: ") + e.what());
+      code = 1;
+    }
+    ::_exit(code);
+  }
+  std::unique_ptr<Channel> ch;
+  try {
+    ch = endpoint->accept(std::chrono::milliseconds(10'000));
+    std::byte own[4096];
+    for (int i = 0; i < 200; ++i) {
+      const std::span<std::byte> out = ch->loan(own, 4096);
+      std::memset(out.data(), i, out.size());
+      ch->send_loaned(out);
+      const std::span<const std::byte> in = ch->receive_view(own);
+      if (in.size() != 4096 || in[0] != std::byte(i) || in[4095] != std::byte(i)) {
+        problems.add("echo " + std::to_string(i) + " came back wrong");
+        break;
+      }
+      ch->release_view();
+    }
+  } catch (const std::exception& e) {
+    problems.add(std::string("the runner: ") + e.what());
+  }
+  // The peer's goodbye to RouDi has come back before anything is killed.
+  expect_clean_exit(peer, "the peer", problems);
+  if (hold) hold();
+}
+
+// Without root, a run's RouDi runs in the machine's namespace: a channel
+// works (no namespace entered), and when the run ends nothing is left in
+// /tmp or /dev/shm, every name having been recorded before it existed and
+// forgotten once gone; after a kill -9, what the record names is what is
+// left, and removing it (`ipcbench clean`'s way) leaves nothing; and with a
+// RouDi the run did not start holding the unique lock, iceoryx is
+// unavailable naming it, starts nothing and leaves that RouDi running.
+TEST(RoudiWithoutRoot, RunsInTheMachinesNamespaceRecordsItsNamesAndYieldsToAnotherRoudi) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to make a machine of its own, then drop it";
+  if (::access("/usr/bin/iox-roudi", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/iox-roudi";
+  Problems problems;
+  const pid_t machine = ::fork();
+  ASSERT_GE(machine, 0);
+  if (machine == 0) {
+    // The test's machine, then nobody in it.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("t", "/tmp", "tmpfs", 0, "mode=1777,size=1g") != 0 ||
+        ::mount("t", "/dev/shm", "tmpfs", 0, "mode=1777,size=1g") != 0) {
+      problems.add(std::string("making the test's machine: ") + std::strerror(errno));
+      ::_exit(1);
+    }
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      problems.add(std::string("dropping to nobody: ") + std::strerror(errno));
+      ::_exit(1);
+    }
+    const auto expect_empty = [&](const char* when) {
+      for (const char* dir : {"/tmp", "/dev/shm"}) {
+        const auto left = entries_of(dir);
+        if (!left.empty()) problems.add(std::string(when) + ": " + dir + " holds " + joined(left));
+      }
+    };
+
+    // 1. A run that ends: RouDi here, a channel, nothing left.
+    int record[2];
+    if (::pipe(record) != 0) ::_exit(1);
+    pid_t run = ::fork();
+    if (run == 0) {
+      ::close(record[0]);
+      RecordLines lines(record[1]);
+      objects::set_observer(&lines);
+      if (const std::string why = unavailable_reason(); !why.empty()) {
+        problems.add("unavailable without root, in a machine of its own: " + why);
+        ::_exit(1);
+      }
+      const RoudiRef r = ensure_roudi();
+      struct stat st {};
+      if (::stat("/tmp/roudi", &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        problems.add("RouDi " + r.text() + "'s socket is not in the machine's /tmp");
+      }
+      run_channel(problems);
+      std::exit(0);  // stops RouDi, as a run's exit does
+    }
+    ::close(record[1]);
+    expect_clean_exit(run, "the run", problems);
+    std::string lines;
+    char buf[512];
+    for (ssize_t n; (n = ::read(record[0], buf, sizeof buf)) > 0;) lines.append(buf, n);
+    ::close(record[0]);
+    std::set<std::string> added, gone;
+    std::istringstream in(lines);
+    for (std::string line; std::getline(in, line);) {
+      (line[0] == '+' ? added : gone).insert(line.substr(2));
+    }
+    for (const char* name : {"/tmp/roudi", "/tmp/roudi.lock", "/tmp/iox-unique-roudi.lock",
+                             "/dev/shm/iceoryx_mgmt", "/dev/shm/nogroup"}) {
+      if (!added.contains(name)) problems.add(std::string("never recorded: ") + name);
+    }
+    if (std::none_of(added.begin(), added.end(),
+                     [](const std::string& n) { return n.starts_with("/tmp/ipcbench-r"); })) {
+      problems.add("the runtimes' names were never recorded");
+    }
+    if (added != gone) problems.add("recorded but never forgotten, or the reverse: " + lines);
+    expect_empty("after a run");
+
+    // 2. A run killed by nine mid-channel: its record names what is left.
+    int ready[2];
+    if (::pipe(ready) != 0 || ::pipe(record) != 0) ::_exit(1);
+    run = ::fork();
+    if (run == 0) {
+      ::close(ready[0]);
+      ::close(record[0]);
+      RecordLines lines_of_run(record[1]);
+      objects::set_observer(&lines_of_run);
+      const RoudiRef r = ensure_roudi();
+      run_channel(problems, [&] {
+        const std::string text = r.text() + "\n";
+        (void)!::write(ready[1], text.data(), text.size());
+        ::pause();
+      });
+      ::_exit(1);
+    }
+    ::close(ready[1]);
+    ::close(record[1]);
+    std::string text;
+    char c = 0;
+    while (::read(ready[0], &c, 1) == 1 && c != '\n') text += c;
+    ::close(ready[0]);
+    ::kill(run, SIGKILL);
+    int status = 0;
+    ::waitpid(run, &status, 0);
+    std::string recorded;
+    for (ssize_t n; (n = ::read(record[0], buf, sizeof buf)) > 0;) recorded.append(buf, n);
+    ::close(record[0]);
+    if (text.empty()) {
+      problems.add("the killed run never got its channel going");
+    } else {
+      const RoudiRef r = RoudiRef::parse(text);
+      const auto deadline = Clock::now() + 10s;
+      while (alive(r) && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+      if (alive(r)) problems.add("RouDi outlived its owner killed by nine");
+      std::set<std::string> names;
+      std::istringstream rec(recorded);
+      for (std::string line; std::getline(rec, line);) {
+        if (line[0] == '+') names.insert(line.substr(2));
+        if (line[0] == '-') names.erase(line.substr(2));
+      }
+      struct stat st {};
+      if (::stat("/tmp/roudi", &st) != 0) problems.add("a RouDi killed by nine left no socket?");
+      for (const std::string& name : names) {
+        if (const std::string why = objects::remove_iceoryx_name(name); !why.empty()) {
+          problems.add("removing " + name + ": " + why);
+        }
+      }
+      expect_empty("after a run killed by nine and its record's names removed");
+    }
+
+    // 3. Another RouDi, not the run's: named, untouched.
+    const std::string config = roudi_config();
+    {
+      std::ofstream out("/tmp/foreign.toml");
+      out << config;
+    }
+    const pid_t foreign = ::fork();
+    if (foreign == 0) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      ::execl("/usr/bin/iox-roudi", "iox-roudi", "-c", "/tmp/foreign.toml",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    const auto deadline = Clock::now() + 10s;
+    while (objects::lock_holder(objects::kRoudiUniqueLock) != foreign && Clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    if (objects::lock_holder(objects::kRoudiUniqueLock) != foreign) {
+      problems.add("the foreign RouDi never took its lock");
+    } else {
+      run = ::fork();
+      if (run == 0) {
+        const std::string why = unavailable_reason();
+        const std::string pid = "process " + std::to_string(foreign);
+        if (why.find(pid) == std::string::npos ||
+            why.find("iox-unique-roudi.lock") == std::string::npos) {
+          problems.add("with another RouDi running, the reason is: '" + why + "'");
+        }
+        try {
+          const RoudiRef r = ensure_roudi();
+          problems.add("ensure_roudi() gave " + r.text() + " beside another RouDi");
+        } catch (const std::runtime_error& e) {
+          if (std::string(e.what()).find(pid) == std::string::npos) {
+            problems.add(std::string("ensure_roudi() refused without naming it: ") + e.what());
+          }
+        }
+        ::_exit(0);
+      }
+      expect_clean_exit(run, "the run beside another RouDi", problems);
+      if (::kill(foreign, 0) != 0 || ::waitpid(foreign, &status, WNOHANG) != 0) {
+        problems.add("the foreign RouDi did not survive");
+      }
+    }
+    ::kill(foreign, SIGTERM);
+    ::waitpid(foreign, &status, 0);
+    ::unlink("/tmp/foreign.toml");
+    expect_empty("after the foreign RouDi stopped");
+    ::_exit(0);
+  }
+  Reaper reaper{machine};
+  expect_clean_exit(machine, "the test's machine", problems);
+  reaper.pid = 0;
+  EXPECT_EQ(problems.read_all(), "");
 }
 
 }  // namespace
