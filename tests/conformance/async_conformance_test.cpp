@@ -517,6 +517,47 @@ PeerJob blocking_echo_job(bool lossy, bool loaned = false) {
   };
 }
 
+// What filling a channel the peer does not read came to.
+struct Fill {
+  std::uint64_t accepted = 0;
+  std::uint64_t refusals = 0;
+  bool full = false;  // refused for kFullAfter on end
+  std::string error;  // what a send threw
+};
+
+// Sends message after message (`try_one(index)` writes message `index` and
+// tries to send it: whether it went) until they have been refused for
+// kFullAfter, or kFillAttempts tries or kFillBytes were reached.
+template <typename TryOne>
+Fill fill_until_refused(std::size_t size, TryOne try_one) {
+  Fill f;
+  std::optional<Clock::time_point> refusing_since;
+  for (std::uint64_t attempt = 0; attempt < kFillAttempts && f.accepted * size < kFillBytes;
+       ++attempt) {
+    bool ok = false;
+    try {
+      ok = try_one(f.accepted);
+    } catch (const std::exception& e) {
+      f.error = e.what();
+      return f;
+    }
+    if (ok) {
+      ++f.accepted;
+      refusing_since.reset();
+      continue;
+    }
+    ++f.refusals;
+    const auto now = Clock::now();
+    if (!refusing_since) refusing_since = now;
+    if (now - *refusing_since >= kFullAfter) {
+      f.full = true;
+      break;
+    }
+    std::this_thread::sleep_for(100us);
+  }
+  return f;
+}
+
 // The listening side's endpoint and channel; the endpoint outlives the
 // channel, as in the runner.
 struct Connection {
@@ -825,35 +866,15 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
   }
 
   // Fill it while the peer does not read.
-  std::uint64_t accepted = 0;
-  std::uint64_t attempts = 0;
-  std::uint64_t refusals = 0;
-  std::optional<Clock::time_point> refusing_since;
-  bool full = false;
-  while (attempts < kFillAttempts && accepted * size < kFillBytes) {
-    ++attempts;
-    make_message(out, accepted);
-    bool ok = false;
-    try {
-      ok = channel.try_send(out);
-    } catch (const std::exception& e) {
-      FAIL() << "try_send threw while the channel filled up (after " << accepted
-             << " messages): " << e.what();
-    }
-    if (ok) {
-      ++accepted;
-      refusing_since.reset();
-      continue;
-    }
-    ++refusals;
-    const auto now = Clock::now();
-    if (!refusing_since) refusing_since = now;
-    if (now - *refusing_since >= kFullAfter) {
-      full = true;
-      break;
-    }
-    std::this_thread::sleep_for(100us);
-  }
+  const Fill fill = fill_until_refused(size, [&](std::uint64_t i) {
+    make_message(out, i);
+    return channel.try_send(out);
+  });
+  ASSERT_TRUE(fill.error.empty()) << "try_send threw while the channel filled up (after "
+                                  << fill.accepted << " messages): " << fill.error;
+  std::uint64_t accepted = fill.accepted;
+  const std::uint64_t refusals = fill.refusals;
+  const bool full = fill.full;
   const std::string fill_text = std::to_string(accepted) + " messages of " + std::to_string(size) +
                                 " bytes accepted, " + std::to_string(refusals) + " refusals";
   if (!full) {
@@ -982,34 +1003,16 @@ TEST_P(AsyncConformance, RefusedLoanedSendGoesOnceWhenRoomComes) {
   std::vector<std::byte> out(size);
   std::vector<std::byte> in(size);
 
-  std::uint64_t accepted = 0;
-  std::optional<Clock::time_point> refusing_since;
-  bool full = false;
-  for (std::uint64_t attempt = 0; attempt < kFillAttempts && accepted * size < kFillBytes;
-       ++attempt) {
+  const Fill fill = fill_until_refused(size, [&](std::uint64_t i) {
     const std::span<std::byte> message = channel.loan(out, size);
-    ASSERT_EQ(message.size(), size);
-    make_message(message, accepted);
-    bool ok = false;
-    try {
-      ok = channel.try_send_loaned(message);
-    } catch (const std::exception& e) {
-      FAIL() << "try_send_loaned threw while the channel filled up (after " << accepted
-             << " messages): " << e.what();
-    }
-    if (ok) {
-      ++accepted;
-      refusing_since.reset();
-      continue;
-    }
-    const auto now = Clock::now();
-    if (!refusing_since) refusing_since = now;
-    if (now - *refusing_since >= kFullAfter) {
-      full = true;
-      break;
-    }
-    std::this_thread::sleep_for(100us);
-  }
+    if (message.size() != size) throw CheckFailed("a loan of the wrong size");
+    make_message(message, i);
+    return channel.try_send_loaned(message);
+  });
+  ASSERT_TRUE(fill.error.empty()) << "try_send_loaned threw while the channel filled up (after "
+                                  << fill.accepted << " messages): " << fill.error;
+  const std::uint64_t accepted = fill.accepted;
+  const bool full = fill.full;
   ASSERT_TRUE(full) << "try_send_loaned never kept refusing although the peer did not read ("
                     << accepted << " messages of " << size << " bytes accepted)";
 

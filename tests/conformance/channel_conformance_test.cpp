@@ -572,6 +572,24 @@ class ChannelConformance : public conformance::MechanismTest {
     ASSERT_TRUE(reap_peer());
   }
 
+  // A back-to-back burst of mixed sizes each way (`loaned`: through the
+  // loan API on both sides), each message whole and in order.
+  void check_bursts(bool loaned) {
+    const Sequence seq = burst_sequence(caps_);
+    if (seq.max_size > caps_.max_message) {
+      GTEST_SKIP() << "the burst needs " << seq.max_size << "-byte messages; max_message is "
+                   << caps_.max_message;
+    }
+    Connection c = connect_peer(seq.max_size, [seq, loaned](Channel& ch) {
+      receive_sequence(ch, seq, loaned);
+      send_sequence(ch, seq, loaned);
+    });
+    send_sequence(*c.channel, seq, loaned);
+    receive_sequence(*c.channel, seq, loaned);
+    EXPECT_TRUE(reap_peer());  // it has read our last message (see StreamFromPeer...)
+    c.close();
+  }
+
   struct Cycle {
     std::string tag;
     long peer = 0;
@@ -664,21 +682,7 @@ TEST_P(ChannelConformance, LoanedEchoPreservesContentInTheMechanismsOwnMemory) {
 // Guards that loaned messages of mixed sizes stream both ways, back to
 // back, each whole and in order (a loan of another size than the last, a
 // receiver that holds no more than one view).
-TEST_P(ChannelConformance, LoanedBurstsKeepMessageBoundaries) {
-  const Sequence seq = burst_sequence(caps_);
-  if (seq.max_size > caps_.max_message) {
-    GTEST_SKIP() << "the burst needs " << seq.max_size << "-byte messages; max_message is "
-                 << caps_.max_message;
-  }
-  Connection c = connect_peer(seq.max_size, [seq](Channel& ch) {
-    receive_sequence(ch, seq, /*loaned=*/true);
-    send_sequence(ch, seq, /*loaned=*/true);
-  });
-  send_sequence(*c.channel, seq, /*loaned=*/true);
-  receive_sequence(*c.channel, seq, /*loaned=*/true);
-  EXPECT_TRUE(reap_peer());  // it has read our last message (see StreamFromPeer...)
-  c.close();
-}
+TEST_P(ChannelConformance, LoanedBurstsKeepMessageBoundaries) { check_bursts(/*loaned=*/true); }
 
 // Guards that a long stream to the peer arrives complete and in order.
 TEST_P(ChannelConformance, StreamToPeerArrivesInOrder) {
@@ -703,19 +707,7 @@ TEST_P(ChannelConformance, StreamFromPeerArrivesInOrder) {
 // Guards message boundaries: a back-to-back burst of mixed sizes comes out
 // one message per receive, each with exactly its size, both directions.
 TEST_P(ChannelConformance, BurstOfMixedSizesKeepsMessageBoundaries) {
-  const Sequence seq = burst_sequence(caps_);
-  if (seq.max_size > caps_.max_message) {
-    GTEST_SKIP() << "the burst needs " << seq.max_size << "-byte messages; max_message is "
-                 << caps_.max_message;
-  }
-  Connection c = connect_peer(seq.max_size, [seq](Channel& ch) {
-    receive_sequence(ch, seq);
-    send_sequence(ch, seq);
-  });
-  send_sequence(*c.channel, seq);
-  receive_sequence(*c.channel, seq);
-  EXPECT_TRUE(reap_peer());  // it has read our last message (see StreamFromPeer...)
-  c.close();
+  check_bursts(/*loaned=*/false);
 }
 
 // Guards that a message one byte too large for the receive buffer throws
