@@ -621,6 +621,17 @@ class AsyncConformance : public conformance::MechanismTest {
 
   void run_windowed_echo(bool blocking_peer, bool loaned = false);
 
+  // The peer's bye (received into `in`), then both ends closed and the
+  // peer reaped.
+  void expect_bye_then_close(Connection& c, std::span<std::byte> in) {
+    const auto bye = receive_nonblocking(*c.channel, in, 10s);
+    ASSERT_TRUE(bye.has_value()) << "the peer never said bye";
+    EXPECT_TRUE(is_control(std::span(in).first(*bye), kByeMarker)) << "unexpected message";
+    c.channel.reset();
+    c.endpoint.reset();
+    EXPECT_TRUE(reap_peer());
+  }
+
   int tags_ = 0;
 };
 
@@ -963,12 +974,7 @@ TEST_P(AsyncConformance, WouldBlockIsAValueNotAnError) {
   }
   EXPECT_EQ(tries, 1) << "wait_sendable returned true but try_send still refused " << tries - 1
                       << " time(s) after the drain";
-  const auto bye = receive_nonblocking(channel, in, 10s);
-  ASSERT_TRUE(bye.has_value()) << "the peer never said bye";
-  EXPECT_TRUE(is_control(std::span(in).first(*bye), kByeMarker)) << "unexpected message";
-  c.channel.reset();
-  c.endpoint.reset();
-  EXPECT_TRUE(reap_peer());
+  expect_bye_then_close(c, in);
 }
 
 // Guards the refusal of a loaned send (Channel::try_send_loaned): on a
@@ -1027,12 +1033,7 @@ TEST_P(AsyncConformance, RefusedLoanedSendGoesOnceWhenRoomComes) {
     ASSERT_LT(Clock::now(), until) << "the refused loaned message never went after the drain";
     (void)channel.wait_sendable(10ms);
   }
-  const auto bye = receive_nonblocking(channel, in, 10s);
-  ASSERT_TRUE(bye.has_value()) << "the peer never said bye";
-  EXPECT_TRUE(is_control(std::span(in).first(*bye), kByeMarker)) << "unexpected message";
-  c.channel.reset();
-  c.endpoint.reset();
-  EXPECT_TRUE(reap_peer());
+  expect_bye_then_close(c, in);
 }
 
 // Guards that try_receive only ever returns whole messages: a mix of sizes
