@@ -420,26 +420,16 @@ Check check_iceoryx(const Object& o) {
     c.why = "not a name of iceoryx's RouDi or of its runtimes";
     return c;
   }
-  if (const pid_t holder = objects::lock_holder(objects::kRoudiUniqueLock); holder != 0) {
+  if (std::string running = objects::running_roudi(); !running.empty()) {
     c.verdict = Verdict::kNotYet;
-    c.why = "a RouDi runs (process " + std::to_string(holder) + " holds " +
-            objects::kRoudiUniqueLock + "): kept for a clean once it has stopped";
+    c.why = running + ": kept for a clean once it has stopped";
     return c;
   }
   if (!o.name.ends_with("*")) {
-    struct stat st {};
-    if (::lstat(o.name.c_str(), &st) != 0) {
-      c.verdict = Verdict::kGone;
-      return c;
-    }
-    if (st.st_uid != ::geteuid()) {
-      c.why = "belongs to uid " + std::to_string(st.st_uid);
-      return c;
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) {
-      c.why = "neither a file nor a socket";
-      return c;
-    }
+    bool exists = false;
+    c.why = objects::foreign_file(o.name, &exists);
+    if (!exists) c.verdict = Verdict::kGone;
+    if (!exists || !c.why.empty()) return c;
   }
   c.verdict = Verdict::kRemove;
   return c;

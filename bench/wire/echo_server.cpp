@@ -61,24 +61,21 @@ void EchoServer::serve() {
         echo_or_sink(in, h, kind);
         break;
       case Kind::kCount:
-        channel_.release_view();
         reply(h.seq, Kind::kAck, AckPayload{received_});
         break;
       case Kind::kOneWay:
-        channel_.release_view();
         send_oneway(h.seq);
         break;
       case Kind::kStats:
-        channel_.release_view();
         send_stats(h.seq);
         break;
       case Kind::kBye:
-        channel_.release_view();
-        return;
+        return;  // the channel gives the view back as it closes
       default:
         throw ProtocolError("unexpected message kind " + std::to_string(static_cast<int>(kind)) +
                             " (seq " + std::to_string(h.seq) + ")");
     }
+    channel_.release_view();
   }
 }
 
@@ -116,7 +113,6 @@ void EchoServer::echo_or_sink(std::span<const std::byte> in, const MessageHeader
                           std::to_string(h.seq) + ")");
     }
   }
-  channel_.release_view();
   if (kind == Kind::kSinkAck) reply(h.seq, Kind::kAck, AckPayload{received_});
 }
 

@@ -406,7 +406,7 @@ struct Staged {
 };
 
 template <typename Port>
-class IceoryxChannel : public Channel {
+class IceoryxChannel final : public Channel {
  public:
   IceoryxChannel(std::unique_ptr<ice::RuntimeHold> hold, std::unique_ptr<Port> port, pid_t peer,
                  std::size_t max_message, std::uint32_t out_window, std::uint32_t in_window,
@@ -465,35 +465,21 @@ class IceoryxChannel : public Channel {
     }
   }
 
+  // The copying receives: a view, copied out.
   std::size_t receive(std::span<std::byte> buffer) override {
-    for (;;) {
-      if (const auto n = try_receive(buffer)) return *n;
-      wait_for_frames(kSlice);
-    }
+    return copy_out(receive_view(buffer), buffer);
+  }
+  std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
+    const auto view = try_receive_view(buffer);
+    if (!view) return std::nullopt;
+    return copy_out(*view, buffer);
   }
 
   bool try_send(std::span<const std::byte> message) override {
     check_size(message);
-    rethrow_deferred();
-    if (!window_open()) take_all_into_staging();
-    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
-    if (!window_open()) return false;
+    if (!window_open_now()) return false;
     starved_ = !send_frame(Kind::kData, message);
     return !starved_;
-  }
-
-  std::optional<std::size_t> try_receive(std::span<std::byte> buffer) override {
-    release_view();
-    rethrow_deferred();
-    if (!staged_.empty()) return serve_staged(buffer);
-    for (;;) {
-      const void* chunk = take_frame();
-      if (chunk == nullptr) break;
-      if (chunk == kControl) continue;
-      return deliver(chunk, buffer);
-    }
-    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
-    return std::nullopt;
   }
 
   // The message bytes of a chunk loaned for `size` bytes, the same chunk
@@ -523,10 +509,7 @@ class IceoryxChannel : public Channel {
 
   bool try_send_loaned(std::span<const std::byte> loaned) override {
     if (!is_loan(loaned)) return try_send(loaned);
-    rethrow_deferred();
-    if (!window_open()) take_all_into_staging();
-    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
-    if (!window_open()) return false;
+    if (!window_open_now()) return false;
     send_loan();
     return true;
   }
@@ -622,6 +605,16 @@ class IceoryxChannel : public Channel {
 
   bool window_open() const { return c_.out_data - c_.out_reported < out_window_; }
 
+  // A non-blocking send's question: is the window open, once what arrived
+  // has been taken (its reports may open it)? Throws for a closed peer or
+  // an error a credit met.
+  bool window_open_now() {
+    rethrow_deferred();
+    if (!window_open()) take_all_into_staging();
+    if (peer_closed_) throw PeerLost("the iceoryx peer closed its channel");
+    return window_open();
+  }
+
   // One frame out; false when no chunk can be loaned now.
   bool send_frame(Kind kind, std::span<const std::byte> message) {
     void* chunk = port_->loan(sizeof(Frame) + message.size());
@@ -663,8 +656,8 @@ class IceoryxChannel : public Channel {
     if (deferred_) std::rethrow_exception(std::exchange(deferred_, nullptr));
   }
 
-  // Takes one frame: its chunk when it is a message (the caller copies it
-  // out and calls done_with), kControl for any other, nullptr when none is
+  // Takes one frame: its chunk when it is a message (the caller views it
+  // until release_view), kControl for any other, nullptr when none is
   // queued. Checks its order and size.
   const void* take_frame() {
     const void* chunk = port_->take();
@@ -710,20 +703,20 @@ class IceoryxChannel : public Channel {
                         std::to_string(static_cast<std::uint32_t>(f.kind)));
   }
 
-  std::size_t deliver(const void* chunk, std::span<std::byte> buffer) {
-    Frame f;
-    std::memcpy(&f, chunk, sizeof f);
-    if (f.length > buffer.size()) {
-      port_->release(chunk);
-      credit_if_due();
-      throw ProtocolError("iceoryx: message of " + std::to_string(f.length) +
-                          " bytes does not fit the " + std::to_string(buffer.size()) +
-                          "-byte receive buffer");
+  // A viewed message into `buffer` (where a staged one is already), then
+  // its chunk released; nothing is written past `buffer`.
+  std::size_t copy_out(std::span<const std::byte> view, std::span<std::byte> buffer) {
+    if (view.data() != buffer.data()) {
+      if (view.size() > buffer.size()) {
+        release_view();
+        throw ProtocolError("iceoryx: message of " + std::to_string(view.size()) +
+                            " bytes does not fit the " + std::to_string(buffer.size()) +
+                            "-byte receive buffer");
+      }
+      std::memcpy(buffer.data(), view.data(), view.size());
     }
-    std::memcpy(buffer.data(), static_cast<const std::byte*>(chunk) + sizeof f, f.length);
-    port_->release(chunk);
-    credit_if_due();
-    return f.length;
+    release_view();
+    return view.size();
   }
 
   std::size_t serve_staged(std::span<std::byte> buffer) {

@@ -143,6 +143,35 @@ std::string last_lines(const std::string& log) {
   ::_exit(code);
 }
 
+// In a child between fork and exec (async-signal-safe): a private mount
+// namespace with fresh tmpfs on /tmp and /dev/shm. 0, or the exit code of
+// the step that failed (errno says why).
+int make_private_ground(const char* tmpfs_options) {
+  if (::unshare(CLONE_NEWNS) != 0) return kExitUnshare;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return kExitPrivate;
+  if (::mount("ipcbench-iceoryx", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options) != 0) {
+    return kExitTmp;
+  }
+  if (::mount("ipcbench-iceoryx", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options) != 0) {
+    return kExitShm;
+  }
+  return 0;
+}
+
+// What make_private_ground's exit code says failed.
+const char* private_ground_step(int code) {
+  switch (code) {
+    case kExitUnshare:
+      return "unshare(CLONE_NEWNS)";
+    case kExitPrivate:
+      return "making / private";
+    case kExitTmp:
+      return "mounting a tmpfs on /tmp";
+    default:
+      return "mounting a tmpfs on /dev/shm";
+  }
+}
+
 // Whether this process may give RouDi a private mount namespace (unshare
 // and mount: root), probed in a child so this process is left as is; once
 // per process (a forked child probes afresh: it may have dropped rights).
@@ -154,14 +183,7 @@ bool private_namespace_possible() {
   if (probed_by == ::getpid()) return possible;
   const pid_t pid = ::fork();
   if (pid < 0) return false;
-  if (pid == 0) {
-    if (::unshare(CLONE_NEWNS) != 0) ::_exit(kExitUnshare);
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(kExitPrivate);
-    if (::mount("ipcbench-probe", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") != 0) {
-      ::_exit(kExitTmp);
-    }
-    ::_exit(0);
-  }
+  if (pid == 0) ::_exit(make_private_ground("size=1m"));
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -184,15 +206,10 @@ std::string machine_refusal() {
            "touches a RouDi it did not start";
   }
   for (const std::string& name : objects::roudi_names()) {
-    struct stat st {};
-    if (::lstat(name.c_str(), &st) != 0) continue;
-    if (st.st_uid != ::geteuid()) {
-      return name + " belongs to uid " + std::to_string(st.st_uid) +
-             " (another user's RouDi left it): without a private mount namespace (root) a run's "
-             "RouDi needs that name; remove it";
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) {
-      return name + " is neither a file nor a socket, so not RouDi's: remove it";
+    if (std::string why = objects::foreign_file(name); !why.empty()) {
+      return why +
+             ", so not a RouDi of this user's: without a private mount namespace (root) a "
+             "run's RouDi needs that name; remove it";
     }
   }
   return {};
@@ -294,17 +311,8 @@ class Daemon {
       if (::getppid() != parent) ::_exit(kExitExec);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
       if (!machine) {
-        if (::unshare(CLONE_NEWNS) != 0) child_fail(log_fd, "unshare(CLONE_NEWNS)", kExitUnshare);
-        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-          child_fail(log_fd, "making / private", kExitPrivate);
-        }
-        if (::mount("ipcbench-iceoryx", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) !=
-            0) {
-          child_fail(log_fd, "mounting a tmpfs on /tmp", kExitTmp);
-        }
-        if (::mount("ipcbench-iceoryx", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, kTmpfsOptions) !=
-            0) {
-          child_fail(log_fd, "mounting a tmpfs on /dev/shm", kExitShm);
+        if (const int code = make_private_ground(kTmpfsOptions); code != 0) {
+          child_fail(log_fd, private_ground_step(code), code);
         }
       }
       // The log first: the config may already be descriptor 3, which dup2

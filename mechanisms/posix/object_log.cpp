@@ -111,6 +111,24 @@ pid_t lock_holder(const std::string& path) {
   return holder;
 }
 
+std::string running_roudi() {
+  const pid_t holder = lock_holder(kRoudiUniqueLock);
+  if (holder == 0) return "";
+  return "a RouDi runs (process " + std::to_string(holder) + " holds " + kRoudiUniqueLock + ")";
+}
+
+std::string foreign_file(const std::string& path, bool* exists) {
+  struct stat st {};
+  const bool there = ::lstat(path.c_str(), &st) == 0;
+  if (exists != nullptr) *exists = there;
+  if (!there) return "";
+  if (st.st_uid != ::geteuid()) return path + " belongs to uid " + std::to_string(st.st_uid);
+  if (!S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) {
+    return path + " is neither a file nor a socket";
+  }
+  return "";
+}
+
 bool is_iceoryx_name(const std::string& name) {
   for (const std::string& n : roudi_names()) {
     if (n == name) return true;
@@ -126,12 +144,8 @@ namespace {
 
 // Unlinks `path` when it is this user's file or socket; why not, else empty.
 std::string unlink_ours(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return "";
-  if (st.st_uid != ::geteuid()) return path + " belongs to uid " + std::to_string(st.st_uid);
-  if (!S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) {
-    return path + " is neither a file nor a socket";
-  }
+  bool exists = false;
+  if (std::string why = foreign_file(path, &exists); !why.empty() || !exists) return why;
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return path + ": " + std::strerror(errno);
   }
@@ -142,9 +156,7 @@ std::string unlink_ours(const std::string& path) {
 
 std::string remove_iceoryx_name(const std::string& name) {
   if (!is_iceoryx_name(name)) return name + " is not a name of iceoryx's";
-  if (const pid_t holder = lock_holder(kRoudiUniqueLock); holder != 0) {
-    return "a RouDi runs (process " + std::to_string(holder) + " holds " + kRoudiUniqueLock + ")";
-  }
+  if (std::string running = running_roudi(); !running.empty()) return running;
   if (!name.ends_with("*")) return unlink_ours(name);
   const std::string stem =
       name.substr(std::strlen("/tmp/"), name.size() - 1 - std::strlen("/tmp/"));

@@ -128,6 +128,13 @@ std::string roudi_runtime_prefix(pid_t roudi);  // "/tmp/ipcbench-r<pid>-"
 // device and inode, so nothing is taken to find out); 0 when none does or
 // there is no such file.
 pid_t lock_holder(const std::string& path);
+// "a RouDi runs (process N holds /tmp/iox-unique-roudi.lock)" while one
+// does, else empty: its names are then that RouDi's.
+std::string running_roudi();
+// Why the file at `path` cannot be one that a RouDi of this user's made
+// (another user's; or neither a file nor a socket: a symlink, directory,
+// device), else empty; `exists` says whether there is a file at all.
+std::string foreign_file(const std::string& path, bool* exists = nullptr);
 // Whether `name` is one of those: a roudi_names() entry, or a runtime
 // prefix and "*".
 bool is_iceoryx_name(const std::string& name);
